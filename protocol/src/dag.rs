@@ -1,0 +1,1 @@
+//! DAG rules: missing ancestry, heads, last-writer-wins and merges. (Being written.)
