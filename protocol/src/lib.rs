@@ -12,7 +12,10 @@ pub mod fingerprint;
 pub mod hlc;
 pub mod key;
 pub mod memory;
+pub mod message;
+pub mod reconcile;
 pub mod store;
+pub mod transcript;
 
 pub use action::{Action, ObjectId, Op};
 pub use entry::{EntryError, LogEntry, Signature};
@@ -20,6 +23,7 @@ pub use fingerprint::{Aggregate, Fingerprint};
 pub use hlc::{Hlc, HlcClock, HlcError, SystemClock, WallClock};
 pub use key::{EntryKey, Hash, NodeId, Range};
 pub use memory::MemoryStore;
+pub use reconcile::{Config, Message, ReconcileError, Reconciler, Stats, Step};
 pub use store::{RangeStore, StoreError};
 
 pub use ed25519_dalek::SigningKey;

@@ -1,0 +1,708 @@
+//! The reconciliation wire format: a message is a tag byte followed by parts, each covering a
+//! half-open range of the key space that starts where the previous part ended.
+//!
+//! `spec/SPEC.md` ("Reconciliation messages") is the normative description of every byte; this
+//! module is its only implementation. Decoding is strict: every accepted message re-encodes to
+//! the same bytes, and nothing a peer sends can make the decoder panic or allocate more than a
+//! small multiple of the input.
+
+use crate::fingerprint::{Fingerprint, FINGERPRINT_LEN};
+use crate::hlc::Hlc;
+use crate::key::{EntryKey, Hash};
+
+/// First byte of every oplog-sync v1 reconciliation message.
+pub const MESSAGE_TAG: u8 = 0x01;
+/// Most items a list, key or index payload may carry.
+pub const MAX_LIST_ITEMS: usize = 256;
+
+/// Part modes, the low three bits of a part's header byte.
+pub(crate) mod mode {
+    pub const SKIP: u8 = 0;
+    pub const FINGERPRINT: u8 = 1;
+    pub const PREFIX_LIST: u8 = 2;
+    pub const FULL_LIST: u8 = 3;
+    pub const RESOLVE: u8 = 4;
+    pub const KEYS: u8 = 5;
+}
+
+/// What a part says about its range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// Nothing more to say about this range: agreed, or settled.
+    Skip,
+    /// The sender's fingerprint of the range; the receiver compares it with its own.
+    Fingerprint(Fingerprint),
+    /// Short hash prefixes of every key the sender holds in the range, in key order; the
+    /// receiver answers with [`Payload::Resolve`] (or splits the range).
+    PrefixList {
+        /// Bytes per prefix, 1 to 32.
+        len: u8,
+        /// `count * len` bytes.
+        prefixes: Vec<u8>,
+    },
+    /// Every key the sender holds in the range, in full; the receiver answers with
+    /// [`Payload::Resolve`] (or splits the range).
+    FullList(Vec<EntryKey>),
+    /// The answer to a list: which list positions the sender lacks, and the sender's keys in
+    /// the range that the list did not cover.
+    Resolve {
+        /// Strictly ascending 0-based positions in the list being answered.
+        missing: Vec<u32>,
+        /// Keys the list's sender lacks, ascending.
+        keys: Vec<EntryKey>,
+    },
+    /// The last word on a resolved range: full keys of the listed items the receiver lacks.
+    Keys(Vec<EntryKey>),
+}
+
+impl Payload {
+    pub(crate) fn mode(&self) -> u8 {
+        match self {
+            Payload::Skip => mode::SKIP,
+            Payload::Fingerprint(_) => mode::FINGERPRINT,
+            Payload::PrefixList { .. } => mode::PREFIX_LIST,
+            Payload::FullList(_) => mode::FULL_LIST,
+            Payload::Resolve { .. } => mode::RESOLVE,
+            Payload::Keys(_) => mode::KEYS,
+        }
+    }
+
+    /// Whether the part asks the receiver for an answer.
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self,
+            Payload::Fingerprint(_)
+                | Payload::PrefixList { .. }
+                | Payload::FullList(_)
+                | Payload::Resolve { .. }
+        )
+    }
+
+    /// A short name for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Payload::Skip => "Skip",
+            Payload::Fingerprint(_) => "Fingerprint",
+            Payload::PrefixList { .. } => "PrefixList",
+            Payload::FullList(_) => "FullList",
+            Payload::Resolve { .. } => "Resolve",
+            Payload::Keys(_) => "Keys",
+        }
+    }
+}
+
+/// One part of a message: a range ending at `upper` (exclusive; `None` = end of the key
+/// space) and what the sender says about it. The range starts where the previous part ended,
+/// or at the smallest key for the first part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Part {
+    /// Exclusive upper bound of the part's range.
+    pub upper: Option<EntryKey>,
+    /// What the part says.
+    pub payload: Payload,
+}
+
+/// Why bytes are not a valid message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The message is empty or does not start with [`MESSAGE_TAG`].
+    #[error("not an oplog-sync v1 reconciliation message (first byte {0:?}, expected 0x01)")]
+    BadTag(Option<u8>),
+    /// The input ended inside a field.
+    #[error("message truncated while reading {0}")]
+    Truncated(&'static str),
+    /// A varint is over-long, longer than 10 bytes or larger than 2^64 - 1.
+    #[error("invalid varint while reading {0}")]
+    BadVarint(&'static str),
+    /// A mode the v1 format does not define.
+    #[error("unknown part mode {0}")]
+    UnknownMode(u8),
+    /// A bound is not canonical, not above the previous one, or follows the end bound.
+    #[error("invalid bound: {0}")]
+    BadBound(&'static str),
+    /// A list or key payload is malformed (too long, out of order, outside its range).
+    #[error("invalid {what}: {why}")]
+    BadPayload {
+        /// The payload kind.
+        what: &'static str,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A Skip part follows a Skip part, or the message ends with a Skip part: both have a
+    /// shorter canonical form.
+    #[error("non-canonical skip parts")]
+    NonCanonicalSkip,
+}
+
+// ---------------------------------------------------------------------------------------------
+// varints: unsigned LEB128, canonical (no over-long forms)
+
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[cfg(test)]
+pub(crate) fn varint_len(v: u64) -> usize {
+    let bits = 64 - v.leading_zeros() as usize;
+    bits.max(1).div_ceil(7)
+}
+
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    pub(crate) fn byte(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        let b = *self.buf.get(self.pos).ok_or(DecodeError::Truncated(what))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    pub(crate) fn bytes(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        if self.remaining() < n {
+            return Err(DecodeError::Truncated(what));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    pub(crate) fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let b = self.byte(what)?;
+            let chunk = (b & 0x7f) as u64;
+            if i == 9 && b > 1 {
+                return Err(DecodeError::BadVarint(what));
+            }
+            v |= chunk << (7 * i);
+            if b & 0x80 == 0 {
+                if i > 0 && b == 0 {
+                    return Err(DecodeError::BadVarint(what));
+                }
+                return Ok(v);
+            }
+        }
+        Err(DecodeError::BadVarint(what))
+    }
+
+    /// A count of items each at least `min_item_bytes` long, checked against what is left.
+    fn count(&mut self, what: &'static str, min_item_bytes: usize) -> Result<usize, DecodeError> {
+        let n = self.varint(what)?;
+        if n > MAX_LIST_ITEMS as u64 {
+            return Err(DecodeError::BadPayload {
+                what,
+                why: "more than 256 items",
+            });
+        }
+        let n = n as usize;
+        if n * min_item_bytes > self.remaining() {
+            return Err(DecodeError::Truncated(what));
+        }
+        Ok(n)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// bounds
+
+/// The shortest bound `b` with `pred < b <= item`, the split point between two adjacent keys.
+///
+/// If the HLCs differ the bound is `(pred.hlc + 1, empty prefix)`; otherwise it is the item's
+/// HLC with the shortest hash prefix that exceeds `pred`'s hash.
+pub fn separator(pred: &EntryKey, item: &EntryKey) -> EntryKey {
+    debug_assert!(pred < item);
+    if pred.hlc < item.hlc {
+        return EntryKey::new(Hlc(pred.hlc.0 + 1), Hash::ZERO);
+    }
+    let i = pred
+        .hash
+        .0
+        .iter()
+        .zip(item.hash.0.iter())
+        .position(|(a, b)| a != b)
+        .unwrap_or(31);
+    let mut hash = [0u8; 32];
+    hash[..=i].copy_from_slice(&item.hash.0[..=i]);
+    EntryKey::new(item.hlc, Hash(hash))
+}
+
+/// Bytes of a bound's hash prefix: the hash without its trailing zero bytes.
+fn prefix_len(key: &EntryKey) -> usize {
+    32 - key.hash.0.iter().rev().take_while(|b| **b == 0).count()
+}
+
+// ---------------------------------------------------------------------------------------------
+// encoding
+
+/// Builds a message part by part, merging adjacent Skip parts and dropping a trailing one.
+/// A saved encoder position.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mark {
+    len: usize,
+    prev_hlc: u64,
+    lower: EntryKey,
+    ended: bool,
+    skip_upper: Option<Option<EntryKey>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Encoder {
+    buf: Vec<u8>,
+    prev_hlc: u64,
+    /// The lower bound of the next part: the previous part's upper bound.
+    lower: EntryKey,
+    ended: bool,
+    skip_upper: Option<Option<EntryKey>>,
+}
+
+impl Encoder {
+    pub(crate) fn new() -> Self {
+        Encoder {
+            buf: vec![MESSAGE_TAG],
+            prev_hlc: 0,
+            lower: EntryKey::MIN,
+            ended: false,
+            skip_upper: None,
+        }
+    }
+
+    /// Encoded length so far, not counting a pending Skip that a later part would flush.
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// A point to [`Encoder::rollback`] to.
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            len: self.buf.len(),
+            prev_hlc: self.prev_hlc,
+            lower: self.lower,
+            ended: self.ended,
+            skip_upper: self.skip_upper,
+        }
+    }
+
+    /// Forgets every part pushed since `mark`.
+    pub(crate) fn rollback(&mut self, mark: Mark) {
+        self.buf.truncate(mark.len);
+        self.prev_hlc = mark.prev_hlc;
+        self.lower = mark.lower;
+        self.ended = mark.ended;
+        self.skip_upper = mark.skip_upper;
+    }
+
+    pub(crate) fn push(&mut self, part: &Part) {
+        if let Payload::Skip = part.payload {
+            self.skip_upper = Some(part.upper);
+            return;
+        }
+        self.flush_skip();
+        self.write(part);
+    }
+
+    fn flush_skip(&mut self) {
+        if let Some(upper) = self.skip_upper.take() {
+            self.write(&Part {
+                upper,
+                payload: Payload::Skip,
+            });
+        }
+    }
+
+    fn write(&mut self, part: &Part) {
+        debug_assert!(!self.ended, "part after the end bound");
+        let out = &mut self.buf;
+        let plen = part.upper.as_ref().map_or(0, prefix_len);
+        let field = plen.min(31) as u8;
+        out.push(part.payload.mode() | (field << 3));
+        if field == 31 {
+            out.push(plen as u8);
+        }
+        match part.upper {
+            None => put_varint(out, 0),
+            Some(u) => {
+                put_varint(out, u.hlc.0 - self.prev_hlc + 1);
+                out.extend_from_slice(&u.hash.0[..plen]);
+            }
+        }
+        let lower_hlc = self.lower.hlc.0;
+        match &part.payload {
+            Payload::Skip => {}
+            Payload::Fingerprint(fp) => out.extend_from_slice(&fp.0),
+            Payload::PrefixList { len, prefixes } => {
+                out.push(*len);
+                put_varint(out, (prefixes.len() / *len as usize) as u64);
+                out.extend_from_slice(prefixes);
+            }
+            Payload::FullList(keys) | Payload::Keys(keys) => put_keys(out, lower_hlc, keys),
+            Payload::Resolve { missing, keys } => {
+                put_varint(out, missing.len() as u64);
+                let mut next = 0u64;
+                for &m in missing {
+                    put_varint(out, m as u64 - next);
+                    next = m as u64 + 1;
+                }
+                put_keys(out, lower_hlc, keys);
+            }
+        }
+        match part.upper {
+            None => self.ended = true,
+            Some(u) => {
+                self.prev_hlc = u.hlc.0;
+                self.lower = u;
+            }
+        }
+    }
+
+    /// The finished message bytes (a trailing Skip is implicit and dropped).
+    pub(crate) fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+fn put_keys(out: &mut Vec<u8>, lower_hlc: u64, keys: &[EntryKey]) {
+    put_varint(out, keys.len() as u64);
+    let mut prev = lower_hlc;
+    for k in keys {
+        put_varint(out, k.hlc.0 - prev);
+        out.extend_from_slice(&k.hash.0);
+        prev = k.hlc.0;
+    }
+}
+
+/// Encodes parts into a message. Parts must have strictly increasing upper bounds, with only
+/// the last allowed to be `None`.
+pub fn encode(parts: &[Part]) -> Vec<u8> {
+    let mut enc = Encoder::new();
+    for p in parts {
+        enc.push(p);
+    }
+    enc.finish()
+}
+
+// ---------------------------------------------------------------------------------------------
+// decoding
+
+/// Decodes and validates a message into its parts.
+pub fn decode(bytes: &[u8]) -> Result<Vec<Part>, DecodeError> {
+    let mut r = Reader::new(bytes);
+    match r.byte("tag") {
+        Ok(MESSAGE_TAG) => {}
+        Ok(b) => return Err(DecodeError::BadTag(Some(b))),
+        Err(_) => return Err(DecodeError::BadTag(None)),
+    }
+    let mut parts: Vec<Part> = Vec::new();
+    let mut lower = EntryKey::MIN;
+    let mut prev_hlc = 0u64;
+    let mut ended = false;
+    while !r.is_empty() {
+        if ended {
+            return Err(DecodeError::BadBound("a part follows the end bound"));
+        }
+        let header = r.byte("part header")?;
+        let m = header & 7;
+        let mut plen = (header >> 3) as usize;
+        if plen == 31 {
+            plen = r.byte("bound prefix length")? as usize;
+            if !(31..=32).contains(&plen) {
+                return Err(DecodeError::BadBound(
+                    "escaped prefix length must be 31 or 32",
+                ));
+            }
+        }
+        let t = r.varint("bound hlc")?;
+        let upper = if t == 0 {
+            if plen != 0 {
+                return Err(DecodeError::BadBound("end bound with a hash prefix"));
+            }
+            ended = true;
+            None
+        } else {
+            let hlc = prev_hlc
+                .checked_add(t - 1)
+                .ok_or(DecodeError::BadBound("hlc overflows"))?;
+            let mut hash = [0u8; 32];
+            hash[..plen].copy_from_slice(r.bytes(plen, "bound prefix")?);
+            if plen > 0 && hash[plen - 1] == 0 {
+                return Err(DecodeError::BadBound("prefix ends in a zero byte"));
+            }
+            let key = EntryKey::new(Hlc(hlc), Hash(hash));
+            if key <= lower {
+                return Err(DecodeError::BadBound("bound not above the previous one"));
+            }
+            prev_hlc = hlc;
+            Some(key)
+        };
+        let payload = match m {
+            mode::SKIP => {
+                if matches!(
+                    parts.last(),
+                    Some(Part {
+                        payload: Payload::Skip,
+                        ..
+                    })
+                ) {
+                    return Err(DecodeError::NonCanonicalSkip);
+                }
+                Payload::Skip
+            }
+            mode::FINGERPRINT => {
+                let mut fp = [0u8; FINGERPRINT_LEN];
+                fp.copy_from_slice(r.bytes(FINGERPRINT_LEN, "fingerprint")?);
+                Payload::Fingerprint(Fingerprint(fp))
+            }
+            mode::PREFIX_LIST => {
+                let len = r.byte("prefix length")?;
+                if !(1..=32).contains(&len) {
+                    return Err(DecodeError::BadPayload {
+                        what: "prefix list",
+                        why: "prefix length must be 1 to 32",
+                    });
+                }
+                let n = r.count("prefix list", len as usize)?;
+                let prefixes = r.bytes(n * len as usize, "prefixes")?.to_vec();
+                Payload::PrefixList { len, prefixes }
+            }
+            mode::FULL_LIST => Payload::FullList(read_keys(&mut r, lower, upper, "full list")?),
+            mode::RESOLVE => {
+                let n = r.count("resolve positions", 1)?;
+                let mut missing = Vec::with_capacity(n);
+                let mut next = 0u64;
+                for _ in 0..n {
+                    let gap = r.varint("resolve position")?;
+                    let pos = next
+                        .checked_add(gap)
+                        .filter(|p| *p < MAX_LIST_ITEMS as u64)
+                        .ok_or(DecodeError::BadPayload {
+                            what: "resolve",
+                            why: "position beyond the longest list",
+                        })?;
+                    missing.push(pos as u32);
+                    next = pos + 1;
+                }
+                let keys = read_keys(&mut r, lower, upper, "resolve keys")?;
+                Payload::Resolve { missing, keys }
+            }
+            mode::KEYS => Payload::Keys(read_keys(&mut r, lower, upper, "keys")?),
+            other => return Err(DecodeError::UnknownMode(other)),
+        };
+        if let Some(u) = upper {
+            lower = u;
+        }
+        parts.push(Part { upper, payload });
+    }
+    if matches!(
+        parts.last(),
+        Some(Part {
+            payload: Payload::Skip,
+            ..
+        })
+    ) {
+        return Err(DecodeError::NonCanonicalSkip);
+    }
+    Ok(parts)
+}
+
+fn read_keys(
+    r: &mut Reader<'_>,
+    lower: EntryKey,
+    upper: Option<EntryKey>,
+    what: &'static str,
+) -> Result<Vec<EntryKey>, DecodeError> {
+    let n = r.count(what, 33)?;
+    let mut keys = Vec::with_capacity(n);
+    let mut prev_hlc = lower.hlc.0;
+    let mut prev: Option<EntryKey> = None;
+    for _ in 0..n {
+        let d = r.varint(what)?;
+        let hlc = prev_hlc.checked_add(d).ok_or(DecodeError::BadPayload {
+            what,
+            why: "hlc overflows",
+        })?;
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(r.bytes(32, what)?);
+        let key = EntryKey::new(Hlc(hlc), Hash(hash));
+        if key < lower || upper.is_some_and(|u| key >= u) {
+            return Err(DecodeError::BadPayload {
+                what,
+                why: "key outside the part's range",
+            });
+        }
+        if prev.is_some_and(|p| key <= p) {
+            return Err(DecodeError::BadPayload {
+                what,
+                why: "keys not strictly ascending",
+            });
+        }
+        prev = Some(key);
+        prev_hlc = hlc;
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(h: u64, b: u8) -> EntryKey {
+        let mut hash = [b; 32];
+        hash[31] = 7;
+        EntryKey::new(h, hash)
+    }
+
+    #[test]
+    fn varint_canonical() {
+        for v in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
+            let mut b = Vec::new();
+            put_varint(&mut b, v);
+            assert_eq!(b.len(), varint_len(v));
+            assert_eq!(Reader::new(&b).varint("v").unwrap(), v);
+        }
+        assert!(Reader::new(&[0x80, 0x00]).varint("v").is_err());
+        assert!(Reader::new(&[0xff; 10]).varint("v").is_err());
+        assert!(
+            Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02])
+                .varint("v")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn separator_is_between_and_short() {
+        let a = key(10, 1);
+        let b = key(20, 0);
+        assert_eq!(separator(&a, &b), EntryKey::new(11, [0; 32]));
+        let c = EntryKey::new(
+            5,
+            [
+                1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                0, 0, 0, 0,
+            ],
+        );
+        let mut dh = c.hash.0;
+        dh[2] = 9;
+        dh[30] = 4;
+        let d = EntryKey::new(5, dh);
+        let s = separator(&c, &d);
+        assert!(c < s && s <= d);
+        assert_eq!(prefix_len(&s), 3);
+    }
+
+    #[test]
+    fn round_trip_every_mode() {
+        let parts = vec![
+            Part {
+                upper: Some(key(100, 0)),
+                payload: Payload::Skip,
+            },
+            Part {
+                upper: Some(key(200, 3)),
+                payload: Payload::Fingerprint(Fingerprint([9; 16])),
+            },
+            Part {
+                upper: Some(key(300, 0)),
+                payload: Payload::PrefixList {
+                    len: 2,
+                    prefixes: vec![1, 2, 3, 4],
+                },
+            },
+            Part {
+                upper: Some(key(400, 0)),
+                payload: Payload::FullList(vec![key(300, 5), key(399, 1)]),
+            },
+            Part {
+                upper: Some(key(500, 0)),
+                payload: Payload::Resolve {
+                    missing: vec![0, 3, 255],
+                    keys: vec![key(450, 1)],
+                },
+            },
+            Part {
+                upper: None,
+                payload: Payload::Keys(vec![key(600, 1), key(600, 2)]),
+            },
+        ];
+        let bytes = encode(&parts);
+        assert_eq!(decode(&bytes).unwrap(), parts);
+    }
+
+    #[test]
+    fn skips_merge_and_trailing_skip_is_implicit() {
+        let parts = vec![
+            Part {
+                upper: Some(key(1, 0)),
+                payload: Payload::Skip,
+            },
+            Part {
+                upper: Some(key(2, 0)),
+                payload: Payload::Skip,
+            },
+            Part {
+                upper: Some(key(3, 0)),
+                payload: Payload::Fingerprint(Fingerprint([1; 16])),
+            },
+            Part {
+                upper: None,
+                payload: Payload::Skip,
+            },
+        ];
+        let decoded = decode(&encode(&parts)).unwrap();
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded[0].upper, Some(key(2, 0)));
+        assert_eq!(encode(&[]), vec![MESSAGE_TAG]);
+        assert_eq!(decode(&[MESSAGE_TAG]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert_eq!(decode(&[]), Err(DecodeError::BadTag(None)));
+        assert_eq!(decode(&[0x61]), Err(DecodeError::BadTag(Some(0x61))));
+        assert_eq!(decode(&[1, 7, 1]), Err(DecodeError::UnknownMode(7)));
+        // Skip to the end is non-canonical
+        assert_eq!(decode(&[1, 0, 0]), Err(DecodeError::NonCanonicalSkip));
+        // bound not increasing: two fingerprints at the same bound
+        let mut b = vec![1, 1, 5];
+        b.extend([0; 16]);
+        b.extend([1, 1]);
+        b.extend([0; 16]);
+        assert!(matches!(decode(&b), Err(DecodeError::BadBound(_))));
+        // a count larger than the input
+        assert!(matches!(
+            decode(&[1, 5, 0, 0x80, 0x02]),
+            Err(DecodeError::BadPayload { .. }) | Err(DecodeError::Truncated(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut b = bytes.clone();
+            if let Some(first) = b.first_mut() { *first = MESSAGE_TAG; }
+            if let Ok(parts) = decode(&b) {
+                // whatever decodes re-encodes to the same bytes
+                prop_assert_eq!(encode(&parts), b);
+            }
+            let _ = decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,712 @@
+//! The reconciliation state machine: two peers find out which keys each lacks by exchanging
+//! [`Message`]s, recursively splitting ranges whose fingerprints differ.
+//!
+//! The machine never touches a socket or a clock: [`Reconciler::initiate`] produces the first
+//! message, [`Reconciler::handle`] consumes one and returns a [`Step`] with the reply to send
+//! (if any) and the differences learned. The caller moves bytes, like `quinn` drives
+//! `quinn-proto`.
+//!
+//! ```
+//! use oplog_protocol::{EntryKey, MemoryStore, Reconciler, Config};
+//!
+//! let a: MemoryStore = (1..=1000u64).map(|i| EntryKey::new(i, [1; 32])).collect();
+//! let b: MemoryStore = (1..=1000u64).filter(|i| i % 100 != 0).map(|i| EntryKey::new(i, [1; 32])).collect();
+//!
+//! let mut alice = Reconciler::new(Config::default()).unwrap();
+//! let mut bob = Reconciler::new(Config::default()).unwrap();
+//! let mut msg = Some(alice.initiate(&a).unwrap());
+//! let (mut alice_has, mut bob_needs) = (Vec::new(), Vec::new());
+//! let mut turn = 0;
+//! while let Some(m) = msg.take() {
+//!     let step = if turn % 2 == 0 { bob.handle(&b, &m).unwrap() } else { alice.handle(&a, &m).unwrap() };
+//!     if turn % 2 == 0 { bob_needs.extend(step.need) } else { alice_has.extend(step.have) }
+//!     msg = step.reply;
+//!     turn += 1;
+//! }
+//! bob_needs.sort();
+//! alice_has.sort();
+//! assert_eq!(bob_needs.len(), 10);
+//! assert_eq!(alice_has, bob_needs);
+//! assert!(alice.is_done() && bob.is_done());
+//! ```
+
+use std::collections::BTreeMap;
+
+use tracing::{debug, trace};
+
+use crate::fingerprint::{Aggregate, Fingerprint};
+use crate::key::{EntryKey, Range};
+use crate::message::{self, DecodeError, Encoder, Part, Payload, MAX_LIST_ITEMS};
+use crate::store::{RangeStore, StoreError};
+
+/// The smallest message size limit a [`Config`] may set; every part the reconciler produces
+/// fits in it with room to spare.
+pub const MIN_MESSAGE_BYTES: usize = 4096;
+
+/// Tuning of a reconciler. Both peers may use different values; the wire format carries
+/// everything the other side needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Most parts a differing range is split into (2 to 32; default 16).
+    pub branching: usize,
+    /// A side that holds at most this many keys in a differing range lists them instead of
+    /// splitting; ranges are split into parts of about this many keys (1 to 64; default 32).
+    pub list_threshold: usize,
+    /// Bytes of each hash prefix in a prefix list (1 to 32; default 4). A prefix collision is
+    /// caught by the fingerprint check and costs one extra round trip for that range.
+    pub prefix_len: u8,
+    /// Largest message this side sends, in bytes; ranges that do not fit are carried into the
+    /// next round. `None`: no limit. At least [`MIN_MESSAGE_BYTES`].
+    pub max_message_bytes: Option<usize>,
+    /// Whether the first message already splits the whole key space (saving half a round trip
+    /// when the sets differ) rather than sending one fingerprint of everything (cheapest when
+    /// they are equal).
+    pub initial_split: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            branching: 16,
+            list_threshold: 32,
+            prefix_len: 4,
+            max_message_bytes: None,
+            initial_split: true,
+        }
+    }
+}
+
+impl Config {
+    /// Checks that every value is in range.
+    pub fn validate(&self) -> Result<(), ReconcileError> {
+        let bad = |why: String| Err(ReconcileError::Config(why));
+        if !(2..=32).contains(&self.branching) {
+            return bad(format!("branching is {}; use 2 to 32", self.branching));
+        }
+        if !(1..=64).contains(&self.list_threshold) {
+            return bad(format!(
+                "list_threshold is {}; use 1 to 64",
+                self.list_threshold
+            ));
+        }
+        if !(1..=32).contains(&self.prefix_len) {
+            return bad(format!("prefix_len is {}; use 1 to 32", self.prefix_len));
+        }
+        if let Some(m) = self.max_message_bytes {
+            if m < MIN_MESSAGE_BYTES {
+                return bad(format!(
+                    "max_message_bytes is {m}; it must be at least {MIN_MESSAGE_BYTES}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a reconciliation session failed. The session is over; nothing was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The configuration is out of range.
+    #[error("invalid reconciler configuration: {0}")]
+    Config(String),
+    /// The peer's message is malformed.
+    #[error("malformed message from peer: {0}")]
+    Decode(#[from] DecodeError),
+    /// The peer sent a part that does not fit the session's state (a Resolve for a range we
+    /// never listed, a position beyond our list, ...): a broken or hostile peer.
+    #[error("protocol violation by peer: {0}")]
+    Protocol(String),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `initiate` was called twice, or `handle` after the session ended.
+    #[error("reconciler misuse: {0}")]
+    Misuse(&'static str),
+}
+
+/// A reconciliation message: the bytes to put in one frame.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message(Vec<u8>);
+
+impl Message {
+    /// Wraps received bytes; they are validated by [`Reconciler::handle`].
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Message(bytes)
+    }
+
+    /// The encoded bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Consumes the message, returning its bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// Encoded length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the message has no bytes (never true for a message this crate produced).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Decodes the parts, for inspection and logging.
+    pub fn parts(&self) -> Result<Vec<Part>, DecodeError> {
+        message::decode(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Message({} bytes)", self.0.len())
+    }
+}
+
+/// What one handled message produced.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// The message to send back, if the peer expects one.
+    pub reply: Option<Message>,
+    /// Keys this side holds and the peer lacks, learned in this step.
+    pub have: Vec<EntryKey>,
+    /// Keys the peer holds and this side lacks, learned in this step.
+    pub need: Vec<EntryKey>,
+}
+
+/// Counters of one session, for logs and benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages sent.
+    pub messages_sent: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Messages received.
+    pub messages_received: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Prefix lists whose fingerprint check failed and were resent in full.
+    pub prefix_collisions: u64,
+    /// Times a message limit carried ranges into the next round.
+    pub carried_over: u64,
+}
+
+/// A range this side is waiting on.
+#[derive(Debug)]
+enum Pending {
+    /// We listed our keys in the range in answer to the peer's fingerprint; a Resolve is due.
+    Listed {
+        end: Option<EntryKey>,
+        peer_fp: Fingerprint,
+        keys: Vec<EntryKey>,
+        full: bool,
+    },
+    /// We resolved the peer's prefix list; Keys (or a Skip meaning "no keys") is due.
+    Resolved {
+        end: Option<EntryKey>,
+        mine_only: Vec<EntryKey>,
+        /// Prefixes of the listed keys we lack, whose full keys the Keys part must carry.
+        wanted: Vec<Vec<u8>>,
+    },
+}
+
+impl Pending {
+    fn end(&self) -> Option<EntryKey> {
+        match self {
+            Pending::Listed { end, .. } | Pending::Resolved { end, .. } => *end,
+        }
+    }
+}
+
+/// One side of a reconciliation session.
+#[derive(Debug)]
+pub struct Reconciler {
+    config: Config,
+    /// Ranges awaiting an answer, by start key; disjoint.
+    pending: BTreeMap<EntryKey, Pending>,
+    started: bool,
+    done: bool,
+    stats: Stats,
+}
+
+/// The output being built for one reply, with its effects held until the part is committed.
+struct Out {
+    parts: Vec<Part>,
+    have: Vec<EntryKey>,
+    need: Vec<EntryKey>,
+    pending: Vec<(EntryKey, Pending)>,
+    collisions: u64,
+}
+
+impl Out {
+    fn new() -> Self {
+        Out {
+            parts: Vec::new(),
+            have: Vec::new(),
+            need: Vec::new(),
+            pending: Vec::new(),
+            collisions: 0,
+        }
+    }
+
+    fn part(&mut self, upper: Option<EntryKey>, payload: Payload) {
+        self.parts.push(Part { upper, payload });
+    }
+}
+
+impl Reconciler {
+    /// A reconciler with `config`, which is validated.
+    pub fn new(config: Config) -> Result<Self, ReconcileError> {
+        config.validate()?;
+        Ok(Reconciler {
+            config,
+            pending: BTreeMap::new(),
+            started: false,
+            done: false,
+            stats: Stats::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Session counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Whether the session is over: nothing is pending and no reply is expected.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The first message of a session, for the side that opens it.
+    pub fn initiate<S: RangeStore + ?Sized>(
+        &mut self,
+        store: &S,
+    ) -> Result<Message, ReconcileError> {
+        if self.started {
+            return Err(ReconcileError::Misuse(
+                "initiate called on a started session",
+            ));
+        }
+        self.started = true;
+        let mut out = Out::new();
+        let count = store.count(&Range::FULL)?;
+        if self.config.initial_split && count > self.config.list_threshold as u64 {
+            self.split(store, &Range::FULL, count, &mut out)?;
+        } else {
+            out.part(None, Payload::Fingerprint(store.fingerprint(&Range::FULL)?));
+        }
+        let msg = Message(message::encode(&out.parts));
+        self.sent(&msg);
+        debug!(bytes = msg.len(), count, "reconcile: initiate");
+        Ok(msg)
+    }
+
+    fn sent(&mut self, msg: &Message) {
+        self.stats.messages_sent += 1;
+        self.stats.bytes_sent += msg.len() as u64;
+    }
+
+    /// Handles a message from the peer and returns the reply (if one is due) and the
+    /// differences learned. After an error the session must be abandoned.
+    pub fn handle<S: RangeStore + ?Sized>(
+        &mut self,
+        store: &S,
+        msg: &Message,
+    ) -> Result<Step, ReconcileError> {
+        if self.done {
+            return Err(ReconcileError::Misuse(
+                "message received after the session ended",
+            ));
+        }
+        self.started = true;
+        self.stats.messages_received += 1;
+        self.stats.bytes_received += msg.len() as u64;
+        let parts = message::decode(&msg.0)?;
+        let expects_reply = parts.iter().any(|p| p.payload.is_open());
+        trace!(
+            parts = parts.len(),
+            bytes = msg.len(),
+            "reconcile: received"
+        );
+
+        let limit = self.config.max_message_bytes.unwrap_or(usize::MAX);
+        let mut enc = Encoder::new();
+        let mut step = Step::default();
+        let mut reply_open = false;
+        let mut lower = EntryKey::MIN;
+        // the implicit trailing Skip up to the end of the key space
+        let tail = parts
+            .last()
+            .is_none_or(|p| p.upper.is_some())
+            .then_some(Part {
+                upper: None,
+                payload: Payload::Skip,
+            });
+        for part in parts.iter().chain(tail.iter()) {
+            let range = Range::new(lower, part.upper);
+            let mut out = Out::new();
+            self.answer(store, &range, &part.payload, &mut out)?;
+            let mark = enc.mark();
+            for p in &out.parts {
+                enc.push(p);
+            }
+            if enc.len() > limit.saturating_sub(CARRY_RESERVE) {
+                // Out of room: everything from here on goes into one fingerprint that the
+                // peer answers next round; what we were waiting on there starts over.
+                enc.rollback(mark);
+                drop(self.pending.split_off(&range.start));
+                enc.push(&Part {
+                    upper: None,
+                    payload: Payload::Fingerprint(
+                        store.fingerprint(&Range::new(range.start, None))?,
+                    ),
+                });
+                reply_open = true;
+                self.stats.carried_over += 1;
+                debug!(from = ?range.start, "reconcile: message limit reached, carrying ranges over");
+                break;
+            }
+            reply_open |= out.parts.iter().any(|p| p.payload.is_open());
+            self.pending.extend(out.pending);
+            step.have.extend(out.have);
+            step.need.extend(out.need);
+            self.stats.prefix_collisions += out.collisions;
+            lower = part.upper.unwrap_or(lower);
+        }
+        if expects_reply {
+            let reply = Message(enc.finish());
+            self.sent(&reply);
+            step.reply = Some(reply);
+            self.done = !reply_open && self.pending.is_empty();
+        } else if !self.pending.is_empty() {
+            return Err(ReconcileError::Protocol(format!(
+                "peer ended the session with {} ranges still open",
+                self.pending.len()
+            )));
+        } else {
+            self.done = true;
+        }
+        debug!(
+            have = step.have.len(),
+            need = step.need.len(),
+            reply = step.reply.as_ref().map(Message::len),
+            done = self.done,
+            "reconcile: handled message"
+        );
+        Ok(step)
+    }
+
+    /// Removes and returns every pending range that overlaps `r`.
+    fn take_overlapping(&mut self, r: &Range) -> Vec<(EntryKey, Pending)> {
+        let mut starts = Vec::new();
+        if let Some((s, p)) = self.pending.range(..r.start).next_back() {
+            if p.end().is_none_or(|e| e > r.start) {
+                starts.push(*s);
+            }
+        }
+        for s in self.pending.range(r.start..).map(|(s, _)| *s) {
+            if r.end.is_some_and(|e| s >= e) {
+                break;
+            }
+            starts.push(s);
+        }
+        starts
+            .into_iter()
+            .filter_map(|s| self.pending.remove(&s).map(|p| (s, p)))
+            .collect()
+    }
+
+    /// Works out the answer to one part of the peer's message.
+    fn answer<S: RangeStore + ?Sized>(
+        &mut self,
+        store: &S,
+        range: &Range,
+        payload: &Payload,
+        out: &mut Out,
+    ) -> Result<(), ReconcileError> {
+        let overlapping = self.take_overlapping(range);
+        let exact =
+            |start: &EntryKey, end: Option<EntryKey>| *start == range.start && end == range.end;
+        let unexpected = |what: &str| {
+            Err(ReconcileError::Protocol(format!(
+                "{} for [{:?}, {:?}) does not match what we are waiting on there",
+                what, range.start, range.end
+            )))
+        };
+        match payload {
+            Payload::Skip => {
+                for (start, p) in overlapping {
+                    let inside = start >= range.start
+                        && match (p.end(), range.end) {
+                            (_, None) => true,
+                            (Some(e), Some(re)) => e <= re,
+                            (None, Some(_)) => false,
+                        };
+                    match p {
+                        Pending::Resolved {
+                            mine_only, wanted, ..
+                        } if inside && wanted.is_empty() => out.have.extend(mine_only),
+                        _ => return unexpected("Skip"),
+                    }
+                }
+                out.part(range.end, Payload::Skip);
+            }
+            Payload::Fingerprint(fp) => {
+                // Whatever we waited on inside this range, the peer has started it over.
+                let mine = store.aggregate(range)?;
+                if mine.fingerprint() == *fp {
+                    out.part(range.end, Payload::Skip);
+                } else if mine.count() <= self.config.list_threshold as u64 {
+                    let keys = store.keys(range, self.config.list_threshold)?;
+                    let len = self.config.prefix_len;
+                    let prefixes = keys
+                        .iter()
+                        .flat_map(|k| k.hash.0[..len as usize].iter().copied())
+                        .collect();
+                    out.part(range.end, Payload::PrefixList { len, prefixes });
+                    out.pending.push((
+                        range.start,
+                        Pending::Listed {
+                            end: range.end,
+                            peer_fp: *fp,
+                            keys,
+                            full: false,
+                        },
+                    ));
+                } else {
+                    self.split(store, range, mine.count(), out)?;
+                }
+            }
+            Payload::PrefixList { len, prefixes } => {
+                if !overlapping.is_empty() {
+                    return unexpected("PrefixList");
+                }
+                let count = store.count(range)?;
+                if count > self.config.list_threshold as u64 {
+                    return self.split(store, range, count, out);
+                }
+                let mine = store.keys(range, self.config.list_threshold)?;
+                let len = *len as usize;
+                let mut unmatched: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
+                for (i, k) in mine.iter().enumerate().rev() {
+                    unmatched.entry(&k.hash.0[..len]).or_default().push(i);
+                }
+                let mut matched = vec![false; mine.len()];
+                let mut missing = Vec::new();
+                let mut wanted = Vec::new();
+                for (pos, p) in prefixes.chunks_exact(len).enumerate() {
+                    match unmatched.get_mut(p).and_then(Vec::pop) {
+                        Some(i) => matched[i] = true,
+                        None => {
+                            missing.push(pos as u32);
+                            wanted.push(p.to_vec());
+                        }
+                    }
+                }
+                let mine_only: Vec<EntryKey> = mine
+                    .iter()
+                    .zip(&matched)
+                    .filter(|(_, m)| !**m)
+                    .map(|(k, _)| *k)
+                    .collect();
+                out.part(
+                    range.end,
+                    Payload::Resolve {
+                        missing,
+                        keys: mine_only.clone(),
+                    },
+                );
+                out.pending.push((
+                    range.start,
+                    Pending::Resolved {
+                        end: range.end,
+                        mine_only,
+                        wanted,
+                    },
+                ));
+            }
+            Payload::FullList(theirs) => {
+                // Allowed only as the fallback for a prefix list we resolved.
+                for (start, p) in &overlapping {
+                    if !matches!(p, Pending::Resolved { end, .. } if exact(start, *end)) {
+                        return unexpected("FullList");
+                    }
+                }
+                let count = store.count(range)?;
+                if count > self.config.list_threshold as u64 {
+                    return self.split(store, range, count, out);
+                }
+                let mine = store.keys(range, self.config.list_threshold)?;
+                let missing = theirs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, k)| mine.binary_search(k).is_err())
+                    .map(|(i, _)| i as u32)
+                    .collect::<Vec<_>>();
+                let mine_only: Vec<EntryKey> = mine
+                    .iter()
+                    .filter(|k| theirs.binary_search(k).is_err())
+                    .copied()
+                    .collect();
+                out.need.extend(missing.iter().map(|&i| theirs[i as usize]));
+                out.have.extend(mine_only.iter().copied());
+                out.part(
+                    range.end,
+                    Payload::Resolve {
+                        missing,
+                        keys: mine_only,
+                    },
+                );
+            }
+            Payload::Resolve { missing, keys } => {
+                let mut overlapping = overlapping.into_iter();
+                let (Some((start, listed)), None) = (overlapping.next(), overlapping.next()) else {
+                    return unexpected("Resolve");
+                };
+                let Pending::Listed {
+                    end,
+                    peer_fp,
+                    keys: listed,
+                    full,
+                } = listed
+                else {
+                    return unexpected("Resolve");
+                };
+                if !exact(&start, end) {
+                    return unexpected("Resolve");
+                }
+                if missing.last().is_some_and(|&m| m as usize >= listed.len()) {
+                    return Err(ReconcileError::Protocol(format!(
+                        "Resolve names position {} of a list of {}",
+                        missing.last().copied().unwrap_or_default(),
+                        listed.len()
+                    )));
+                }
+                let mut flagged = vec![false; listed.len()];
+                for &m in missing {
+                    flagged[m as usize] = true;
+                }
+                // The peer's set as the Resolve describes it must have the peer's fingerprint;
+                // otherwise a prefix collision (or a change under our feet) hid a difference.
+                let mut theirs: Vec<EntryKey> = listed
+                    .iter()
+                    .zip(&flagged)
+                    .filter(|(_, f)| !**f)
+                    .map(|(k, _)| *k)
+                    .chain(keys.iter().copied())
+                    .collect();
+                theirs.sort_unstable();
+                theirs.dedup();
+                if Aggregate::of_keys(&theirs).fingerprint() == peer_fp {
+                    let gave: Vec<EntryKey> = missing.iter().map(|&m| listed[m as usize]).collect();
+                    out.have.extend(gave.iter().copied());
+                    out.need
+                        .extend(keys.iter().filter(|k| listed.binary_search(k).is_err()));
+                    if full || gave.is_empty() {
+                        out.part(range.end, Payload::Skip);
+                    } else {
+                        out.part(range.end, Payload::Keys(gave));
+                    }
+                } else if !full {
+                    debug!(range = ?range.start, "reconcile: prefix collision, resending the range in full");
+                    out.collisions += 1;
+                    out.part(range.end, Payload::FullList(listed.clone()));
+                    out.pending.push((
+                        start,
+                        Pending::Listed {
+                            end,
+                            peer_fp,
+                            keys: listed,
+                            full: true,
+                        },
+                    ));
+                } else {
+                    // Even full keys do not reproduce the peer's fingerprint: a store changed
+                    // during the session, or the peer is lying. Start the range over.
+                    debug!(range = ?range.start, "reconcile: peer's answer contradicts its fingerprint, restarting range");
+                    out.part(range.end, Payload::Fingerprint(store.fingerprint(range)?));
+                }
+            }
+            Payload::Keys(theirs) => {
+                let mut overlapping = overlapping.into_iter();
+                let (Some((start, p)), None) = (overlapping.next(), overlapping.next()) else {
+                    return unexpected("Keys");
+                };
+                let Pending::Resolved {
+                    end,
+                    mine_only,
+                    wanted,
+                } = p
+                else {
+                    return unexpected("Keys");
+                };
+                if !exact(&start, end) {
+                    return unexpected("Keys");
+                }
+                let answers = theirs.len() == wanted.len()
+                    && theirs
+                        .iter()
+                        .zip(&wanted)
+                        .all(|(k, w)| k.hash.0.starts_with(w));
+                if !answers {
+                    return Err(ReconcileError::Protocol(
+                        "Keys do not match the prefixes we asked for".into(),
+                    ));
+                }
+                out.have.extend(mine_only);
+                out.need.extend(theirs.iter().copied());
+                out.part(range.end, Payload::Skip);
+            }
+        }
+        Ok(())
+    }
+
+    /// Splits `range`, where we hold `count > list_threshold` keys, into parts of about
+    /// `list_threshold` keys each (at most `branching` parts) and sends their fingerprints.
+    fn split<S: RangeStore + ?Sized>(
+        &self,
+        store: &S,
+        range: &Range,
+        count: u64,
+        out: &mut Out,
+    ) -> Result<(), ReconcileError> {
+        let k = (count.div_ceil(self.config.list_threshold as u64))
+            .clamp(2, self.config.branching as u64);
+        let mut lower = range.start;
+        for i in 1..=k {
+            let upper = if i == k {
+                range.end
+            } else {
+                let rank = i * count / k;
+                let (Some(pred), Some(item)) =
+                    (store.key_at(range, rank - 1)?, store.key_at(range, rank)?)
+                else {
+                    return Err(ReconcileError::Store(StoreError::new(
+                        "store returned fewer keys than it counted",
+                    )));
+                };
+                Some(message::separator(&pred, &item))
+            };
+            let child = Range::new(lower, upper);
+            out.part(upper, Payload::Fingerprint(store.fingerprint(&child)?));
+            if let Some(u) = upper {
+                lower = u;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Room kept in every limited message for the Skip and Fingerprint parts that carry leftover
+/// ranges into the next round.
+const CARRY_RESERVE: usize = 2 * (1 + 1 + 10 + 32) + 16;
+
+const _: () = assert!(MAX_LIST_ITEMS >= 64);

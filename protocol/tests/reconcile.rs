@@ -1,0 +1,228 @@
+//! Reconciliation between two in-memory stores: exact differences, round bounds, frame limits.
+
+use std::collections::BTreeSet;
+
+use oplog_protocol::transcript::{run, Transcript};
+use oplog_protocol::{Config, EntryKey, MemoryStore};
+use proptest::prelude::*;
+
+fn key(hlc: u64, seed: u64) -> EntryKey {
+    EntryKey::new(hlc, *blake3::hash(&seed.to_le_bytes()).as_bytes())
+}
+
+/// Checks that both sides learned exactly the set differences.
+fn check(a: &BTreeSet<EntryKey>, b: &BTreeSet<EntryKey>, t: &Transcript) {
+    let a_only: Vec<EntryKey> = a.difference(b).copied().collect();
+    let b_only: Vec<EntryKey> = b.difference(a).copied().collect();
+    assert_eq!(t.initiator.have, a_only, "initiator have");
+    assert_eq!(t.initiator.need, b_only, "initiator need");
+    assert_eq!(t.responder.have, b_only, "responder have");
+    assert_eq!(t.responder.need, a_only, "responder need");
+}
+
+fn stores(a: &BTreeSet<EntryKey>, b: &BTreeSet<EntryKey>) -> (MemoryStore, MemoryStore) {
+    (a.iter().copied().collect(), b.iter().copied().collect())
+}
+
+#[test]
+fn equal_sets_end_in_one_round_trip() {
+    let a: BTreeSet<EntryKey> = (1..=5000).map(|i| key(i * 1000, i)).collect();
+    let (sa, sb) = stores(&a, &a);
+    let t = run(&sa, &sb, Config::default(), Config::default()).unwrap();
+    check(&a, &a, &t);
+    assert_eq!(t.messages.len(), 2);
+    // the answer to an agreeing split is an empty message: just the tag byte
+    assert_eq!(t.messages[1].as_bytes(), &[0x01]);
+}
+
+#[test]
+fn empty_against_full_and_both_empty() {
+    let a: BTreeSet<EntryKey> = (1..=3000).map(|i| key(i, i)).collect();
+    let e = BTreeSet::new();
+    for (x, y) in [(&a, &e), (&e, &a), (&e, &e)] {
+        let (sx, sy) = stores(x, y);
+        let t = run(&sx, &sy, Config::default(), Config::default()).unwrap();
+        check(x, y, &t);
+    }
+}
+
+#[test]
+fn single_fingerprint_opening() {
+    let a: BTreeSet<EntryKey> = (1..=1000).map(|i| key(i, i)).collect();
+    let b: BTreeSet<EntryKey> = (1..=1000)
+        .filter(|i| i % 7 != 0)
+        .map(|i| key(i, i))
+        .collect();
+    let (sa, sb) = stores(&a, &b);
+    let cfg = Config {
+        initial_split: false,
+        ..Config::default()
+    };
+    let t = run(&sa, &sb, cfg.clone(), cfg.clone()).unwrap();
+    check(&a, &b, &t);
+    let t = run(&sa, &sa, cfg.clone(), cfg).unwrap();
+    assert_eq!(t.messages.len(), 2);
+    assert_eq!(
+        t.messages[0].len(),
+        1 + 2 + 16,
+        "one fingerprint of everything"
+    );
+}
+
+#[test]
+fn prefix_collisions_are_caught_and_resolved() {
+    // One-byte prefixes collide all the time; the fingerprint check must catch every one.
+    let a: BTreeSet<EntryKey> = (1..=4000).map(|i| key(i / 3, i)).collect();
+    let b: BTreeSet<EntryKey> = (1..=4000)
+        .filter(|i| i % 5 != 0)
+        .map(|i| key(i / 3, i))
+        .chain((5000..5400).map(|i| key(i / 4, i)))
+        .collect();
+    let (sa, sb) = stores(&a, &b);
+    let cfg = Config {
+        prefix_len: 1,
+        ..Config::default()
+    };
+    let t = run(&sa, &sb, cfg.clone(), cfg).unwrap();
+    check(&a, &b, &t);
+    let collisions = t.initiator.stats.prefix_collisions + t.responder.stats.prefix_collisions;
+    assert!(collisions > 0, "1-byte prefixes should have collided");
+}
+
+#[test]
+fn frame_limit_is_respected_and_session_ends() {
+    let a: BTreeSet<EntryKey> = (1..=20_000).map(|i| key(i, i)).collect();
+    let b: BTreeSet<EntryKey> = (1..=20_000)
+        .filter(|i| i % 3 != 0)
+        .map(|i| key(i, i))
+        .chain((1..2000).map(|i| key(i * 10 + 1, i + 1_000_000)))
+        .collect();
+    let (sa, sb) = stores(&a, &b);
+    let cfg = Config {
+        max_message_bytes: Some(4096),
+        ..Config::default()
+    };
+    let t = run(&sa, &sb, cfg.clone(), cfg).unwrap();
+    check(&a, &b, &t);
+    assert!(t.messages.iter().all(|m| m.len() <= 4096));
+    assert!(t.initiator.stats.carried_over + t.responder.stats.carried_over > 0);
+}
+
+/// The round bound from the issue: without a frame limit, round trips never exceed
+/// ceil(log_B(n)) + 3.
+fn round_bound(n: usize, b: usize) -> usize {
+    let mut levels = 0;
+    let mut cap = 1usize;
+    while cap < n.max(1) {
+        cap = cap.saturating_mul(b);
+        levels += 1;
+    }
+    levels + 3
+}
+
+#[derive(Debug, Clone)]
+enum Shape {
+    Random,
+    Clustered,
+    Newest,
+}
+
+fn arb_sets() -> impl Strategy<Value = (BTreeSet<EntryKey>, BTreeSet<EntryKey>)> {
+    (
+        0usize..3000,
+        0.0f64..1.0,
+        prop_oneof![
+            Just(Shape::Random),
+            Just(Shape::Clustered),
+            Just(Shape::Newest)
+        ],
+        any::<u64>(),
+        0.0f64..1.0,
+    )
+        .prop_map(|(n, diff, shape, seed, lean)| make_sets(n, diff, shape, seed, lean))
+}
+
+/// `n` shared-universe keys; a fraction `diff` of them differ, each missing from A with
+/// probability `lean` and from B otherwise.
+fn make_sets(
+    n: usize,
+    diff: f64,
+    shape: Shape,
+    seed: u64,
+    lean: f64,
+) -> (BTreeSet<EntryKey>, BTreeSet<EntryKey>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut a = BTreeSet::new();
+    let mut b = BTreeSet::new();
+    let mut hlc = 1_700_000_000_000_000_000u64;
+    let cluster_start = rng.gen_range(0..=n);
+    let cluster_len = (n as f64 * diff) as usize;
+    for i in 0..n {
+        hlc += rng.gen_range(1..5_000_000);
+        // a few keys share an HLC, so bounds need hash prefixes too
+        let k = key(
+            if rng.gen_bool(0.05) { hlc - 1 } else { hlc },
+            seed ^ i as u64,
+        );
+        let differs = match shape {
+            Shape::Random => rng.gen_bool(diff),
+            Shape::Clustered => (cluster_start..cluster_start + cluster_len).contains(&i),
+            Shape::Newest => i >= n - cluster_len.min(n),
+        };
+        if !differs {
+            a.insert(k);
+            b.insert(k);
+        } else if rng.gen_bool(lean) {
+            b.insert(k);
+        } else {
+            a.insert(k);
+        }
+    }
+    (a, b)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn exact_difference_within_round_bound((a, b) in arb_sets(), branching in 2usize..=32, threshold in 1usize..=64, initial_split in any::<bool>()) {
+        let (sa, sb) = stores(&a, &b);
+        let cfg = Config { branching, list_threshold: threshold, initial_split, ..Config::default() };
+        let t = run(&sa, &sb, cfg.clone(), cfg).unwrap();
+        check(&a, &b, &t);
+        let n = a.len().max(b.len());
+        prop_assert!(t.rounds() <= round_bound(n, branching), "{} rounds for n={} B={}", t.rounds(), n, branching);
+    }
+
+    #[test]
+    fn any_frame_limit_terminates((a, b) in arb_sets(), limit in 4096usize..20_000) {
+        let (sa, sb) = stores(&a, &b);
+        let cfg = Config { max_message_bytes: Some(limit), ..Config::default() };
+        let t = run(&sa, &sb, cfg.clone(), cfg).unwrap();
+        check(&a, &b, &t);
+        prop_assert!(t.messages.iter().all(|m| m.len() <= limit));
+    }
+}
+
+#[test]
+fn large_sets_default_config() {
+    for (n, diff, shape) in [
+        (100_000usize, 0.0, Shape::Random),
+        (100_000, 0.001, Shape::Random),
+        (100_000, 0.5, Shape::Random),
+        (100_000, 1.0, Shape::Random),
+        (100_000, 0.01, Shape::Clustered),
+        (100_000, 0.01, Shape::Newest),
+    ] {
+        let (a, b) = make_sets(n, diff, shape.clone(), 7, 0.5);
+        let (sa, sb) = stores(&a, &b);
+        let t = run(&sa, &sb, Config::default(), Config::default()).unwrap();
+        check(&a, &b, &t);
+        assert!(
+            t.rounds() <= round_bound(n, 16),
+            "{shape:?} {diff}: {} rounds",
+            t.rounds()
+        );
+    }
+}
