@@ -1,0 +1,41 @@
+//! Prints bytes and round trips of oplog-sync reconciliation for a grid of branching factors,
+//! list thresholds and prefix lengths, at n = 10^6 (or the `N` environment variable).
+
+use oplog_benches::{replicas, universe};
+use oplog_protocol::transcript::run;
+use oplog_protocol::Config;
+
+fn main() {
+    let n: usize = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let u = universe(n, 1);
+    let sets: Vec<_> = [(1_000usize, false), (n / 10, false), (1_000, true)]
+        .into_iter()
+        .map(|(d, newest)| (d, newest, replicas(&u, d, newest, 2)))
+        .collect();
+    println!("n = {n}; bytes are both directions together");
+    println!(
+        "{:>3} {:>3} {:>3} | {:>22} | {:>22} | {:>22}",
+        "B", "L", "P", "1000 random", "10% random", "1000 newest"
+    );
+    for b in [8usize, 16, 32] {
+        for l in [16usize, 24, 32, 48, 64] {
+            for p in [3u8, 4] {
+                let cfg = Config {
+                    branching: b,
+                    list_threshold: l,
+                    prefix_len: p,
+                    ..Config::default()
+                };
+                let cells: Vec<String> = sets
+                    .iter()
+                    .map(|(_, _, (sa, sb))| {
+                        let t = run(sa, sb, cfg.clone(), cfg.clone()).expect("session");
+                        let (x, y) = t.bytes();
+                        format!("{:>12} B {:>2} rt", x + y, t.rounds())
+                    })
+                    .collect();
+                println!("{b:>3} {l:>3} {p:>3} | {} | {} | {}", cells[0], cells[1], cells[2]);
+            }
+        }
+    }
+}
