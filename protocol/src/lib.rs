@@ -18,6 +18,7 @@ pub mod store;
 pub mod transcript;
 
 pub use action::{Action, ObjectId, Op};
+pub use dag::{DagView, Heads, InsertOutcome, MemoryReplica, View};
 pub use entry::{EntryError, LogEntry, Signature};
 pub use fingerprint::{Aggregate, Fingerprint};
 pub use hlc::{Hlc, HlcClock, HlcError, SystemClock, WallClock};
