@@ -1,0 +1,71 @@
+//! Helpers shared by the integration tests: keys, entries, a manual clock.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use oplog_store::protocol::{Hash, Hlc, LogEntry, NodeId, ObjectId, Op, SigningKey, WallClock};
+
+pub fn sk(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+pub fn node(seed: u8) -> NodeId {
+    NodeId(sk(seed).verifying_key().to_bytes())
+}
+
+pub fn put(bucket: &str, key: &str, v: u8) -> Op {
+    Op::Put {
+        bucket: bucket.into(),
+        key: key.into(),
+        object_id: ObjectId([v; 32]),
+    }
+}
+
+pub fn del(bucket: &str, key: &str) -> Op {
+    Op::Delete {
+        bucket: bucket.into(),
+        key: key.into(),
+    }
+}
+
+pub fn mk(seed: u8, hlc: u64, action: Op, parents: &[Hash]) -> LogEntry {
+    LogEntry::sign(&sk(seed), Hlc(hlc), action, parents.to_vec()).expect("valid entry")
+}
+
+/// A linear chain of `n` puts by author 1, HLC 1..=n, each the child of the one before.
+pub fn chain(n: u64, first_hlc: u64) -> Vec<LogEntry> {
+    let mut out: Vec<LogEntry> = Vec::new();
+    for i in 0..n {
+        let parents: Vec<Hash> = out.last().map(|e| vec![e.hash]).unwrap_or_default();
+        out.push(mk(
+            1,
+            first_hlc + i,
+            put("b", &format!("k{}", i % 7), i as u8),
+            &parents,
+        ));
+    }
+    out
+}
+
+/// A wall clock the test moves by hand.
+#[derive(Clone, Default)]
+pub struct ManualClock(pub Arc<AtomicU64>);
+
+impl ManualClock {
+    pub fn new(now: u64) -> Self {
+        ManualClock(Arc::new(AtomicU64::new(now)))
+    }
+    pub fn set(&self, now: u64) {
+        self.0.store(now, Ordering::SeqCst);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl WallClock for ManualClock {
+    fn now_nanos(&self) -> u64 {
+        self.get()
+    }
+}
