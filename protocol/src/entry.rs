@@ -353,6 +353,28 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn decoder_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            if let Ok(e) = LogEntry::<Op>::decode(&bytes) {
+                // whatever decodes is canonical: it re-encodes to the same bytes
+                proptest::prop_assert_eq!(e.encode(), bytes);
+            }
+        }
+
+        #[test]
+        fn mutated_entries_never_panic(pos in 0usize..200, byte in proptest::prelude::any::<u8>(), cut in 0usize..300) {
+            let e = LogEntry::sign(&key(3), Hlc(77), put("some/key"), vec![Hash([4; 32]), Hash([5; 32])]).unwrap();
+            let mut b = e.encode();
+            let i = pos % b.len();
+            b[i] = byte;
+            b.truncate(cut.max(1));
+            if let Ok(d) = LogEntry::<Op>::decode(&b) {
+                proptest::prop_assert_eq!(d.encode(), b);
+            }
+        }
+    }
+
     #[test]
     fn oversized_refused() {
         let b = vec![0u8; MAX_ENTRY_BYTES + 1];

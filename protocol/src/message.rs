@@ -677,7 +677,7 @@ mod tests {
     fn rejects_bad_input() {
         assert_eq!(decode(&[]), Err(DecodeError::BadTag(None)));
         assert_eq!(decode(&[0x61]), Err(DecodeError::BadTag(Some(0x61))));
-        assert_eq!(decode(&[1, 7, 1]), Err(DecodeError::UnknownMode(7)));
+        assert_eq!(decode(&[1, 7, 2]), Err(DecodeError::UnknownMode(7)));
         // Skip to the end is non-canonical
         assert_eq!(decode(&[1, 0, 0]), Err(DecodeError::NonCanonicalSkip));
         // bound not increasing: two fingerprints at the same bound

@@ -30,7 +30,7 @@
 //! assert!(alice.is_done() && bob.is_done());
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use tracing::{debug, trace};
 
@@ -230,6 +230,7 @@ pub struct Reconciler {
     started: bool,
     done: bool,
     stats: Stats,
+    reported: HashSet<EntryKey>,
 }
 
 /// The output being built for one reply, with its effects held until the part is committed.
@@ -267,6 +268,7 @@ impl Reconciler {
             started: false,
             done: false,
             stats: Stats::default(),
+            reported: HashSet::new(),
         })
     }
 
@@ -376,8 +378,11 @@ impl Reconciler {
             }
             reply_open |= out.parts.iter().any(|p| p.payload.is_open());
             self.pending.extend(out.pending);
-            step.have.extend(out.have);
-            step.need.extend(out.need);
+            let reported = &mut self.reported;
+            step.have
+                .extend(out.have.into_iter().filter(|k| reported.insert(*k)));
+            step.need
+                .extend(out.need.into_iter().filter(|k| reported.insert(*k)));
             self.stats.prefix_collisions += out.collisions;
             lower = part.upper.unwrap_or(lower);
         }
