@@ -54,8 +54,8 @@ fn million_keys() {
     ];
     println!("n = {N}, default config (branching 16, list threshold 32, 4-byte prefixes)");
     println!(
-        "{:<38} {:>12} {:>12} {:>12} {:>9} {:>7}",
-        "case", "init->resp", "resp->init", "total", "B/diff", "rounds"
+        "{:<38} {:>12} {:>12} {:>12} {:>9} {:>7} {:>9}",
+        "case", "init->resp", "resp->init", "total", "B/diff", "rounds", "messages"
     );
     for case in cases {
         // Differences alternate between the two sides.
@@ -95,13 +95,14 @@ fn million_keys() {
         let (ab, ba) = t.bytes();
         let total = ab + ba;
         println!(
-            "{:<38} {:>12} {:>12} {:>12} {:>9} {:>7}",
+            "{:<38} {:>12} {:>12} {:>12} {:>9} {:>7} {:>9}",
             case.name,
             ab,
             ba,
             total,
             total / case.diffs as u64,
-            t.rounds()
+            t.rounds(),
+            t.messages.len()
         );
         // ceil(log16(10^6)) = 5
         assert!(
