@@ -222,3 +222,43 @@ pub(crate) fn register_bytes<K: serde::Serialize>(key: &K) -> Result<Vec<u8>, Er
     postcard::to_allocvec(key)
         .map_err(|e| Error::Corrupt(format!("register key does not encode: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oplog_protocol::{Hlc, RangeStore, SigningKey};
+
+    fn entry(hlc: u64, parents: Vec<oplog_protocol::Hash>) -> LogEntry {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let op = Op::Put {
+            bucket: "b".into(),
+            key: format!("k{hlc}"),
+            object_id: oplog_protocol::ObjectId([hlc as u8; 32]),
+        };
+        LogEntry::sign(&key, Hlc(hlc), op, parents).unwrap()
+    }
+
+    #[test]
+    fn in_memory_store_applies_and_indexes() {
+        let store: Store = Store::in_memory(Options::default()).unwrap();
+        let a = entry(5, vec![]);
+        let b = entry(6, vec![a.hash]);
+        let rx = store.subscribe();
+        store.insert([b.clone()]).unwrap();
+        assert_eq!(store.count(&protocol::Range::FULL).unwrap(), 0);
+        store.insert([a.clone()]).unwrap();
+        assert_eq!(
+            store.keys(&protocol::Range::FULL, 10).unwrap(),
+            vec![a.key(), b.key()]
+        );
+        assert_eq!(
+            store.aggregate(&protocol::Range::FULL).unwrap(),
+            protocol::Aggregate::of_keys([a.key(), b.key()].iter())
+        );
+        assert_eq!(
+            rx.try_iter().map(|e| e.hash).collect::<Vec<_>>(),
+            vec![a.hash, b.hash]
+        );
+        assert!(store.verify().unwrap().is_ok());
+    }
+}

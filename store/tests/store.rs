@@ -330,3 +330,81 @@ fn matches_the_reference_on_a_hand_written_scenario() {
     }
     assert_eq!(store.len(), model.len() as u64);
 }
+
+#[test]
+fn verify_finds_tampering_in_every_kind_of_table() {
+    type Tamper = fn(&redb::WriteTransaction, &[oplog_store::protocol::LogEntry]);
+    let tampers: Vec<(&str, Tamper)> = vec![
+        ("flipped entry byte", |txn, es| {
+            let mut t = txn
+                .open_table(redb::TableDefinition::<(u64, [u8; 32]), &[u8]>::new(
+                    "entries",
+                ))
+                .unwrap();
+            let mut bytes = es[3].encode();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1; // the signature
+            t.insert((es[3].hlc.0, es[3].hash.0), bytes.as_slice())
+                .unwrap();
+        }),
+        ("lost by_hash row", |txn, es| {
+            txn.open_table(redb::TableDefinition::<[u8; 32], u64>::new("by_hash"))
+                .unwrap()
+                .remove(es[5].hash.0)
+                .unwrap();
+        }),
+        ("entry without its parent", |txn, es| {
+            txn.open_table(redb::TableDefinition::<(u64, [u8; 32]), &[u8]>::new(
+                "entries",
+            ))
+            .unwrap()
+            .remove((es[0].hlc.0, es[0].hash.0))
+            .unwrap();
+            txn.open_table(redb::TableDefinition::<[u8; 32], u64>::new("by_hash"))
+                .unwrap()
+                .remove(es[0].hash.0)
+                .unwrap();
+        }),
+        ("wrong head", |txn, es| {
+            txn.open_table(redb::TableDefinition::<[u8; 32], (u64, [u8; 32])>::new(
+                "heads",
+            ))
+            .unwrap()
+            .insert(es[2].hash.0, (es[2].hlc.0, es[2].node_id.0))
+            .unwrap();
+        }),
+        ("wrong view winner", |txn, es| {
+            let mut t = txn
+                .open_table(redb::TableDefinition::<
+                    &[u8],
+                    (u64, [u8; 32], [u8; 32], bool),
+                >::new("view"))
+                .unwrap();
+            let reg = postcard::to_allocvec(&("b".to_string(), "k1".to_string())).unwrap();
+            t.insert(
+                reg.as_slice(),
+                (es[1].hlc.0, es[1].hash.0, es[1].node_id.0, true),
+            )
+            .unwrap();
+        }),
+    ];
+    let entries = chain(20, 100);
+    for (what, tamper) in tampers {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.redb");
+        {
+            let store = open(&dir);
+            store.insert(entries.clone()).unwrap();
+            assert!(store.verify().unwrap().is_ok());
+        }
+        {
+            let db = redb::Database::open(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            tamper(&txn, &entries);
+            txn.commit().unwrap();
+        }
+        let store = open(&dir);
+        let report = store.verify().unwrap();
+        assert!(!report.is_ok(), "{what} went unnoticed");
+    }
+}
