@@ -31,8 +31,9 @@ pub(crate) const DEFERRED: TableDefinition<[u8; 32], (u64, &[u8])> =
     TableDefinition::new("deferred");
 pub(crate) const DEFERRED_DUE: TableDefinition<(u64, [u8; 32]), ()> =
     TableDefinition::new("deferred_due");
-pub(crate) const VIEW: TableDefinition<&[u8], (u64, [u8; 32], [u8; 32], bool)> =
-    TableDefinition::new("view");
+/// A `view` row: the winning write's `(hlc, hash, author, is_delete)`.
+pub(crate) type ViewRow = (u64, [u8; 32], [u8; 32], bool);
+pub(crate) const VIEW: TableDefinition<&[u8], ViewRow> = TableDefinition::new("view");
 pub(crate) const WRITES: TableDefinition<(&[u8], u64, [u8; 32]), ()> =
     TableDefinition::new("writes");
 
