@@ -1,0 +1,1169 @@
+//! Conformance against the byte-exact vectors in `spec/vectors/`.
+//!
+//! Every value in every file is recomputed from the file's inputs and recipes with
+//! `oplog-protocol` and compared byte for byte, so a change to the library that moves a single
+//! byte fails here, and so does a vector file that was edited by hand or not regenerated. The
+//! files are parsed strictly (unknown fields are refused) so their schema cannot drift either.
+//! Regenerate with `cargo run -p oplog-protocol --example gen-vectors`.
+
+use std::cell::Cell;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use oplog_protocol::fingerprint::{DIGEST_CONTEXT, ITEM_CONTEXT};
+use oplog_protocol::hlc::{admission, Admission};
+use oplog_protocol::message::{self, DecodeError, Part, Payload};
+use oplog_protocol::transcript;
+use oplog_protocol::{
+    Aggregate, Config, EntryError, EntryKey, Fingerprint, Hash, Hlc, HlcClock, HlcError, LogEntry,
+    MemoryStore, Message, NodeId, ObjectId, Op, Reconciler, SigningKey,
+};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+type Check = Result<(), String>;
+
+macro_rules! ensure_eq {
+    ($a:expr, $b:expr, $($ctx:tt)+) => {{
+        let (a, b) = (&$a, &$b);
+        if a != b {
+            return Err(format!("{}: {:?} != {:?}", format!($($ctx)+), a, b));
+        }
+    }};
+}
+
+macro_rules! ensure {
+    ($cond:expr, $($ctx:tt)+) => {{
+        if !$cond {
+            return Err(format!($($ctx)+));
+        }
+    }};
+}
+
+/// Compares two hex strings, reporting the first differing byte rather than both in full.
+fn same_hex(got: &str, want: &str, what: &str) -> Check {
+    if got == want {
+        return Ok(());
+    }
+    let first = got
+        .as_bytes()
+        .chunks(2)
+        .zip(want.as_bytes().chunks(2))
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()) / 2);
+    Err(format!(
+        "{what}: differs at byte {first} (lengths {} and {} bytes): got ..{}.., want ..{}..",
+        got.len() / 2,
+        want.len() / 2,
+        &got[(first * 2).min(got.len())..(first * 2 + 16).min(got.len())],
+        &want[(first * 2).min(want.len())..(first * 2 + 16).min(want.len())],
+    ))
+}
+
+fn vectors_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/vectors")
+}
+
+fn load<T: DeserializeOwned>(name: &str) -> T {
+    let path = vectors_dir().join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>, String> {
+    hex::decode(s).map_err(|e| format!("bad hex {s:?}: {e}"))
+}
+
+fn unhex32(s: &str) -> Result<[u8; 32], String> {
+    unhex(s)?
+        .try_into()
+        .map_err(|_| format!("{s:?} is not 32 bytes"))
+}
+
+fn num(s: &str) -> Result<u64, String> {
+    s.parse().map_err(|e| format!("bad u64 {s:?}: {e}"))
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct KeyJson {
+    hlc: String,
+    hash_hex: String,
+}
+
+impl KeyJson {
+    fn key(&self) -> Result<EntryKey, String> {
+        Ok(EntryKey::new(num(&self.hlc)?, unhex32(&self.hash_hex)?))
+    }
+}
+
+fn keys(list: &[KeyJson]) -> Result<Vec<EntryKey>, String> {
+    list.iter().map(KeyJson::key).collect()
+}
+
+/// `BLAKE3(i as u64 little-endian)`, the hash of key `i` in every recipe.
+fn ih(i: u64) -> Hash {
+    Hash(*blake3::hash(&i.to_le_bytes()).as_bytes())
+}
+
+/// Every file in the directory is one this test knows; a new file needs a checker here.
+#[test]
+fn every_vector_file_is_checked() {
+    let mut names: Vec<String> = std::fs::read_dir(vectors_dir())
+        .expect("spec/vectors exists")
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "entries.json",
+            "fingerprints.json",
+            "hlc.json",
+            "messages.json",
+            "transcripts.json"
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// entries.json
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct EntriesFile {
+    #[allow(dead_code)]
+    description: String,
+    valid: Vec<ValidEntry>,
+    invalid: Vec<InvalidEntry>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(tag = "type", deny_unknown_fields)]
+enum ActionJson {
+    Put {
+        bucket: String,
+        key: String,
+        object_id_hex: String,
+    },
+    Delete {
+        bucket: String,
+        key: String,
+    },
+    Merge,
+}
+
+impl ActionJson {
+    fn op(&self) -> Result<Op, String> {
+        Ok(match self {
+            ActionJson::Put {
+                bucket,
+                key,
+                object_id_hex,
+            } => Op::Put {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                object_id: ObjectId(unhex32(object_id_hex)?),
+            },
+            ActionJson::Delete { bucket, key } => Op::Delete {
+                bucket: bucket.clone(),
+                key: key.clone(),
+            },
+            ActionJson::Merge => Op::Merge,
+        })
+    }
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct ValidEntry {
+    name: String,
+    description: String,
+    seed_hex: String,
+    public_key_hex: String,
+    hlc: String,
+    action: ActionJson,
+    parents_hex: Vec<String>,
+    body_hex: String,
+    hash_hex: String,
+    signature_hex: String,
+    encoded_hex: String,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct InvalidEntry {
+    name: String,
+    #[allow(dead_code)]
+    description: String,
+    encoded_hex: String,
+    claimed_hash_hex: Option<String>,
+    stage: String,
+    error: String,
+}
+
+fn entry_error_name(e: &EntryError) -> &'static str {
+    match e {
+        EntryError::Malformed(_) => "Malformed",
+        EntryError::NonCanonical => "NonCanonical",
+        EntryError::TooLarge { .. } => "TooLarge",
+        EntryError::TooManyParents(_) => "TooManyParents",
+        EntryError::ParentsNotCanonical => "ParentsNotCanonical",
+        EntryError::MergeNeedsParents(_) => "MergeNeedsParents",
+        EntryError::ZeroHlc => "ZeroHlc",
+        EntryError::InvalidAction(_) => "InvalidAction",
+        EntryError::HashMismatch { .. } => "HashMismatch",
+        EntryError::InvalidAuthor(_) => "InvalidAuthor",
+        EntryError::BadSignature(_) => "BadSignature",
+    }
+}
+
+/// The Shoal claim, checked independently of both postcard and the library: the body is
+/// `varint hlc || node id || 00 || varint len || bucket || varint len || key || object id ||
+/// varint count || parents`, postcard of Shoal's `HashableContent` for `Action::Put`.
+fn shoal_put_body(hlc: u64, node: &[u8; 32], op: &Op, parents: &[Hash]) -> Option<Vec<u8>> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let Op::Put {
+        bucket,
+        key,
+        object_id,
+    } = op
+    else {
+        return None;
+    };
+    let mut b = Vec::new();
+    varint(&mut b, hlc);
+    b.extend_from_slice(node);
+    b.push(0);
+    varint(&mut b, bucket.len() as u64);
+    b.extend_from_slice(bucket.as_bytes());
+    varint(&mut b, key.len() as u64);
+    b.extend_from_slice(key.as_bytes());
+    b.extend_from_slice(&object_id.0);
+    varint(&mut b, parents.len() as u64);
+    for p in parents {
+        b.extend_from_slice(&p.0);
+    }
+    Some(b)
+}
+
+fn check_entries(f: &EntriesFile) -> Check {
+    ensure!(f.valid.len() >= 8, "too few valid entries");
+    let mut shoal_vectors = 0;
+    for v in &f.valid {
+        let name = &v.name;
+        let seed = unhex32(&v.seed_hex)?;
+        let key = SigningKey::from_bytes(&seed);
+        ensure_eq!(
+            hex::encode(key.verifying_key().to_bytes()),
+            v.public_key_hex,
+            "{name}: public key"
+        );
+        let parents = v
+            .parents_hex
+            .iter()
+            .map(|p| unhex32(p).map(Hash))
+            .collect::<Result<Vec<_>, _>>()?;
+        let op = v.action.op()?;
+        let e = LogEntry::sign(&key, Hlc(num(&v.hlc)?), op.clone(), parents.clone())
+            .map_err(|e| format!("{name}: sign: {e}"))?;
+        ensure_eq!(e.parents, parents, "{name}: parents not in canonical order");
+        ensure_eq!(hex::encode(e.body()), v.body_hex, "{name}: body");
+        ensure_eq!(hex::encode(e.hash.0), v.hash_hex, "{name}: hash");
+        ensure_eq!(
+            hex::encode(blake3::hash(&unhex(&v.body_hex)?).as_bytes()),
+            v.hash_hex,
+            "{name}: hash is not BLAKE3(body)"
+        );
+        ensure_eq!(
+            hex::encode(e.signature.0),
+            v.signature_hex,
+            "{name}: signature"
+        );
+        ensure_eq!(
+            v.encoded_hex,
+            format!("{}{}", v.body_hex, v.signature_hex),
+            "{name}: encoded is not body || signature"
+        );
+        ensure_eq!(hex::encode(e.encode()), v.encoded_hex, "{name}: encoded");
+        let d = LogEntry::<Op>::decode(&unhex(&v.encoded_hex)?)
+            .map_err(|e| format!("{name}: decode: {e}"))?;
+        ensure_eq!(d, e, "{name}: decoded entry");
+        d.verify().map_err(|e| format!("{name}: verify: {e}"))?;
+        if let Some(hand) = shoal_put_body(num(&v.hlc)?, &e.node_id.0, &op, &parents) {
+            ensure_eq!(hex::encode(hand), v.body_hex, "{name}: hand-built Put body");
+        }
+        if v.description.starts_with("Shoal-compatibility") {
+            shoal_vectors += 1;
+            ensure!(
+                matches!(op, Op::Put { .. }),
+                "{name}: the Shoal vector must be a Put"
+            );
+        }
+    }
+    ensure_eq!(shoal_vectors, 1, "Shoal-compatibility vectors");
+
+    ensure!(f.invalid.len() >= 7, "too few invalid entries");
+    for v in &f.invalid {
+        let name = &v.name;
+        let bytes = unhex(&v.encoded_hex)?;
+        match (LogEntry::<Op>::decode(&bytes), v.stage.as_str()) {
+            (Err(e), "decode") => ensure_eq!(entry_error_name(&e), v.error, "{name}: {e}"),
+            (Ok(mut d), "verify") => {
+                if let Some(c) = &v.claimed_hash_hex {
+                    d.hash = Hash(unhex32(c)?);
+                }
+                match d.verify() {
+                    Err(e) => ensure_eq!(entry_error_name(&e), v.error, "{name}: {e}"),
+                    Ok(()) => return Err(format!("{name}: verifies but must fail")),
+                }
+            }
+            (Err(e), stage) => return Err(format!("{name}: decode failed ({e}), stage {stage}")),
+            (Ok(_), stage) => return Err(format!("{name}: decoded, but stage is {stage}")),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn entries() {
+    check_entries(&load("entries.json")).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// hlc.json
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct HlcFile {
+    #[allow(dead_code)]
+    description: String,
+    sequences: Vec<HlcSequence>,
+    admission: Vec<AdmissionCase>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct HlcSequence {
+    name: String,
+    #[allow(dead_code)]
+    description: String,
+    max_drift_ns: String,
+    restore_last: Option<String>,
+    ops: Vec<HlcOp>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct HlcOp {
+    op: String,
+    wall: String,
+    remote: Option<String>,
+    result: String,
+    stamp: Option<String>,
+    ahead_ns: Option<String>,
+    exhausted_at: Option<String>,
+    last_after: String,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct AdmissionCase {
+    stamp: String,
+    now: String,
+    max_drift_ns: String,
+    result: String,
+    not_before: Option<String>,
+}
+
+fn check_hlc(f: &HlcFile) -> Check {
+    let mut seen = BTreeSet::new();
+    for s in &f.sequences {
+        let name = &s.name;
+        let wall = Rc::new(Cell::new(0u64));
+        let w = wall.clone();
+        let wall_fn = move || w.get();
+        let drift_ns = num(&s.max_drift_ns)?;
+        let drift = Duration::from_nanos(drift_ns);
+        let mut clock = match &s.restore_last {
+            None => HlcClock::new(wall_fn, drift),
+            Some(l) => HlcClock::restore(wall_fn, drift, Hlc(num(l)?)),
+        };
+        for (i, op) in s.ops.iter().enumerate() {
+            let now = num(&op.wall)?;
+            wall.set(now);
+            match op.op.as_str() {
+                "tick" => match clock.tick() {
+                    Ok(stamp) => {
+                        seen.insert("tick ok");
+                        ensure_eq!(op.result, "ok", "{name}[{i}]");
+                        ensure_eq!(Some(stamp.0.to_string()), op.stamp, "{name}[{i}] stamp");
+                    }
+                    Err(HlcError::Exhausted(at)) => {
+                        seen.insert("Exhausted");
+                        ensure_eq!(op.result, "Exhausted", "{name}[{i}]");
+                        ensure_eq!(Some(at.0.to_string()), op.exhausted_at, "{name}[{i}]");
+                    }
+                    Err(e) => return Err(format!("{name}[{i}]: unexpected {e}")),
+                },
+                "observe" => {
+                    let remote = num(op.remote.as_deref().ok_or("observe without remote")?)?;
+                    match clock.observe(Hlc(remote)) {
+                        Ok(()) => {
+                            seen.insert("observe ok");
+                            ensure_eq!(op.result, "ok", "{name}[{i}]");
+                        }
+                        Err(HlcError::TooFarAhead {
+                            remote: r,
+                            local,
+                            ahead_ns,
+                            max_drift_ns,
+                        }) => {
+                            seen.insert("TooFarAhead");
+                            ensure_eq!(op.result, "TooFarAhead", "{name}[{i}]");
+                            ensure_eq!(
+                                (r.0, local, max_drift_ns),
+                                (remote, now, drift_ns),
+                                "{name}[{i}]"
+                            );
+                            ensure_eq!(Some(ahead_ns.to_string()), op.ahead_ns, "{name}[{i}]");
+                        }
+                        Err(e) => return Err(format!("{name}[{i}]: unexpected {e}")),
+                    }
+                }
+                other => return Err(format!("{name}[{i}]: unknown op {other}")),
+            }
+            ensure_eq!(
+                clock.last().0.to_string(),
+                op.last_after,
+                "{name}[{i}] last"
+            );
+        }
+    }
+    ensure_eq!(seen.len(), 4, "every outcome is covered");
+    for (i, a) in f.admission.iter().enumerate() {
+        let got = admission(
+            Hlc(num(&a.stamp)?),
+            num(&a.now)?,
+            Duration::from_nanos(num(&a.max_drift_ns)?),
+        );
+        let (result, not_before) = match got {
+            Admission::Now => ("Now", None),
+            Admission::Defer { not_before } => ("Defer", Some(not_before.to_string())),
+        };
+        ensure_eq!(result, a.result, "admission[{i}]");
+        ensure_eq!(not_before, a.not_before, "admission[{i}]");
+    }
+    Ok(())
+}
+
+#[test]
+fn hlc() {
+    check_hlc(&load("hlc.json")).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// fingerprints.json
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct FingerprintsFile {
+    #[allow(dead_code)]
+    description: String,
+    item_context: String,
+    digest_context: String,
+    items: Vec<ItemVector>,
+    aggregates: Vec<AggregateVector>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct ItemVector {
+    hlc: String,
+    hash_hex: String,
+    key_bytes_hex: String,
+    term_first64_hex: String,
+    term_hex: Option<String>,
+    fingerprint_hex: String,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct FpRecipe {
+    from: u64,
+    to: u64,
+    hlc_base: String,
+    hlc_step: String,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct AggregateVector {
+    name: String,
+    keys: Option<Vec<KeyJson>>,
+    recipe: Option<FpRecipe>,
+    count: u64,
+    sum_hex: String,
+    fingerprint_hex: String,
+}
+
+fn check_fingerprints(f: &FingerprintsFile) -> Check {
+    ensure_eq!(f.item_context, ITEM_CONTEXT, "item context");
+    ensure_eq!(f.digest_context, DIGEST_CONTEXT, "digest context");
+    ensure!(
+        f.items.iter().any(|i| i.term_hex.is_some()),
+        "no item has its full term"
+    );
+    for (n, item) in f.items.iter().enumerate() {
+        let k = EntryKey::new(num(&item.hlc)?, unhex32(&item.hash_hex)?);
+        ensure_eq!(
+            hex::encode(k.to_bytes()),
+            item.key_bytes_hex,
+            "item {n} key bytes"
+        );
+        let agg = Aggregate::of_key(&k);
+        let term = agg.sum_bytes();
+        ensure_eq!(
+            hex::encode(&term[..64]),
+            item.term_first64_hex,
+            "item {n} term"
+        );
+        if let Some(full) = &item.term_hex {
+            ensure_eq!(hex::encode(term), *full, "item {n} full term");
+        }
+        ensure_eq!(
+            hex::encode(agg.fingerprint().0),
+            item.fingerprint_hex,
+            "item {n} fingerprint"
+        );
+    }
+    let names: Vec<&str> = f.aggregates.iter().map(|a| a.name.as_str()).collect();
+    for required in ["empty", "one-key", "three-keys", "thousand-keys"] {
+        ensure!(names.contains(&required), "missing aggregate {required}");
+    }
+    for a in &f.aggregates {
+        let name = &a.name;
+        let ks: Vec<EntryKey> = match (&a.keys, &a.recipe) {
+            (Some(k), None) => keys(k)?,
+            (None, Some(r)) => {
+                let (base, step) = (num(&r.hlc_base)?, num(&r.hlc_step)?);
+                (r.from..r.to)
+                    .map(|i| EntryKey::new(base + i * step, ih(i)))
+                    .collect()
+            }
+            _ => return Err(format!("{name}: give keys or a recipe")),
+        };
+        let agg = Aggregate::of_keys(&ks);
+        ensure_eq!(agg.count(), a.count, "{name} count");
+        ensure_eq!(hex::encode(agg.sum_bytes()), a.sum_hex, "{name} sum");
+        ensure_eq!(
+            hex::encode(agg.fingerprint().0),
+            a.fingerprint_hex,
+            "{name} fingerprint"
+        );
+        // the digest from count and sum alone
+        let mut h = blake3::Hasher::new_derive_key(&f.digest_context);
+        h.update(&a.count.to_le_bytes());
+        h.update(&unhex(&a.sum_hex)?);
+        ensure_eq!(
+            hex::encode(&h.finalize().as_bytes()[..16]),
+            a.fingerprint_hex,
+            "{name}: digest of (count, sum)"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn fingerprints() {
+    check_fingerprints(&load("fingerprints.json")).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// messages.json
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct MessagesFile {
+    #[allow(dead_code)]
+    description: String,
+    valid: Vec<ValidMessage>,
+    invalid: Vec<InvalidMessage>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct ValidMessage {
+    name: String,
+    #[allow(dead_code)]
+    description: String,
+    hex: String,
+    parts: Vec<PartJson>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct PartJson {
+    upper: Option<KeyJson>,
+    payload: PayloadJson,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(tag = "mode", deny_unknown_fields)]
+enum PayloadJson {
+    Skip,
+    Fingerprint {
+        fingerprint_hex: String,
+    },
+    PrefixList {
+        prefix_len: u8,
+        prefixes_hex: Vec<String>,
+    },
+    FullList {
+        keys: Vec<KeyJson>,
+    },
+    Resolve {
+        missing: Vec<u32>,
+        keys: Vec<KeyJson>,
+    },
+    Keys {
+        keys: Vec<KeyJson>,
+    },
+}
+
+impl PartJson {
+    fn part(&self) -> Result<Part, String> {
+        let upper = self.upper.as_ref().map(KeyJson::key).transpose()?;
+        let payload = match &self.payload {
+            PayloadJson::Skip => Payload::Skip,
+            PayloadJson::Fingerprint { fingerprint_hex } => Payload::Fingerprint(Fingerprint(
+                unhex(fingerprint_hex)?
+                    .try_into()
+                    .map_err(|_| "fingerprint is not 16 bytes")?,
+            )),
+            PayloadJson::PrefixList {
+                prefix_len,
+                prefixes_hex,
+            } => {
+                let mut prefixes = Vec::new();
+                for p in prefixes_hex {
+                    let p = unhex(p)?;
+                    if p.len() != *prefix_len as usize {
+                        return Err(format!(
+                            "prefix {} is not {prefix_len} bytes",
+                            hex::encode(p)
+                        ));
+                    }
+                    prefixes.extend(p);
+                }
+                Payload::PrefixList {
+                    len: *prefix_len,
+                    prefixes,
+                }
+            }
+            PayloadJson::FullList { keys: k } => Payload::FullList(keys(k)?),
+            PayloadJson::Resolve { missing, keys: k } => Payload::Resolve {
+                missing: missing.clone(),
+                keys: keys(k)?,
+            },
+            PayloadJson::Keys { keys: k } => Payload::Keys(keys(k)?),
+        };
+        Ok(Part { upper, payload })
+    }
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct InvalidMessage {
+    name: String,
+    #[allow(dead_code)]
+    description: String,
+    hex: String,
+    error: String,
+}
+
+fn decode_error_name(e: &DecodeError) -> &'static str {
+    match e {
+        DecodeError::BadTag(_) => "BadTag",
+        DecodeError::Truncated(_) => "Truncated",
+        DecodeError::BadVarint(_) => "BadVarint",
+        DecodeError::UnknownMode(_) => "UnknownMode",
+        DecodeError::BadBound(_) => "BadBound",
+        DecodeError::BadPayload { .. } => "BadPayload",
+        DecodeError::NonCanonicalSkip => "NonCanonicalSkip",
+    }
+}
+
+fn check_messages(f: &MessagesFile) -> Check {
+    let mut modes = BTreeSet::new();
+    for m in &f.valid {
+        let name = &m.name;
+        let bytes = unhex(&m.hex)?;
+        let parts = m
+            .parts
+            .iter()
+            .map(PartJson::part)
+            .collect::<Result<Vec<_>, _>>()?;
+        modes.extend(parts.iter().map(|p| p.payload.name()));
+        let decoded = message::decode(&bytes).map_err(|e| format!("{name}: decode: {e}"))?;
+        ensure_eq!(decoded, parts, "{name}: decoded parts");
+        ensure_eq!(
+            hex::encode(message::encode(&parts)),
+            m.hex,
+            "{name}: encoding"
+        );
+    }
+    ensure_eq!(modes.len(), 6, "every payload mode has a vector");
+    let mut errors = BTreeSet::new();
+    for m in &f.invalid {
+        let name = &m.name;
+        match message::decode(&unhex(&m.hex)?) {
+            Ok(parts) => return Err(format!("{name}: decoded to {parts:?}, must fail")),
+            Err(e) => ensure_eq!(decode_error_name(&e), m.error, "{name}: {e}"),
+        }
+        errors.insert(m.error.clone());
+    }
+    ensure_eq!(errors.len(), 7, "every DecodeError variant has a vector");
+    Ok(())
+}
+
+#[test]
+fn messages() {
+    check_messages(&load("messages.json")).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// transcripts.json
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct TranscriptsFile {
+    #[allow(dead_code)]
+    description: String,
+    transcripts: Vec<TranscriptVector>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct ConfigJson {
+    dialect: String,
+    branching: usize,
+    list_threshold: usize,
+    prefix_len: u8,
+    max_message_bytes: Option<usize>,
+    initial_split: bool,
+}
+
+impl ConfigJson {
+    fn config(&self) -> Result<Config, String> {
+        if self.dialect != "OplogV1" {
+            return Err(format!("unknown dialect {}", self.dialect));
+        }
+        // Every tuning value comes from the file; `..Config::default()` only fills in fields
+        // that select the wire format (the default, oplog-sync v1). A default that spoke
+        // anything else would fail every transcript byte comparison below.
+        #[allow(clippy::needless_update)]
+        Ok(Config {
+            branching: self.branching,
+            list_threshold: self.list_threshold,
+            prefix_len: self.prefix_len,
+            max_message_bytes: self.max_message_bytes,
+            initial_split: self.initial_split,
+            ..Config::default()
+        })
+    }
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct KeyRecipe {
+    hlc_base: String,
+    hlc_step: String,
+    hlc_div: u64,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct SetJson {
+    runs: Vec<[u64; 3]>,
+    count: usize,
+    keys: Option<Vec<KeyJson>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct MessageJson {
+    from: String,
+    hex: String,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct SideJson {
+    have: Vec<KeyJson>,
+    need: Vec<KeyJson>,
+    prefix_collisions: u64,
+    carried_over: u64,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct TranscriptVector {
+    name: String,
+    #[allow(dead_code)]
+    description: String,
+    config_initiator: ConfigJson,
+    config_responder: ConfigJson,
+    key_recipe: KeyRecipe,
+    initiator_set: SetJson,
+    responder_set: SetJson,
+    messages: Vec<MessageJson>,
+    initiator: SideJson,
+    responder: SideJson,
+}
+
+/// The set a recipe describes: key `i` = `(hlc_base + (i / hlc_div) * hlc_step, BLAKE3(i LE))`
+/// for every `i` of every run `[from, to, step)`. Checked against the explicit key list if any.
+fn build_set(r: &KeyRecipe, s: &SetJson) -> Result<MemoryStore, String> {
+    let (base, step) = (num(&r.hlc_base)?, num(&r.hlc_step)?);
+    ensure!(r.hlc_div > 0, "hlc_div is 0");
+    let mut set = BTreeSet::new();
+    for &[from, to, by] in &s.runs {
+        ensure!(by > 0, "run step is 0");
+        let mut i = from;
+        while i < to {
+            set.insert(EntryKey::new(base + (i / r.hlc_div) * step, ih(i)));
+            i += by;
+        }
+    }
+    ensure_eq!(set.len(), s.count, "set size");
+    if let Some(k) = &s.keys {
+        ensure_eq!(
+            keys(k)?,
+            set.iter().copied().collect::<Vec<_>>(),
+            "explicit keys differ from the recipe"
+        );
+    }
+    Ok(set.into_iter().collect())
+}
+
+/// Drives both sides with the vector's messages, as an implementation replaying one side
+/// would: each side's output must equal the vector's next message, and the session must end
+/// where the vector ends, with the listed have and need.
+fn replay(t: &TranscriptVector) -> Check {
+    let name = &t.name;
+    let a = build_set(&t.key_recipe, &t.initiator_set)?;
+    let b = build_set(&t.key_recipe, &t.responder_set)?;
+    let mut ra = Reconciler::new(t.config_initiator.config()?).map_err(|e| e.to_string())?;
+    let mut rb = Reconciler::new(t.config_responder.config()?).map_err(|e| e.to_string())?;
+    let msgs: Vec<Vec<u8>> = t
+        .messages
+        .iter()
+        .map(|m| unhex(&m.hex))
+        .collect::<Result<_, _>>()?;
+    ensure!(!msgs.is_empty(), "{name}: no messages");
+    for (i, m) in t.messages.iter().enumerate() {
+        let expected = if i % 2 == 0 { "initiator" } else { "responder" };
+        ensure_eq!(m.from, expected, "{name}: sender of message {i}");
+    }
+    let first = ra
+        .initiate(&a)
+        .map_err(|e| format!("{name}: initiate: {e}"))?;
+    same_hex(
+        &hex::encode(first.as_bytes()),
+        &t.messages[0].hex,
+        &format!("{name}: message 0"),
+    )?;
+    let (mut ia, mut ib) = (
+        (Vec::<EntryKey>::new(), Vec::<EntryKey>::new()),
+        (Vec::new(), Vec::new()),
+    );
+    for (i, bytes) in msgs.iter().enumerate() {
+        let msg = Message::from_bytes(bytes.clone());
+        let (step, acc) = if i % 2 == 0 {
+            (rb.handle(&b, &msg), &mut ib)
+        } else {
+            (ra.handle(&a, &msg), &mut ia)
+        };
+        let step = step.map_err(|e| format!("{name}: handling message {i}: {e}"))?;
+        acc.0.extend(step.have);
+        acc.1.extend(step.need);
+        match (step.reply, msgs.get(i + 1)) {
+            (Some(r), Some(next)) => same_hex(
+                &hex::encode(r.as_bytes()),
+                &hex::encode(next),
+                &format!("{name}: message {}", i + 1),
+            )?,
+            (None, None) => {}
+            (Some(_), None) => return Err(format!("{name}: a reply to the last message")),
+            (None, Some(_)) => return Err(format!("{name}: no reply to message {i}")),
+        }
+    }
+    ensure!(
+        ra.is_done() && rb.is_done(),
+        "{name}: a side is still waiting"
+    );
+    for ((have, need), side, who, stats) in [
+        (ia, &t.initiator, "initiator", ra.stats()),
+        (ib, &t.responder, "responder", rb.stats()),
+    ] {
+        let (mut have, mut need) = (have, need);
+        have.sort_unstable();
+        need.sort_unstable();
+        ensure_eq!(have, keys(&side.have)?, "{name}: {who} have");
+        ensure_eq!(need, keys(&side.need)?, "{name}: {who} need");
+        ensure_eq!(
+            stats.prefix_collisions,
+            side.prefix_collisions,
+            "{name}: {who} prefix collisions"
+        );
+        ensure_eq!(
+            stats.carried_over,
+            side.carried_over,
+            "{name}: {who} carried over"
+        );
+    }
+    // and have/need are the true set differences
+    let sa: BTreeSet<EntryKey> = a.iter().copied().collect();
+    let sb: BTreeSet<EntryKey> = b.iter().copied().collect();
+    let a_only: Vec<EntryKey> = sa.difference(&sb).copied().collect();
+    let b_only: Vec<EntryKey> = sb.difference(&sa).copied().collect();
+    ensure_eq!(keys(&t.initiator.have)?, a_only, "{name}: initiator have");
+    ensure_eq!(keys(&t.initiator.need)?, b_only, "{name}: initiator need");
+    ensure_eq!(keys(&t.responder.have)?, b_only, "{name}: responder have");
+    ensure_eq!(keys(&t.responder.need)?, a_only, "{name}: responder need");
+    Ok(())
+}
+
+/// Runs the whole session afresh from the recipe and compares every message.
+fn rerun(t: &TranscriptVector) -> Check {
+    let name = &t.name;
+    let a = build_set(&t.key_recipe, &t.initiator_set)?;
+    let b = build_set(&t.key_recipe, &t.responder_set)?;
+    let run = transcript::run(
+        &a,
+        &b,
+        t.config_initiator.config()?,
+        t.config_responder.config()?,
+    )
+    .map_err(|e| format!("{name}: {e}"))?;
+    let got: Vec<String> = run
+        .messages
+        .iter()
+        .map(|m| hex::encode(m.as_bytes()))
+        .collect();
+    let want: Vec<String> = t.messages.iter().map(|m| m.hex.clone()).collect();
+    ensure_eq!(got.len(), want.len(), "{name}: message count");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        same_hex(g, w, &format!("{name}: message {i}"))?;
+    }
+    ensure_eq!(
+        run.initiator.have,
+        keys(&t.initiator.have)?,
+        "{name}: initiator have"
+    );
+    ensure_eq!(
+        run.initiator.need,
+        keys(&t.initiator.need)?,
+        "{name}: initiator need"
+    );
+    ensure_eq!(
+        run.responder.have,
+        keys(&t.responder.have)?,
+        "{name}: responder have"
+    );
+    ensure_eq!(
+        run.responder.need,
+        keys(&t.responder.need)?,
+        "{name}: responder need"
+    );
+    Ok(())
+}
+
+fn transcripts_file() -> TranscriptsFile {
+    load("transcripts.json")
+}
+
+#[test]
+fn transcripts_replay_and_rerun() {
+    let f = transcripts_file();
+    ensure_transcript_coverage(&f).unwrap();
+    for t in &f.transcripts {
+        replay(t).unwrap();
+        rerun(t).unwrap();
+    }
+}
+
+fn ensure_transcript_coverage(f: &TranscriptsFile) -> Check {
+    let collisions: u64 = f
+        .transcripts
+        .iter()
+        .map(|t| t.initiator.prefix_collisions + t.responder.prefix_collisions)
+        .sum();
+    let carried: u64 = f
+        .transcripts
+        .iter()
+        .map(|t| t.initiator.carried_over + t.responder.carried_over)
+        .sum();
+    ensure!(f.transcripts.len() >= 5, "too few transcripts");
+    ensure!(collisions > 0, "no transcript has a prefix collision");
+    ensure!(
+        carried > 0,
+        "no transcript carries ranges over a message limit"
+    );
+    ensure!(
+        f.transcripts
+            .iter()
+            .any(|t| t.initiator_set.count == 0 || t.responder_set.count == 0),
+        "no transcript with an empty side"
+    );
+    ensure!(
+        f.transcripts.iter().any(|t| t.initiator.have.is_empty()
+            && t.initiator.need.is_empty()
+            && t.initiator_set.count > 0),
+        "no transcript of equal sets"
+    );
+    // the collision transcript is the one the FullList fallback is exercised by
+    let modes: BTreeSet<&'static str> = f
+        .transcripts
+        .iter()
+        .flat_map(|t| t.messages.iter())
+        .flat_map(|m| message::decode(&unhex(&m.hex).unwrap()).unwrap())
+        .map(|p| p.payload.name())
+        .collect();
+    ensure_eq!(
+        modes.len(),
+        6,
+        "every payload mode occurs in some transcript: {modes:?}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// drift detection: the checks above must notice a single changed byte
+
+fn flip_hex(s: &str, byte: usize) -> String {
+    let mut b = hex::decode(s).unwrap();
+    b[byte] ^= 0x01;
+    hex::encode(b)
+}
+
+#[test]
+fn a_flipped_message_byte_is_detected() {
+    let f = transcripts_file();
+    let t = f
+        .transcripts
+        .iter()
+        .find(|t| t.name == "small-differences")
+        .expect("the small-differences transcript");
+    replay(t).unwrap();
+    // every byte of every message, in a small transcript
+    for (i, m) in t.messages.iter().enumerate() {
+        for byte in 0..m.hex.len() / 2 {
+            let mut tampered = t.clone();
+            tampered.messages[i].hex = flip_hex(&m.hex, byte);
+            assert!(
+                replay(&tampered).is_err(),
+                "flipping byte {byte} of message {i} went unnoticed by the replay"
+            );
+            assert!(
+                rerun(&tampered).is_err(),
+                "flipping byte {byte} of message {i} went unnoticed by the rerun"
+            );
+        }
+    }
+    // one byte in the middle of a long transcript
+    let big = f
+        .transcripts
+        .iter()
+        .find(|t| t.name == "prefix-collision")
+        .expect("the prefix-collision transcript");
+    let mut tampered = big.clone();
+    let i = tampered.messages.len() / 2;
+    let mid = tampered.messages[i].hex.len() / 4;
+    tampered.messages[i].hex = flip_hex(&tampered.messages[i].hex, mid);
+    assert!(replay(&tampered).is_err());
+    assert!(rerun(&tampered).is_err());
+    // a changed outcome or recipe is caught as well
+    let mut tampered = t.clone();
+    tampered.responder.need.pop();
+    assert!(replay(&tampered).is_err() && rerun(&tampered).is_err());
+    let mut tampered = t.clone();
+    tampered.responder_set.runs[0][1] -= 1;
+    tampered.responder_set.count -= 1;
+    assert!(replay(&tampered).is_err() && rerun(&tampered).is_err());
+}
+
+#[test]
+fn a_flipped_byte_elsewhere_is_detected() {
+    let entries: EntriesFile = load("entries.json");
+    for field in 0..5 {
+        let mut f = entries.clone();
+        let v = &mut f.valid[1];
+        match field {
+            0 => v.body_hex = flip_hex(&v.body_hex, 3),
+            1 => v.hash_hex = flip_hex(&v.hash_hex, 31),
+            2 => v.signature_hex = flip_hex(&v.signature_hex, 0),
+            3 => v.encoded_hex = flip_hex(&v.encoded_hex, 40),
+            _ => v.public_key_hex = flip_hex(&v.public_key_hex, 7),
+        }
+        assert!(check_entries(&f).is_err(), "entry field {field}");
+    }
+    let mut f = entries.clone();
+    f.invalid[0].error = "Malformed".into();
+    assert!(check_entries(&f).is_err());
+
+    let hlc: HlcFile = load("hlc.json");
+    let mut f = hlc.clone();
+    f.sequences[0].ops[1].last_after = "1".into();
+    assert!(check_hlc(&f).is_err());
+
+    let fps: FingerprintsFile = load("fingerprints.json");
+    let last = fps.aggregates.len() - 1;
+    for field in 0..3 {
+        let mut f = fps.clone();
+        match field {
+            0 => {
+                f.aggregates[last].fingerprint_hex =
+                    flip_hex(&f.aggregates[last].fingerprint_hex, 15)
+            }
+            1 => f.aggregates[last].sum_hex = flip_hex(&f.aggregates[last].sum_hex, 511),
+            _ => f.items[0].term_hex = f.items[0].term_hex.as_deref().map(|t| flip_hex(t, 300)),
+        }
+        assert!(check_fingerprints(&f).is_err(), "fingerprint field {field}");
+    }
+
+    let msgs: MessagesFile = load("messages.json");
+    for (i, m) in msgs.valid.iter().enumerate() {
+        for byte in 1..m.hex.len() / 2 {
+            let mut f = msgs.clone();
+            f.valid[i].hex = flip_hex(&m.hex, byte);
+            assert!(
+                check_messages(&f).is_err(),
+                "message {} byte {byte}",
+                m.name
+            );
+        }
+    }
+}
+
+/// The seeds are what they claim: a NodeId in the vectors is the ed25519 public key of its seed.
+#[test]
+fn node_ids_are_public_keys() {
+    let f: EntriesFile = load("entries.json");
+    for v in &f.valid {
+        let key = SigningKey::from_bytes(&unhex32(&v.seed_hex).unwrap());
+        let id = NodeId(key.verifying_key().to_bytes());
+        assert_eq!(hex::encode(id.0), v.public_key_hex, "{}", v.name);
+    }
+}
