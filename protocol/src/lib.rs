@@ -56,6 +56,7 @@ pub mod hlc;
 pub mod key;
 pub mod memory;
 pub mod message;
+pub mod negentropy;
 pub mod reconcile;
 pub mod store;
 pub mod transcript;
@@ -67,7 +68,7 @@ pub use fingerprint::{Aggregate, Fingerprint};
 pub use hlc::{Hlc, HlcClock, HlcError, SystemClock, WallClock};
 pub use key::{EntryKey, Hash, NodeId, Range};
 pub use memory::MemoryStore;
-pub use reconcile::{Config, Message, ReconcileError, Reconciler, Stats, Step};
+pub use reconcile::{Config, Dialect, Message, ReconcileError, Reconciler, Stats, Step};
 pub use store::{RangeStore, StoreError};
 
 pub use ed25519_dalek::SigningKey;

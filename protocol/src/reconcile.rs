@@ -35,18 +35,36 @@ use std::collections::{BTreeMap, HashSet};
 use tracing::{debug, trace};
 
 use crate::fingerprint::{Aggregate, Fingerprint};
-use crate::key::{EntryKey, Range};
+use crate::key::{EntryKey, Hash, Range};
 use crate::message::{self, DecodeError, Encoder, Part, Payload, MAX_LIST_ITEMS};
+use crate::negentropy;
 use crate::store::{RangeStore, StoreError};
 
 /// The smallest message size limit a [`Config`] may set; every part the reconciler produces
 /// fits in it with room to spare.
 pub const MIN_MESSAGE_BYTES: usize = 4096;
 
+/// The wire format and splitting policy a [`Reconciler`] speaks. Both peers must use the same.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// oplog-sync's own format (`spec/SPEC.md`): secure 4096-bit fingerprints, prefix lists,
+    /// both sides learn the difference.
+    #[default]
+    OplogV1,
+    /// Negentropy protocol V1 (`spec/negentropy-v1.md`), for interoperability with Negentropy
+    /// peers and for comparison: SHA-256 over a 256-bit id sum as fingerprint, 16 buckets per
+    /// split, id lists below 32 items, and only the initiator learns the difference. Keys are
+    /// items with the HLC as timestamp and the hash as id. `branching`, `list_threshold`,
+    /// `prefix_len` and `initial_split` are ignored: Negentropy fixes them.
+    NegentropyV1,
+}
+
 /// Tuning of a reconciler. Both peers may use different values; the wire format carries
 /// everything the other side needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// The wire format and splitting policy (default [`Dialect::OplogV1`]).
+    pub dialect: Dialect,
     /// Most parts a differing range is split into (2 to 32; default 16).
     pub branching: usize,
     /// A side that holds at most this many keys in a differing range lists them instead of
@@ -67,6 +85,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            dialect: Dialect::OplogV1,
             branching: 16,
             list_threshold: 32,
             prefix_len: 4,
@@ -77,6 +96,19 @@ impl Default for Config {
 }
 
 impl Config {
+    /// A configuration that speaks Negentropy V1 with Negentropy's fixed parameters, with an
+    /// optional frame size limit (at least [`MIN_MESSAGE_BYTES`], as Negentropy requires).
+    pub fn negentropy(frame_limit: Option<usize>) -> Config {
+        Config {
+            dialect: Dialect::NegentropyV1,
+            branching: negentropy::BUCKETS as usize,
+            list_threshold: negentropy::ID_LIST_BELOW as usize - 1,
+            prefix_len: 32,
+            max_message_bytes: frame_limit,
+            initial_split: true,
+        }
+    }
+
     /// Checks that every value is in range.
     pub fn validate(&self) -> Result<(), ReconcileError> {
         let bad = |why: String| Err(ReconcileError::Config(why));
@@ -112,6 +144,9 @@ pub enum ReconcileError {
     /// The peer's message is malformed.
     #[error("malformed message from peer: {0}")]
     Decode(#[from] DecodeError),
+    /// The peer's Negentropy message is malformed or of a version we do not speak.
+    #[error("malformed negentropy message from peer: {0}")]
+    NegentropyDecode(#[from] negentropy::DecodeError),
     /// The peer sent a part that does not fit the session's state (a Resolve for a range we
     /// never listed, a position beyond our list, ...): a broken or hostile peer.
     #[error("protocol violation by peer: {0}")]
@@ -175,6 +210,10 @@ pub struct Step {
     pub have: Vec<EntryKey>,
     /// Keys the peer holds and this side lacks, learned in this step.
     pub need: Vec<EntryKey>,
+    /// Negentropy dialect only: hashes of entries the peer holds and this side lacks.
+    /// Negentropy id lists carry no timestamps, so these cannot be full keys; `need` stays
+    /// empty in that dialect.
+    pub need_hashes: Vec<Hash>,
 }
 
 /// Counters of one session, for logs and benchmarks.
@@ -228,9 +267,15 @@ pub struct Reconciler {
     /// Ranges awaiting an answer, by start key; disjoint.
     pending: BTreeMap<EntryKey, Pending>,
     started: bool,
+    /// Whether this side opened the session.
+    initiator: bool,
     done: bool,
     stats: Stats,
+    /// Every key already reported in a [`Step`]: a range restarted after a carry-over can
+    /// yield the same difference again, and each key is reported once.
     reported: HashSet<EntryKey>,
+    /// Negentropy dialect: every hash already reported in [`Step::need_hashes`].
+    reported_hashes: HashSet<Hash>,
 }
 
 /// The output being built for one reply, with its effects held until the part is committed.
@@ -266,9 +311,11 @@ impl Reconciler {
             config,
             pending: BTreeMap::new(),
             started: false,
+            initiator: false,
             done: false,
             stats: Stats::default(),
             reported: HashSet::new(),
+            reported_hashes: HashSet::new(),
         })
     }
 
@@ -282,7 +329,16 @@ impl Reconciler {
         self.stats
     }
 
+    /// Whether this side opened the session with [`Reconciler::initiate`].
+    pub fn is_initiator(&self) -> bool {
+        self.initiator
+    }
+
     /// Whether the session is over: nothing is pending and no reply is expected.
+    ///
+    /// In the Negentropy dialect the initiator is done once its answer would be empty (just
+    /// the version byte), which it then does not send. The responder keeps no state between
+    /// messages: it is done after every reply and answers whatever the initiator sends next.
     pub fn is_done(&self) -> bool {
         self.done
     }
@@ -298,6 +354,19 @@ impl Reconciler {
             ));
         }
         self.started = true;
+        self.initiator = true;
+        if self.config.dialect == Dialect::NegentropyV1 {
+            // Negentropy always splits the whole key space, whatever the frame limit.
+            let mut enc = negentropy::Encoder::new();
+            let everything = neg_range(EntryKey::MIN, &negentropy::Bound::INFINITY);
+            for p in neg_split(store, &everything, negentropy::Bound::INFINITY)? {
+                enc.push(&p);
+            }
+            let msg = Message(enc.finish());
+            self.sent(&msg);
+            debug!(bytes = msg.len(), "reconcile: initiate (negentropy)");
+            return Ok(msg);
+        }
         let mut out = Out::new();
         let count = store.count(&Range::FULL)?;
         if self.config.initial_split && count > self.config.list_threshold as u64 {
@@ -323,7 +392,8 @@ impl Reconciler {
         store: &S,
         msg: &Message,
     ) -> Result<Step, ReconcileError> {
-        if self.done {
+        let stateless_responder = self.config.dialect == Dialect::NegentropyV1 && !self.initiator;
+        if self.done && !stateless_responder {
             return Err(ReconcileError::Misuse(
                 "message received after the session ended",
             ));
@@ -331,6 +401,9 @@ impl Reconciler {
         self.started = true;
         self.stats.messages_received += 1;
         self.stats.bytes_received += msg.len() as u64;
+        if self.config.dialect == Dialect::NegentropyV1 {
+            return self.handle_negentropy(store, msg);
+        }
         let parts = message::decode(&msg.0)?;
         let expects_reply = parts.iter().any(|p| p.payload.is_open());
         trace!(
@@ -405,6 +478,138 @@ impl Reconciler {
             reply = step.reply.as_ref().map(Message::len),
             done = self.done,
             "reconcile: handled message"
+        );
+        Ok(step)
+    }
+
+    /// [`Reconciler::handle`] for the Negentropy dialect: the same walk over the peer's
+    /// ranges, with Negentropy's answers and its frame limit rule. Nothing is pending between
+    /// messages in this dialect.
+    fn handle_negentropy<S: RangeStore + ?Sized>(
+        &mut self,
+        store: &S,
+        msg: &Message,
+    ) -> Result<Step, ReconcileError> {
+        use negentropy::Payload as NPayload;
+        let mut step = Step::default();
+        let parts = match negentropy::decode(&msg.0) {
+            Ok(parts) => parts,
+            Err(negentropy::DecodeError::UnsupportedVersion(v)) if !self.initiator => {
+                // Tell the peer which version we speak, so it can downgrade.
+                debug!(version = v, "reconcile: negentropy version not supported");
+                let reply = Message(vec![negentropy::PROTOCOL_VERSION]);
+                self.sent(&reply);
+                self.done = true;
+                step.reply = Some(reply);
+                return Ok(step);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Negentropy stops adding ranges once a message would pass `limit - 200` bytes.
+        let budget = self
+            .config
+            .max_message_bytes
+            .map_or(usize::MAX, |l| l.saturating_sub(negentropy::FRAME_RESERVE));
+        let mut enc = negentropy::Encoder::new();
+        let mut lower = EntryKey::MIN;
+        for part in &parts {
+            let range = neg_range(lower, &part.upper);
+            let skip = negentropy::Part {
+                upper: part.upper,
+                payload: NPayload::Skip,
+            };
+            let mark = enc.mark();
+            // whether the output for this range stays even if it overflows the frame
+            let mut keep = false;
+            match &part.payload {
+                NPayload::Skip => enc.push(&skip),
+                NPayload::Fingerprint(fp) => {
+                    if store.negentropy_fingerprint(&range)? == *fp {
+                        enc.push(&skip);
+                    } else {
+                        for p in neg_split(store, &range, part.upper)? {
+                            enc.push(&p);
+                        }
+                    }
+                }
+                NPayload::IdList(theirs) if self.initiator => {
+                    let mut theirs: Vec<Hash> = theirs.clone();
+                    theirs.sort_unstable();
+                    theirs.dedup();
+                    let mut matched = vec![false; theirs.len()];
+                    // A range carried over by our own frame limit restarts at the last range
+                    // we wrote and can settle again what we already reported: report once.
+                    for k in store.keys(&range, usize::MAX)? {
+                        match theirs.binary_search(&k.hash) {
+                            Ok(i) => matched[i] = true,
+                            Err(_) if self.reported.insert(k) => step.have.push(k),
+                            Err(_) => {}
+                        }
+                    }
+                    let reported = &mut self.reported_hashes;
+                    step.need_hashes.extend(
+                        theirs
+                            .iter()
+                            .zip(&matched)
+                            .filter(|(h, m)| !**m && reported.insert(**h))
+                            .map(|(h, _)| *h),
+                    );
+                    enc.push(&skip);
+                }
+                NPayload::IdList(_) => {
+                    // The responder answers with its own ids, cut short where the frame fills;
+                    // the cut list stays and the rest of the key space is carried over.
+                    let start = enc.len();
+                    let mut upper = part.upper;
+                    let mut ids = Vec::new();
+                    for k in store.keys(&range, usize::MAX)? {
+                        if start + 32 * ids.len() > budget {
+                            upper = negentropy::Bound::at(&k);
+                            break;
+                        }
+                        ids.push(k.hash);
+                    }
+                    enc.push(&negentropy::Part {
+                        upper,
+                        payload: NPayload::IdList(ids),
+                    });
+                    keep = true;
+                }
+            }
+            if enc.len() > budget {
+                // Out of room: one fingerprint covers everything after the last range written,
+                // for the peer to answer next round.
+                if !keep {
+                    enc.rollback(mark);
+                }
+                enc.drop_skip();
+                let rest = neg_range(enc.written_upto(), &negentropy::Bound::INFINITY);
+                enc.push(&negentropy::Part {
+                    upper: negentropy::Bound::INFINITY,
+                    payload: NPayload::Fingerprint(store.negentropy_fingerprint(&rest)?),
+                });
+                self.stats.carried_over += 1;
+                debug!(from = ?rest.start, "reconcile: negentropy frame limit reached, carrying ranges over");
+                break;
+            }
+            lower = part.upper.key();
+        }
+        let bytes = enc.finish();
+        if self.initiator && bytes.len() == 1 {
+            // Nothing left to ask: the session ends here and the empty answer is not sent.
+            self.done = true;
+        } else {
+            let reply = Message(bytes);
+            self.sent(&reply);
+            step.reply = Some(reply);
+            self.done = !self.initiator;
+        }
+        debug!(
+            have = step.have.len(),
+            need = step.need_hashes.len(),
+            reply = step.reply.as_ref().map(Message::len),
+            done = self.done,
+            "reconcile: handled negentropy message"
         );
         Ok(step)
     }
@@ -708,6 +913,59 @@ impl Reconciler {
         }
         Ok(())
     }
+}
+
+/// The key range a Negentropy range covers: from `lower` up to (excluding) `upper`. The
+/// infinity bound is the key `(u64::MAX, 0)`, so keys with that HLC are outside every range,
+/// as in Negentropy, which reserves the timestamp.
+fn neg_range(lower: EntryKey, upper: &negentropy::Bound) -> Range {
+    Range::new(lower, Some(upper.key()))
+}
+
+/// Negentropy's answer for a range whose fingerprints differ, and its opening message: the
+/// ids if we hold fewer than 32 keys in it, otherwise 16 fingerprinted buckets of (nearly)
+/// equal size by rank, the larger ones first, separated by minimal bounds.
+fn neg_split<S: RangeStore + ?Sized>(
+    store: &S,
+    range: &Range,
+    upper: negentropy::Bound,
+) -> Result<Vec<negentropy::Part>, ReconcileError> {
+    use negentropy::{Part as NPart, Payload as NPayload, BUCKETS, ID_LIST_BELOW};
+    let count = store.count(range)?;
+    if count < ID_LIST_BELOW {
+        let ids = store
+            .keys(range, ID_LIST_BELOW as usize)?
+            .iter()
+            .map(|k| k.hash)
+            .collect();
+        return Ok(vec![NPart {
+            upper,
+            payload: NPayload::IdList(ids),
+        }]);
+    }
+    let missing =
+        || ReconcileError::Store(StoreError::new("store returned fewer keys than it counted"));
+    let (per, extra) = (count / BUCKETS, count % BUCKETS);
+    let mut parts = Vec::with_capacity(BUCKETS as usize);
+    let mut lower = range.start;
+    let mut rank = 0;
+    for i in 0..BUCKETS {
+        rank += per + u64::from(i < extra);
+        let bound = if rank == count {
+            upper
+        } else {
+            let prev = store.key_at(range, rank - 1)?.ok_or_else(missing)?;
+            let curr = store.key_at(range, rank)?.ok_or_else(missing)?;
+            negentropy::Bound::minimal(&prev, &curr)
+        };
+        let fp = store.negentropy_fingerprint(&Range::new(lower, Some(bound.key())))?;
+        parts.push(NPart {
+            upper: bound,
+            payload: NPayload::Fingerprint(fp),
+        });
+        lower = bound.key();
+    }
+    Ok(parts)
 }
 
 /// Room kept in every limited message for the Skip and Fingerprint parts that carry leftover

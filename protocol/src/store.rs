@@ -4,6 +4,7 @@ use std::fmt;
 
 use crate::fingerprint::{Aggregate, Fingerprint};
 use crate::key::{EntryKey, Range};
+use crate::negentropy;
 
 /// A failure of the storage behind a [`RangeStore`] (I/O, corruption, a closed database).
 pub struct StoreError(Box<dyn std::error::Error + Send + Sync + 'static>);
@@ -63,6 +64,17 @@ pub trait RangeStore {
     fn fingerprint(&self, range: &Range) -> Result<Fingerprint, StoreError> {
         Ok(self.aggregate(range)?.fingerprint())
     }
+
+    /// The Negentropy V1 fingerprint of `range`, used only by the Negentropy dialect.
+    ///
+    /// The default scans the range: `O(k)` key reads and additions plus one SHA-256 for a
+    /// range of `k` keys, so a Negentropy session costs `O(n)` per round where oplog-sync's
+    /// own fingerprint costs `O(log n)` per range. A store that serves Negentropy peers often
+    /// can override it with cached per-node sums, as Negentropy's B-tree does.
+    fn negentropy_fingerprint(&self, range: &Range) -> Result<negentropy::Fingerprint, StoreError> {
+        let keys = self.keys(range, usize::MAX)?;
+        Ok(negentropy::Accumulator::of_keys(&keys).fingerprint())
+    }
 }
 
 impl<T: RangeStore + ?Sized> RangeStore for &T {
@@ -80,5 +92,8 @@ impl<T: RangeStore + ?Sized> RangeStore for &T {
     }
     fn fingerprint(&self, range: &Range) -> Result<Fingerprint, StoreError> {
         (**self).fingerprint(range)
+    }
+    fn negentropy_fingerprint(&self, range: &Range) -> Result<negentropy::Fingerprint, StoreError> {
+        (**self).negentropy_fingerprint(range)
     }
 }
