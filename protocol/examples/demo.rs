@@ -56,7 +56,11 @@ fn main() {
 
     let t = run(&a, &b, Config::default(), Config::default()).expect("session");
     for (i, m) in t.messages.iter().enumerate() {
-        let from = if i % 2 == 0 { "alice -> bob  " } else { "bob   -> alice" };
+        let from = if i % 2 == 0 {
+            "alice -> bob  "
+        } else {
+            "bob   -> alice"
+        };
         let parts = m.parts().expect("our own message decodes");
         let mut kinds: Vec<(&str, usize)> = Vec::new();
         for p in &parts {
@@ -78,7 +82,11 @@ fn main() {
             "message {}  {from}  {:>6} bytes  {}",
             i + 1,
             m.len(),
-            if summary.is_empty() { "(nothing left to say)".to_string() } else { summary.join(", ") }
+            if summary.is_empty() {
+                "(nothing left to say)".to_string()
+            } else {
+                summary.join(", ")
+            }
         );
     }
     let (ab, ba) = t.bytes();

@@ -162,7 +162,7 @@ fn entry_error_name(e: &EntryError) -> &'static str {
         EntryError::TooManyParents(_) => "TooManyParents",
         EntryError::ParentsNotCanonical => "ParentsNotCanonical",
         EntryError::MergeNeedsParents(_) => "MergeNeedsParents",
-        EntryError::ZeroHlc => "ZeroHlc",
+        EntryError::HlcOutOfRange(_) => "HlcOutOfRange",
         EntryError::InvalidAction(_) => "InvalidAction",
         EntryError::HashMismatch { .. } => "HashMismatch",
         EntryError::InvalidAuthor(_) => "InvalidAuthor",
@@ -388,9 +388,9 @@ fn entries() -> EntriesFile {
     );
     add(
         "max-hlc",
-        "HLC 2^64 - 1 (a 10-byte varint ending in 01).".into(),
+        "HLC 2^64 - 2, the largest valid stamp (a 10-byte varint ending in 01).".into(),
         5,
-        u64::MAX,
+        u64::MAX - 1,
         put("b", "k", "max hlc"),
         vec![],
     );
@@ -570,7 +570,14 @@ fn entries() -> EntriesFile {
         "A Put with HLC 0, which no clock issues.",
         raw_encoded(&k1, &hand_body(0, &n1.0, &put("b", "k", "x"), &[])),
         None,
-        "ZeroHlc",
+        "HlcOutOfRange",
+    );
+    bad(
+        "hlc-2-pow-64-minus-1",
+        "A Put with HLC 2^64 - 1, above the largest valid stamp 2^64 - 2.",
+        raw_encoded(&k1, &hand_body(u64::MAX, &n1.0, &put("b", "k", "x"), &[])),
+        None,
+        "HlcOutOfRange",
     );
     bad(
         "empty-bucket",
@@ -816,6 +823,10 @@ fn hlc_sequence(
                         o.result = "TooFarAhead";
                         o.ahead_ns = Some(u(ahead_ns));
                     }
+                    Err(HlcError::OutOfRange(r)) => {
+                        assert_eq!(r.0, remote);
+                        o.result = "OutOfRange";
+                    }
                     Err(e) => panic!("{name}: unexpected {e}"),
                 }
             }
@@ -879,7 +890,7 @@ fn hlc() -> HlcFile {
     );
     let s4 = hlc_sequence(
         "exhausted",
-        "A clock restored near 2^64 - 1 issues the last stamps then refuses; an observe near the top saturates wall + drift instead of overflowing.",
+        "A clock restored at 2^64 - 3 issues the last valid stamp 2^64 - 2 then refuses; a remote stamp 2^64 - 1 is out of range.",
         MIN,
         Some(u64::MAX - 2),
         &[
@@ -936,8 +947,9 @@ fn hlc() -> HlcFile {
     }
     HlcFile {
         description: "Hybrid logical clock (SPEC section 4). A fresh clock has last = 0, a restored one last = restore_last. \
-            Before each op the wall clock is set to `wall`. tick: if last = 2^64 - 1 fail with Exhausted (clock unchanged), \
-            else last := max(wall, last + 1) and return it. observe(remote): admissible iff remote <= wall + max_drift \
+            Before each op the wall clock is set to `wall`. tick: if last >= 2^64 - 2 fail with Exhausted (clock unchanged), \
+            else last := min(max(wall, last + 1), 2^64 - 2) and return it. observe(remote): if remote > 2^64 - 2 fail with \
+            OutOfRange (clock unchanged); admissible iff remote <= wall + max_drift \
             (the sum saturating at 2^64 - 1); if not, fail with TooFarAhead (ahead_ns = remote - wall) and leave the clock \
             unchanged; else last := max(last, remote). last_after is `last` after the op. admission: Now iff \
             stamp <= now + max_drift (saturating), else Defer with not_before = stamp - max_drift. u64 values are decimal strings.",
@@ -1376,7 +1388,7 @@ fn messages() -> MessagesFile {
             },
             Part {
                 upper: None,
-                payload: Payload::Keys(vec![k(100, 6), k(u64::MAX, 7)]),
+                payload: Payload::Keys(vec![k(100, 6), k(u64::MAX - 1, 7)]),
             },
         ],
         None,
@@ -1541,6 +1553,21 @@ fn messages() -> MessagesFile {
         "A second bound whose HLC delta overflows 2^64 - 1.",
         with(&[0x01, 0x01, 0x0b], &[&f, &[0x01], &[0xff; 9], &[0x01], &f]),
         "BadBound",
+    );
+    bad(
+        "bound-hlc-2-pow-64-minus-1",
+        "A second bound at HLC 1 + (2^64 - 2) = 2^64 - 1, above the largest valid stamp.",
+        with(&[0x01, 0x01, 0x02], &[&f, &[0x01], &[0xff; 9], &[0x01], &f]),
+        "BadBound",
+    );
+    bad(
+        "key-hlc-2-pow-64-minus-1",
+        "A Keys part to the end holding one key with HLC 2^64 - 1.",
+        with(
+            &[0x01, 0x05, 0x00, 0x01],
+            &[&[0xff; 9], &[0x01], &[0x22; 32]],
+        ),
+        "BadPayload",
     );
     bad(
         "prefix-len-zero",

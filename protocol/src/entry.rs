@@ -57,9 +57,9 @@ pub enum EntryError {
     /// A merge entry must join at least two parents.
     #[error("merge entry has {0} parents; a merge joins at least two")]
     MergeNeedsParents(usize),
-    /// The HLC is zero, which no clock issues.
-    #[error("entry HLC is zero")]
-    ZeroHlc,
+    /// The HLC is 0 or above [`MAX_HLC`](crate::hlc::MAX_HLC), which no clock issues.
+    #[error("entry HLC {0} is outside the valid range 1 to 2^64 - 2")]
+    HlcOutOfRange(Hlc),
     /// The action's own check failed.
     #[error("invalid action: {0}")]
     InvalidAction(String),
@@ -205,8 +205,8 @@ impl<A: Action> LogEntry<A> {
                 max: MAX_ENTRY_BYTES,
             });
         }
-        if self.hlc.0 == 0 {
-            return Err(EntryError::ZeroHlc);
+        if self.hlc.0 == 0 || self.hlc > crate::hlc::MAX_HLC {
+            return Err(EntryError::HlcOutOfRange(self.hlc));
         }
         if self.parents.len() > MAX_PARENTS {
             return Err(EntryError::TooManyParents(self.parents.len()));
@@ -305,8 +305,13 @@ mod tests {
     fn structural_rules() {
         assert_eq!(
             LogEntry::sign(&key(1), Hlc(0), put("x"), vec![]).unwrap_err(),
-            EntryError::ZeroHlc
+            EntryError::HlcOutOfRange(Hlc(0))
         );
+        assert_eq!(
+            LogEntry::sign(&key(1), Hlc(u64::MAX), put("x"), vec![]).unwrap_err(),
+            EntryError::HlcOutOfRange(Hlc(u64::MAX))
+        );
+        LogEntry::sign(&key(1), crate::hlc::MAX_HLC, put("x"), vec![]).unwrap();
         assert_eq!(
             LogEntry::sign(&key(1), Hlc(1), Op::Merge, vec![Hash([1; 32])]).unwrap_err(),
             EntryError::MergeNeedsParents(1)

@@ -80,10 +80,18 @@ pub enum HlcError {
         /// The configured maximum drift, in nanoseconds.
         max_drift_ns: u64,
     },
-    /// The clock reached `u64::MAX` and cannot issue a larger stamp.
-    #[error("hybrid logical clock exhausted at {0}: no larger stamp exists; check the wall clock of the node that issued it")]
+    /// The clock reached [`MAX_HLC`] and cannot issue a larger stamp.
+    #[error("hybrid logical clock exhausted at {0}: no larger valid stamp exists; check the wall clock of the node that issued it")]
     Exhausted(Hlc),
+    /// A remote stamp above [`MAX_HLC`], which no valid entry carries.
+    #[error("stamp {0} is above the largest valid stamp 2^64 - 2")]
+    OutOfRange(Hlc),
 }
+
+/// The largest valid stamp, 2^64 - 2. Keeping 2^64 - 1 out of the key space lets every bound
+/// on the wire be encoded as `1 + delta` in a 64-bit varint (0 stands for the end of the key
+/// space), so no encoder ever overflows.
+pub const MAX_HLC: Hlc = Hlc(u64::MAX - 1);
 
 /// Default maximum drift: a remote stamp may run at most 60 s ahead of local wall time.
 pub const DEFAULT_MAX_DRIFT: Duration = Duration::from_secs(60);
@@ -173,15 +181,15 @@ impl<C: WallClock> HlcClock<C> {
         self.clock.now_nanos()
     }
 
-    /// Issues a new stamp: `max(wall, last + 1)`. Strictly greater than every stamp issued or
-    /// observed before, even if the wall clock stalls or runs backwards.
+    /// Issues a new stamp: `min(max(wall, last + 1), MAX_HLC)`. Strictly greater than every
+    /// stamp issued or observed before, even if the wall clock stalls or runs backwards;
+    /// [`HlcError::Exhausted`] once [`MAX_HLC`] has been issued.
     pub fn tick(&mut self) -> Result<Hlc, HlcError> {
-        let next = self
-            .last
-            .0
-            .checked_add(1)
-            .ok_or(HlcError::Exhausted(self.last))?;
-        self.last = Hlc(next.max(self.clock.now_nanos()));
+        if self.last >= MAX_HLC {
+            return Err(HlcError::Exhausted(self.last));
+        }
+        let next = (self.last.0 + 1).max(self.clock.now_nanos()).min(MAX_HLC.0);
+        self.last = Hlc(next);
         Ok(self.last)
     }
 
@@ -189,6 +197,9 @@ impl<C: WallClock> HlcClock<C> {
     /// exceeds it. A stamp beyond the maximum drift is refused with
     /// [`HlcError::TooFarAhead`] and leaves the clock unchanged.
     pub fn observe(&mut self, remote: Hlc) -> Result<(), HlcError> {
+        if remote > MAX_HLC {
+            return Err(HlcError::OutOfRange(remote));
+        }
         let now = self.clock.now_nanos();
         if let Admission::Defer { .. } = admission(remote, now, self.max_drift) {
             return Err(HlcError::TooFarAhead {
@@ -273,13 +284,17 @@ mod tests {
     #[test]
     fn exhausted_at_max() {
         let (_t, c) = manual(5);
-        let mut clock = HlcClock::restore(c, DEFAULT_MAX_DRIFT, Hlc(u64::MAX - 1));
-        assert_eq!(clock.tick().unwrap(), Hlc(u64::MAX));
+        let mut clock = HlcClock::restore(c, DEFAULT_MAX_DRIFT, Hlc(u64::MAX - 2));
+        assert_eq!(clock.tick().unwrap(), MAX_HLC);
+        assert_eq!(clock.tick().unwrap_err(), HlcError::Exhausted(MAX_HLC));
+        assert_eq!(clock.last(), MAX_HLC);
+        let (_t, c) = manual(u64::MAX); // a wall clock at the very top is clamped
+        assert_eq!(HlcClock::new(c, DEFAULT_MAX_DRIFT).tick().unwrap(), MAX_HLC);
+        let (_t, c) = manual(u64::MAX);
         assert_eq!(
-            clock.tick().unwrap_err(),
-            HlcError::Exhausted(Hlc(u64::MAX))
+            HlcClock::new(c, DEFAULT_MAX_DRIFT).observe(Hlc(u64::MAX)),
+            Err(HlcError::OutOfRange(Hlc(u64::MAX)))
         );
-        assert_eq!(clock.last(), Hlc(u64::MAX));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! small multiple of the input.
 
 use crate::fingerprint::{Fingerprint, FINGERPRINT_LEN};
-use crate::hlc::Hlc;
+use crate::hlc::{Hlc, MAX_HLC};
 use crate::key::{EntryKey, Hash};
 
 /// First byte of every oplog-sync v1 reconciliation message.
@@ -339,7 +339,10 @@ impl Encoder {
         match part.upper {
             None => put_varint(out, 0),
             Some(u) => {
-                put_varint(out, u.hlc.0 - self.prev_hlc + 1);
+                // Bounds are at most MAX_HLC = 2^64 - 2 (decoded ones are checked, our own
+                // come from stored keys, which are entries), so `1 + delta` fits.
+                debug_assert!(u.hlc <= MAX_HLC);
+                put_varint(out, (u.hlc.0 - self.prev_hlc).saturating_add(1));
                 out.extend_from_slice(&u.hash.0[..plen]);
             }
         }
@@ -438,7 +441,8 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Part>, DecodeError> {
         } else {
             let hlc = prev_hlc
                 .checked_add(t - 1)
-                .ok_or(DecodeError::BadBound("hlc overflows"))?;
+                .filter(|h| *h <= MAX_HLC.0)
+                .ok_or(DecodeError::BadBound("hlc above 2^64 - 2"))?;
             let mut hash = [0u8; 32];
             hash[..plen].copy_from_slice(r.bytes(plen, "bound prefix")?);
             if plen > 0 && hash[plen - 1] == 0 {
@@ -533,10 +537,14 @@ fn read_keys(
     let mut prev: Option<EntryKey> = None;
     for _ in 0..n {
         let d = r.varint(what)?;
-        let hlc = prev_hlc.checked_add(d).ok_or(DecodeError::BadPayload {
-            what,
-            why: "hlc overflows",
-        })?;
+        let hlc =
+            prev_hlc
+                .checked_add(d)
+                .filter(|h| *h <= MAX_HLC.0)
+                .ok_or(DecodeError::BadPayload {
+                    what,
+                    why: "hlc above 2^64 - 2",
+                })?;
         let mut hash = [0u8; 32];
         hash.copy_from_slice(r.bytes(32, what)?);
         let key = EntryKey::new(Hlc(hlc), Hash(hash));

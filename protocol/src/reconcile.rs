@@ -903,6 +903,11 @@ impl Reconciler {
                         "store returned fewer keys than it counted",
                     )));
                 };
+                if item.hlc > crate::hlc::MAX_HLC {
+                    return Err(ReconcileError::Store(StoreError::new(format!(
+                        "store holds key {item:?} with HLC 2^64 - 1, which no valid entry has"
+                    ))));
+                }
                 Some(message::separator(&pred, &item))
             };
             let child = Range::new(lower, upper);

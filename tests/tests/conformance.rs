@@ -214,7 +214,7 @@ fn entry_error_name(e: &EntryError) -> &'static str {
         EntryError::TooManyParents(_) => "TooManyParents",
         EntryError::ParentsNotCanonical => "ParentsNotCanonical",
         EntryError::MergeNeedsParents(_) => "MergeNeedsParents",
-        EntryError::ZeroHlc => "ZeroHlc",
+        EntryError::HlcOutOfRange(_) => "HlcOutOfRange",
         EntryError::InvalidAction(_) => "InvalidAction",
         EntryError::HashMismatch { .. } => "HashMismatch",
         EntryError::InvalidAuthor(_) => "InvalidAuthor",
@@ -438,6 +438,11 @@ fn check_hlc(f: &HlcFile) -> Check {
                             );
                             ensure_eq!(Some(ahead_ns.to_string()), op.ahead_ns, "{name}[{i}]");
                         }
+                        Err(HlcError::OutOfRange(r)) => {
+                            seen.insert("OutOfRange");
+                            ensure_eq!(op.result, "OutOfRange", "{name}[{i}]");
+                            ensure_eq!(r.0, remote, "{name}[{i}]");
+                        }
                         Err(e) => return Err(format!("{name}[{i}]: unexpected {e}")),
                     }
                 }
@@ -450,7 +455,7 @@ fn check_hlc(f: &HlcFile) -> Check {
             );
         }
     }
-    ensure_eq!(seen.len(), 4, "every outcome is covered");
+    ensure_eq!(seen.len(), 5, "every outcome is covered");
     for (i, a) in f.admission.iter().enumerate() {
         let got = admission(
             Hlc(num(&a.stamp)?),
