@@ -226,3 +226,47 @@ fn large_sets_default_config() {
         );
     }
 }
+
+/// Bounds near the top of the key space: the reply's merged Skip must still encode (found
+/// by the vectors work: 2^64 - 1 overflowed the bound encoding, which is why it is no longer
+/// a valid stamp).
+#[test]
+fn bounds_at_the_top_of_the_key_space() {
+    use oplog_protocol::hlc::MAX_HLC;
+    use oplog_protocol::message::{encode, Part, Payload};
+    use oplog_protocol::{Aggregate, Message, RangeStore, Reconciler};
+
+    let store: MemoryStore = (1..=50).map(|i| key(i * 1000, i)).collect();
+    let whole = store.fingerprint(&oplog_protocol::Range::FULL).unwrap();
+    let top = EntryKey::new(MAX_HLC, [0x80; 32]);
+    let parts = vec![
+        Part {
+            upper: Some(EntryKey::new(1, [0; 32])),
+            payload: Payload::Fingerprint(Aggregate::EMPTY.fingerprint()),
+        },
+        Part {
+            upper: Some(top),
+            payload: Payload::Fingerprint(whole),
+        },
+        Part {
+            upper: None,
+            payload: Payload::Fingerprint(Aggregate::EMPTY.fingerprint()),
+        },
+    ];
+    let mut r = Reconciler::new(Config::default()).unwrap();
+    let step = r
+        .handle(&store, &Message::from_bytes(encode(&parts)))
+        .unwrap();
+    let reply = step.reply.expect("fingerprints ask for an answer");
+    reply.parts().expect("the reply decodes");
+
+    // One step further is not a valid stamp: the decoder refuses it, nothing panics.
+    let mut bytes = vec![0x01, 0x01, 0x02];
+    bytes.extend([0u8; 16]);
+    bytes.push(0x01);
+    bytes.extend([0xff; 9]);
+    bytes.push(0x01);
+    bytes.extend([0u8; 16]);
+    let mut r = Reconciler::new(Config::default()).unwrap();
+    assert!(r.handle(&store, &Message::from_bytes(bytes)).is_err());
+}
