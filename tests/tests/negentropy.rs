@@ -557,3 +557,50 @@ fn soak() {
         check_all_pairings(&a, &b, limit);
     }
 }
+
+/// Bytes and round trips of the Negentropy dialect next to oplog-v1 on the same sets, not run
+/// by default: `cargo test -p oplog-tests --test negentropy compare -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn compare_with_oplog_v1() {
+    use oplog_protocol::transcript::run;
+    eprintln!(
+        "{:>28} | {:>9} {:>12} {:>12} | {:>9} {:>12} {:>12}",
+        "set / limit", "neg rt", "neg bytes", "neg max msg", "oplog rt", "oplog bytes", "oplog max"
+    );
+    for (n, diff, shape, limit) in [
+        (100_000, 0.01, Shape::Random, None),
+        (100_000, 0.01, Shape::Random, Some(60_000)),
+        (100_000, 0.01, Shape::Random, Some(4096)),
+        (100_000, 0.01, Shape::Clustered, None),
+        (100_000, 0.0, Shape::Random, None),
+        (100_000, 1.0, Shape::Random, Some(500_000)),
+    ] {
+        let (a, b) = make_sets(n, diff, shape, 42);
+        let (oa, ob) = (ours_store(&a), ours_store(&b));
+        let neg = Config::negentropy(limit);
+        let oplog = Config {
+            max_message_bytes: limit,
+            ..Config::default()
+        };
+        let tn = run(&oa, &ob, neg.clone(), neg).unwrap();
+        let to = run(&oa, &ob, oplog.clone(), oplog).unwrap();
+        let total = |t: &oplog_protocol::transcript::Transcript| {
+            let (x, y) = t.bytes();
+            x + y
+        };
+        let max = |t: &oplog_protocol::transcript::Transcript| {
+            t.messages.iter().map(Message::len).max().unwrap_or(0)
+        };
+        eprintln!(
+            "{:>28} | {:>9} {:>12} {:>12} | {:>9} {:>12} {:>12}",
+            format!("{n} {diff} {shape:?} {limit:?}"),
+            tn.rounds(),
+            total(&tn),
+            max(&tn),
+            to.rounds(),
+            total(&to),
+            max(&to)
+        );
+    }
+}
