@@ -1,0 +1,202 @@
+//! Speed and size of the redb store (`oplog-store`) at 10^3 .. 10^6 entries: insert rate,
+//! open time, range fingerprint time and bytes on disk per entry.
+//!
+//! `cargo run --release -p oplog-benches --bin store-bench [-- --max 100000]`
+//!
+//! Entries are four authors' interleaved chains (each entry's parent is its author's previous
+//! entry), inserted in batches of 10 000 (a bulk sync's worth), each batch one durable
+//! commit. The fingerprint of random ranges must not grow with the store: the last line
+//! prints the ratio of its time at the largest size to its time at 10^3 (target: about 4 at
+//! most). A default run takes about 3 minutes on 2 cores, most of it signing and verifying.
+
+use std::time::{Duration, Instant};
+
+use oplog_protocol::{
+    Aggregate, EntryKey, Hash, Hlc, LogEntry, ObjectId, Op, Range, RangeStore, SigningKey,
+};
+use oplog_store::{Options, Store};
+use rand::{Rng, SeedableRng};
+
+const BATCH: usize = 10_000;
+const AUTHORS: usize = 4;
+const QUERIES: usize = 2_000;
+
+/// `n` entries over `AUTHORS` chains, in HLC order, signed on all cores.
+fn entries(n: usize) -> Vec<LogEntry<Op>> {
+    let threads = AUTHORS;
+    let per = n.div_ceil(threads);
+    let chains: Vec<Vec<LogEntry<Op>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let key = SigningKey::from_bytes(&[t as u8 + 1; 32]);
+                    let mut out: Vec<LogEntry<Op>> = Vec::with_capacity(per);
+                    for i in 0..per {
+                        let hlc = 1_000 + (i * threads + t) as u64;
+                        let parents: Vec<Hash> =
+                            out.last().map(|e| vec![e.hash]).unwrap_or_default();
+                        let action = Op::Put {
+                            bucket: "bench".into(),
+                            key: format!("objects/{:08}", (hlc * 7919) % 100_003),
+                            object_id: ObjectId(*blake3_like(hlc)),
+                        };
+                        out.push(LogEntry::sign(&key, Hlc(hlc), action, parents).expect("valid"));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("signer"))
+            .collect()
+    });
+    let mut all: Vec<LogEntry<Op>> = chains.into_iter().flatten().collect();
+    all.sort_by_key(|e| e.key());
+    all.truncate(n);
+    all
+}
+
+fn blake3_like(x: u64) -> Box<[u8; 32]> {
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = (x.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(i as u32) >> 56) as u8;
+    }
+    Box::new(out)
+}
+
+struct Row {
+    n: usize,
+    insert_per_s: f64,
+    open: Duration,
+    fingerprint: Duration,
+    count: Duration,
+    scan: Option<Duration>,
+    bytes_per_entry: f64,
+    index_bytes_per_entry: f64,
+}
+
+fn measure(all: &[LogEntry<Op>], n: usize) -> Row {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bench.redb");
+    let entries = &all[..n];
+    let store: Store = Store::open_with(&path, Options::default()).expect("open");
+    let start = Instant::now();
+    for batch in entries.chunks(BATCH) {
+        let report = store.insert(batch.to_vec()).expect("insert");
+        assert_eq!(report.applied.len(), batch.len());
+    }
+    let insert_per_s = n as f64 / start.elapsed().as_secs_f64();
+    drop(store);
+    let bytes_per_entry = std::fs::metadata(&path).expect("file").len() as f64 / n as f64;
+
+    let start = Instant::now();
+    let store: Store = Store::open(&path).expect("reopen");
+    let open = start.elapsed();
+    assert_eq!(store.len(), n as u64);
+    let index_bytes_per_entry = store.stats().expect("stats").index_bytes as f64 / n as f64;
+
+    let keys: Vec<EntryKey> = entries.iter().map(|e| e.key()).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
+    let ranges: Vec<Range> = (0..QUERIES)
+        .map(|_| {
+            let (a, b) = (rng.gen_range(0..n), rng.gen_range(0..n));
+            Range::new(keys[a.min(b)], Some(keys[a.max(b)]))
+        })
+        .collect();
+    let start = Instant::now();
+    let mut sink = 0u8;
+    for r in &ranges {
+        sink ^= store.fingerprint(r).expect("fingerprint").0[0];
+    }
+    let fingerprint = start.elapsed() / QUERIES as u32;
+    let start = Instant::now();
+    let mut total = 0u64;
+    for r in &ranges {
+        total += store.count(r).expect("count");
+        total += store
+            .key_at(r, 3)
+            .expect("key_at")
+            .map_or(0, |k| k.hlc.0 & 1);
+    }
+    let count = start.elapsed() / QUERIES as u32;
+    // what a flat scan of the same ranges would cost (iroh-docs' approach), on a sample
+    let scan = (n <= 100_000).then(|| {
+        let start = Instant::now();
+        for r in ranges.iter().take(20) {
+            let lo = keys.partition_point(|k| *k < r.start);
+            let hi = keys.partition_point(|k| Some(*k) < r.end);
+            sink ^= Aggregate::of_keys(&keys[lo..hi]).fingerprint().0[0];
+        }
+        start.elapsed() / 20
+    });
+    std::hint::black_box((sink, total));
+    Row {
+        n,
+        insert_per_s,
+        open,
+        fingerprint,
+        count,
+        scan,
+        bytes_per_entry,
+        index_bytes_per_entry,
+    }
+}
+
+fn main() {
+    let mut max = 1_000_000usize;
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--max") {
+        max = args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                eprintln!("usage: store-bench [--max N]");
+                std::process::exit(2)
+            });
+    }
+    let sizes: Vec<usize> = [1_000, 10_000, 100_000, 1_000_000]
+        .into_iter()
+        .filter(|n| *n <= max)
+        .collect();
+    let Some(&largest) = sizes.last() else {
+        eprintln!("--max must be at least 1000");
+        std::process::exit(2)
+    };
+    let start = Instant::now();
+    let all = entries(largest);
+    println!("signed {largest} entries in {:.1?}", start.elapsed());
+    println!(
+        "{:>9} {:>12} {:>10} {:>14} {:>14} {:>14} {:>12} {:>12}",
+        "entries",
+        "insert/s",
+        "open",
+        "fingerprint",
+        "count+key_at",
+        "flat scan",
+        "disk B/ent",
+        "index B/ent"
+    );
+    let mut rows = Vec::new();
+    for n in sizes {
+        let row = measure(&all, n);
+        println!(
+            "{:>9} {:>12.0} {:>10.1?} {:>14.1?} {:>14.1?} {:>14} {:>12.0} {:>12.0}",
+            row.n,
+            row.insert_per_s,
+            row.open,
+            row.fingerprint,
+            row.count,
+            row.scan.map_or("-".to_string(), |d| format!("{d:.1?}")),
+            row.bytes_per_entry,
+            row.index_bytes_per_entry
+        );
+        rows.push(row);
+    }
+    let (first, last) = (&rows[0], &rows[rows.len() - 1]);
+    let ratio = last.fingerprint.as_secs_f64() / first.fingerprint.as_secs_f64();
+    println!(
+        "fingerprint time at {} / at {}: {ratio:.2} (target: at most about 4)",
+        last.n, first.n
+    );
+}
