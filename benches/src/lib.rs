@@ -34,7 +34,9 @@ pub fn replicas(
     let n = universe.len();
     let mut picked = vec![false; n];
     if newest {
-        picked[n - diffs.min(n)..].iter_mut().for_each(|p| *p = true);
+        picked[n - diffs.min(n)..]
+            .iter_mut()
+            .for_each(|p| *p = true);
     } else {
         let mut left = diffs.min(n);
         while left > 0 {

@@ -6,7 +6,10 @@ use oplog_protocol::transcript::run;
 use oplog_protocol::Config;
 
 fn main() {
-    let n: usize = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let u = universe(n, 1);
     let sets: Vec<_> = [(1_000usize, false), (n / 10, false), (1_000, true)]
         .into_iter()
@@ -34,7 +37,10 @@ fn main() {
                         format!("{:>12} B {:>2} rt", x + y, t.rounds())
                     })
                     .collect();
-                println!("{b:>3} {l:>3} {p:>3} | {} | {} | {}", cells[0], cells[1], cells[2]);
+                println!(
+                    "{b:>3} {l:>3} {p:>3} | {} | {} | {}",
+                    cells[0], cells[1], cells[2]
+                );
             }
         }
     }
