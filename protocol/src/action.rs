@@ -14,8 +14,17 @@ use serde::{Deserialize, Serialize};
 pub trait Action:
     Clone + fmt::Debug + PartialEq + Eq + Serialize + DeserializeOwned + Send + Sync + 'static
 {
-    /// The last-writer-wins register an action writes to, e.g. `(bucket, key)`.
-    type Key: Clone + Ord + fmt::Debug + std::hash::Hash + Send + Sync + 'static;
+    /// The last-writer-wins register an action writes to, e.g. `(bucket, key)`. Stores
+    /// persist it (the materialized view is keyed by it), hence the serde bounds.
+    type Key: Clone
+        + Ord
+        + fmt::Debug
+        + std::hash::Hash
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static;
 
     /// The register this action writes, or `None` for actions that write no register
     /// (merges, for example).

@@ -13,8 +13,6 @@ use oplog_protocol::dag::{
 use oplog_protocol::hlc::{admission, Admission};
 use oplog_protocol::{Action, EntryError, EntryKey, Hash, LogEntry, NodeId, StoreError};
 use redb::{ReadableTable, Table, WriteTransaction};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tracing::debug_span;
 
 use crate::error::{from_store_error, Error};
@@ -95,10 +93,7 @@ struct Pass<'a, 't, A: Action> {
     applied: Vec<LogEntry<A>>,
 }
 
-impl<A: Action> Pass<'_, '_, A>
-where
-    A::Key: Serialize,
-{
+impl<A: Action> Pass<'_, '_, A> {
     fn insert_one(
         &mut self,
         entry: LogEntry<A>,
@@ -343,10 +338,7 @@ fn row_of(w: &LwwWrite) -> ViewRow {
     (w.key.hlc.0, w.key.hash.0, w.node_id.0, w.is_delete)
 }
 
-impl<A: Action> Store<A>
-where
-    A::Key: Serialize + DeserializeOwned,
-{
+impl<A: Action> Store<A> {
     /// Verifies and stores `entries` (in any order) in one durable write transaction.
     ///
     /// Each entry is checked ([`LogEntry::verify`]: structure, hash, signature; the allowed

@@ -6,8 +6,6 @@ use std::collections::BTreeSet;
 use oplog_protocol::dag::{LwwWrite, View};
 use oplog_protocol::{Action, EntryKey, Hash, Hlc, LogEntry, NodeId, ObjectId, Op};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::error::Error;
 use crate::insert::write_of;
@@ -164,10 +162,7 @@ impl<A: Action> Store<A> {
     }
 }
 
-impl<A: Action> Store<A>
-where
-    A::Key: Serialize + DeserializeOwned,
-{
+impl<A: Action> Store<A> {
     /// The winning write of a register (a tombstone if the last write deleted it), or `None`
     /// if nothing was ever written to it.
     pub fn winner(&self, register: &A::Key) -> Result<Option<LwwWrite>, Error> {
@@ -216,10 +211,7 @@ where
     }
 }
 
-pub(crate) fn decode_register<A: Action>(bytes: &[u8]) -> Result<A::Key, Error>
-where
-    A::Key: DeserializeOwned,
-{
+pub(crate) fn decode_register<A: Action>(bytes: &[u8]) -> Result<A::Key, Error> {
     postcard::from_bytes(bytes)
         .map_err(|e| Error::Corrupt(format!("register key does not decode: {e}")))
 }

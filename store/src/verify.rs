@@ -6,8 +6,6 @@ use std::fmt;
 use oplog_protocol::dag::{check_parent_order, missing_parents, Heads, LwwWrite, View};
 use oplog_protocol::{Action, Aggregate, EntryKey, Hash, LogEntry};
 use redb::{ReadableDatabase, ReadableTable};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tracing::info_span;
 
 use crate::error::{from_store_error, Error};
@@ -83,10 +81,7 @@ fn bad(at: impl fmt::Display, error: impl fmt::Display) -> Problem {
     }
 }
 
-impl<A: Action> Store<A>
-where
-    A::Key: Serialize + DeserializeOwned,
-{
+impl<A: Action> Store<A> {
     /// Walks the whole store: checks every entry's hash and signature (and author, if the
     /// store restricts authors), every parent link and the parent HLC order, the `by_hash`,
     /// `heads`, `view`, `writes`, held-back and deferred tables against a replay of the
