@@ -32,7 +32,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use tracing::{debug, trace};
+use tracing::{debug, debug_span, trace};
 
 use crate::fingerprint::{Aggregate, Fingerprint};
 use crate::key::{EntryKey, Hash, Range};
@@ -348,6 +348,8 @@ impl Reconciler {
         &mut self,
         store: &S,
     ) -> Result<Message, ReconcileError> {
+        let _span =
+            debug_span!("reconcile", dialect = ?self.config.dialect, initiator = true).entered();
         if self.started {
             return Err(ReconcileError::Misuse(
                 "initiate called on a started session",
@@ -392,6 +394,13 @@ impl Reconciler {
         store: &S,
         msg: &Message,
     ) -> Result<Step, ReconcileError> {
+        let _span = debug_span!(
+            "reconcile",
+            dialect = ?self.config.dialect,
+            initiator = self.initiator,
+            round = self.stats.messages_received + 1
+        )
+        .entered();
         let stateless_responder = self.config.dialect == Dialect::NegentropyV1 && !self.initiator;
         if self.done && !stateless_responder {
             return Err(ReconcileError::Misuse(
