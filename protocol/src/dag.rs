@@ -15,11 +15,13 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::convert::Infallible;
 use std::time::Duration;
 
 use crate::action::Action;
+use crate::apply::{self, ReplicaState};
 use crate::entry::{EntryError, LogEntry, MAX_PARENTS};
-use crate::hlc::{admission, Admission, Hlc};
+use crate::hlc::Hlc;
 use crate::key::{EntryKey, Hash, NodeId};
 use crate::store::StoreError;
 
@@ -124,7 +126,7 @@ pub fn check_parent_order<A: Action>(
     Ok(())
 }
 
-fn parent_order<A>(
+pub(crate) fn parent_order<A>(
     entry: &LogEntry<A>,
     parent: &Hash,
     parent_hlc: Hlc,
@@ -765,26 +767,21 @@ pub struct InsertReport {
     pub dropped: Vec<(Hash, InsertError)>,
 }
 
-#[derive(Debug, Clone)]
-struct Held<A> {
-    entry: LogEntry<A>,
-    remaining: usize,
-}
-
 /// An in-memory replica of the log: the reference model the persistent store is
 /// property-tested against.
 ///
 /// Invariant: the applied set is closed under parents. Entries with missing parents are held
 /// back and promoted (iteratively, so chains of any length arriving child-first are fine) as
 /// soon as their parents are applied; entries stamped too far in the future are deferred.
-/// Held-back and deferred entries are not bounded here; a node must cap them.
+/// Held-back and deferred entries are not bounded here; a node must cap them. The rules are
+/// those of [`crate::apply`], run over this replica's maps.
 #[derive(Debug, Clone)]
 pub struct MemoryReplica<A: Action> {
     entries: HashMap<Hash, LogEntry<A>>,
     order: BTreeSet<EntryKey>,
     heads: Heads,
     view: View<A>,
-    held: HashMap<Hash, Held<A>>,
+    held: HashMap<Hash, LogEntry<A>>,
     /// Unapplied parent -> held-back entries waiting for it.
     waiting: HashMap<Hash, Vec<Hash>>,
     deferred: HashMap<Hash, (u64, LogEntry<A>)>,
@@ -813,6 +810,83 @@ impl<A: Action> DagView<A> for MemoryReplica<A> {
     }
 }
 
+/// The maps of a [`MemoryReplica`] as [`crate::apply`] sees them. A private wrapper, so only
+/// the shared rules can change a replica's state.
+struct Maps<'r, A: Action>(&'r mut MemoryReplica<A>);
+
+impl<A: Action> ReplicaState<A> for Maps<'_, A> {
+    type Error = Infallible;
+
+    fn applied_hlc(&self, hash: &Hash) -> Result<Option<Hlc>, Infallible> {
+        Ok(self.0.entries.get(hash).map(|e| e.hlc))
+    }
+    fn is_applied(&self, hash: &Hash) -> Result<bool, Infallible> {
+        Ok(self.0.entries.contains_key(hash))
+    }
+    fn apply(&mut self, entry: LogEntry<A>) -> Result<(), Infallible> {
+        let r = &mut *self.0;
+        r.order.insert(entry.key());
+        r.heads.apply(&entry);
+        r.view.apply(&entry);
+        r.entries.insert(entry.hash, entry);
+        Ok(())
+    }
+    fn held(&self, hash: &Hash) -> Result<Option<Cow<'_, LogEntry<A>>>, Infallible> {
+        Ok(self.0.held.get(hash).map(Cow::Borrowed))
+    }
+    fn is_held(&self, hash: &Hash) -> Result<bool, Infallible> {
+        Ok(self.0.held.contains_key(hash))
+    }
+    fn hold(&mut self, entry: LogEntry<A>, missing: &[Hash]) -> Result<(), Infallible> {
+        for p in missing {
+            self.0.waiting.entry(*p).or_default().push(entry.hash);
+        }
+        self.0.held.insert(entry.hash, entry);
+        Ok(())
+    }
+    fn take_held(&mut self, hash: &Hash) -> Result<Option<LogEntry<A>>, Infallible> {
+        Ok(self.0.held.remove(hash))
+    }
+    fn take_waiters(&mut self, parent: &Hash) -> Result<Vec<Hash>, Infallible> {
+        Ok(self.0.waiting.remove(parent).unwrap_or_default())
+    }
+    fn unwait(&mut self, parent: &Hash, child: &Hash) -> Result<(), Infallible> {
+        if let MapEntry::Occupied(mut w) = self.0.waiting.entry(*parent) {
+            w.get_mut().retain(|c| c != child);
+            if w.get().is_empty() {
+                w.remove();
+            }
+        }
+        Ok(())
+    }
+    fn defer(&mut self, entry: LogEntry<A>, not_before: u64) -> Result<(), Infallible> {
+        self.0.deferred.insert(entry.hash, (not_before, entry));
+        Ok(())
+    }
+    fn undefer(&mut self, hash: &Hash) -> Result<(), Infallible> {
+        self.0.deferred.remove(hash);
+        Ok(())
+    }
+    fn take_due(&mut self, now_nanos: u64) -> Result<Vec<LogEntry<A>>, Infallible> {
+        let mut due = Vec::new();
+        self.0.deferred.retain(|_, (not_before, entry)| {
+            let keep = *not_before > now_nanos;
+            if !keep {
+                due.push(entry.clone());
+            }
+            keep
+        });
+        Ok(due)
+    }
+}
+
+fn infallible<T>(r: Result<T, Infallible>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}
+
 impl<A: Action> MemoryReplica<A> {
     /// An empty replica.
     pub fn new() -> Self {
@@ -820,11 +894,12 @@ impl<A: Action> MemoryReplica<A> {
     }
 
     /// Verifies and stores `entries` (in any order; a batch is processed in key order, so a
-    /// batch closed under parents applies fully). Each entry is checked with
-    /// [`LogEntry::verify`], against `allowed` (if given), for drift via
-    /// [`admission`]`(hlc, now_nanos, max_drift)` (too far ahead: deferred), and for parent HLC
-    /// order; it is then applied if its parents are applied, held back otherwise. Re-inserting
-    /// an applied, held-back or deferred entry changes nothing.
+    /// batch closed under parents applies fully) by [`apply::insert`]. Each entry is checked
+    /// with [`LogEntry::verify`], against `allowed` (if given), for drift via
+    /// [`admission`](crate::hlc::admission)`(hlc, now_nanos, max_drift)` (too far ahead:
+    /// deferred), and for parent HLC order; it is then applied if its parents are applied,
+    /// held back otherwise. Re-inserting an applied, held-back or deferred entry changes
+    /// nothing.
     pub fn insert(
         &mut self,
         entries: impl IntoIterator<Item = LogEntry<A>>,
@@ -832,195 +907,20 @@ impl<A: Action> MemoryReplica<A> {
         max_drift: Duration,
         allowed: Option<&HashSet<NodeId>>,
     ) -> InsertReport {
-        let mut batch: Vec<(usize, LogEntry<A>)> = entries.into_iter().enumerate().collect();
-        batch.sort_by_key(|(_, e)| e.key());
-        let mut report = InsertReport::default();
-        let mut outcomes = vec![None; batch.len()];
-        for (i, entry) in batch {
-            let hash = entry.hash;
-            let outcome = self.insert_one(entry, now_nanos, max_drift, allowed, &mut report);
-            outcomes[i] = Some((hash, outcome));
-        }
-        report.outcomes = outcomes.into_iter().flatten().collect();
-        self.finish(report)
-    }
-
-    fn insert_one(
-        &mut self,
-        entry: LogEntry<A>,
-        now_nanos: u64,
-        max_drift: Duration,
-        allowed: Option<&HashSet<NodeId>>,
-        report: &mut InsertReport,
-    ) -> InsertOutcome {
-        if self.entries.contains_key(&entry.hash) {
-            return InsertOutcome::Duplicate;
-        }
-        if self.held.contains_key(&entry.hash) {
-            return InsertOutcome::HeldBack {
-                missing: self.unapplied_parents(&entry),
-            };
-        }
-        if let Err(e) = entry.verify() {
-            return InsertOutcome::Rejected(e.into());
-        }
-        if allowed.is_some_and(|set| !set.contains(&entry.node_id)) {
-            return InsertOutcome::Rejected(InsertError::NotAllowed(entry.node_id));
-        }
-        if let Admission::Defer { not_before } = admission(entry.hlc, now_nanos, max_drift) {
-            self.deferred.insert(entry.hash, (not_before, entry));
-            return InsertOutcome::Deferred { not_before };
-        }
-        self.deferred.remove(&entry.hash);
-        self.admit(entry, report)
-    }
-
-    /// Admits a verified, admissible entry: parent order, then apply or hold back.
-    fn admit(&mut self, entry: LogEntry<A>, report: &mut InsertReport) -> InsertOutcome {
-        let mut missing = Vec::new();
-        for p in &entry.parents {
-            match self.entries.get(p) {
-                Some(parent) => {
-                    if let Err(e) = parent_order(&entry, p, parent.hlc) {
-                        self.drop_waiters(entry.hash, report);
-                        return InsertOutcome::Rejected(e.into());
-                    }
-                }
-                None => missing.push(*p),
-            }
-        }
-        if missing.is_empty() {
-            self.apply_ready(entry, report);
-            return InsertOutcome::Applied;
-        }
-        for p in &missing {
-            self.waiting.entry(*p).or_default().push(entry.hash);
-        }
-        self.held.insert(
-            entry.hash,
-            Held {
-                entry,
-                remaining: missing.len(),
-            },
-        );
-        InsertOutcome::HeldBack { missing }
-    }
-
-    /// Applies an entry whose parents are all applied, then every held-back entry this makes
-    /// ready, iteratively.
-    fn apply_ready(&mut self, entry: LogEntry<A>, report: &mut InsertReport) {
-        let mut ready = vec![entry];
-        while let Some(entry) = ready.pop() {
-            let order = entry
-                .parents
-                .iter()
-                .try_for_each(|p| match self.entries.get(p) {
-                    Some(parent) => parent_order(&entry, p, parent.hlc),
-                    None => Ok(()), // unreachable: every parent is applied
-                });
-            if let Err(e) = order {
-                report.dropped.push((entry.hash, e.into()));
-                self.drop_waiters(entry.hash, report);
-                continue;
-            }
-            let hash = entry.hash;
-            self.order.insert(entry.key());
-            self.heads.apply(&entry);
-            self.view.apply(&entry);
-            self.entries.insert(hash, entry);
-            report.applied.push(hash);
-            for child in self.waiting.remove(&hash).unwrap_or_default() {
-                if let MapEntry::Occupied(mut held) = self.held.entry(child) {
-                    held.get_mut().remaining -= 1;
-                    if held.get().remaining == 0 {
-                        ready.push(held.remove().entry);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Drops, transitively, every held-back entry waiting for `root`, which can never apply.
-    fn drop_waiters(&mut self, root: Hash, report: &mut InsertReport) {
-        let mut stack = vec![root];
-        while let Some(h) = stack.pop() {
-            for child in self.waiting.remove(&h).unwrap_or_default() {
-                let Some(held) = self.held.remove(&child) else {
-                    continue;
-                };
-                for p in &held.entry.parents {
-                    if let MapEntry::Occupied(mut w) = self.waiting.entry(*p) {
-                        w.get_mut().retain(|c| *c != child);
-                        if w.get().is_empty() {
-                            w.remove();
-                        }
-                    }
-                }
-                report
-                    .dropped
-                    .push((child, InsertError::AncestorRejected(root)));
-                stack.push(child);
-            }
-        }
-    }
-
-    /// Rewrites `HeldBack` outcomes of entries that a later entry of the same call promoted or
-    /// dropped.
-    fn finish(&self, mut report: InsertReport) -> InsertReport {
-        for (hash, outcome) in &mut report.outcomes {
-            if let InsertOutcome::HeldBack { .. } = outcome {
-                *outcome = if self.entries.contains_key(hash) {
-                    InsertOutcome::Applied
-                } else if let Some(held) = self.held.get(hash) {
-                    InsertOutcome::HeldBack {
-                        missing: self.unapplied_parents(&held.entry),
-                    }
-                } else {
-                    let err = report
-                        .dropped
-                        .iter()
-                        .find(|(h, _)| h == hash)
-                        .map(|(_, e)| e.clone())
-                        .unwrap_or(InsertError::AncestorRejected(*hash));
-                    InsertOutcome::Rejected(err)
-                };
-            }
-        }
-        report
-    }
-
-    fn unapplied_parents(&self, entry: &LogEntry<A>) -> Vec<Hash> {
-        entry
-            .parents
-            .iter()
-            .filter(|p| !self.entries.contains_key(p))
-            .copied()
-            .collect()
+        infallible(apply::insert(
+            &mut Maps(self),
+            entries,
+            None,
+            now_nanos,
+            max_drift,
+            allowed,
+        ))
     }
 
     /// Admits every deferred entry whose `not_before` is at or before `now_nanos` (in key
-    /// order), as [`MemoryReplica::insert`] would.
+    /// order), as [`MemoryReplica::insert`] would, by [`apply::retry_deferred`].
     pub fn retry_deferred(&mut self, now_nanos: u64) -> InsertReport {
-        let mut due: Vec<LogEntry<A>> = Vec::new();
-        self.deferred.retain(|_, (not_before, entry)| {
-            let keep = *not_before > now_nanos;
-            if !keep {
-                due.push(entry.clone());
-            }
-            keep
-        });
-        due.sort_by_key(|e| e.key());
-        let mut report = InsertReport::default();
-        for entry in due {
-            let hash = entry.hash;
-            let outcome = if self.entries.contains_key(&hash) {
-                InsertOutcome::Duplicate
-            } else {
-                self.admit(entry, &mut report)
-            };
-            report.outcomes.push((hash, outcome));
-        }
-        self.finish(report)
+        infallible(apply::retry_deferred(&mut Maps(self), now_nanos))
     }
 
     /// Whether an entry is applied.
@@ -1065,7 +965,7 @@ impl<A: Action> MemoryReplica<A> {
 
     /// Held-back entries (verified, waiting for parents), in no particular order.
     pub fn held_back(&self) -> impl Iterator<Item = &LogEntry<A>> {
-        self.held.values().map(|h| &h.entry)
+        self.held.values()
     }
 
     /// Hashes to fetch: parents that held-back entries wait for and that are neither held back

@@ -49,6 +49,7 @@
 #![warn(missing_docs)]
 
 pub mod action;
+pub mod apply;
 pub mod dag;
 pub mod entry;
 pub mod fingerprint;

@@ -31,9 +31,10 @@
 //! One redb file (see [`schema`] for the tables). The *applied* entries are the set that range
 //! reconciliation sees; it is closed under parents. An entry whose parents are not all applied
 //! is *held back* and applied as soon as they are; one stamped too far ahead of local time is
-//! *deferred* (see [`Store::retry_deferred`]). The insert rules are those of
-//! [`oplog_protocol::dag::MemoryReplica`], and [`Store::insert`] returns the same
-//! [`InsertReport`]; the model tests check both agree.
+//! *deferred* (see [`Store::retry_deferred`]). The insert rules are
+//! [`oplog_protocol::apply`], the code [`oplog_protocol::dag::MemoryReplica`] runs too, here
+//! over the tables of one write transaction; [`Store::insert`] returns the same
+//! [`InsertReport`], and the model tests check both agree.
 //!
 //! # Range fingerprints in `O(log n)`: the index
 //!
