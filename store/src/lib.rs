@@ -51,19 +51,19 @@
 //!
 //! | entries | insert/s | open | fingerprint of a random range | count + key_at | flat scan of the range | disk B/entry | index B/entry |
 //! | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-//! | 10^3 | 10 100 | 1.3 ms | 8.5 µs | 0.6 µs | 148 µs | 598 | 83 |
-//! | 10^4 | 11 500 | 7.8 ms | 9.3 µs | 0.7 µs | 1.3 ms | 875 | 82 |
-//! | 10^5 | 10 000 | 133 ms | 23.5 µs | 3.9 µs | 16.6 ms | 1 352 | 82 |
-//! | 10^6 | 6 600 | 964 ms | 14.5 µs | 3.6 µs | - | 570 | 82 |
+//! | 10^3 | 17 300 | 1.0 ms | 7.1 µs | 0.4 µs | 137 µs | 598 | 83 |
+//! | 10^4 | 19 300 | 5.8 ms | 8.8 µs | 0.7 µs | 1.4 ms | 875 | 82 |
+//! | 10^5 | 17 400 | 75 ms | 12.9 µs | 2.2 µs | 10.6 ms | 1 352 | 82 |
+//! | 10^6 | 10 900 | 698 ms | 18.9 µs | 3.9 µs | - | 570 | 82 |
 //!
 //! - memory: the 40-byte key plus one 520-byte aggregate per leaf of 16-32 keys: about 82
 //!   bytes per applied entry (82 MB for 10^6 entries);
 //! - open time: one ordered scan of `entries` and one BLAKE3-XOF expansion per key, spread
-//!   over the cores: about 1 s per 10^6 entries, linear in `n`;
+//!   over the cores: about 0.7 s per 10^6 entries, linear in `n`;
 //! - write amplification: nothing of the index is on disk; in memory, one aggregate addition
 //!   per tree level per inserted key, plus hashing 16 keys when a leaf splits;
-//! - query time: a range fingerprint costs 8-25 µs from 10^3 to 10^6 entries (ratio 1.7 at
-//!   10^6 over 10^3), dominated by the at most 32 keys hashed at the two leaf edges; a flat
+//! - query time: a range fingerprint costs 7-25 µs from 10^3 to 10^6 entries (ratio 1.7 to
+//!   2.6 at 10^6 over 10^3 across runs), dominated by the at most 32 keys hashed at the two leaf edges; a flat
 //!   scan (iroh-docs' approach) grows with the range.
 //!
 //! Inserting is dominated by ed25519 verification and key decompression (about two thirds of
