@@ -100,6 +100,13 @@ fn put(key: String, i: u64) -> Op {
     }
 }
 
+/// Reconciles the two replicas (`a` opens) and prints what crossed the wire.
+fn reconcile(a: &Node, b: &Node) -> Transcript {
+    let t = run(&a.store(), &b.store(), Config::default(), Config::default()).expect("session");
+    print_transcript(&t, a.name, b.name);
+    t
+}
+
 fn print_transcript(t: &Transcript, a: &str, b: &str) {
     for (i, m) in t.messages.iter().enumerate() {
         let from = if i % 2 == 0 {
@@ -175,14 +182,7 @@ fn main() {
         bob.replica.len()
     );
 
-    let t = run(
-        &alice.store(),
-        &bob.store(),
-        Config::default(),
-        Config::default(),
-    )
-    .expect("session");
-    print_transcript(&t, alice.name, bob.name);
+    let t = reconcile(&alice, &bob);
     println!(
         "  alice learned she has {} entries bob lacks and needs {}; bob learned the mirror image",
         t.initiator.have.len(),
@@ -234,15 +234,8 @@ fn main() {
     let merge = merger.write(Op::Merge);
     other.apply(vec![merge]);
 
-    let t = run(
-        &alice.store(),
-        &bob.store(),
-        Config::default(),
-        Config::default(),
-    )
-    .expect("session");
     println!("after the merge, a second reconciliation finds nothing to do:");
-    print_transcript(&t, alice.name, bob.name);
+    let t = reconcile(&alice, &bob);
     assert!(t.initiator.have.is_empty() && t.initiator.need.is_empty());
     let view_a: Vec<_> = alice.replica.view().iter().collect();
     let view_b: Vec<_> = bob.replica.view().iter().collect();
