@@ -3,25 +3,29 @@
 //! Every value in every file is recomputed from the file's inputs and recipes with
 //! `oplog-protocol` and compared byte for byte, so a change to the library that moves a single
 //! byte fails here, and so does a vector file that was edited by hand or not regenerated. The
-//! files are parsed strictly (unknown fields are refused) so their schema cannot drift either.
-//! Regenerate with `cargo run -p oplog-protocol --example gen-vectors`.
+//! files are parsed strictly (unknown fields are refused) so their schema cannot drift either;
+//! the schema is [`oplog_tests::vectors`], the one the generator writes.
+//! Regenerate with `cargo run -p oplog-tests --bin gen-vectors`.
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
 use oplog_protocol::fingerprint::{DIGEST_CONTEXT, ITEM_CONTEXT};
 use oplog_protocol::hlc::{admission, Admission};
-use oplog_protocol::message::{self, DecodeError, Part, Payload};
+use oplog_protocol::message;
 use oplog_protocol::transcript;
 use oplog_protocol::{
-    Aggregate, Config, EntryError, EntryKey, Fingerprint, Hash, Hlc, HlcClock, HlcError, LogEntry,
-    MemoryStore, Message, NodeId, ObjectId, Op, Reconciler, SigningKey,
+    Aggregate, EntryKey, Hash, Hlc, HlcClock, HlcError, LogEntry, MemoryStore, Message, NodeId, Op,
+    Reconciler, SigningKey,
+};
+use oplog_tests::vectors::{
+    decode_error_name, entry_error_name, keys, num, unhex, unhex32, vectors_dir, EntriesFile,
+    FingerprintsFile, HlcFile, KeyRecipe, MessagesFile, PartJson, SetJson, TranscriptVector,
+    TranscriptsFile,
 };
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
 type Check = Result<(), String>;
 
@@ -62,51 +66,11 @@ fn same_hex(got: &str, want: &str, what: &str) -> Check {
     ))
 }
 
-fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/vectors")
-}
-
 fn load<T: DeserializeOwned>(name: &str) -> T {
     let path = vectors_dir().join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
-}
-
-fn unhex(s: &str) -> Result<Vec<u8>, String> {
-    hex::decode(s).map_err(|e| format!("bad hex {s:?}: {e}"))
-}
-
-fn unhex32(s: &str) -> Result<[u8; 32], String> {
-    unhex(s)?
-        .try_into()
-        .map_err(|_| format!("{s:?} is not 32 bytes"))
-}
-
-fn num(s: &str) -> Result<u64, String> {
-    s.parse().map_err(|e| format!("bad u64 {s:?}: {e}"))
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct KeyJson {
-    hlc: String,
-    hash_hex: String,
-}
-
-impl KeyJson {
-    fn key(&self) -> Result<EntryKey, String> {
-        Ok(EntryKey::new(num(&self.hlc)?, unhex32(&self.hash_hex)?))
-    }
-}
-
-fn keys(list: &[KeyJson]) -> Result<Vec<EntryKey>, String> {
-    list.iter().map(KeyJson::key).collect()
-}
-
-/// `BLAKE3(i as u64 little-endian)`, the hash of key `i` in every recipe.
-fn ih(i: u64) -> Hash {
-    Hash(*blake3::hash(&i.to_le_bytes()).as_bytes())
 }
 
 /// Every file in the directory is one this test knows; a new file needs a checker here.
@@ -132,95 +96,6 @@ fn every_vector_file_is_checked() {
 
 // ---------------------------------------------------------------------------------------------
 // entries.json
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct EntriesFile {
-    #[allow(dead_code)]
-    description: String,
-    valid: Vec<ValidEntry>,
-    invalid: Vec<InvalidEntry>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(tag = "type", deny_unknown_fields)]
-enum ActionJson {
-    Put {
-        bucket: String,
-        key: String,
-        object_id_hex: String,
-    },
-    Delete {
-        bucket: String,
-        key: String,
-    },
-    Merge,
-}
-
-impl ActionJson {
-    fn op(&self) -> Result<Op, String> {
-        Ok(match self {
-            ActionJson::Put {
-                bucket,
-                key,
-                object_id_hex,
-            } => Op::Put {
-                bucket: bucket.clone(),
-                key: key.clone(),
-                object_id: ObjectId(unhex32(object_id_hex)?),
-            },
-            ActionJson::Delete { bucket, key } => Op::Delete {
-                bucket: bucket.clone(),
-                key: key.clone(),
-            },
-            ActionJson::Merge => Op::Merge,
-        })
-    }
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct ValidEntry {
-    name: String,
-    description: String,
-    seed_hex: String,
-    public_key_hex: String,
-    hlc: String,
-    action: ActionJson,
-    parents_hex: Vec<String>,
-    body_hex: String,
-    hash_hex: String,
-    signature_hex: String,
-    encoded_hex: String,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct InvalidEntry {
-    name: String,
-    #[allow(dead_code)]
-    description: String,
-    encoded_hex: String,
-    claimed_hash_hex: Option<String>,
-    stage: String,
-    error: String,
-}
-
-fn entry_error_name(e: &EntryError) -> &'static str {
-    match e {
-        EntryError::Malformed(_) => "Malformed",
-        EntryError::NonCanonical => "NonCanonical",
-        EntryError::TooLarge { .. } => "TooLarge",
-        EntryError::TooManyParents(_) => "TooManyParents",
-        EntryError::ParentsNotCanonical => "ParentsNotCanonical",
-        EntryError::MergeNeedsParents(_) => "MergeNeedsParents",
-        EntryError::HlcOutOfRange(_) => "HlcOutOfRange",
-        EntryError::InvalidAction(_) => "InvalidAction",
-        EntryError::HashMismatch { .. } => "HashMismatch",
-        EntryError::InvalidAuthor(_) => "InvalidAuthor",
-        EntryError::BadSignature(_) => "BadSignature",
-    }
-}
 
 /// The Shoal claim, checked independently of both postcard and the library: the body is
 /// `varint hlc || node id || 00 || varint len || bucket || varint len || key || object id ||
@@ -343,49 +218,6 @@ fn entries() {
 // ---------------------------------------------------------------------------------------------
 // hlc.json
 
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct HlcFile {
-    #[allow(dead_code)]
-    description: String,
-    sequences: Vec<HlcSequence>,
-    admission: Vec<AdmissionCase>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct HlcSequence {
-    name: String,
-    #[allow(dead_code)]
-    description: String,
-    max_drift_ns: String,
-    restore_last: Option<String>,
-    ops: Vec<HlcOp>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct HlcOp {
-    op: String,
-    wall: String,
-    remote: Option<String>,
-    result: String,
-    stamp: Option<String>,
-    ahead_ns: Option<String>,
-    exhausted_at: Option<String>,
-    last_after: String,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct AdmissionCase {
-    stamp: String,
-    now: String,
-    max_drift_ns: String,
-    result: String,
-    not_before: Option<String>,
-}
-
 fn check_hlc(f: &HlcFile) -> Check {
     let mut seen = BTreeSet::new();
     for s in &f.sequences {
@@ -480,48 +312,6 @@ fn hlc() {
 // ---------------------------------------------------------------------------------------------
 // fingerprints.json
 
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct FingerprintsFile {
-    #[allow(dead_code)]
-    description: String,
-    item_context: String,
-    digest_context: String,
-    items: Vec<ItemVector>,
-    aggregates: Vec<AggregateVector>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct ItemVector {
-    hlc: String,
-    hash_hex: String,
-    key_bytes_hex: String,
-    term_first64_hex: String,
-    term_hex: Option<String>,
-    fingerprint_hex: String,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct FpRecipe {
-    from: u64,
-    to: u64,
-    hlc_base: String,
-    hlc_step: String,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct AggregateVector {
-    name: String,
-    keys: Option<Vec<KeyJson>>,
-    recipe: Option<FpRecipe>,
-    count: u64,
-    sum_hex: String,
-    fingerprint_hex: String,
-}
-
 fn check_fingerprints(f: &FingerprintsFile) -> Check {
     ensure_eq!(f.item_context, ITEM_CONTEXT, "item context");
     ensure_eq!(f.digest_context, DIGEST_CONTEXT, "digest context");
@@ -560,12 +350,7 @@ fn check_fingerprints(f: &FingerprintsFile) -> Check {
         let name = &a.name;
         let ks: Vec<EntryKey> = match (&a.keys, &a.recipe) {
             (Some(k), None) => keys(k)?,
-            (None, Some(r)) => {
-                let (base, step) = (num(&r.hlc_base)?, num(&r.hlc_step)?);
-                (r.from..r.to)
-                    .map(|i| EntryKey::new(base + i * step, ih(i)))
-                    .collect()
-            }
+            (None, Some(r)) => r.keys()?,
             _ => return Err(format!("{name}: give keys or a recipe")),
         };
         let agg = Aggregate::of_keys(&ks);
@@ -596,118 +381,6 @@ fn fingerprints() {
 
 // ---------------------------------------------------------------------------------------------
 // messages.json
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct MessagesFile {
-    #[allow(dead_code)]
-    description: String,
-    valid: Vec<ValidMessage>,
-    invalid: Vec<InvalidMessage>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct ValidMessage {
-    name: String,
-    #[allow(dead_code)]
-    description: String,
-    hex: String,
-    parts: Vec<PartJson>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct PartJson {
-    upper: Option<KeyJson>,
-    payload: PayloadJson,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(tag = "mode", deny_unknown_fields)]
-enum PayloadJson {
-    Skip,
-    Fingerprint {
-        fingerprint_hex: String,
-    },
-    PrefixList {
-        prefix_len: u8,
-        prefixes_hex: Vec<String>,
-    },
-    FullList {
-        keys: Vec<KeyJson>,
-    },
-    Resolve {
-        missing: Vec<u32>,
-        keys: Vec<KeyJson>,
-    },
-    Keys {
-        keys: Vec<KeyJson>,
-    },
-}
-
-impl PartJson {
-    fn part(&self) -> Result<Part, String> {
-        let upper = self.upper.as_ref().map(KeyJson::key).transpose()?;
-        let payload = match &self.payload {
-            PayloadJson::Skip => Payload::Skip,
-            PayloadJson::Fingerprint { fingerprint_hex } => Payload::Fingerprint(Fingerprint(
-                unhex(fingerprint_hex)?
-                    .try_into()
-                    .map_err(|_| "fingerprint is not 16 bytes")?,
-            )),
-            PayloadJson::PrefixList {
-                prefix_len,
-                prefixes_hex,
-            } => {
-                let mut prefixes = Vec::new();
-                for p in prefixes_hex {
-                    let p = unhex(p)?;
-                    if p.len() != *prefix_len as usize {
-                        return Err(format!(
-                            "prefix {} is not {prefix_len} bytes",
-                            hex::encode(p)
-                        ));
-                    }
-                    prefixes.extend(p);
-                }
-                Payload::PrefixList {
-                    len: *prefix_len,
-                    prefixes,
-                }
-            }
-            PayloadJson::FullList { keys: k } => Payload::FullList(keys(k)?),
-            PayloadJson::Resolve { missing, keys: k } => Payload::Resolve {
-                missing: missing.clone(),
-                keys: keys(k)?,
-            },
-            PayloadJson::Keys { keys: k } => Payload::Keys(keys(k)?),
-        };
-        Ok(Part { upper, payload })
-    }
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct InvalidMessage {
-    name: String,
-    #[allow(dead_code)]
-    description: String,
-    hex: String,
-    error: String,
-}
-
-fn decode_error_name(e: &DecodeError) -> &'static str {
-    match e {
-        DecodeError::BadTag(_) => "BadTag",
-        DecodeError::Truncated(_) => "Truncated",
-        DecodeError::BadVarint(_) => "BadVarint",
-        DecodeError::UnknownMode(_) => "UnknownMode",
-        DecodeError::BadBound(_) => "BadBound",
-        DecodeError::BadPayload { .. } => "BadPayload",
-        DecodeError::NonCanonicalSkip => "NonCanonicalSkip",
-    }
-}
 
 fn check_messages(f: &MessagesFile) -> Check {
     let mut modes = BTreeSet::new();
@@ -750,107 +423,10 @@ fn messages() {
 // ---------------------------------------------------------------------------------------------
 // transcripts.json
 
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct TranscriptsFile {
-    #[allow(dead_code)]
-    description: String,
-    transcripts: Vec<TranscriptVector>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct ConfigJson {
-    dialect: String,
-    branching: usize,
-    list_threshold: usize,
-    prefix_len: u8,
-    max_message_bytes: Option<usize>,
-    initial_split: bool,
-}
-
-impl ConfigJson {
-    fn config(&self) -> Result<Config, String> {
-        if self.dialect != "OplogV1" {
-            return Err(format!("unknown dialect {}", self.dialect));
-        }
-        // Every tuning value comes from the file; `..Config::default()` only fills in fields
-        // that select the wire format (the default, oplog-sync v1). A default that spoke
-        // anything else would fail every transcript byte comparison below.
-        #[allow(clippy::needless_update)]
-        Ok(Config {
-            branching: self.branching,
-            list_threshold: self.list_threshold,
-            prefix_len: self.prefix_len,
-            max_message_bytes: self.max_message_bytes,
-            initial_split: self.initial_split,
-            ..Config::default()
-        })
-    }
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct KeyRecipe {
-    hlc_base: String,
-    hlc_step: String,
-    hlc_div: u64,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct SetJson {
-    runs: Vec<[u64; 3]>,
-    count: usize,
-    keys: Option<Vec<KeyJson>>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct MessageJson {
-    from: String,
-    hex: String,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct SideJson {
-    have: Vec<KeyJson>,
-    need: Vec<KeyJson>,
-    prefix_collisions: u64,
-    carried_over: u64,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct TranscriptVector {
-    name: String,
-    #[allow(dead_code)]
-    description: String,
-    config_initiator: ConfigJson,
-    config_responder: ConfigJson,
-    key_recipe: KeyRecipe,
-    initiator_set: SetJson,
-    responder_set: SetJson,
-    messages: Vec<MessageJson>,
-    initiator: SideJson,
-    responder: SideJson,
-}
-
 /// The set a recipe describes: key `i` = `(hlc_base + (i / hlc_div) * hlc_step, BLAKE3(i LE))`
 /// for every `i` of every run `[from, to, step)`. Checked against the explicit key list if any.
 fn build_set(r: &KeyRecipe, s: &SetJson) -> Result<MemoryStore, String> {
-    let (base, step) = (num(&r.hlc_base)?, num(&r.hlc_step)?);
-    ensure!(r.hlc_div > 0, "hlc_div is 0");
-    let mut set = BTreeSet::new();
-    for &[from, to, by] in &s.runs {
-        ensure!(by > 0, "run step is 0");
-        let mut i = from;
-        while i < to {
-            set.insert(EntryKey::new(base + (i / r.hlc_div) * step, ih(i)));
-            i += by;
-        }
-    }
+    let set = r.keys(&s.runs)?;
     ensure_eq!(set.len(), s.count, "set size");
     if let Some(k) = &s.keys {
         ensure_eq!(

@@ -1,16 +1,16 @@
 //! Writes the byte-exact test vectors in `spec/vectors/` (see `spec/vectors/README.md`).
 //!
 //! ```text
-//! cargo run -p oplog-protocol --example gen-vectors [-- <out dir>]
+//! cargo run -p oplog-tests --bin gen-vectors [-- <out dir>]
 //! ```
 //!
 //! Everything is derived from fixed seeds and recipes, so the output is identical on every run
 //! and every machine. Every value is also checked here (hand-built bytes, expected errors,
 //! transcript properties) so that a vector cannot silently encode a bug.
-//! `tests/tests/conformance.rs` recomputes every file from its inputs.
+//! The files' schema is [`oplog_tests::vectors`], which `tests/tests/conformance.rs` reads
+//! back to recompute every file from its inputs.
 
 use std::cell::Cell;
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -20,42 +20,20 @@ use oplog_protocol::action::{MAX_BUCKET_LEN, MAX_OBJECT_KEY_LEN};
 use oplog_protocol::entry::SIGNATURE_LEN;
 use oplog_protocol::fingerprint::{DIGEST_CONTEXT, ITEM_CONTEXT, STATE_BYTES};
 use oplog_protocol::hlc::{admission, Admission};
-use oplog_protocol::message::{self, DecodeError, Part, Payload, MESSAGE_TAG};
+use oplog_protocol::message::{self, Part, Payload, MESSAGE_TAG};
 use oplog_protocol::transcript::{self, Transcript};
 use oplog_protocol::{
-    Aggregate, Config, EntryError, EntryKey, Fingerprint, Hash, Hlc, HlcClock, HlcError, LogEntry,
-    MemoryStore, NodeId, ObjectId, Op,
+    Aggregate, EntryKey, Fingerprint, Hash, Hlc, HlcClock, HlcError, LogEntry, MemoryStore, NodeId,
+    ObjectId, Op,
+};
+use oplog_tests::vectors::{
+    dec, decode_error_name, entry_error_name, hx, ih, keys_json, vectors_dir, ActionJson,
+    AdmissionCase, AggregateVector, ConfigJson, EntriesFile, FingerprintsFile, FpRecipe, HlcFile,
+    HlcOp, HlcSequence, InvalidEntry, InvalidMessage, ItemVector, KeyRecipe, MessageJson,
+    MessagesFile, PartJson, SetJson, SideJson, TranscriptVector, TranscriptsFile, ValidEntry,
+    ValidMessage,
 };
 use serde::Serialize;
-
-// ---------------------------------------------------------------------------------------------
-// shared JSON shapes
-
-/// A `u64` as a decimal string: JSON numbers lose precision above 2^53 in many languages.
-fn u(v: u64) -> String {
-    v.to_string()
-}
-
-fn hx(b: &[u8]) -> String {
-    hex::encode(b)
-}
-
-#[derive(Serialize)]
-struct KeyJson {
-    hlc: String,
-    hash_hex: String,
-}
-
-fn key_json(k: &EntryKey) -> KeyJson {
-    KeyJson {
-        hlc: u(k.hlc.0),
-        hash_hex: hx(&k.hash.0),
-    }
-}
-
-fn keys_json(keys: &[EntryKey]) -> Vec<KeyJson> {
-    keys.iter().map(key_json).collect()
-}
 
 fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) {
     let mut text = serde_json::to_string_pretty(value).expect("serialisable");
@@ -73,7 +51,7 @@ fn main() {
     let dir: PathBuf = std::env::args_os()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/vectors"));
+        .unwrap_or_else(vectors_dir);
     std::fs::create_dir_all(&dir).expect("create output dir");
     write_json(&dir, "entries.json", &entries());
     write_json(&dir, "hlc.json", &hlc());
@@ -84,91 +62,6 @@ fn main() {
 
 // ---------------------------------------------------------------------------------------------
 // entries.json
-
-#[derive(Serialize)]
-struct EntriesFile {
-    description: &'static str,
-    valid: Vec<ValidEntry>,
-    invalid: Vec<InvalidEntry>,
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type")]
-enum ActionJson {
-    Put {
-        bucket: String,
-        key: String,
-        object_id_hex: String,
-    },
-    Delete {
-        bucket: String,
-        key: String,
-    },
-    Merge,
-}
-
-fn action_json(op: &Op) -> ActionJson {
-    match op {
-        Op::Put {
-            bucket,
-            key,
-            object_id,
-        } => ActionJson::Put {
-            bucket: bucket.clone(),
-            key: key.clone(),
-            object_id_hex: hx(&object_id.0),
-        },
-        Op::Delete { bucket, key } => ActionJson::Delete {
-            bucket: bucket.clone(),
-            key: key.clone(),
-        },
-        Op::Merge => ActionJson::Merge,
-    }
-}
-
-#[derive(Serialize)]
-struct ValidEntry {
-    name: &'static str,
-    description: String,
-    seed_hex: String,
-    public_key_hex: String,
-    hlc: String,
-    action: ActionJson,
-    parents_hex: Vec<String>,
-    body_hex: String,
-    hash_hex: String,
-    signature_hex: String,
-    encoded_hex: String,
-}
-
-#[derive(Serialize)]
-struct InvalidEntry {
-    name: &'static str,
-    description: &'static str,
-    encoded_hex: String,
-    /// The hash the entry was requested under, when the check is against a claimed hash.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    claimed_hash_hex: Option<String>,
-    /// `decode` if decoding must fail, `verify` if decoding succeeds and verification fails.
-    stage: &'static str,
-    error: &'static str,
-}
-
-fn entry_error_name(e: &EntryError) -> &'static str {
-    match e {
-        EntryError::Malformed(_) => "Malformed",
-        EntryError::NonCanonical => "NonCanonical",
-        EntryError::TooLarge { .. } => "TooLarge",
-        EntryError::TooManyParents(_) => "TooManyParents",
-        EntryError::ParentsNotCanonical => "ParentsNotCanonical",
-        EntryError::MergeNeedsParents(_) => "MergeNeedsParents",
-        EntryError::HlcOutOfRange(_) => "HlcOutOfRange",
-        EntryError::InvalidAction(_) => "InvalidAction",
-        EntryError::HashMismatch { .. } => "HashMismatch",
-        EntryError::InvalidAuthor(_) => "InvalidAuthor",
-        EntryError::BadSignature(_) => "BadSignature",
-    }
-}
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -268,12 +161,12 @@ fn entries() -> EntriesFile {
         assert_eq!(encoded.len(), body.len() + SIGNATURE_LEN);
         assert_eq!(LogEntry::<Op>::decode(&encoded).expect("decodes"), e);
         valid.push(ValidEntry {
-            name,
+            name: name.into(),
             description,
             seed_hex: hx(&[seed; 32]),
             public_key_hex: hx(&e.node_id.0),
-            hlc: u(hlc),
-            action: action_json(&e.action),
+            hlc: dec(hlc),
+            action: ActionJson::from(&e.action),
             parents_hex: e.parents.iter().map(|p| hx(&p.0)).collect(),
             body_hex: hx(&body),
             hash_hex: hx(&e.hash.0),
@@ -418,12 +311,12 @@ fn entries() -> EntriesFile {
             }
         };
         invalid.push(InvalidEntry {
-            name,
-            description,
+            name: name.into(),
+            description: description.into(),
             encoded_hex: hx(&encoded),
             claimed_hash_hex: claimed.map(|c| hx(&c.0)),
-            stage,
-            error: expected,
+            stage: stage.into(),
+            error: expected.into(),
         });
     };
     let k1 = sk(1);
@@ -703,7 +596,7 @@ fn entries() -> EntriesFile {
             u64 values are decimal strings. For each valid entry, re-sign from (seed, hlc, action, parents) \
             and compare every hex field; decode encoded_hex and verify. For each invalid entry, decoding \
             (stage decode) or decoding then verifying (stage verify; with claimed_hash_hex, verifying against \
-            that hash) must fail with the named error.",
+            that hash) must fail with the named error.".into(),
         valid,
         invalid,
     }
@@ -711,55 +604,6 @@ fn entries() -> EntriesFile {
 
 // ---------------------------------------------------------------------------------------------
 // hlc.json
-
-#[derive(Serialize)]
-struct HlcFile {
-    description: &'static str,
-    sequences: Vec<HlcSequence>,
-    admission: Vec<AdmissionCase>,
-}
-
-#[derive(Serialize)]
-struct HlcSequence {
-    name: &'static str,
-    description: &'static str,
-    max_drift_ns: String,
-    /// `last` restored from storage, or `null` for a fresh clock (last = 0).
-    restore_last: Option<String>,
-    ops: Vec<HlcOp>,
-}
-
-#[derive(Serialize)]
-struct HlcOp {
-    /// `tick` or `observe`.
-    op: &'static str,
-    wall: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    remote: Option<String>,
-    /// `ok`, `TooFarAhead` or `Exhausted`.
-    result: &'static str,
-    /// The issued stamp of a successful tick.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stamp: Option<String>,
-    /// TooFarAhead: how far ahead the remote stamp was (remote - wall).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ahead_ns: Option<String>,
-    /// Exhausted: the stamp the clock is stuck at.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    exhausted_at: Option<String>,
-    last_after: String,
-}
-
-#[derive(Serialize)]
-struct AdmissionCase {
-    stamp: String,
-    now: String,
-    max_drift_ns: String,
-    /// `Now` or `Defer`.
-    result: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    not_before: Option<String>,
-}
 
 enum Do {
     Tick(u64),
@@ -784,10 +628,10 @@ fn hlc_sequence(
     let mut out = Vec::new();
     for op in ops {
         let mut o = HlcOp {
-            op: "tick",
+            op: "tick".into(),
             wall: String::new(),
             remote: None,
-            result: "ok",
+            result: "ok".into(),
             stamp: None,
             ahead_ns: None,
             exhausted_at: None,
@@ -796,21 +640,21 @@ fn hlc_sequence(
         match *op {
             Do::Tick(now) => {
                 wall.set(now);
-                o.wall = u(now);
+                o.wall = dec(now);
                 match clock.tick() {
-                    Ok(s) => o.stamp = Some(u(s.0)),
+                    Ok(s) => o.stamp = Some(dec(s.0)),
                     Err(HlcError::Exhausted(at)) => {
-                        o.result = "Exhausted";
-                        o.exhausted_at = Some(u(at.0));
+                        o.result = "Exhausted".into();
+                        o.exhausted_at = Some(dec(at.0));
                     }
                     Err(e) => panic!("{name}: unexpected {e}"),
                 }
             }
             Do::Observe(now, remote) => {
                 wall.set(now);
-                o.op = "observe";
-                o.wall = u(now);
-                o.remote = Some(u(remote));
+                o.op = "observe".into();
+                o.wall = dec(now);
+                o.remote = Some(dec(remote));
                 match clock.observe(Hlc(remote)) {
                     Ok(()) => {}
                     Err(HlcError::TooFarAhead {
@@ -820,25 +664,25 @@ fn hlc_sequence(
                         max_drift_ns: m,
                     }) => {
                         assert_eq!((r.0, local, m), (remote, now, max_drift_ns));
-                        o.result = "TooFarAhead";
-                        o.ahead_ns = Some(u(ahead_ns));
+                        o.result = "TooFarAhead".into();
+                        o.ahead_ns = Some(dec(ahead_ns));
                     }
                     Err(HlcError::OutOfRange(r)) => {
                         assert_eq!(r.0, remote);
-                        o.result = "OutOfRange";
+                        o.result = "OutOfRange".into();
                     }
                     Err(e) => panic!("{name}: unexpected {e}"),
                 }
             }
         }
-        o.last_after = u(clock.last().0);
+        o.last_after = dec(clock.last().0);
         out.push(o);
     }
     HlcSequence {
-        name,
-        description,
-        max_drift_ns: u(max_drift_ns),
-        restore_last: restore.map(u),
+        name: name.into(),
+        description: description.into(),
+        max_drift_ns: dec(max_drift_ns),
+        restore_last: restore.map(dec),
         ops: out,
     }
 }
@@ -935,13 +779,13 @@ fn hlc() -> HlcFile {
     ] {
         let (result, not_before) = match admission(Hlc(stamp), now, Duration::from_nanos(drift)) {
             Admission::Now => ("Now", None),
-            Admission::Defer { not_before } => ("Defer", Some(u(not_before))),
+            Admission::Defer { not_before } => ("Defer", Some(dec(not_before))),
         };
         adm.push(AdmissionCase {
-            stamp: u(stamp),
-            now: u(now),
-            max_drift_ns: u(drift),
-            result,
+            stamp: dec(stamp),
+            now: dec(now),
+            max_drift_ns: dec(drift),
+            result: result.into(),
             not_before,
         });
     }
@@ -952,7 +796,7 @@ fn hlc() -> HlcFile {
             OutOfRange (clock unchanged); admissible iff remote <= wall + max_drift \
             (the sum saturating at 2^64 - 1); if not, fail with TooFarAhead (ahead_ns = remote - wall) and leave the clock \
             unchanged; else last := max(last, remote). last_after is `last` after the op. admission: Now iff \
-            stamp <= now + max_drift (saturating), else Defer with not_before = stamp - max_drift. u64 values are decimal strings.",
+            stamp <= now + max_drift (saturating), else Defer with not_before = stamp - max_drift. u64 values are decimal strings.".into(),
         sequences: vec![s1, s2, s3, s4, s5, s6],
         admission: adm,
     }
@@ -960,53 +804,6 @@ fn hlc() -> HlcFile {
 
 // ---------------------------------------------------------------------------------------------
 // fingerprints.json
-
-#[derive(Serialize)]
-struct FingerprintsFile {
-    description: &'static str,
-    item_context: &'static str,
-    digest_context: &'static str,
-    items: Vec<ItemVector>,
-    aggregates: Vec<AggregateVector>,
-}
-
-#[derive(Serialize)]
-struct ItemVector {
-    hlc: String,
-    hash_hex: String,
-    key_bytes_hex: String,
-    term_first64_hex: String,
-    /// The whole 512-byte term, given for the first item only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    term_hex: Option<String>,
-    /// The fingerprint of the one-key set.
-    fingerprint_hex: String,
-}
-
-/// Keys `i` for `i` in `from..to`: `hlc = hlc_base + i * hlc_step`, `hash = BLAKE3(i as u64 LE)`.
-#[derive(Serialize)]
-struct FpRecipe {
-    from: u64,
-    to: u64,
-    hlc_base: String,
-    hlc_step: String,
-}
-
-#[derive(Serialize)]
-struct AggregateVector {
-    name: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    keys: Option<Vec<KeyJson>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    recipe: Option<FpRecipe>,
-    count: u64,
-    sum_hex: String,
-    fingerprint_hex: String,
-}
-
-fn ih(i: u64) -> Hash {
-    Hash(*blake3::hash(&i.to_le_bytes()).as_bytes())
-}
 
 fn term_bytes(k: &EntryKey) -> [u8; STATE_BYTES] {
     Aggregate::of_key(k).sum_bytes()
@@ -1031,7 +828,7 @@ fn fingerprints() -> FingerprintsFile {
             h.finalize_xof().fill(&mut direct);
             assert_eq!(term, direct);
             ItemVector {
-                hlc: u(k.hlc.0),
+                hlc: dec(k.hlc.0),
                 hash_hex: hx(&k.hash.0),
                 key_bytes_hex: hx(&k.to_bytes()),
                 term_first64_hex: hx(&term[..64]),
@@ -1045,7 +842,7 @@ fn fingerprints() -> FingerprintsFile {
         let agg = Aggregate::of_keys(keys);
         check_digest(&agg);
         AggregateVector {
-            name,
+            name: name.into(),
             keys: Some(keys_json(keys)),
             recipe: None,
             count: agg.count(),
@@ -1061,6 +858,17 @@ fn fingerprints() -> FingerprintsFile {
     let recipe_keys: Vec<EntryKey> = (0..1000u64)
         .map(|i| EntryKey::new(i * 1000, ih(i)))
         .collect();
+    let recipe = FpRecipe {
+        from: 0,
+        to: 1000,
+        hlc_base: dec(0),
+        hlc_step: dec(1000),
+    };
+    assert_eq!(
+        recipe.keys(),
+        Ok(recipe_keys.clone()),
+        "the recipe as written"
+    );
     let big = Aggregate::of_keys(&recipe_keys);
     check_digest(&big);
     // order does not matter
@@ -1072,14 +880,9 @@ fn fingerprints() -> FingerprintsFile {
         explicit("one-key", &three[..1]),
         explicit("three-keys", &three),
         AggregateVector {
-            name: "thousand-keys",
+            name: "thousand-keys".into(),
             keys: None,
-            recipe: Some(FpRecipe {
-                from: 0,
-                to: 1000,
-                hlc_base: u(0),
-                hlc_step: u(1000),
-            }),
+            recipe: Some(recipe),
             count: big.count(),
             sum_hex: hx(&big.sum_bytes()),
             fingerprint_hex: hx(&big.fingerprint().0),
@@ -1092,9 +895,9 @@ fn fingerprints() -> FingerprintsFile {
             sum_hex is the sum as 512 bytes little-endian (the 1000-key sum wraps modulo 2^4096 many times). \
             The fingerprint is the first 16 bytes of BLAKE3 derive_key(digest_context) over count (u64 little-endian) \
             || sum (512 bytes). A recipe stands for the keys i in [from, to): hlc = hlc_base + i * hlc_step, \
-            hash = BLAKE3(i as u64 little-endian).",
-        item_context: ITEM_CONTEXT,
-        digest_context: DIGEST_CONTEXT,
+            hash = BLAKE3(i as u64 little-endian).".into(),
+        item_context: ITEM_CONTEXT.into(),
+        digest_context: DIGEST_CONTEXT.into(),
         items,
         aggregates,
     }
@@ -1110,97 +913,6 @@ fn check_digest(agg: &Aggregate) {
 
 // ---------------------------------------------------------------------------------------------
 // messages.json
-
-#[derive(Serialize)]
-struct MessagesFile {
-    description: &'static str,
-    valid: Vec<ValidMessage>,
-    invalid: Vec<InvalidMessage>,
-}
-
-#[derive(Serialize)]
-struct ValidMessage {
-    name: &'static str,
-    description: &'static str,
-    hex: String,
-    parts: Vec<PartJson>,
-}
-
-#[derive(Serialize)]
-struct PartJson {
-    /// Exclusive upper bound; `null` is the end of the key space.
-    upper: Option<KeyJson>,
-    payload: PayloadJson,
-}
-
-#[derive(Serialize)]
-#[serde(tag = "mode")]
-enum PayloadJson {
-    Skip,
-    Fingerprint {
-        fingerprint_hex: String,
-    },
-    PrefixList {
-        prefix_len: u8,
-        prefixes_hex: Vec<String>,
-    },
-    FullList {
-        keys: Vec<KeyJson>,
-    },
-    Resolve {
-        missing: Vec<u32>,
-        keys: Vec<KeyJson>,
-    },
-    Keys {
-        keys: Vec<KeyJson>,
-    },
-}
-
-fn part_json(p: &Part) -> PartJson {
-    PartJson {
-        upper: p.upper.as_ref().map(key_json),
-        payload: match &p.payload {
-            Payload::Skip => PayloadJson::Skip,
-            Payload::Fingerprint(fp) => PayloadJson::Fingerprint {
-                fingerprint_hex: hx(&fp.0),
-            },
-            Payload::PrefixList { len, prefixes } => PayloadJson::PrefixList {
-                prefix_len: *len,
-                prefixes_hex: prefixes.chunks(*len as usize).map(hx).collect(),
-            },
-            Payload::FullList(keys) => PayloadJson::FullList {
-                keys: keys_json(keys),
-            },
-            Payload::Resolve { missing, keys } => PayloadJson::Resolve {
-                missing: missing.clone(),
-                keys: keys_json(keys),
-            },
-            Payload::Keys(keys) => PayloadJson::Keys {
-                keys: keys_json(keys),
-            },
-        },
-    }
-}
-
-#[derive(Serialize)]
-struct InvalidMessage {
-    name: &'static str,
-    description: &'static str,
-    hex: String,
-    error: &'static str,
-}
-
-fn decode_error_name(e: &DecodeError) -> &'static str {
-    match e {
-        DecodeError::BadTag(_) => "BadTag",
-        DecodeError::Truncated(_) => "Truncated",
-        DecodeError::BadVarint(_) => "BadVarint",
-        DecodeError::UnknownMode(_) => "UnknownMode",
-        DecodeError::BadBound(_) => "BadBound",
-        DecodeError::BadPayload { .. } => "BadPayload",
-        DecodeError::NonCanonicalSkip => "NonCanonicalSkip",
-    }
-}
 
 fn bound(hlc: u64, prefix: &[u8]) -> EntryKey {
     let mut h = [0u8; 32];
@@ -1233,10 +945,10 @@ fn messages() -> MessagesFile {
             let decoded = message::decode(&bytes).expect(name);
             assert_eq!(message::encode(&decoded), bytes);
             valid.push(ValidMessage {
-                name,
-                description,
+                name: name.into(),
+                description: description.into(),
                 hex: hx(&bytes),
-                parts: decoded.iter().map(part_json).collect(),
+                parts: decoded.iter().map(PartJson::from).collect(),
             });
         };
     let f1 = fp("fingerprint one");
@@ -1433,16 +1145,17 @@ fn messages() -> MessagesFile {
 
     // ------------------------------------------------------------------ invalid messages
     let mut invalid = Vec::new();
-    let mut bad = |name: &'static str, description: &'static str, bytes: Vec<u8>, expected| {
-        let e = message::decode(&bytes).expect_err(name);
-        assert_eq!(decode_error_name(&e), expected, "{name}: {e}");
-        invalid.push(InvalidMessage {
-            name,
-            description,
-            hex: hx(&bytes),
-            error: expected,
-        });
-    };
+    let mut bad =
+        |name: &'static str, description: &'static str, bytes: Vec<u8>, expected: &'static str| {
+            let e = message::decode(&bytes).expect_err(name);
+            assert_eq!(decode_error_name(&e), expected, "{name}: {e}");
+            invalid.push(InvalidMessage {
+                name: name.into(),
+                description: description.into(),
+                hex: hx(&bytes),
+                error: expected.into(),
+            });
+        };
     let with = |prefix: &[u8], tail: &[&[u8]]| {
         let mut v = prefix.to_vec();
         for t in tail {
@@ -1640,7 +1353,7 @@ fn messages() -> MessagesFile {
             decoding hex must give exactly these parts, and encoding the parts must give exactly hex. A part's range starts \
             at the previous part's upper bound (the first at MIN = (0, 00..00)); a bound's hash_hex is the full 32 bytes, \
             of which only the bytes up to the last non-zero one are on the wire. Each invalid message must be refused with \
-            the named error.",
+            the named error.".into(),
         valid,
         invalid,
     }
@@ -1649,103 +1362,8 @@ fn messages() -> MessagesFile {
 // ---------------------------------------------------------------------------------------------
 // transcripts.json
 
-#[derive(Serialize)]
-struct TranscriptsFile {
-    description: &'static str,
-    transcripts: Vec<TranscriptVector>,
-}
-
-#[derive(Serialize, Clone)]
-struct ConfigJson {
-    /// Always `OplogV1` here: these transcripts are of oplog-sync's own wire format.
-    dialect: &'static str,
-    branching: usize,
-    list_threshold: usize,
-    prefix_len: u8,
-    max_message_bytes: Option<usize>,
-    initial_split: bool,
-}
-
-impl ConfigJson {
-    fn to_config(&self) -> Config {
-        assert_eq!(self.dialect, "OplogV1");
-        // Every tuning value is explicit; `..Config::default()` only fills in fields that
-        // select the wire format (the default, oplog-sync v1), so this builds whether or not
-        // the crate has grown such a field.
-        #[allow(clippy::needless_update)]
-        Config {
-            branching: self.branching,
-            list_threshold: self.list_threshold,
-            prefix_len: self.prefix_len,
-            max_message_bytes: self.max_message_bytes,
-            initial_split: self.initial_split,
-            ..Config::default()
-        }
-    }
-}
-
-/// Key `i` is `(hlc_base + (i / hlc_div) * hlc_step, BLAKE3(i as u64 LE))`.
-#[derive(Serialize, Clone)]
-struct KeyRecipe {
-    hlc_base: String,
-    hlc_step: String,
-    hlc_div: u64,
-}
-
-/// A set is the keys `i` for every `[from, to, step]` run: `i = from, from + step, ... < to`.
-#[derive(Serialize)]
-struct SetJson {
-    runs: Vec<[u64; 3]>,
-    count: usize,
-    /// The keys themselves, for small sets.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    keys: Option<Vec<KeyJson>>,
-}
-
-#[derive(Serialize)]
-struct MessageJson {
-    from: &'static str,
-    hex: String,
-}
-
-#[derive(Serialize)]
-struct SideJson {
-    have: Vec<KeyJson>,
-    need: Vec<KeyJson>,
-    prefix_collisions: u64,
-    carried_over: u64,
-}
-
-#[derive(Serialize)]
-struct TranscriptVector {
-    name: &'static str,
-    description: &'static str,
-    config_initiator: ConfigJson,
-    config_responder: ConfigJson,
-    key_recipe: KeyRecipe,
-    initiator_set: SetJson,
-    responder_set: SetJson,
-    messages: Vec<MessageJson>,
-    initiator: SideJson,
-    responder: SideJson,
-}
-
 /// Largest set whose keys are listed explicitly.
 const EXPLICIT_MAX: usize = 64;
-
-fn recipe_keys(r: &KeyRecipe, runs: &[[u64; 3]]) -> Vec<EntryKey> {
-    let base: u64 = r.hlc_base.parse().expect("u64");
-    let step: u64 = r.hlc_step.parse().expect("u64");
-    let mut set = BTreeSet::new();
-    for &[from, to, by] in runs {
-        let mut i = from;
-        while i < to {
-            set.insert(EntryKey::new(base + (i / r.hlc_div) * step, ih(i)));
-            i += by;
-        }
-    }
-    set.into_iter().collect()
-}
 
 struct Case {
     name: &'static str,
@@ -1759,19 +1377,23 @@ struct Case {
 }
 
 fn transcript_vector(c: Case) -> TranscriptVector {
-    let a = recipe_keys(&c.recipe, &c.a);
-    let b = recipe_keys(&c.recipe, &c.b);
+    let keys = |runs: &[[u64; 3]]| {
+        c.recipe
+            .keys(runs)
+            .unwrap_or_else(|e| panic!("{}: {e}", c.name))
+    };
+    let (set_a, set_b) = (keys(&c.a), keys(&c.b));
+    let a: Vec<EntryKey> = set_a.iter().copied().collect();
+    let b: Vec<EntryKey> = set_b.iter().copied().collect();
     let sa: MemoryStore = a.iter().copied().collect();
     let sb: MemoryStore = b.iter().copied().collect();
     let t = transcript::run(
         &sa,
         &sb,
-        c.config_initiator.to_config(),
-        c.config_responder.to_config(),
+        c.config_initiator.config().expect("OplogV1"),
+        c.config_responder.config().expect("OplogV1"),
     )
     .unwrap_or_else(|e| panic!("{}: {e}", c.name));
-    let set_a: BTreeSet<EntryKey> = a.iter().copied().collect();
-    let set_b: BTreeSet<EntryKey> = b.iter().copied().collect();
     let a_only: Vec<EntryKey> = set_a.difference(&set_b).copied().collect();
     let b_only: Vec<EntryKey> = set_b.difference(&set_a).copied().collect();
     assert_eq!(t.initiator.have, a_only, "{}", c.name);
@@ -1791,8 +1413,8 @@ fn transcript_vector(c: Case) -> TranscriptVector {
         carried_over: o.stats.carried_over,
     };
     TranscriptVector {
-        name: c.name,
-        description: c.description,
+        name: c.name.into(),
+        description: c.description.into(),
         config_initiator: c.config_initiator,
         config_responder: c.config_responder,
         key_recipe: c.recipe,
@@ -1803,7 +1425,7 @@ fn transcript_vector(c: Case) -> TranscriptVector {
             .iter()
             .enumerate()
             .map(|(i, m)| MessageJson {
-                from: if i % 2 == 0 { "initiator" } else { "responder" },
+                from: if i % 2 == 0 { "initiator" } else { "responder" }.into(),
                 hex: hx(m.as_bytes()),
             })
             .collect(),
@@ -1820,7 +1442,7 @@ fn cfg(
     initial_split: bool,
 ) -> ConfigJson {
     ConfigJson {
-        dialect: "OplogV1",
+        dialect: "OplogV1".into(),
         branching,
         list_threshold,
         prefix_len,
@@ -1831,8 +1453,8 @@ fn cfg(
 
 fn recipe(base: u64, step: u64, div: u64) -> KeyRecipe {
     KeyRecipe {
-        hlc_base: u(base),
-        hlc_step: u(step),
+        hlc_base: dec(base),
+        hlc_step: dec(step),
         hlc_div: div,
     }
 }
@@ -1976,7 +1598,7 @@ fn transcripts() -> TranscriptsFile {
             messages[0] is the initiator's opening; each following message is the reply to the one before it, alternating \
             sides; the session ends when a side handles a message and has nothing to reply. An implementation replaying \
             one side must produce exactly the messages of that side, byte for byte, and end with exactly the listed have \
-            (keys it holds that the peer lacks) and need (keys the peer holds that it lacks), sorted ascending.",
+            (keys it holds that the peer lacks) and need (keys the peer holds that it lacks), sorted ascending.".into(),
         transcripts: cases.into_iter().map(transcript_vector).collect(),
     }
 }

@@ -1,1 +1,0 @@
-//! Cross-crate integration and conformance tests live in `tests/`.

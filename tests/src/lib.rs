@@ -1,0 +1,12 @@
+//! Cross-crate integration and conformance tests for oplog-sync.
+//!
+//! The tests themselves live in `tests/tests/`; this library holds what they share with the
+//! crate's binaries:
+//! - [`vectors`]: the schema of the byte-exact test vectors in `spec/vectors/`, written by the
+//!   `gen-vectors` binary (`cargo run -p oplog-tests --bin gen-vectors`) and read by
+//!   `tests/tests/conformance.rs`.
+//!
+//! The binaries in `src/bin/` are `gen-vectors` and `negentropy-harness` (Negentropy's
+//! conformance-harness line protocol in front of oplog-sync's reconciler).
+
+pub mod vectors;
