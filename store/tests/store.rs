@@ -117,13 +117,16 @@ fn held_child_of_a_parent_that_breaks_hlc_order_is_dropped() {
 fn entries_too_far_ahead_are_deferred_then_admitted() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(1_000_000);
-    let store: Store = Store::open_with(
-        dir.path().join("log.redb"),
-        Options::default()
-            .clock(clock.clone())
-            .max_drift(Duration::from_nanos(1_000)),
-    )
-    .unwrap();
+    let open = || -> Store {
+        Store::open_with(
+            dir.path().join("log.redb"),
+            Options::default()
+                .clock(clock.clone())
+                .max_drift(Duration::from_nanos(1_000)),
+        )
+        .unwrap()
+    };
+    let store = open();
     let early = mk(1, 1_000_500, put("b", "x", 1), &[]);
     let future = mk(1, 1_005_000, put("b", "x", 2), &[early.hash]);
     let report = store.insert([future.clone(), early.clone()]).unwrap();
@@ -140,13 +143,7 @@ fn entries_too_far_ahead_are_deferred_then_admitted() {
     assert_eq!(store.get("b", "x").unwrap(), Some(ObjectId([1; 32])));
     drop(store);
     // deferred entries survive a restart
-    let store: Store = Store::open_with(
-        dir.path().join("log.redb"),
-        Options::default()
-            .clock(clock.clone())
-            .max_drift(Duration::from_nanos(1_000)),
-    )
-    .unwrap();
+    let store = open();
     clock.set(1_004_000);
     let report = store.retry_deferred().unwrap();
     assert_eq!(report.applied, vec![future.hash]);

@@ -5,10 +5,8 @@
 use std::collections::BTreeSet;
 
 use oplog_protocol::dag::should_merge;
-use oplog_protocol::{
-    Config, EntryKey, Hash, Hlc, LogEntry, Message, ObjectId, Op, RangeStore, Reconciler,
-    SigningKey,
-};
+use oplog_protocol::transcript::run;
+use oplog_protocol::{Config, EntryKey, Hash, Hlc, LogEntry, ObjectId, Op, RangeStore, SigningKey};
 use oplog_store::{Options, Store};
 
 /// Local time of both replicas: a little after every stamp the test writes.
@@ -39,46 +37,21 @@ fn write(store: &Store, key: &SigningKey, hlc: &mut u64, action: Op) -> LogEntry
 /// What one reconciliation session moved, for assertions.
 struct Session {
     messages: usize,
-    bytes: u64,
     a_to_b: Vec<EntryKey>,
     b_to_a: Vec<EntryKey>,
 }
 
-/// Runs a session between the two stores, with `a` opening.
+/// Runs a session between the two stores (`RangeStore` on redb), with `a` opening.
 fn reconcile(a: &Store, b: &Store, config: &Config) -> Session {
-    let mut ra = Reconciler::new(config.clone()).unwrap();
-    let mut rb = Reconciler::new(config.clone()).unwrap();
-    let mut s = Session {
-        messages: 1,
-        bytes: 0,
-        a_to_b: Vec::new(),
-        b_to_a: Vec::new(),
-    };
-    let mut msg = Some(ra.initiate(a).unwrap());
-    let mut to_b = true;
-    while let Some(m) = msg.take() {
-        s.bytes += m.len() as u64;
-        if let Some(limit) = config.max_message_bytes {
-            assert!(m.len() <= limit);
-        }
-        // what crosses a connection is bytes
-        let m = Message::from_bytes(m.into_bytes());
-        let step = if to_b {
-            rb.handle(b, &m).unwrap()
-        } else {
-            ra.handle(a, &m).unwrap()
-        };
-        if to_b {
-            s.b_to_a.extend(step.have);
-        } else {
-            s.a_to_b.extend(step.have);
-        }
-        msg = step.reply;
-        s.messages += msg.is_some() as usize;
-        to_b = !to_b;
+    let t = run(a, b, config.clone(), config.clone()).unwrap();
+    if let Some(limit) = config.max_message_bytes {
+        assert!(t.messages.iter().all(|m| m.len() <= limit));
     }
-    assert!(ra.is_done() && rb.is_done());
-    s
+    Session {
+        messages: t.messages.len(),
+        a_to_b: t.initiator.have,
+        b_to_a: t.responder.have,
+    }
 }
 
 /// Ships `keys` from one store to the other as encoded entries, newest first and one insert
