@@ -7,7 +7,7 @@
 //! ```
 //! use std::collections::HashSet;
 //! use std::time::Duration;
-//! use oplog_protocol::{dag::MemoryReplica, Config, HlcClock, LogEntry, MemoryStore, ObjectId, Op, Reconciler, SigningKey};
+//! use oplog_protocol::{Config, HlcClock, LogEntry, MemoryStore, ObjectId, Op, Reconciler, SigningKey};
 //!
 //! // A node signs two writes with its clock.
 //! let key = SigningKey::from_bytes(&[7; 32]);
@@ -49,7 +49,6 @@
 #![warn(missing_docs)]
 
 pub mod action;
-pub mod apply;
 pub mod dag;
 pub mod entry;
 pub mod fingerprint;
@@ -59,11 +58,13 @@ pub mod memory;
 pub mod message;
 pub mod negentropy;
 pub mod reconcile;
+pub mod replica;
 pub mod store;
 pub mod transcript;
 
 pub use action::{Action, ObjectId, Op};
-pub use dag::{DagView, Heads, InsertOutcome, MemoryReplica, View};
+pub use dag::{DagView, Heads, View};
+pub use replica::{InsertError, InsertOutcome, InsertReport, MemoryReplica};
 pub use entry::{EntryError, LogEntry, Signature};
 pub use fingerprint::{Aggregate, Fingerprint};
 pub use hlc::{Hlc, HlcClock, HlcError, SystemClock, WallClock};

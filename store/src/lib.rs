@@ -32,7 +32,7 @@
 //! reconciliation sees; it is closed under parents. An entry whose parents are not all applied
 //! is *held back* and applied as soon as they are; one stamped too far ahead of local time is
 //! *deferred* (see [`Store::retry_deferred`]). The insert rules are
-//! [`oplog_protocol::apply`], the code [`oplog_protocol::dag::MemoryReplica`] runs too, here
+//! [`oplog_protocol::replica`], the code [`oplog_protocol::MemoryReplica`] runs too, here
 //! over the tables of one write transaction; [`Store::insert`] returns the same
 //! [`InsertReport`], and the model tests check both agree.
 //!
@@ -104,7 +104,8 @@ use tracing::info_span;
 
 pub use error::Error;
 pub use oplog_protocol as protocol;
-pub use oplog_protocol::dag::{InsertError, InsertOutcome, InsertReport, LwwWrite};
+pub use oplog_protocol::dag::LwwWrite;
+pub use oplog_protocol::{InsertError, InsertOutcome, InsertReport};
 pub use options::Options;
 pub use range::DagSnapshot;
 pub use reads::{HistoryItem, Stats};

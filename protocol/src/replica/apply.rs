@@ -6,7 +6,7 @@
 //! apply, and the final rewrite of outcomes that a later entry of the same call changed.
 //!
 //! Where the state lives is behind [`ReplicaState`]: maps in
-//! [`MemoryReplica`](crate::dag::MemoryReplica), the tables of one open write transaction in a
+//! [`MemoryReplica`](super::MemoryReplica), the tables of one open write transaction in a
 //! database. A state only stores and looks up; it decides nothing, so every replica built on
 //! these functions follows the same rules in the same order.
 
@@ -15,10 +15,12 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::action::Action;
-use crate::dag::{parent_order, InsertError, InsertOutcome, InsertReport};
+use crate::dag::parent_order;
 use crate::entry::{EntryError, LogEntry};
 use crate::hlc::{admission, Admission, Hlc};
 use crate::key::{Hash, NodeId};
+
+use super::{InsertError, InsertOutcome, InsertReport};
 
 /// Where a replica keeps its applied, held-back and deferred entries: the storage operations
 /// [`insert`] and [`retry_deferred`] need, and nothing that decides.

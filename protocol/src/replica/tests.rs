@@ -1,0 +1,766 @@
+//! Tests of the DAG rules and the reference replica together.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+use crate::dag::*;
+use crate::action::Action;
+use crate::entry::{LogEntry, MAX_PARENTS};
+use crate::hlc::Hlc;
+use crate::key::{EntryKey, Hash, NodeId};
+
+use super::*;
+
+use crate::action::{ObjectId, Op};
+use ed25519_dalek::SigningKey;
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+const DRIFT: Duration = Duration::from_secs(60);
+
+fn sk(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+fn node(seed: u8) -> NodeId {
+    NodeId(sk(seed).verifying_key().to_bytes())
+}
+
+fn put(k: &str, v: u8) -> Op {
+    Op::Put {
+        bucket: "b".into(),
+        key: k.into(),
+        object_id: ObjectId([v; 32]),
+    }
+}
+
+fn del(k: &str) -> Op {
+    Op::Delete {
+        bucket: "b".into(),
+        key: k.into(),
+    }
+}
+
+fn reg(k: &str) -> (String, String) {
+    ("b".into(), k.into())
+}
+
+fn mk(seed: u8, hlc: u64, action: Op, parents: &[&LogEntry]) -> LogEntry {
+    LogEntry::sign(
+        &sk(seed),
+        Hlc(hlc),
+        action,
+        parents.iter().map(|p| p.hash).collect(),
+    )
+    .unwrap()
+}
+
+fn map(entries: &[&LogEntry]) -> HashMap<Hash, LogEntry> {
+    entries.iter().map(|e| (e.hash, (*e).clone())).collect()
+}
+
+fn by_key(mut v: Vec<&LogEntry>) -> Vec<Hash> {
+    v.sort_by_key(|e| e.key());
+    v.into_iter().map(|e| e.hash).collect()
+}
+
+fn write(e: &LogEntry) -> LwwWrite {
+    LwwWrite::of(e).unwrap().1
+}
+
+#[test]
+fn parent_rules() {
+    let r = mk(1, 10, put("a", 1), &[]);
+    let ok = mk(1, 11, put("a", 2), &[&r]);
+    let same = mk(1, 10, put("a", 3), &[&r]);
+    let ghost = Hash([7; 32]);
+    let half = LogEntry::sign(&sk(1), Hlc(20), Op::Merge, vec![r.hash, ghost]).unwrap();
+    let view = map(&[&r]);
+    assert_eq!(missing_parents(&ok, &view).unwrap(), vec![]);
+    assert_eq!(missing_parents(&half, &view).unwrap(), vec![ghost]);
+    check_parent_order(&ok, &view).unwrap();
+    check_parent_order(&half, &view).unwrap(); // the unknown parent is checked later
+    match check_parent_order(&same, &view) {
+        Err(DagError::ParentOrder(e)) => assert_eq!(
+            e,
+            ParentOrderError {
+                child: same.hash,
+                child_hlc: Hlc(10),
+                parent: r.hash,
+                parent_hlc: Hlc(10)
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// r -> a1 -> a2 -> m -> c, r -> b1 -> b2 -> m.
+struct Branchy {
+    r: LogEntry,
+    a1: LogEntry,
+    a2: LogEntry,
+    b1: LogEntry,
+    b2: LogEntry,
+    m: LogEntry,
+    c: LogEntry,
+}
+
+fn branchy() -> Branchy {
+    let r = mk(1, 1, put("x", 0), &[]);
+    let a1 = mk(1, 2, put("x", 1), &[&r]);
+    let a2 = mk(1, 5, put("y", 1), &[&a1]);
+    let b1 = mk(2, 3, put("z", 2), &[&r]);
+    let b2 = mk(2, 4, put("x", 2), &[&b1]);
+    let m = mk(2, 6, Op::Merge, &[&a2, &b2]);
+    let c = mk(3, 7, put("w", 3), &[&m]);
+    Branchy {
+        r,
+        a1,
+        a2,
+        b1,
+        b2,
+        m,
+        c,
+    }
+}
+
+#[test]
+fn ancestry_on_branching_dag() {
+    let Branchy {
+        r,
+        a1,
+        a2,
+        b1,
+        b2,
+        m,
+        c,
+    } = branchy();
+    let view = map(&[&r, &a1, &a2, &b1, &b2, &m, &c]);
+    let ask = |have: &[&LogEntry], limit| {
+        let have: Vec<Hash> = have.iter().map(|e| e.hash).collect();
+        ancestry_to_send(&view, &[c.hash], &have, limit).unwrap()
+    };
+    let full = |v| Ancestry {
+        hashes: v,
+        truncated: false,
+    };
+    assert_eq!(ask(&[&a2], 100), full(by_key(vec![&b1, &b2, &m, &c])));
+    assert_eq!(ask(&[&a1], 100), full(by_key(vec![&b1, &b2, &a2, &m, &c])));
+    assert_eq!(ask(&[&a1, &b1], 100), full(by_key(vec![&b2, &a2, &m, &c])));
+    assert_eq!(ask(&[&m], 100), full(vec![c.hash]));
+    assert_eq!(ask(&[&c], 100), full(vec![]));
+    // unknown haves are ignored: everything comes back, parents first
+    let unknown = mk(9, 3, put("q", 9), &[]);
+    let all = by_key(vec![&r, &a1, &b1, &b2, &a2, &m, &c]);
+    assert_eq!(ask(&[&unknown], 100), full(all.clone()));
+    // the cap keeps the oldest entries, which the requester can apply at once
+    assert_eq!(
+        ask(&[&a1], 2),
+        Ancestry {
+            hashes: by_key(vec![&b1, &b2]),
+            truncated: true
+        }
+    );
+    // two wants on separate branches
+    let got = ancestry_to_send(&view, &[a2.hash, b1.hash], &[r.hash], 10).unwrap();
+    assert_eq!(got, full(by_key(vec![&a1, &b1, &a2])));
+    // an unknown want is an error
+    assert!(matches!(
+        ancestry_to_send(&view, &[unknown.hash], &[], 10),
+        Err(DagError::Missing(h)) if h == unknown.hash
+    ));
+    // a store with a hole is reported, not silently skipped
+    let holey = map(&[&a2, &a1]);
+    assert!(matches!(
+        ancestry_to_send(&holey, &[a2.hash], &[], 10),
+        Err(DagError::Missing(h)) if h == r.hash
+    ));
+}
+
+#[test]
+fn haves_are_exponentially_spaced() {
+    let mut chain = vec![mk(1, 1, put("k", 0), &[])];
+    for i in 1..100u64 {
+        let e = mk(1, i + 1, put("k", i as u8), &[chain.last().unwrap()]);
+        chain.push(e);
+    }
+    let view: HashMap<Hash, LogEntry> = chain.iter().map(|e| (e.hash, e.clone())).collect();
+    let h = |i: usize| chain[i].hash;
+    let haves = haves_for_request(&view, &[h(99)], 5).unwrap();
+    assert_eq!(haves, vec![h(99), h(98), h(97), h(95), h(91)]);
+    // walks end at the root, which is sent too
+    let haves = haves_for_request(&view, &[h(99)], 100).unwrap();
+    assert_eq!(haves, [99, 98, 97, 95, 91, 83, 67, 35, 0].map(h).to_vec());
+    // two heads share the budget round-robin; an unknown head is still sent
+    let side = mk(2, 50, put("s", 1), &[&chain[40]]);
+    let mut view = view;
+    view.insert(side.hash, side.clone());
+    let ghost = Hash([0xee; 32]);
+    let haves = haves_for_request(&view, &[h(99), side.hash, ghost], 7).unwrap();
+    assert_eq!(
+        haves,
+        vec![h(99), side.hash, ghost, h(98), h(40), h(97), h(39)]
+    );
+}
+
+#[test]
+fn heads_incremental_and_from_scratch() {
+    let b = branchy();
+    let order = [&b.r, &b.a1, &b.b1, &b.b2, &b.a2];
+    let mut heads = Heads::new();
+    for e in order {
+        heads.apply(e);
+    }
+    let mut want = vec![b.a2.hash, b.b2.hash];
+    want.sort();
+    assert_eq!(heads.hashes(), want);
+    assert_eq!(heads_of(order), want);
+    assert_eq!(
+        heads.with_keys(),
+        vec![(b.b2.key(), node(2)), (b.a2.key(), node(1))]
+    );
+    heads.apply(&b.m);
+    assert_eq!(heads.hashes(), vec![b.m.hash]);
+    assert_eq!(
+        heads_of([&b.r, &b.a1, &b.b1, &b.b2, &b.a2, &b.m]),
+        vec![b.m.hash]
+    );
+}
+
+#[test]
+fn lww_tie_at_identical_stamp() {
+    // one author, one stamp, two writes to the same register: the higher hash wins
+    let x = mk(1, 5, put("k", 1), &[]);
+    let y = mk(1, 5, put("k", 2), &[]);
+    let (lo, hi) = if x.hash < y.hash { (&x, &y) } else { (&y, &x) };
+    assert_eq!(lww_cmp(&write(hi), &write(lo)), Ordering::Greater);
+    for order in [[lo, hi], [hi, lo]] {
+        let mut v = View::new();
+        for e in order {
+            v.apply(e);
+        }
+        assert!(!v.apply(lo), "re-applying the loser changes nothing");
+        assert_eq!(v.get(&reg("k")), Some(&write(hi)));
+    }
+    // the author decides before the hash, and the HLC before both
+    let a = mk(1, 5, put("k", 3), &[]);
+    let b = mk(2, 5, put("k", 4), &[]);
+    let expect = if node(1) > node(2) { &a } else { &b };
+    let other = if node(1) > node(2) { &b } else { &a };
+    assert_eq!(lww_cmp(&write(expect), &write(other)), Ordering::Greater);
+    let later = mk(1, 6, del("k"), &[]);
+    let mut v = View::new();
+    for e in [&later, &a, &b] {
+        v.apply(e);
+    }
+    assert_eq!(v.get(&reg("k")), Some(&write(&later)));
+    assert!(v.get(&reg("k")).unwrap().is_delete, "tombstones are kept");
+}
+
+#[test]
+fn diamond_merge_conflicts() {
+    let Branchy {
+        r,
+        a1,
+        a2,
+        b1,
+        b2,
+        m,
+        c,
+    } = branchy();
+    let view = map(&[&r, &a1, &a2, &b1, &b2, &m, &c]);
+    // x: a1 (branch a) vs b2 (branch b); y and z were written on one side only
+    let got = merge_conflicts(&view, &[a2.hash, b2.hash]).unwrap();
+    assert_eq!(
+        got,
+        vec![Conflict {
+            key: reg("x"),
+            branch_winners: vec![write(&a1), write(&b2)],
+            winner: write(&b2),
+        }]
+    );
+    // the winner is LWW over the union
+    let mut union = View::new();
+    for e in [&r, &a1, &a2, &b1, &b2] {
+        union.apply(e);
+    }
+    assert_eq!(union.get(&reg("x")), Some(&got[0].winner));
+    // parent order and duplicates do not matter; one parent or an ancestor pair: nothing
+    assert_eq!(
+        merge_conflicts(&view, &[b2.hash, a2.hash, b2.hash]).unwrap(),
+        got
+    );
+    assert_eq!(merge_conflicts(&view, &[a2.hash]).unwrap(), vec![]);
+    assert_eq!(merge_conflicts(&view, &[m.hash, a1.hash]).unwrap(), vec![]);
+    let many: Vec<Hash> = (0..65u8).map(|i| Hash([i; 32])).collect();
+    assert!(matches!(
+        merge_conflicts(&view, &many),
+        Err(DagError::TooManyParents(65))
+    ));
+    assert!(matches!(
+        merge_conflicts(&view, &[a2.hash, Hash([1; 32])]),
+        Err(DagError::Missing(_))
+    ));
+}
+
+#[test]
+fn common_write_both_branches_show_is_no_conflict() {
+    // r; w1 and w2 write k concurrently; c writes k later and both tips include it
+    let r = mk(1, 1, put("other", 0), &[]);
+    let w1 = mk(1, 10, put("k", 1), &[&r]);
+    let w2 = mk(2, 11, put("k", 2), &[&r]);
+    let c = mk(3, 20, put("k", 3), &[&r]);
+    let p1 = mk(1, 30, Op::Merge, &[&w1, &c]);
+    let p2 = mk(2, 31, Op::Merge, &[&w2, &c]);
+    let view = map(&[&r, &w1, &w2, &c, &p1, &p2]);
+    assert_eq!(merge_conflicts(&view, &[p1.hash, p2.hash]).unwrap(), vec![]);
+    // ... but an older common write does not hide a real conflict
+    let old = mk(3, 5, put("k", 4), &[&r]);
+    let q1 = mk(1, 30, Op::Merge, &[&w1, &old]);
+    let q2 = mk(2, 31, Op::Merge, &[&w2, &old]);
+    let view = map(&[&r, &w1, &w2, &old, &q1, &q2]);
+    let got = merge_conflicts(&view, &[q1.hash, q2.hash]).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].branch_winners, vec![write(&w1), write(&w2)]);
+    // three parents, two agreeing: still one conflict with two distinct winners
+    let s1 = mk(1, 12, put("k", 5), &[&r]);
+    let s2 = mk(2, 13, put("k", 6), &[&s1]);
+    let s3 = mk(3, 14, put("k", 7), &[&s1]);
+    let t = mk(4, 15, put("u", 0), &[&s2]);
+    let view = map(&[&r, &s1, &s2, &s3, &t]);
+    let got = merge_conflicts(&view, &[s2.hash, s3.hash, t.hash]).unwrap();
+    assert_eq!(
+        got,
+        vec![Conflict {
+            key: reg("k"),
+            branch_winners: vec![write(&s2), write(&s3)],
+            winner: write(&s3),
+        }]
+    );
+}
+
+#[test]
+fn merge_rule() {
+    let k = |h: u64, b: u8| EntryKey::new(h, [b; 32]);
+    let (a, b) = (node(1), node(2));
+    assert!(!should_merge(&[], &a));
+    assert!(!should_merge(&[(k(9, 0), a)], &a));
+    let heads = [(k(9, 0), a), (k(3, 5), b), (k(9, 1), b)];
+    assert!(should_merge(&heads, &b));
+    assert!(!should_merge(&heads, &a));
+    assert_eq!(
+        merge_parents(&heads),
+        vec![Hash([0; 32]), Hash([1; 32]), Hash([5; 32])]
+    );
+    let many: Vec<_> = (0..1100u64)
+        .map(|i| {
+            let mut h = [0u8; 32];
+            h[..8].copy_from_slice(&(i * 7919 % 1100).to_be_bytes());
+            (EntryKey::new(i + 1, h), a)
+        })
+        .collect();
+    let p = merge_parents(&many);
+    assert_eq!(p.len(), MAX_PARENTS);
+    assert!(p.windows(2).all(|w| w[0] < w[1]));
+    // the most recent heads are kept
+    let newest = many.iter().max_by_key(|(k, _)| *k).unwrap().0.hash;
+    let oldest = many.iter().min_by_key(|(k, _)| *k).unwrap().0.hash;
+    assert!(p.contains(&newest) && !p.contains(&oldest));
+}
+
+#[test]
+fn long_chain_child_first() {
+    const N: usize = 10_000;
+    let mut chain = vec![mk(1, 1, put("k", 0), &[])];
+    for i in 1..N {
+        let e = mk(
+            1 + (i % 3) as u8,
+            i as u64 + 1,
+            put("k", i as u8),
+            &[&chain[i - 1]],
+        );
+        chain.push(e);
+    }
+    let mut rep = MemoryReplica::new();
+    for i in (1..N).rev() {
+        let rpt = rep.insert([chain[i].clone()], 0, DRIFT, None);
+        assert_eq!(
+            rpt.outcomes,
+            vec![(
+                chain[i].hash,
+                InsertOutcome::HeldBack {
+                    missing: vec![chain[i - 1].hash]
+                }
+            )]
+        );
+        if i % 1000 == 0 {
+            assert_eq!(rep.missing(), vec![chain[i - 1].hash]);
+        }
+    }
+    assert!(rep.is_empty());
+    // re-inserting a held-back entry is a no-op
+    let again = rep.insert([chain[5].clone()], 0, DRIFT, None);
+    assert!(again.applied.is_empty());
+    let rpt = rep.insert([chain[0].clone()], 0, DRIFT, None);
+    assert_eq!(rpt.outcomes, vec![(chain[0].hash, InsertOutcome::Applied)]);
+    assert_eq!(
+        rpt.applied,
+        chain.iter().map(|e| e.hash).collect::<Vec<_>>()
+    );
+    assert_eq!(rep.len(), N);
+    assert_eq!(rep.heads().hashes(), vec![chain[N - 1].hash]);
+    assert_eq!(rep.held_back().count(), 0);
+    assert!(rep.missing().is_empty());
+    assert_eq!(rep.view().get(&reg("k")), Some(&write(&chain[N - 1])));
+    let dup = rep.insert([chain[7].clone()], 0, DRIFT, None);
+    assert_eq!(
+        dup.outcomes,
+        vec![(chain[7].hash, InsertOutcome::Duplicate)]
+    );
+}
+
+#[test]
+fn replica_checks() {
+    let r = mk(1, 10, put("a", 1), &[]);
+    let mut rep = MemoryReplica::new();
+    // bad signature
+    let mut bad = r.clone();
+    bad.signature.0[0] ^= 1;
+    let rpt = rep.insert([bad], 0, DRIFT, None);
+    assert!(matches!(
+        rpt.outcomes[0].1,
+        InsertOutcome::Rejected(InsertError::Invalid(_))
+    ));
+    // author not allowed
+    let allowed: HashSet<NodeId> = [node(2)].into();
+    let rpt = rep.insert([r.clone()], 0, DRIFT, Some(&allowed));
+    assert_eq!(
+        rpt.outcomes[0].1,
+        InsertOutcome::Rejected(InsertError::NotAllowed(node(1)))
+    );
+    assert!(rep.is_empty());
+    // a batch in any order applies fully
+    let a = mk(1, 11, put("a", 2), &[&r]);
+    let b = mk(2, 11, put("b", 2), &[&r]);
+    let rpt = rep.insert([a.clone(), b.clone(), r.clone()], 0, DRIFT, None);
+    assert!(rpt
+        .outcomes
+        .iter()
+        .all(|(_, o)| *o == InsertOutcome::Applied));
+    assert_eq!(rpt.outcomes[0].0, a.hash);
+    assert_eq!(rep.heads().len(), 2);
+    // parent order broken against an applied parent
+    let early = mk(3, 11, put("c", 3), &[&a]);
+    let rpt = rep.insert([early.clone()], 0, DRIFT, None);
+    assert!(matches!(
+        &rpt.outcomes[0].1,
+        InsertOutcome::Rejected(InsertError::ParentOrder(e)) if e.parent == a.hash
+    ));
+    // ... and found only when a missing parent arrives: the child and its descendants drop
+    let p = mk(1, 20, put("p", 0), &[&a]);
+    let bad_child = mk(2, 20, put("q", 0), &[&p]);
+    let grandchild = mk(3, 30, put("q", 1), &[&bad_child]);
+    rep.insert([grandchild.clone()], 0, DRIFT, None);
+    rep.insert([bad_child.clone()], 0, DRIFT, None);
+    assert_eq!(rep.missing(), vec![p.hash]);
+    let rpt = rep.insert([p.clone()], 0, DRIFT, None);
+    assert_eq!(rpt.applied, vec![p.hash]);
+    assert_eq!(rpt.dropped.len(), 2);
+    assert!(matches!(rpt.dropped[0].1, InsertError::ParentOrder(_)));
+    assert_eq!(
+        rpt.dropped[1],
+        (
+            grandchild.hash,
+            InsertError::AncestorRejected(bad_child.hash)
+        )
+    );
+    assert_eq!(rep.held_back().count(), 0);
+    assert!(rep.missing().is_empty());
+    assert!(!rep.contains(&bad_child.hash));
+}
+
+#[test]
+fn drift_defers_and_retry_applies() {
+    let max = Duration::from_nanos(100);
+    let r = mk(1, 1_000, put("a", 0), &[]);
+    let future = mk(1, 1_000_000, put("a", 1), &[&r]);
+    let child = mk(2, 1_000_001, put("b", 1), &[&future]);
+    let mut rep = MemoryReplica::new();
+    rep.insert([r.clone()], 0, DRIFT, None);
+    let rpt = rep.insert([future.clone(), child.clone()], 2_000, max, None);
+    assert_eq!(
+        rpt.outcomes,
+        vec![
+            (
+                future.hash,
+                InsertOutcome::Deferred {
+                    not_before: 999_900
+                }
+            ),
+            (
+                child.hash,
+                InsertOutcome::Deferred {
+                    not_before: 999_901
+                }
+            ),
+        ]
+    );
+    // the child is admissible a little later; it waits for its deferred parent, which is
+    // here already and so is not on the fetch list
+    let rpt = rep.insert([child.clone()], 999_901, max, None);
+    assert_eq!(
+        rpt.outcomes[0].1,
+        InsertOutcome::HeldBack {
+            missing: vec![future.hash]
+        }
+    );
+    assert!(rep.missing().is_empty());
+    assert_eq!(
+        rep.deferred().map(|(e, t)| (e.hash, t)).collect::<Vec<_>>(),
+        vec![(future.hash, 999_900)]
+    );
+    assert!(rep.retry_deferred(999_899).outcomes.is_empty());
+    let rpt = rep.retry_deferred(999_900);
+    assert_eq!(rpt.outcomes, vec![(future.hash, InsertOutcome::Applied)]);
+    assert_eq!(rpt.applied, vec![future.hash, child.hash]);
+    assert_eq!(rep.deferred().count(), 0);
+    assert_eq!(rep.heads().hashes(), vec![child.hash]);
+}
+
+/// Nodes write concurrently, sync, then apply the merge rule until quiet.
+#[test]
+fn merge_rule_converges_without_storm() {
+    let seeds = [1u8, 2, 3, 4];
+    let mut reps: Vec<MemoryReplica<Op>> = seeds.iter().map(|_| MemoryReplica::new()).collect();
+    let mut clocks = [0u64; 4];
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut wall = 1u64;
+    let author = |rep: &MemoryReplica<Op>, clock: &mut u64, wall: u64, seed: u8, action: Op| {
+        let heads = rep.heads().with_keys();
+        let top = heads.iter().map(|(k, _)| k.hlc.0).max().unwrap_or(0);
+        *clock = wall.max(*clock + 1).max(top + 1);
+        LogEntry::sign(&sk(seed), Hlc(*clock), action, merge_parents(&heads)).unwrap()
+    };
+    let sync = |reps: &mut Vec<MemoryReplica<Op>>| {
+        let all: Vec<LogEntry> = reps.iter().flat_map(|r| r.entries().cloned()).collect();
+        for r in reps.iter_mut() {
+            let rpt = r.insert(all.iter().cloned(), 0, DRIFT, None);
+            assert!(rpt
+                .outcomes
+                .iter()
+                .all(|(_, o)| matches!(o, InsertOutcome::Applied | InsertOutcome::Duplicate)));
+        }
+    };
+    let mut total_merges = 0;
+    for round in 0..30 {
+        // concurrent writes from a random non-empty subset, against unsynced state
+        for (i, &seed) in seeds.iter().enumerate() {
+            if i == round % 4 || rng.gen_bool(0.6) {
+                for _ in 0..rng.gen_range(1..3) {
+                    wall += rng.gen_range(0..3);
+                    let e = author(
+                        &reps[i],
+                        &mut clocks[i],
+                        wall,
+                        seed,
+                        put(&format!("k{}", rng.gen_range(0..4)), seed),
+                    );
+                    reps[i].insert([e], 0, DRIFT, None);
+                }
+            }
+        }
+        sync(&mut reps);
+        let mut quiet_rounds = 0;
+        loop {
+            let mut merges = 0;
+            for (i, &seed) in seeds.iter().enumerate() {
+                let heads = reps[i].heads().with_keys();
+                if should_merge(&heads, &node(seed)) {
+                    let conflicts = merge_conflicts(&reps[i], &merge_parents(&heads)).unwrap();
+                    for c in &conflicts {
+                        assert_eq!(reps[i].view().get(&c.key), Some(&c.winner));
+                    }
+                    let e = author(&reps[i], &mut clocks[i], wall, seed, Op::Merge);
+                    reps[i].insert([e], 0, DRIFT, None);
+                    merges += 1;
+                }
+            }
+            assert!(
+                merges <= 1,
+                "round {round}: {merges} merges in one quiet round"
+            );
+            total_merges += merges;
+            sync(&mut reps);
+            if merges == 0 {
+                break;
+            }
+            quiet_rounds += 1;
+            assert!(quiet_rounds <= 1, "a second merge round was needed");
+        }
+        let heads = reps[0].heads().hashes();
+        assert_eq!(heads.len(), 1, "round {round}");
+        for r in &reps {
+            assert_eq!(r.heads().hashes(), heads);
+            assert_eq!(r.view(), reps[0].view());
+            assert_eq!(r.len(), reps[0].len());
+        }
+    }
+    assert!(total_merges > 10, "the simulation must exercise merges");
+}
+
+/// A random DAG: (author, register, delete, parent picks, HLC bump) per entry.
+fn random_dag(spec: &[(u8, u8, bool, Vec<prop::sample::Index>, u64)]) -> Vec<LogEntry> {
+    let mut out: Vec<LogEntry> = Vec::new();
+    for (i, (author, k, is_del, picks, bump)) in spec.iter().enumerate() {
+        let mut parents: Vec<&LogEntry> = Vec::new();
+        if !out.is_empty() {
+            for p in picks {
+                let e = &out[p.index(out.len())];
+                if !parents.iter().any(|q| q.hash == e.hash) {
+                    parents.push(e);
+                }
+            }
+        }
+        let hlc = parents.iter().map(|p| p.hlc.0).max().unwrap_or(0) + 1 + bump;
+        let key = format!("k{k}");
+        let action = if parents.len() >= 2 && *k == 0 {
+            Op::Merge
+        } else if *is_del {
+            del(&key)
+        } else {
+            put(&key, i as u8)
+        };
+        let e = mk(*author, hlc, action, &parents);
+        if !out.iter().any(|o| o.hash == e.hash) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn replica_and_view_independent_of_insert_order(
+        spec in prop::collection::vec(
+            (1u8..4, 0u8..3, any::<bool>(), prop::collection::vec(any::<prop::sample::Index>(), 0..3), 0u64..2),
+            1..30),
+        seed in any::<u64>(),
+    ) {
+        let dag = random_dag(&spec);
+        let mut shuffled = dag.clone();
+        shuffled.shuffle(&mut StdRng::seed_from_u64(seed));
+
+        let mut in_order = MemoryReplica::new();
+        in_order.insert(dag.iter().cloned(), 0, DRIFT, None);
+        let mut one_by_one = MemoryReplica::new();
+        for e in &shuffled {
+            one_by_one.insert([e.clone()], 0, DRIFT, None);
+            // the applied set stays closed under parents
+            for a in one_by_one.entries() {
+                prop_assert!(a.parents.iter().all(|p| one_by_one.contains(p)));
+            }
+        }
+        one_by_one.insert(shuffled.iter().rev().cloned(), 0, DRIFT, None); // idempotent
+        let mut direct = View::new();
+        for e in shuffled.iter().chain(&dag) {
+            direct.apply(e);
+        }
+        prop_assert_eq!(in_order.len(), dag.len());
+        prop_assert_eq!(in_order.keys().collect::<Vec<_>>(), one_by_one.keys().collect::<Vec<_>>());
+        prop_assert_eq!(in_order.heads(), one_by_one.heads());
+        prop_assert_eq!(in_order.heads().hashes(), heads_of(&dag));
+        prop_assert_eq!(in_order.view(), one_by_one.view());
+        prop_assert_eq!(in_order.view(), &direct);
+        prop_assert!(one_by_one.missing().is_empty());
+        prop_assert_eq!(one_by_one.held_back().count(), 0);
+
+        // ancestry: asking for the heads with some haves returns exactly the difference
+        let have: Vec<Hash> = shuffled.iter().take(3).map(|e| e.hash).collect();
+        let heads = in_order.heads().hashes();
+        let got = ancestry_to_send(&in_order, &heads, &have, usize::MAX).unwrap();
+        let mut known: HashSet<Hash> = HashSet::new();
+        let mut stack = have.clone();
+        while let Some(h) = stack.pop() {
+            if known.insert(h) {
+                stack.extend(in_order.get(&h).unwrap().parents.iter().copied());
+            }
+        }
+        let expect: Vec<Hash> = in_order.keys().map(|k| k.hash).filter(|h| !known.contains(h)).collect();
+        prop_assert_eq!(got.hashes, expect);
+
+        // merge conflicts of the heads match a brute force over ancestor sets
+        let got = merge_conflicts(&in_order, &heads).unwrap();
+        prop_assert_eq!(got, brute_conflicts(&in_order, &heads));
+    }
+}
+
+/// The conflict definition computed from whole ancestor sets.
+fn brute_conflicts(
+    rep: &MemoryReplica<Op>,
+    parents: &[Hash],
+) -> Vec<Conflict<(String, String)>> {
+    if parents.len() < 2 {
+        return vec![];
+    }
+    let sets: Vec<HashSet<Hash>> = parents
+        .iter()
+        .map(|p| {
+            let (mut set, mut stack) = (HashSet::new(), vec![*p]);
+            while let Some(h) = stack.pop() {
+                if set.insert(h) {
+                    stack.extend(rep.get(&h).unwrap().parents.iter().copied());
+                }
+            }
+            set
+        })
+        .collect();
+    let best = |set: &mut dyn Iterator<Item = &Hash>, key: &(String, String)| {
+        set.filter_map(|h| LwwWrite::of(rep.get(h).unwrap()))
+            .filter(|(k, _)| k == key)
+            .map(|(_, w)| w)
+            .max_by(lww_cmp)
+    };
+    let union: HashSet<Hash> = sets.iter().flatten().copied().collect();
+    let common: HashSet<Hash> = union
+        .iter()
+        .filter(|h| sets.iter().all(|s| s.contains(h)))
+        .copied()
+        .collect();
+    let keys: BTreeSet<(String, String)> = union
+        .iter()
+        .filter_map(|h| rep.get(h).unwrap().action.lww_key())
+        .collect();
+    let mut out = vec![];
+    for key in keys {
+        let base = best(&mut common.iter(), &key);
+        let mut winners: Vec<LwwWrite> = sets
+            .iter()
+            .filter_map(|s| best(&mut s.iter().filter(|h| !common.contains(h)), &key))
+            .map(|w| match base {
+                Some(b) if lww_cmp(&b, &w).is_gt() => b,
+                _ => w,
+            })
+            .collect();
+        let writers = winners.len();
+        winners.sort_by(lww_cmp);
+        winners.dedup();
+        if writers >= 2 && winners.len() >= 2 {
+            let winner = *winners.last().unwrap();
+            assert_eq!(
+                Some(winner),
+                best(&mut union.iter(), &key),
+                "winner is LWW over the union"
+            );
+            out.push(Conflict {
+                key,
+                branch_winners: winners,
+                winner,
+            });
+        }
+    }
+    out
+}
