@@ -64,13 +64,13 @@ pub mod transcript;
 
 pub use action::{Action, ObjectId, Op};
 pub use dag::{DagView, Heads, View};
-pub use replica::{InsertError, InsertOutcome, InsertReport, MemoryReplica};
-pub use entry::{EntryError, LogEntry, Signature};
+pub use entry::{verify_batch, EntryError, LogEntry, Signature, Unverified, VerifiedEntry};
 pub use fingerprint::{Aggregate, Fingerprint};
 pub use hlc::{Hlc, HlcClock, HlcError, SystemClock, WallClock};
 pub use key::{EntryKey, Hash, NodeId, Range};
 pub use memory::MemoryStore;
 pub use reconcile::{Config, Dialect, Message, ReconcileError, Reconciler, Stats, Step};
+pub use replica::{InsertError, InsertOutcome, InsertReport, Limits, MemoryReplica};
 pub use store::{RangeStore, StoreError};
 
 pub use ed25519_dalek::SigningKey;

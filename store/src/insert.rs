@@ -1,14 +1,14 @@
-//! The insert pipeline over redb: the rules of [`oplog_protocol::apply`] (the same code
+//! The insert pipeline over redb: the rules of [`oplog_protocol::replica::insert`] (the same code
 //! [`oplog_protocol::MemoryReplica`] runs) over the tables of one write transaction, so
 //! [`Store::insert`] returns the same [`InsertReport`] and a failed call writes nothing.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use oplog_protocol::replica::{self as apply, ReplicaState};
 use oplog_protocol::dag::{lww_cmp, LwwWrite};
+use oplog_protocol::replica::{self as apply, ReplicaState, Usage};
 use oplog_protocol::InsertReport;
-use oplog_protocol::{Action, EntryError, EntryKey, Hash, Hlc, LogEntry, NodeId};
+use oplog_protocol::{verify_batch, Action, EntryKey, Hash, Hlc, LogEntry, NodeId};
 use redb::{ReadableTable, Table, WriteTransaction};
 use tracing::debug_span;
 
@@ -25,6 +25,12 @@ struct Tables<'t> {
     waiting: Table<'t, ([u8; 32], [u8; 32]), ()>,
     deferred: Table<'t, [u8; 32], (u64, &'static [u8])>,
     deferred_due: Table<'t, (u64, [u8; 32]), ()>,
+    held_lacking: Table<'t, [u8; 32], u32>,
+    held_order: Table<'t, (u64, [u8; 32]), ()>,
+    held_by_author: Table<'t, ([u8; 32], u64, [u8; 32]), ()>,
+    deferred_by_author: Table<'t, ([u8; 32], u64, [u8; 32]), ()>,
+    kept_usage: Table<'t, (u8, [u8; 32]), u64>,
+    kept_bytes: Table<'t, u8, u64>,
     view: Table<'t, &'static [u8], ViewRow>,
     writes: Table<'t, (&'static [u8], u64, [u8; 32]), ()>,
 }
@@ -39,6 +45,12 @@ impl<'t> Tables<'t> {
             waiting: txn.open_table(WAITING)?,
             deferred: txn.open_table(DEFERRED)?,
             deferred_due: txn.open_table(DEFERRED_DUE)?,
+            held_lacking: txn.open_table(HELD_LACKING)?,
+            held_order: txn.open_table(HELD_ORDER)?,
+            held_by_author: txn.open_table(HELD_BY_AUTHOR)?,
+            deferred_by_author: txn.open_table(DEFERRED_BY_AUTHOR)?,
+            kept_usage: txn.open_table(KEPT_USAGE)?,
+            kept_bytes: txn.open_table(KEPT_BYTES)?,
             view: txn.open_table(VIEW)?,
             writes: txn.open_table(WRITES)?,
         })
@@ -52,13 +64,63 @@ struct TxnState<'t, A> {
     applied: Vec<LogEntry<A>>,
 }
 
+/// The held-back set in `kept_usage` and `kept_bytes`.
+const HELD_SET: u8 = 0;
+/// The deferred set in `kept_usage` and `kept_bytes`.
+const DEFERRED_SET: u8 = 1;
+
 impl<A: Action> TxnState<'_, A> {
-    fn remove_deferred(&mut self, hash: &Hash) -> Result<(), Error> {
-        let old = self.t.deferred.remove(hash.0)?.map(|v| v.value().0);
-        if let Some(not_before) = old {
-            self.t.deferred_due.remove((not_before, hash.0))?;
+    fn remove_deferred(&mut self, hash: &Hash) -> Result<Option<LogEntry<A>>, Error> {
+        let Some((not_before, bytes)) = self
+            .t
+            .deferred
+            .remove(hash.0)?
+            .map(|v| (v.value().0, v.value().1.to_vec()))
+        else {
+            return Ok(None);
+        };
+        self.t.deferred_due.remove((not_before, hash.0))?;
+        let entry: LogEntry<A> = decode_stored(&bytes, "deferred entry")?;
+        self.t
+            .deferred_by_author
+            .remove((entry.node_id.0, not_before, hash.0))?;
+        self.count(DEFERRED_SET, &entry.node_id, -1, bytes.len())?;
+        Ok(Some(entry))
+    }
+
+    /// Adds (`delta = 1`) or removes (`-1`) one entry of `size` bytes by `author` to a kept
+    /// set's counters.
+    fn count(&mut self, set: u8, author: &NodeId, delta: i8, size: usize) -> Result<(), Error> {
+        let size = size as u64;
+        let n = self
+            .t
+            .kept_usage
+            .get((set, author.0))?
+            .map_or(0, |v| v.value());
+        let bytes = self.t.kept_bytes.get(set)?.map_or(0, |v| v.value());
+        let (n, bytes) = if delta > 0 {
+            (n + 1, bytes + size)
+        } else {
+            (n.saturating_sub(1), bytes.saturating_sub(size))
+        };
+        if n == 0 {
+            self.t.kept_usage.remove((set, author.0))?;
+        } else {
+            self.t.kept_usage.insert((set, author.0), n)?;
         }
+        self.t.kept_bytes.insert(set, bytes)?;
         Ok(())
+    }
+
+    fn usage(&self, set: u8, author: &NodeId) -> Result<Usage, Error> {
+        let mut u = Usage::default();
+        u.author_entries = self
+            .t
+            .kept_usage
+            .get((set, author.0))?
+            .map_or(0, |v| v.value());
+        u.total_bytes = self.t.kept_bytes.get(set)?.map_or(0, |v| v.value());
+        Ok(u)
     }
 }
 
@@ -110,19 +172,42 @@ impl<A: Action> ReplicaState<A> for TxnState<'_, A> {
     }
 
     fn hold(&mut self, entry: LogEntry<A>, missing: &[Hash]) -> Result<(), Error> {
+        let hash = entry.hash.0;
         for p in missing {
-            self.t.waiting.insert((p.0, entry.hash.0), ())?;
+            self.t.waiting.insert((p.0, hash), ())?;
         }
         let bytes = entry.encode();
-        self.t.held.insert(entry.hash.0, bytes.as_slice())?;
-        Ok(())
+        self.t.held.insert(hash, bytes.as_slice())?;
+        let lacking = u32::try_from(missing.len()).unwrap_or(u32::MAX);
+        self.t.held_lacking.insert(hash, lacking)?;
+        self.t.held_order.insert((entry.hlc.0, hash), ())?;
+        self.t
+            .held_by_author
+            .insert((entry.node_id.0, entry.hlc.0, hash), ())?;
+        self.count(HELD_SET, &entry.node_id, 1, bytes.len())
+    }
+
+    fn parent_arrived(&mut self, child: &Hash) -> Result<Option<u32>, Error> {
+        let Some(n) = self.t.held_lacking.get(child.0)?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        let n = n.saturating_sub(1);
+        self.t.held_lacking.insert(child.0, n)?;
+        Ok(Some(n))
     }
 
     fn take_held(&mut self, hash: &Hash) -> Result<Option<LogEntry<A>>, Error> {
-        match self.t.held.remove(hash.0)? {
-            Some(bytes) => Ok(Some(decode_stored(bytes.value(), "held entry")?)),
-            None => Ok(None),
-        }
+        let Some(bytes) = self.t.held.remove(hash.0)?.map(|v| v.value().to_vec()) else {
+            return Ok(None);
+        };
+        let entry: LogEntry<A> = decode_stored(&bytes, "held entry")?;
+        self.t.held_lacking.remove(hash.0)?;
+        self.t.held_order.remove((entry.hlc.0, hash.0))?;
+        self.t
+            .held_by_author
+            .remove((entry.node_id.0, entry.hlc.0, hash.0))?;
+        self.count(HELD_SET, &entry.node_id, -1, bytes.len())?;
+        Ok(Some(entry))
     }
 
     fn take_waiters(&mut self, parent: &Hash) -> Result<Vec<Hash>, Error> {
@@ -145,66 +230,86 @@ impl<A: Action> ReplicaState<A> for TxnState<'_, A> {
         Ok(())
     }
 
+    fn held_usage(&self, author: &NodeId) -> Result<Usage, Error> {
+        self.usage(HELD_SET, author)
+    }
+
+    fn oldest_held(&self, author: Option<&NodeId>) -> Result<Option<EntryKey>, Error> {
+        let first = match author {
+            None => self
+                .t
+                .held_order
+                .first()?
+                .map(|(k, _)| EntryKey::new(k.value().0, k.value().1)),
+            Some(a) => self
+                .t
+                .held_by_author
+                .range((a.0, 0, [0u8; 32])..=(a.0, u64::MAX, [0xff; 32]))?
+                .next()
+                .transpose()?
+                .map(|(k, _)| EntryKey::new(k.value().1, k.value().2)),
+        };
+        Ok(first)
+    }
+
     fn defer(&mut self, entry: LogEntry<A>, not_before: u64) -> Result<(), Error> {
         self.remove_deferred(&entry.hash)?;
         let bytes = entry.encode();
+        let hash = entry.hash.0;
         self.t
             .deferred
-            .insert(entry.hash.0, (not_before, bytes.as_slice()))?;
-        self.t.deferred_due.insert((not_before, entry.hash.0), ())?;
-        Ok(())
+            .insert(hash, (not_before, bytes.as_slice()))?;
+        self.t.deferred_due.insert((not_before, hash), ())?;
+        self.t
+            .deferred_by_author
+            .insert((entry.node_id.0, not_before, hash), ())?;
+        self.count(DEFERRED_SET, &entry.node_id, 1, bytes.len())
+    }
+
+    fn deferred_until(&self, hash: &Hash) -> Result<Option<u64>, Error> {
+        Ok(self.t.deferred.get(hash.0)?.map(|v| v.value().0))
     }
 
     fn undefer(&mut self, hash: &Hash) -> Result<(), Error> {
-        self.remove_deferred(hash)
+        self.remove_deferred(hash).map(drop)
     }
 
     fn take_due(&mut self, now_nanos: u64) -> Result<Vec<LogEntry<A>>, Error> {
         let mut due = Vec::new();
         for row in self.t.deferred_due.range(..=(now_nanos, [0xff; 32]))? {
-            due.push(row?.0.value());
+            due.push(Hash(row?.0.value().1));
         }
         let mut entries = Vec::with_capacity(due.len());
-        for (not_before, hash) in due {
-            self.t.deferred_due.remove((not_before, hash))?;
-            let bytes = self
-                .t
-                .deferred
-                .remove(hash)?
-                .map(|v| v.value().1.to_vec())
-                .ok_or_else(|| {
-                    Error::Corrupt("deferred_due names an entry deferred lacks".into())
-                })?;
-            entries.push(decode_stored::<A>(&bytes, "deferred entry")?);
+        for hash in due {
+            let entry = self.remove_deferred(&hash)?.ok_or_else(|| {
+                Error::Corrupt("deferred_due names an entry deferred lacks".into())
+            })?;
+            entries.push(entry);
         }
         Ok(entries)
     }
-}
 
-/// Below this many entries a batch is verified inline, one entry at a time.
-const PARALLEL_VERIFY_MIN: usize = 64;
-
-/// Signature and hash checks of a large batch, spread over the cores before the write
-/// transaction starts (they are about a third of the insert cost), in input order. `None` for
-/// a small batch: [`apply::insert`] then verifies each entry when it reaches that step.
-fn verify_all<A: Action>(batch: &[LogEntry<A>]) -> Option<Vec<Result<(), EntryError>>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    if batch.len() < PARALLEL_VERIFY_MIN || threads == 1 {
-        return None;
+    fn deferred_usage(&self, author: &NodeId) -> Result<Usage, Error> {
+        self.usage(DEFERRED_SET, author)
     }
-    let per = batch.len().div_ceil(threads);
-    Some(std::thread::scope(|s| {
-        let handles: Vec<_> = batch
-            .chunks(per)
-            .map(|part| s.spawn(move || part.iter().map(|e| e.verify()).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    }))
+
+    fn latest_deferred(&self, author: Option<&NodeId>) -> Result<Option<(u64, Hash)>, Error> {
+        let last = match author {
+            None => self
+                .t
+                .deferred_due
+                .last()?
+                .map(|(k, _)| (k.value().0, Hash(k.value().1))),
+            Some(a) => self
+                .t
+                .deferred_by_author
+                .range((a.0, 0, [0u8; 32])..=(a.0, u64::MAX, [0xff; 32]))?
+                .next_back()
+                .transpose()?
+                .map(|(k, _)| (k.value().1, Hash(k.value().2))),
+        };
+        Ok(last)
+    }
 }
 
 pub(crate) fn write_of(row: ViewRow) -> LwwWrite {
@@ -241,16 +346,17 @@ impl<A: Action> Store<A> {
         let entries: Vec<LogEntry<A>> = entries.into_iter().collect();
         let span = debug_span!("store.insert", entries = entries.len());
         let _guard = span.enter();
-        let verified = verify_all(&entries);
+        // Signatures are checked on all cores before the write transaction starts (they are
+        // about a third of the insert cost); only verified entries reach the tables.
+        let checked = verify_batch(entries);
         let now = self.options.clock.now_nanos();
         let options = &self.options;
         self.write(|state| {
             apply::insert(
                 state,
-                entries,
-                verified,
+                checked,
                 now,
-                options.max_drift,
+                &options.limits,
                 options.allowed_authors.as_ref(),
             )
         })
@@ -263,7 +369,8 @@ impl<A: Action> Store<A> {
         let span = debug_span!("store.retry_deferred");
         let _guard = span.enter();
         let now = self.options.clock.now_nanos();
-        self.write(|state| apply::retry_deferred(state, now))
+        let limits = &self.options.limits;
+        self.write(|state| apply::retry_deferred(state, now, limits))
     }
 
     /// Runs `body` in one write transaction, commits durably, then publishes what it applied.

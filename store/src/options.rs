@@ -5,15 +5,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oplog_protocol::hlc::DEFAULT_MAX_DRIFT;
-use oplog_protocol::{NodeId, SystemClock, WallClock};
+use oplog_protocol::{Limits, NodeId, SystemClock, WallClock};
 
 /// How a [`Store`](crate::Store) checks incoming entries.
 #[derive(Clone)]
 pub struct Options {
-    /// An entry stamped more than this ahead of local wall time is deferred (kept aside, not
-    /// dropped) until local time catches up. Default: [`DEFAULT_MAX_DRIFT`] (60 s).
-    pub max_drift: Duration,
+    /// The drift bound (an entry stamped more than `limits.max_drift` ahead of local wall time
+    /// is deferred until local time catches up; default 60 s) and the caps on held-back and
+    /// deferred entries, with their eviction rule. Defaults: [`Limits::default`].
+    pub limits: Limits,
     /// Authors allowed to write; `None` accepts every author.
     pub allowed_authors: Option<HashSet<NodeId>>,
     /// The local wall clock, nanoseconds since the Unix epoch. Default: [`SystemClock`].
@@ -23,7 +23,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            max_drift: DEFAULT_MAX_DRIFT,
+            limits: Limits::default(),
             allowed_authors: None,
             clock: Arc::new(SystemClock),
         }
@@ -33,7 +33,7 @@ impl Default for Options {
 impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Options")
-            .field("max_drift", &self.max_drift)
+            .field("limits", &self.limits)
             .field("allowed_authors", &self.allowed_authors)
             .field("now_nanos", &self.clock.now_nanos())
             .finish()
@@ -43,7 +43,13 @@ impl fmt::Debug for Options {
 impl Options {
     /// Sets the maximum drift.
     pub fn max_drift(mut self, max_drift: Duration) -> Self {
-        self.max_drift = max_drift;
+        self.limits.max_drift = max_drift;
+        self
+    }
+
+    /// Sets the drift bound and the caps on held-back and deferred entries.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 

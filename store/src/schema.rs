@@ -10,6 +10,12 @@
 //! | `waiting` | `(parent, child)` | `()` | which held entries wait for which unapplied parent |
 //! | `deferred` | `hash` | `(not_before, body ‖ signature)` | entries stamped too far ahead of local time |
 //! | `deferred_due` | `(not_before, hash)` | `()` | `deferred` in the order they come due |
+//! | `held_lacking` | `hash` | `u32` | how many parents each held entry still lacks |
+//! | `held_order` | `(hlc, hash)` | `()` | held entries in key order (the byte cap evicts the lowest) |
+//! | `held_by_author` | `(author, hlc, hash)` | `()` | held entries per author (the author cap evicts the author's lowest) |
+//! | `deferred_by_author` | `(author, not_before, hash)` | `()` | deferred entries per author (the author cap evicts the one due last) |
+//! | `kept_usage` | `(set, author)` | `u64` | entries per author in the held (set 0) and deferred (set 1) sets |
+//! | `kept_bytes` | `set` | `u64` | encoded bytes of all held (0) and deferred (1) entries |
 //! | `view` | `postcard(A::Key)` | `(hlc, hash, author, is_delete)` | each register's winning write, tombstones included |
 //! | `writes` | `(postcard(A::Key), hlc, hash)` | `()` | every applied write of each register (its history) |
 
@@ -18,7 +24,7 @@ use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 use crate::error::Error;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(crate) const ENTRIES: TableDefinition<(u64, [u8; 32]), &[u8]> = TableDefinition::new("entries");
@@ -31,6 +37,17 @@ pub(crate) const DEFERRED: TableDefinition<[u8; 32], (u64, &[u8])> =
     TableDefinition::new("deferred");
 pub(crate) const DEFERRED_DUE: TableDefinition<(u64, [u8; 32]), ()> =
     TableDefinition::new("deferred_due");
+pub(crate) const HELD_LACKING: TableDefinition<[u8; 32], u32> =
+    TableDefinition::new("held_lacking");
+pub(crate) const HELD_ORDER: TableDefinition<(u64, [u8; 32]), ()> =
+    TableDefinition::new("held_order");
+pub(crate) const HELD_BY_AUTHOR: TableDefinition<([u8; 32], u64, [u8; 32]), ()> =
+    TableDefinition::new("held_by_author");
+pub(crate) const DEFERRED_BY_AUTHOR: TableDefinition<([u8; 32], u64, [u8; 32]), ()> =
+    TableDefinition::new("deferred_by_author");
+pub(crate) const KEPT_USAGE: TableDefinition<(u8, [u8; 32]), u64> =
+    TableDefinition::new("kept_usage");
+pub(crate) const KEPT_BYTES: TableDefinition<u8, u64> = TableDefinition::new("kept_bytes");
 /// A `view` row: the winning write's `(hlc, hash, author, is_delete)`.
 pub(crate) type ViewRow = (u64, [u8; 32], [u8; 32], bool);
 pub(crate) const VIEW: TableDefinition<&[u8], ViewRow> = TableDefinition::new("view");
@@ -78,6 +95,12 @@ pub(crate) fn check_or_init(db: &Database, name: &str) -> Result<(), Error> {
     txn.open_table(WAITING)?;
     txn.open_table(DEFERRED)?;
     txn.open_table(DEFERRED_DUE)?;
+    txn.open_table(HELD_LACKING)?;
+    txn.open_table(HELD_ORDER)?;
+    txn.open_table(HELD_BY_AUTHOR)?;
+    txn.open_table(DEFERRED_BY_AUTHOR)?;
+    txn.open_table(KEPT_USAGE)?;
+    txn.open_table(KEPT_BYTES)?;
     txn.open_table(VIEW)?;
     txn.open_table(WRITES)?;
     txn.commit()?;

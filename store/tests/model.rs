@@ -187,7 +187,7 @@ impl Seen {
                 InsertOutcome::Deferred { .. } => self.deferred += 1,
                 InsertOutcome::Rejected(_) => self.rejected += 1,
                 InsertOutcome::Duplicate => self.duplicate += 1,
-                InsertOutcome::Applied => {}
+                _ => {}
             }
         }
         self.dropped += r.dropped.len();
@@ -201,12 +201,10 @@ fn run(seed: u64, n: usize) -> Seen {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.redb");
     let clock = ManualClock::new(START);
-    let options = Options {
-        max_drift: DRIFT,
-        allowed_authors: Some(allowed()),
-        ..Options::default()
-    }
-    .clock(clock.clone());
+    let options = Options::default()
+        .max_drift(DRIFT)
+        .allowed_authors(allowed())
+        .clock(clock.clone());
     let mut store: Store = Store::open_with(&path, options.clone()).unwrap();
     let mut model: MemoryReplica<Op> = MemoryReplica::new();
     let allowed = allowed();

@@ -11,7 +11,6 @@
 //! - a stored set is closed under parents, so a walk never meets a hole (if it does, it reports
 //!   [`DagError::Missing`] instead of guessing).
 
-
 mod ancestry;
 mod conflicts;
 mod heads;

@@ -1,34 +1,55 @@
 //! Applying incoming entries (spec section 6.1), written once for every replica.
 //!
-//! [`insert`] and [`retry_deferred`] hold the rules: verification, allowed authors, drift
-//! (too far ahead: deferred), parent HLC order, apply or hold back, iterative promotion of
-//! held-back entries once their parents are applied, dropping held-back entries that can never
-//! apply, and the final rewrite of outcomes that a later entry of the same call changed.
+//! [`insert`] and [`retry_deferred`] hold the rules: allowed authors, drift (too far ahead:
+//! deferred), parent HLC order, apply or hold back, promotion of held-back entries once their
+//! parents are applied, dropping held-back entries that can never apply, the caps on held-back
+//! and deferred entries with their eviction rule, and the final rewrite of outcomes that a
+//! later entry of the same call changed. Verification happens before: only
+//! [`VerifiedEntry`]s (or the [`Unverified`] verdicts of [`verify_batch`](crate::verify_batch))
+//! come in.
 //!
 //! Where the state lives is behind [`ReplicaState`]: maps in
 //! [`MemoryReplica`](super::MemoryReplica), the tables of one open write transaction in a
 //! database. A state only stores and looks up; it decides nothing, so every replica built on
 //! these functions follows the same rules in the same order.
+//!
+//! Costs are linear: each held-back entry keeps a count of the parents it still lacks, and each
+//! parent that arrives decrements the counts of the entries waiting for it, so a child naming
+//! 1,024 missing parents costs 1,024 index records and 1,024 decrements in all, whatever order
+//! they arrive in.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::time::Duration;
 
 use crate::action::Action;
 use crate::dag::parent_order;
-use crate::entry::{EntryError, LogEntry};
+use crate::entry::{LogEntry, Unverified, VerifiedEntry};
 use crate::hlc::{admission, Admission, Hlc};
-use crate::key::{Hash, NodeId};
+use crate::key::{EntryKey, Hash, NodeId};
 
-use super::{InsertError, InsertOutcome, InsertReport};
+use super::{InsertError, InsertOutcome, InsertReport, Limits};
+
+/// How much of a capped set one author, and everybody, use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Entries of the author asked about.
+    pub author_entries: u64,
+    /// Encoded bytes of all entries in the set, every author.
+    pub total_bytes: u64,
+}
 
 /// Where a replica keeps its applied, held-back and deferred entries: the storage operations
 /// [`insert`] and [`retry_deferred`] need, and nothing that decides.
 ///
 /// The *applied* set must stay closed under parents (the functions only call
 /// [`ReplicaState::apply`] for entries whose parents are applied). A *held-back* entry waits
-/// for its unapplied parents through a waiting index `parent -> children`. A *deferred* entry
-/// waits for local wall time to reach its `not_before`.
+/// for its unapplied parents through a waiting index `parent -> children` and a count of the
+/// parents it still lacks. A *deferred* entry waits for local wall time to reach its
+/// `not_before`. The state keeps per-author counts and total bytes of both sets
+/// ([`Usage`]), and can name the entry each eviction rule picks.
+///
+/// Entries handed back by the state (held, taken, due) are trusted as verified: a state must
+/// only return what these functions gave it.
 pub trait ReplicaState<A: Action> {
     /// What the storage can fail with ([`std::convert::Infallible`] for in-memory maps). An
     /// error aborts the call; a transactional store then discards everything it wrote.
@@ -54,11 +75,17 @@ pub trait ReplicaState<A: Action> {
         Ok(self.held(hash)?.is_some())
     }
 
-    /// Holds `entry` back and records it in the waiting index under each of `missing` (its
-    /// unapplied parents, ascending, not empty).
+    /// Holds `entry` back, records it in the waiting index under each of `missing` (its
+    /// unapplied parents, ascending, not empty) and sets its count of lacking parents to
+    /// `missing.len()`.
     fn hold(&mut self, entry: LogEntry<A>, missing: &[Hash]) -> Result<(), Self::Error>;
 
-    /// Removes and returns the held-back entry `hash`, leaving the waiting index alone.
+    /// One parent of the held-back entry `child` was applied: decrements its count of lacking
+    /// parents and returns what is left, or `None` if `child` is not held back.
+    fn parent_arrived(&mut self, child: &Hash) -> Result<Option<u32>, Self::Error>;
+
+    /// Removes and returns the held-back entry `hash` (with its count), leaving the waiting
+    /// index alone.
     fn take_held(&mut self, hash: &Hash) -> Result<Option<LogEntry<A>>, Self::Error>;
 
     /// Removes `parent` from the waiting index and returns the entries that waited for it.
@@ -67,9 +94,18 @@ pub trait ReplicaState<A: Action> {
     /// Removes the record that `child` waits for `parent`, if there is one.
     fn unwait(&mut self, parent: &Hash, child: &Hash) -> Result<(), Self::Error>;
 
+    /// Held-back entries of `author`, and bytes of all held-back entries.
+    fn held_usage(&self, author: &NodeId) -> Result<Usage, Self::Error>;
+
+    /// The key of the held-back entry with the lowest key: of `author` if given, else of all.
+    fn oldest_held(&self, author: Option<&NodeId>) -> Result<Option<EntryKey>, Self::Error>;
+
     /// Keeps `entry` aside until local wall time reaches `not_before`, replacing an earlier
     /// deferral of the same entry.
     fn defer(&mut self, entry: LogEntry<A>, not_before: u64) -> Result<(), Self::Error>;
+
+    /// The `not_before` of the deferred entry `hash`, if it is deferred.
+    fn deferred_until(&self, hash: &Hash) -> Result<Option<u64>, Self::Error>;
 
     /// Forgets the deferral of `hash`, if there is one.
     fn undefer(&mut self, hash: &Hash) -> Result<(), Self::Error>;
@@ -77,47 +113,67 @@ pub trait ReplicaState<A: Action> {
     /// Removes and returns every deferred entry whose `not_before` is at or before
     /// `now_nanos`, in any order.
     fn take_due(&mut self, now_nanos: u64) -> Result<Vec<LogEntry<A>>, Self::Error>;
+
+    /// Deferred entries of `author`, and bytes of all deferred entries.
+    fn deferred_usage(&self, author: &NodeId) -> Result<Usage, Self::Error>;
+
+    /// `(not_before, hash)` of the deferred entry due last: of `author` if given, else of all.
+    fn latest_deferred(&self, author: Option<&NodeId>) -> Result<Option<(u64, Hash)>, Self::Error>;
 }
 
-/// Verifies and stores `entries` (in any order; the batch is processed in key order, so a
-/// batch closed under parents applies fully). Each entry is, in this order:
+/// Stores `entries` (in any order; the batch is processed in key order, so a batch closed
+/// under parents applies fully), after admitting every deferred entry that has come due by
+/// `now_nanos`.
+///
+/// `entries` are the verdicts of [`verify_batch`](crate::verify_batch) (or
+/// [`VerifiedEntry::new`]): an [`Unverified`] one is refused with its error. Each verified
+/// entry is, in this order:
 ///
 /// 1. a [`InsertOutcome::Duplicate`] if applied, [`InsertOutcome::HeldBack`] if already held
 ///    back;
-/// 2. refused if [`LogEntry::verify`] fails or its author is not in `allowed` (if given);
-/// 3. deferred if [`admission`]`(hlc, now_nanos, max_drift)` says it is too far ahead;
+/// 2. refused if its author is not in `allowed` (if given), or if an entry it names as parent
+///    was refused earlier in this call ([`InsertError::AncestorRejected`]);
+/// 3. deferred if [`admission`]`(hlc, now_nanos, max_drift)` says it is too far ahead, within
+///    the deferred caps of [`Limits`];
 /// 4. refused if its HLC is not greater than an applied parent's (held-back entries waiting
 ///    for it are dropped);
-/// 5. applied if its parents are applied, held back otherwise. Applying promotes, iteratively,
-///    every held-back entry whose parents are now all applied, re-checking its parent order.
+/// 5. applied if its parents are applied, held back otherwise (within the held-back caps).
+///    Applying promotes every held-back entry whose parents are now all applied, re-checking
+///    its parent order.
 ///
-/// `verified` may carry the results of [`LogEntry::verify`] for `entries`, in input order, when
-/// the caller computed them already (say, on all cores); entries without one are verified when
-/// they reach step 2. The report gives one outcome per entry in input order, as of the end of
-/// the call.
+/// The report gives one outcome per entry in input order, as of the end of the call.
 pub fn insert<A: Action, S: ReplicaState<A> + ?Sized>(
     state: &mut S,
-    entries: impl IntoIterator<Item = LogEntry<A>>,
-    verified: Option<Vec<Result<(), EntryError>>>,
+    entries: impl IntoIterator<Item = Result<VerifiedEntry<A>, Unverified>>,
     now_nanos: u64,
-    max_drift: Duration,
+    limits: &Limits,
     allowed: Option<&HashSet<NodeId>>,
 ) -> Result<InsertReport, S::Error> {
-    let mut checks = verified.unwrap_or_default().into_iter();
-    let mut batch: Vec<_> = entries
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| (i, e, checks.next()))
-        .collect();
-    batch.sort_by_key(|(_, e, _)| e.key());
     let mut pass = Pass {
         state,
+        limits,
         report: InsertReport::default(),
+        refused: HashSet::new(),
     };
-    let mut outcomes = vec![None; batch.len()];
-    for (i, entry, check) in batch {
+    pass.admit_due(now_nanos)?;
+    let mut outcomes = Vec::new();
+    let mut batch = Vec::new();
+    for (i, item) in entries.into_iter().enumerate() {
+        match item {
+            Ok(entry) => {
+                outcomes.push(None);
+                batch.push((i, entry));
+            }
+            Err(Unverified { hash, error }) => {
+                pass.refused.insert(hash);
+                outcomes.push(Some((hash, InsertOutcome::Rejected(error.into()))));
+            }
+        }
+    }
+    batch.sort_by_key(|(_, e)| e.key());
+    for (i, entry) in batch {
         let hash = entry.hash;
-        let outcome = pass.insert_one(entry, check, now_nanos, max_drift, allowed)?;
+        let outcome = pass.insert_one(entry, now_nanos, allowed)?;
         outcomes[i] = Some((hash, outcome));
     }
     pass.report.outcomes = outcomes.into_iter().flatten().collect();
@@ -126,42 +182,62 @@ pub fn insert<A: Action, S: ReplicaState<A> + ?Sized>(
 
 /// Admits every deferred entry whose `not_before` is at or before `now_nanos`, in key order,
 /// as [`insert`] would (they were verified and checked against the allowed authors when they
-/// were deferred). One outcome per entry that came due.
+/// were deferred). One outcome per entry that came due. [`insert`] does this first on every
+/// call; call this when no insert comes for a while.
 pub fn retry_deferred<A: Action, S: ReplicaState<A> + ?Sized>(
     state: &mut S,
     now_nanos: u64,
+    limits: &Limits,
 ) -> Result<InsertReport, S::Error> {
-    let mut due = state.take_due(now_nanos)?;
-    due.sort_by_key(|e| e.key());
     let mut pass = Pass {
         state,
+        limits,
         report: InsertReport::default(),
+        refused: HashSet::new(),
     };
-    for entry in due {
-        let hash = entry.hash;
-        let outcome = if pass.state.is_applied(&hash)? {
-            InsertOutcome::Duplicate
-        } else {
-            pass.admit(entry)?
-        };
-        pass.report.outcomes.push((hash, outcome));
-    }
+    pass.report.outcomes = pass.admit_due(now_nanos)?;
     pass.finish()
 }
 
 /// One [`insert`] or [`retry_deferred`] call in progress.
 struct Pass<'s, S: ?Sized> {
     state: &'s mut S,
+    limits: &'s Limits,
     report: InsertReport,
+    /// Hashes refused in this call: entries naming one as parent are refused too.
+    refused: HashSet<Hash>,
 }
 
 impl<S: ?Sized> Pass<'_, S> {
+    /// Admits the deferred entries that came due, in key order, recording them in
+    /// `report.due`; returns their outcomes.
+    fn admit_due<A: Action>(
+        &mut self,
+        now_nanos: u64,
+    ) -> Result<Vec<(Hash, InsertOutcome)>, S::Error>
+    where
+        S: ReplicaState<A>,
+    {
+        let mut due = self.state.take_due(now_nanos)?;
+        due.sort_by_key(LogEntry::key);
+        let mut outcomes = Vec::with_capacity(due.len());
+        for entry in due {
+            let hash = entry.hash;
+            self.report.due.push(hash);
+            let outcome = if self.state.is_applied(&hash)? {
+                InsertOutcome::Duplicate
+            } else {
+                self.admit(VerifiedEntry::trusted(entry))?
+            };
+            outcomes.push((hash, outcome));
+        }
+        Ok(outcomes)
+    }
+
     fn insert_one<A: Action>(
         &mut self,
-        entry: LogEntry<A>,
-        verified: Option<Result<(), EntryError>>,
+        entry: VerifiedEntry<A>,
         now_nanos: u64,
-        max_drift: Duration,
         allowed: Option<&HashSet<NodeId>>,
     ) -> Result<InsertOutcome, S::Error>
     where
@@ -175,24 +251,62 @@ impl<S: ?Sized> Pass<'_, S> {
                 missing: unapplied_parents(&*self.state, &entry)?,
             });
         }
-        if let Err(e) = verified.unwrap_or_else(|| entry.verify()) {
-            return Ok(InsertOutcome::Rejected(e.into()));
-        }
         if allowed.is_some_and(|set| !set.contains(&entry.node_id)) {
+            self.refused.insert(entry.hash);
             return Ok(InsertOutcome::Rejected(InsertError::NotAllowed(
                 entry.node_id,
             )));
         }
-        if let Admission::Defer { not_before } = admission(entry.hlc, now_nanos, max_drift) {
-            self.state.defer(entry, not_before)?;
-            return Ok(InsertOutcome::Deferred { not_before });
+        if let Some(p) = entry.parents.iter().find(|p| self.refused.contains(*p)) {
+            let p = *p;
+            self.refused.insert(entry.hash);
+            return Ok(InsertOutcome::Rejected(InsertError::AncestorRejected(p)));
+        }
+        if let Admission::Defer { not_before } =
+            admission(entry.hlc, now_nanos, self.limits.max_drift)
+        {
+            return self.defer(entry, not_before);
         }
         self.state.undefer(&entry.hash)?;
         self.admit(entry)
     }
 
+    /// Defers `entry` within the deferred caps, evicting the entry due last if needed.
+    fn defer<A: Action>(
+        &mut self,
+        entry: VerifiedEntry<A>,
+        not_before: u64,
+    ) -> Result<InsertOutcome, S::Error>
+    where
+        S: ReplicaState<A>,
+    {
+        if self.state.deferred_until(&entry.hash)?.is_none() {
+            let size = encoded_len(&entry);
+            let mine = (not_before, entry.hash);
+            loop {
+                let usage = self.state.deferred_usage(&entry.node_id)?;
+                let victim = if usage.author_entries >= self.limits.max_deferred_per_author {
+                    self.state.latest_deferred(Some(&entry.node_id))?
+                } else if usage.total_bytes.saturating_add(size) > self.limits.max_deferred_bytes {
+                    self.state.latest_deferred(None)?
+                } else {
+                    break;
+                };
+                match victim {
+                    Some(v) if v > mine => {
+                        self.state.undefer(&v.1)?;
+                        self.report.dropped.push((v.1, InsertError::DeferredFull));
+                    }
+                    _ => return Ok(InsertOutcome::Rejected(InsertError::DeferredFull)),
+                }
+            }
+        }
+        self.state.defer(entry.into_inner(), not_before)?;
+        Ok(InsertOutcome::Deferred { not_before })
+    }
+
     /// Admits a verified, admissible entry: parent order, then apply or hold back.
-    fn admit<A: Action>(&mut self, entry: LogEntry<A>) -> Result<InsertOutcome, S::Error>
+    fn admit<A: Action>(&mut self, entry: VerifiedEntry<A>) -> Result<InsertOutcome, S::Error>
     where
         S: ReplicaState<A>,
     {
@@ -201,6 +315,7 @@ impl<S: ?Sized> Pass<'_, S> {
             match self.state.applied_hlc(p)? {
                 Some(hlc) => {
                     if let Err(e) = parent_order(&entry, p, hlc) {
+                        self.refused.insert(entry.hash);
                         self.drop_waiters(entry.hash)?;
                         return Ok(InsertOutcome::Rejected(e.into()));
                     }
@@ -209,11 +324,55 @@ impl<S: ?Sized> Pass<'_, S> {
             }
         }
         if missing.is_empty() {
-            self.apply_ready(entry)?;
+            self.apply_ready(entry.into_inner())?;
             return Ok(InsertOutcome::Applied);
+        }
+        self.hold(entry.into_inner(), missing)
+    }
+
+    /// Holds `entry` back within the held-back caps, evicting the oldest held-back entry (of
+    /// its author, or of all for the byte cap) if needed.
+    fn hold<A: Action>(
+        &mut self,
+        entry: LogEntry<A>,
+        missing: Vec<Hash>,
+    ) -> Result<InsertOutcome, S::Error>
+    where
+        S: ReplicaState<A>,
+    {
+        let size = encoded_len(&entry);
+        let mine = entry.key();
+        loop {
+            let usage = self.state.held_usage(&entry.node_id)?;
+            let victim = if usage.author_entries >= self.limits.max_held_per_author {
+                self.state.oldest_held(Some(&entry.node_id))?
+            } else if usage.total_bytes.saturating_add(size) > self.limits.max_held_bytes {
+                self.state.oldest_held(None)?
+            } else {
+                break;
+            };
+            match victim {
+                Some(v) if v < mine => self.evict_held(&v.hash)?,
+                _ => return Ok(InsertOutcome::Rejected(InsertError::HeldBackFull)),
+            }
         }
         self.state.hold(entry, &missing)?;
         Ok(InsertOutcome::HeldBack { missing })
+    }
+
+    /// Removes a held-back entry and its waiting records. Entries waiting for it stay held:
+    /// its hash is now one to fetch.
+    fn evict_held<A: Action>(&mut self, hash: &Hash) -> Result<(), S::Error>
+    where
+        S: ReplicaState<A>,
+    {
+        if let Some(held) = self.state.take_held(hash)? {
+            for p in &held.parents {
+                self.state.unwait(p, hash)?;
+            }
+            self.report.dropped.push((*hash, InsertError::HeldBackFull));
+        }
+        Ok(())
     }
 
     /// Applies an entry whose parents are all applied, then every held-back entry this makes
@@ -233,11 +392,7 @@ impl<S: ?Sized> Pass<'_, S> {
             self.state.apply(entry)?;
             self.report.applied.push(hash);
             for child in self.state.take_waiters(&hash)? {
-                let now_ready = match self.state.held(&child)? {
-                    Some(held) => unapplied_parents(&*self.state, &held)?.is_empty(),
-                    None => false,
-                };
-                if now_ready {
+                if self.state.parent_arrived(&child)? == Some(0) {
                     ready.extend(self.state.take_held(&child)?);
                 }
             }
@@ -283,36 +438,48 @@ impl<S: ?Sized> Pass<'_, S> {
         Ok(())
     }
 
-    /// Rewrites `HeldBack` outcomes of entries that a later entry of the same call promoted or
-    /// dropped.
+    /// Rewrites `HeldBack` outcomes of entries that a later entry of the same call promoted,
+    /// dropped or evicted.
     fn finish<A: Action>(mut self) -> Result<InsertReport, S::Error>
     where
         S: ReplicaState<A>,
     {
         let mut outcomes = std::mem::take(&mut self.report.outcomes);
         for (hash, outcome) in &mut outcomes {
-            if let InsertOutcome::HeldBack { .. } = outcome {
-                *outcome = if self.state.is_applied(hash)? {
-                    InsertOutcome::Applied
-                } else if let Some(held) = self.state.held(hash)? {
-                    InsertOutcome::HeldBack {
-                        missing: unapplied_parents(&*self.state, &held)?,
-                    }
-                } else {
-                    let err = self
-                        .report
-                        .dropped
-                        .iter()
-                        .find(|(h, _)| h == hash)
-                        .map(|(_, e)| e.clone())
-                        .unwrap_or(InsertError::AncestorRejected(*hash));
-                    InsertOutcome::Rejected(err)
-                };
+            let rewrite = matches!(outcome, InsertOutcome::HeldBack { .. })
+                || matches!(outcome, InsertOutcome::Deferred { .. })
+                    && self.state.deferred_until(hash)?.is_none();
+            if !rewrite {
+                continue;
             }
+            *outcome = if self.state.is_applied(hash)? {
+                InsertOutcome::Applied
+            } else if let Some(held) = self.state.held(hash)? {
+                InsertOutcome::HeldBack {
+                    missing: unapplied_parents(&*self.state, &held)?,
+                }
+            } else if let Some(not_before) = self.state.deferred_until(hash)? {
+                InsertOutcome::Deferred { not_before }
+            } else {
+                let err = self
+                    .report
+                    .dropped
+                    .iter()
+                    .rev()
+                    .find(|(h, _)| h == hash)
+                    .map(|(_, e)| e.clone())
+                    .unwrap_or(InsertError::AncestorRejected(*hash));
+                InsertOutcome::Rejected(err)
+            };
         }
         self.report.outcomes = outcomes;
         Ok(self.report)
     }
+}
+
+/// The encoded size of an entry, `body || signature`, which the byte caps count.
+fn encoded_len<A: Action>(entry: &LogEntry<A>) -> u64 {
+    entry.encode().len() as u64
 }
 
 /// The parents of `entry` that `state` has not applied, in the entry's (ascending) order.

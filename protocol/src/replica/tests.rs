@@ -4,8 +4,8 @@ use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use crate::dag::*;
 use crate::action::Action;
+use crate::dag::*;
 use crate::entry::{LogEntry, MAX_PARENTS};
 use crate::hlc::Hlc;
 use crate::key::{EntryKey, Hash, NodeId};
@@ -508,9 +508,9 @@ fn drift_defers_and_retry_applies() {
             ),
         ]
     );
-    // the child is admissible a little later; it waits for its deferred parent, which is
-    // here already and so is not on the fetch list
-    let rpt = rep.insert([child.clone()], 999_901, max, None);
+    // under a wider drift bound the child is admissible before its parent comes due; it waits
+    // for its deferred parent, which is here already and so is not on the fetch list
+    let rpt = rep.insert([child.clone()], 999_899, Duration::from_nanos(200), None);
     assert_eq!(
         rpt.outcomes[0].1,
         InsertOutcome::HeldBack {
@@ -523,8 +523,16 @@ fn drift_defers_and_retry_applies() {
         vec![(future.hash, 999_900)]
     );
     assert!(rep.retry_deferred(999_899).outcomes.is_empty());
-    let rpt = rep.retry_deferred(999_900);
+    let mut by_retry = rep.clone();
+    let rpt = by_retry.retry_deferred(999_900);
     assert_eq!(rpt.outcomes, vec![(future.hash, InsertOutcome::Applied)]);
+    assert_eq!(rpt.applied, vec![future.hash, child.hash]);
+    assert_eq!(by_retry.deferred().count(), 0);
+    assert_eq!(by_retry.heads().hashes(), vec![child.hash]);
+    // any insert once the parent is due admits it first, even one of nothing new
+    let rpt = rep.insert([r.clone()], 999_900, max, None);
+    assert_eq!(rpt.outcomes, vec![(r.hash, InsertOutcome::Duplicate)]);
+    assert_eq!(rpt.due, vec![future.hash]);
     assert_eq!(rpt.applied, vec![future.hash, child.hash]);
     assert_eq!(rep.deferred().count(), 0);
     assert_eq!(rep.heads().hashes(), vec![child.hash]);
@@ -699,10 +707,7 @@ proptest! {
 }
 
 /// The conflict definition computed from whole ancestor sets.
-fn brute_conflicts(
-    rep: &MemoryReplica<Op>,
-    parents: &[Hash],
-) -> Vec<Conflict<(String, String)>> {
+fn brute_conflicts(rep: &MemoryReplica<Op>, parents: &[Hash]) -> Vec<Conflict<(String, String)>> {
     if parents.len() < 2 {
         return vec![];
     }
