@@ -113,14 +113,14 @@ impl<A: Action> TxnState<'_, A> {
     }
 
     fn usage(&self, set: u8, author: &NodeId) -> Result<Usage, Error> {
-        let mut u = Usage::default();
-        u.author_entries = self
-            .t
-            .kept_usage
-            .get((set, author.0))?
-            .map_or(0, |v| v.value());
-        u.total_bytes = self.t.kept_bytes.get(set)?.map_or(0, |v| v.value());
-        Ok(u)
+        Ok(Usage {
+            author_entries: self
+                .t
+                .kept_usage
+                .get((set, author.0))?
+                .map_or(0, |v| v.value()),
+            total_bytes: self.t.kept_bytes.get(set)?.map_or(0, |v| v.value()),
+        })
     }
 }
 

@@ -126,7 +126,7 @@ impl<A: Action> DagView<A> for MemoryReplica<A> {
 
 /// The maps of a [`MemoryReplica`] as [`super::insert`] sees them. A private wrapper, so only
 /// the shared rules can change a replica's state.
-struct Maps<'r, A: Action>(&'r mut MemoryReplica<A>);
+pub(super) struct Maps<'r, A: Action>(pub(super) &'r mut MemoryReplica<A>);
 
 impl<A: Action> ReplicaState<A> for Maps<'_, A> {
     type Error = Infallible;

@@ -769,3 +769,326 @@ fn brute_conflicts(rep: &MemoryReplica<Op>, parents: &[Hash]) -> Vec<Conflict<(S
     }
     out
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile insert sequences: every cost a peer can cause is bounded.
+
+/// A [`ReplicaState`] that counts the storage operations the rules perform.
+struct Counting<S> {
+    inner: S,
+    calls: u64,
+}
+
+impl<A: Action, S: ReplicaState<A>> ReplicaState<A> for Counting<S> {
+    type Error = S::Error;
+    fn applied_hlc(&self, hash: &Hash) -> Result<Option<Hlc>, S::Error> {
+        self.inner.applied_hlc(hash)
+    }
+    fn apply(&mut self, entry: LogEntry<A>) -> Result<(), S::Error> {
+        self.calls += 1;
+        self.inner.apply(entry)
+    }
+    fn held(&self, hash: &Hash) -> Result<Option<std::borrow::Cow<'_, LogEntry<A>>>, S::Error> {
+        self.inner.held(hash)
+    }
+    fn hold(&mut self, entry: LogEntry<A>, missing: &[Hash]) -> Result<(), S::Error> {
+        self.calls += 1;
+        self.inner.hold(entry, missing)
+    }
+    fn parent_arrived(&mut self, child: &Hash) -> Result<Option<u32>, S::Error> {
+        self.calls += 1;
+        self.inner.parent_arrived(child)
+    }
+    fn take_held(&mut self, hash: &Hash) -> Result<Option<LogEntry<A>>, S::Error> {
+        self.calls += 1;
+        self.inner.take_held(hash)
+    }
+    fn take_waiters(&mut self, parent: &Hash) -> Result<Vec<Hash>, S::Error> {
+        self.calls += 1;
+        self.inner.take_waiters(parent)
+    }
+    fn unwait(&mut self, parent: &Hash, child: &Hash) -> Result<(), S::Error> {
+        self.calls += 1;
+        self.inner.unwait(parent, child)
+    }
+    fn held_usage(&self, author: &NodeId) -> Result<Usage, S::Error> {
+        self.inner.held_usage(author)
+    }
+    fn oldest_held(&self, author: Option<&NodeId>) -> Result<Option<EntryKey>, S::Error> {
+        self.inner.oldest_held(author)
+    }
+    fn defer(&mut self, entry: LogEntry<A>, not_before: u64) -> Result<(), S::Error> {
+        self.calls += 1;
+        self.inner.defer(entry, not_before)
+    }
+    fn deferred_until(&self, hash: &Hash) -> Result<Option<u64>, S::Error> {
+        self.inner.deferred_until(hash)
+    }
+    fn undefer(&mut self, hash: &Hash) -> Result<(), S::Error> {
+        self.calls += 1;
+        self.inner.undefer(hash)
+    }
+    fn take_due(&mut self, now_nanos: u64) -> Result<Vec<LogEntry<A>>, S::Error> {
+        self.calls += 1;
+        self.inner.take_due(now_nanos)
+    }
+    fn deferred_usage(&self, author: &NodeId) -> Result<Usage, S::Error> {
+        self.inner.deferred_usage(author)
+    }
+    fn latest_deferred(&self, author: Option<&NodeId>) -> Result<Option<(u64, Hash)>, S::Error> {
+        self.inner.latest_deferred(author)
+    }
+}
+
+/// Reads count too: the rules' lookups are what made promotion quadratic.
+struct CountingReads<S> {
+    inner: Counting<S>,
+    reads: std::cell::Cell<u64>,
+}
+
+impl<A: Action, S: ReplicaState<A>> ReplicaState<A> for CountingReads<S> {
+    type Error = S::Error;
+    fn applied_hlc(&self, hash: &Hash) -> Result<Option<Hlc>, S::Error> {
+        self.reads.set(self.reads.get() + 1);
+        self.inner.applied_hlc(hash)
+    }
+    fn is_applied(&self, hash: &Hash) -> Result<bool, S::Error> {
+        self.reads.set(self.reads.get() + 1);
+        self.inner.inner.is_applied(hash)
+    }
+    fn apply(&mut self, entry: LogEntry<A>) -> Result<(), S::Error> {
+        self.inner.apply(entry)
+    }
+    fn held(&self, hash: &Hash) -> Result<Option<std::borrow::Cow<'_, LogEntry<A>>>, S::Error> {
+        self.reads.set(self.reads.get() + 1);
+        self.inner.held(hash)
+    }
+    fn is_held(&self, hash: &Hash) -> Result<bool, S::Error> {
+        self.reads.set(self.reads.get() + 1);
+        self.inner.inner.is_held(hash)
+    }
+    fn hold(&mut self, entry: LogEntry<A>, missing: &[Hash]) -> Result<(), S::Error> {
+        self.inner.hold(entry, missing)
+    }
+    fn parent_arrived(&mut self, child: &Hash) -> Result<Option<u32>, S::Error> {
+        self.inner.parent_arrived(child)
+    }
+    fn take_held(&mut self, hash: &Hash) -> Result<Option<LogEntry<A>>, S::Error> {
+        self.inner.take_held(hash)
+    }
+    fn take_waiters(&mut self, parent: &Hash) -> Result<Vec<Hash>, S::Error> {
+        self.inner.take_waiters(parent)
+    }
+    fn unwait(&mut self, parent: &Hash, child: &Hash) -> Result<(), S::Error> {
+        self.inner.unwait(parent, child)
+    }
+    fn held_usage(&self, author: &NodeId) -> Result<Usage, S::Error> {
+        self.inner.held_usage(author)
+    }
+    fn oldest_held(&self, author: Option<&NodeId>) -> Result<Option<EntryKey>, S::Error> {
+        self.inner.oldest_held(author)
+    }
+    fn defer(&mut self, entry: LogEntry<A>, not_before: u64) -> Result<(), S::Error> {
+        self.inner.defer(entry, not_before)
+    }
+    fn deferred_until(&self, hash: &Hash) -> Result<Option<u64>, S::Error> {
+        self.inner.deferred_until(hash)
+    }
+    fn undefer(&mut self, hash: &Hash) -> Result<(), S::Error> {
+        self.inner.undefer(hash)
+    }
+    fn take_due(&mut self, now_nanos: u64) -> Result<Vec<LogEntry<A>>, S::Error> {
+        self.inner.take_due(now_nanos)
+    }
+    fn deferred_usage(&self, author: &NodeId) -> Result<Usage, S::Error> {
+        self.inner.deferred_usage(author)
+    }
+    fn latest_deferred(&self, author: Option<&NodeId>) -> Result<Option<(u64, Hash)>, S::Error> {
+        self.inner.latest_deferred(author)
+    }
+}
+
+fn verified(entries: Vec<LogEntry>) -> Vec<Result<crate::VerifiedEntry, crate::Unverified>> {
+    crate::verify_batch(entries)
+}
+
+/// Children that each name the same 1,024 missing parents, then the parents one at a time:
+/// the rules' storage reads and writes grow with children × parents, not with parents².
+#[test]
+fn shared_missing_parents_promote_in_linear_work() {
+    const PARENTS: u64 = MAX_PARENTS as u64;
+    const CHILDREN: u64 = 16;
+    let roots: Vec<LogEntry> = (1..=PARENTS).map(|i| mk(1, i, put("r", 0), &[])).collect();
+    let refs: Vec<&LogEntry> = roots.iter().collect();
+    let children: Vec<LogEntry> = (0..CHILDREN)
+        .map(|i| mk(2, 10_000 + i, put("c", 1), &refs))
+        .collect();
+    let mut rep: MemoryReplica<Op> = MemoryReplica::new();
+    let limits = Limits::default();
+    let mut state = CountingReads {
+        inner: Counting {
+            inner: super::memory::Maps(&mut rep),
+            calls: 0,
+        },
+        reads: std::cell::Cell::new(0),
+    };
+    for c in &children {
+        let r = insert(&mut state, verified(vec![c.clone()]), 0, &limits, None).unwrap();
+        assert!(
+            matches!(r.outcomes[0].1, InsertOutcome::HeldBack { ref missing } if missing.len() == MAX_PARENTS)
+        );
+    }
+    for p in &roots {
+        insert(&mut state, verified(vec![p.clone()]), 0, &limits, None).unwrap();
+    }
+    let work = state.inner.calls + state.reads.get();
+    // Per child: its hold, its outcome's parent scan, 1,024 decrements and its promotion's
+    // parent-order check; per parent: a handful of calls. Old promotion rescanned every
+    // parent of every waiting child on each arrival: 16 x 1,024 x 1,024 = 16.8 million.
+    let bound = 4 * CHILDREN * PARENTS + 16 * PARENTS;
+    assert!(work <= bound, "{work} storage operations, bound {bound}");
+    assert_eq!(rep.len() as u64, PARENTS + CHILDREN);
+    assert_eq!(rep.held_back().count(), 0);
+}
+
+/// One author floods orphans with invented parents: it keeps at most its cap, the oldest go,
+/// and another author's held-back entry is untouched.
+#[test]
+fn orphan_flood_is_capped_per_author() {
+    let limits = Limits {
+        max_held_per_author: 100,
+        ..Limits::default()
+    };
+    let mut rep: MemoryReplica<Op> = MemoryReplica::with_limits(limits);
+    let honest = LogEntry::sign(&sk(9), Hlc(5), put("h", 0), vec![Hash([7; 32])]).unwrap();
+    rep.insert([honest.clone()], 0, DRIFT, None);
+    let orphans: Vec<LogEntry> = (0..1_000u64)
+        .map(|i| {
+            LogEntry::sign(
+                &sk(1),
+                Hlc(100 + i),
+                put("o", 0),
+                vec![Hash([(i % 251) as u8; 32])],
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut evicted = 0;
+    for chunk in orphans.chunks(97) {
+        let r = rep.insert(chunk.to_vec(), 0, DRIFT, None);
+        evicted += r
+            .dropped
+            .iter()
+            .filter(|(_, e)| *e == InsertError::HeldBackFull)
+            .count();
+        evicted += r
+            .outcomes
+            .iter()
+            .filter(|(_, o)| *o == InsertOutcome::Rejected(InsertError::HeldBackFull))
+            .count();
+    }
+    let by_flooder: BTreeSet<EntryKey> = rep
+        .held_back()
+        .filter(|e| e.node_id == node(1))
+        .map(LogEntry::key)
+        .collect();
+    assert_eq!(by_flooder.len(), 100);
+    assert_eq!(evicted, 900);
+    // the newest stayed: the oldest have waited longest for ancestry that never comes
+    let newest: BTreeSet<EntryKey> = orphans[900..].iter().map(LogEntry::key).collect();
+    assert_eq!(by_flooder, newest);
+    assert!(rep.held_back().any(|e| e.hash == honest.hash));
+}
+
+/// Many authors flood orphans: the held-back set stays within its byte cap.
+#[test]
+fn orphan_flood_from_many_authors_is_capped_in_bytes() {
+    let limits = Limits {
+        max_held_bytes: 20_000,
+        ..Limits::default()
+    };
+    let mut rep: MemoryReplica<Op> = MemoryReplica::with_limits(limits);
+    let orphans: Vec<LogEntry> = (0..600u64)
+        .map(|i| {
+            LogEntry::sign(
+                &sk((i % 60) as u8 + 1),
+                Hlc(100 + i),
+                put("o", 0),
+                vec![Hash([3; 32])],
+            )
+            .unwrap()
+        })
+        .collect();
+    for chunk in orphans.chunks(50) {
+        rep.insert(chunk.to_vec(), 0, DRIFT, None);
+        let bytes: usize = rep.held_back().map(|e| e.encode().len()).sum();
+        assert!(bytes <= 20_000, "{bytes} bytes held back");
+    }
+    let size = orphans[0].encode().len();
+    assert_eq!(rep.held_back().count(), 20_000 / size);
+}
+
+/// Entries stamped far in the future are kept aside only up to the caps; the ones due soonest
+/// stay.
+#[test]
+fn far_future_flood_is_capped() {
+    let limits = Limits {
+        max_deferred_per_author: 50,
+        max_deferred_bytes: 1 << 30,
+        ..Limits::default()
+    };
+    let mut rep: MemoryReplica<Op> = MemoryReplica::with_limits(limits);
+    let max = crate::hlc::MAX_HLC.0;
+    let future: Vec<LogEntry> = (0..500u64)
+        .map(|i| LogEntry::sign(&sk(1), Hlc(max - 1000 + i), put("f", 0), vec![]).unwrap())
+        .collect();
+    // newest first, so every one of them is at some point the one to go
+    for chunk in future.rchunks(40) {
+        let r = rep.insert(chunk.to_vec(), 1_000_000, DRIFT, None);
+        assert!(r.outcomes.iter().all(|(_, o)| matches!(
+            o,
+            InsertOutcome::Deferred { .. } | InsertOutcome::Rejected(InsertError::DeferredFull)
+        )));
+    }
+    let kept: BTreeSet<Hash> = rep.deferred().map(|(e, _)| e.hash).collect();
+    let soonest: BTreeSet<Hash> = future[..50].iter().map(|e| e.hash).collect();
+    assert_eq!(kept, soonest);
+}
+
+/// A parent refused in the same call takes its children with it: nothing stays held back
+/// waiting for it, and it is not on the fetch list. Across calls a bad copy poisons nothing.
+#[test]
+fn children_of_a_parent_refused_in_the_same_call_are_refused() {
+    let parent = mk(1, 10, put("p", 0), &[]);
+    let child = mk(1, 11, put("c", 0), &[&parent]);
+    let grandchild = mk(1, 12, put("g", 0), &[&child]);
+    let mut forged = parent.clone();
+    forged.signature.0[0] ^= 1;
+    let mut rep: MemoryReplica<Op> = MemoryReplica::new();
+    let r = rep.insert(
+        [grandchild.clone(), forged.clone(), child.clone()],
+        0,
+        DRIFT,
+        None,
+    );
+    assert!(matches!(
+        r.outcomes[1].1,
+        InsertOutcome::Rejected(InsertError::Invalid(_))
+    ));
+    assert_eq!(
+        r.outcomes[2].1,
+        InsertOutcome::Rejected(InsertError::AncestorRejected(parent.hash))
+    );
+    assert_eq!(
+        r.outcomes[0].1,
+        InsertOutcome::Rejected(InsertError::AncestorRejected(child.hash))
+    );
+    assert_eq!(rep.held_back().count(), 0);
+    assert!(rep.missing().is_empty());
+    // a forged copy in one call does not stop the real parent's children in another
+    rep.insert([forged], 0, DRIFT, None);
+    let r = rep.insert([child.clone()], 0, DRIFT, None);
+    assert!(matches!(r.outcomes[0].1, InsertOutcome::HeldBack { .. }));
+    rep.insert([parent], 0, DRIFT, None);
+    assert!(rep.contains(&child.hash));
+}
