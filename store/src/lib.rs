@@ -86,7 +86,6 @@
 #![warn(missing_docs)]
 
 mod error;
-mod index;
 mod insert;
 mod options;
 mod range;
@@ -96,9 +95,9 @@ mod verify;
 
 use std::marker::PhantomData;
 use std::path::Path;
-use std::sync::{mpsc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{mpsc, Mutex, MutexGuard, RwLock};
 
-use oplog_protocol::{Action, EntryKey, LogEntry, Op};
+use oplog_protocol::{Action, EntryKey, LogEntry, Op, RangeIndex};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use tracing::info_span;
 
@@ -106,11 +105,9 @@ pub use error::Error;
 pub use oplog_protocol as protocol;
 pub use oplog_protocol::dag::{InsertError, InsertOutcome, InsertReport, LwwWrite};
 pub use options::Options;
-pub use range::DagSnapshot;
+pub use range::{DagSnapshot, StoreSnapshot};
 pub use reads::{HistoryItem, Stats};
 pub use verify::{Problem, VerifyReport, MAX_PROBLEMS};
-
-use index::KeyIndex;
 
 /// A persistent oplog replica over one redb database, generic over the action type `A`.
 ///
@@ -119,7 +116,7 @@ use index::KeyIndex;
 /// serializable.
 pub struct Store<A: Action = Op> {
     db: Database,
-    index: RwLock<KeyIndex>,
+    index: RwLock<RangeIndex>,
     writer: Mutex<()>,
     options: Options,
     subscribers: Mutex<Vec<mpsc::Sender<LogEntry<A>>>>,
@@ -176,7 +173,10 @@ impl<A: Action> Store<A> {
             }
             keys
         };
-        let index = KeyIndex::from_sorted(keys);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        let index = RangeIndex::from_sorted_parallel(keys, threads).map_err(|e| {
+            Error::Corrupt(format!("{name}: the entries table is out of key order ({e})"))
+        })?;
         tracing::debug!(entries = index.len(), "store opened");
         Ok(Store {
             db,
@@ -202,8 +202,20 @@ impl<A: Action> Store<A> {
         rx
     }
 
-    fn read_index(&self) -> RwLockReadGuard<'_, KeyIndex> {
-        self.index.read().unwrap_or_else(|p| p.into_inner())
+    /// An `O(1)` snapshot of the range index (it shares the index's nodes and never changes).
+    fn read_index(&self) -> RangeIndex {
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .snapshot()
+    }
+
+    /// A frozen view of the applied set at this instant, in `O(1)`, for one reconciliation
+    /// session: it implements [`RangeStore`](protocol::RangeStore) from the index snapshot, so
+    /// entries applied while the session runs neither change its answers nor keep it from
+    /// ending; the next session sees them (spec section 8.12).
+    pub fn snapshot(&self) -> StoreSnapshot {
+        StoreSnapshot::new(self.read_index())
     }
 
     /// Runs after a successful commit: the index and subscribers learn the applied entries.
