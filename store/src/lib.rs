@@ -175,7 +175,9 @@ impl<A: Action> Store<A> {
         };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
         let index = RangeIndex::from_sorted_parallel(keys, threads).map_err(|e| {
-            Error::Corrupt(format!("{name}: the entries table is out of key order ({e})"))
+            Error::Corrupt(format!(
+                "{name}: the entries table is out of key order ({e})"
+            ))
         })?;
         tracing::debug!(entries = index.len(), "store opened");
         Ok(Store {

@@ -58,6 +58,20 @@ impl Summary {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Keys this thread's index queries copied out or measured one by one (tests only).
+    pub(super) static KEYS_READ: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts keys read one by one, for the tests that show no query scans.
+#[inline]
+fn note_reads(n: usize) {
+    #[cfg(test)]
+    KEYS_READ.with(|c| c.set(c.get() + n as u64));
+    let _ = n;
+}
+
 /// One of the two cached sums, so that a query computes only the one it is asked for.
 pub(super) trait Measure: Clone {
     const EMPTY: Self;
@@ -204,6 +218,7 @@ impl Node {
             match node {
                 Node::Leaf { keys, sum } => {
                     let pos = keys.partition_point(|k| k < key);
+                    note_reads(pos.min(keys.len() - pos));
                     if pos <= keys.len() / 2 {
                         acc.add(&M::of_keys(&keys[..pos]));
                     } else {
@@ -255,6 +270,7 @@ impl Node {
             Node::Leaf { keys, .. } => {
                 let start = usize::try_from(skip).unwrap_or(usize::MAX).min(keys.len());
                 let take = limit.saturating_sub(out.len()).min(keys.len() - start);
+                note_reads(take);
                 out.extend_from_slice(&keys[start..start + take]);
             }
             Node::Inner { children, .. } => {

@@ -214,3 +214,82 @@ fn snapshot_shares_nodes_until_a_write() {
     assert_eq!(snapshot.len(), 10_000);
     assert_eq!(index.len(), 10_001);
 }
+
+/// In the Negentropy dialect at 10^5 keys, every message is answered from cached sums: the keys
+/// read one by one per message stay at a few thousand (ranges of at most 16 keys, half-leaf
+/// edges and id lists of ranges under 32 keys), where a scanning fingerprint reads the whole
+/// set for the first message alone.
+#[test]
+fn negentropy_messages_do_not_scan_at_100k_keys() {
+    use crate::reconcile::{Config, Reconciler};
+    use node::KEYS_READ;
+
+    let n = 100_000u64;
+    let key = |i: u64| EntryKey::new(i * 10, *blake3::hash(&i.to_le_bytes()).as_bytes());
+    let all: Vec<EntryKey> = (0..n).map(key).collect();
+    let (only_a, only_b) = ([7u64, 40_000, 77_777], [123u64, 99_998]);
+    let a: RangeIndex = all
+        .iter()
+        .copied()
+        .filter(|k| !only_b.iter().any(|&i| key(i) == *k))
+        .collect();
+    let b: RangeIndex = all
+        .iter()
+        .copied()
+        .filter(|k| !only_a.iter().any(|&i| key(i) == *k))
+        .collect();
+
+    let reads = |f: &mut dyn FnMut()| {
+        KEYS_READ.with(|c| c.set(0));
+        f();
+        KEYS_READ.with(|c| c.get())
+    };
+    let mut ra = Reconciler::new(Config::negentropy(None)).unwrap();
+    let mut rb = Reconciler::new(Config::negentropy(None)).unwrap();
+    let mut msg = None;
+    let first = reads(&mut || msg = Some(ra.initiate(&a).unwrap()));
+    let mut per_message = vec![first];
+    // in this dialect only the initiator learns the difference (what it lacks, as ids)
+    let (mut a_has, mut a_needs) = (Vec::new(), Vec::new());
+    let mut to_b = true;
+    while let Some(m) = msg.take() {
+        let r = reads(&mut || {
+            let step = if to_b {
+                rb.handle(&b, &m)
+            } else {
+                ra.handle(&a, &m)
+            }
+            .unwrap();
+            if !to_b {
+                a_has.extend(step.have);
+                a_needs.extend(step.need_hashes);
+            }
+            msg = step.reply;
+        });
+        per_message.push(r);
+        to_b = !to_b;
+        assert!(per_message.len() < 100, "session does not end");
+    }
+    assert!(ra.is_done() && rb.is_done());
+    a_has.sort();
+    a_needs.sort();
+    assert_eq!(a_has, only_a.map(key).to_vec());
+    let mut expect: Vec<_> = only_b.map(|i| key(i).hash).to_vec();
+    expect.sort();
+    assert_eq!(a_needs, expect);
+    let max = per_message.iter().copied().max().unwrap_or(0);
+    let total: u64 = per_message.iter().sum();
+    assert!(
+        max <= 5_000,
+        "a message read {max} keys one by one: {per_message:?}"
+    );
+    assert!(
+        total <= n / 10,
+        "the session read {total} keys one by one: {per_message:?}"
+    );
+    // the counter does count: a full listing reads every key
+    assert_eq!(
+        reads(&mut || drop(a.keys(&Range::FULL, usize::MAX).unwrap())),
+        a.len()
+    );
+}
