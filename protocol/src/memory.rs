@@ -1,80 +1,33 @@
 //! [`MemoryStore`]: an in-memory [`RangeStore`] for tests, tools and small replicas.
 
-use std::collections::BTreeSet;
-use std::sync::OnceLock;
-
-use crate::fingerprint::Aggregate;
+use crate::fingerprint::{Aggregate, Fingerprint};
+use crate::index::{IndexIter, RangeIndex};
 use crate::key::{EntryKey, Range};
+use crate::negentropy;
 use crate::store::{RangeStore, StoreError};
 
-/// Keys per block of the prefix-sum index.
-const BLOCK: usize = 16;
-
-/// An in-memory ordered key set with `O(log n)` range queries.
+/// An in-memory ordered key set with `O(log n)` range queries in both dialects.
 ///
-/// Keys live in a `BTreeSet`. The first query after a change builds an index: the keys as a
-/// sorted vector and the fingerprint aggregate of every prefix that ends on a multiple of 16
-/// keys (about 33 bytes per key). Because aggregates form a group, a range's aggregate is the
-/// difference of two prefixes plus at most 30 keys hashed at the block edges.
+/// A thin wrapper over [`RangeIndex`], the augmented B+tree the redb store uses too: inserts
+/// and removals cost `O(log n)` (no rebuild), and [`snapshot`](MemoryStore::snapshot) is an
+/// `O(1)` frozen copy that a reconciliation session can read while the store keeps growing.
 ///
 /// ```
 /// use oplog_protocol::{MemoryStore, RangeStore, EntryKey, Range};
 ///
-/// let store: MemoryStore = (1..=100u64).map(|i| EntryKey::new(i, [0; 32])).collect();
+/// let mut store: MemoryStore = (1..=100u64).map(|i| EntryKey::new(i, [0; 32])).collect();
 /// let r = Range::new(EntryKey::new(10, [0; 32]), Some(EntryKey::new(20, [0; 32])));
 /// assert_eq!(store.count(&r).unwrap(), 10);
 /// assert_eq!(store.key_at(&r, 3).unwrap(), Some(EntryKey::new(13, [0; 32])));
+///
+/// let frozen = store.snapshot();
+/// store.insert(EntryKey::new(15, [1; 32]));
+/// assert_eq!(store.count(&r).unwrap(), 11);
+/// assert_eq!(frozen.count(&r).unwrap(), 10);
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    keys: BTreeSet<EntryKey>,
-    index: OnceLock<Index>,
-}
-
-#[derive(Debug)]
-struct Index {
-    sorted: Vec<EntryKey>,
-    /// `prefix[b]` = aggregate of `sorted[..b * BLOCK]`.
-    prefix: Vec<Aggregate>,
-}
-
-impl Index {
-    fn build(keys: &BTreeSet<EntryKey>) -> Self {
-        let sorted: Vec<EntryKey> = keys.iter().copied().collect();
-        let mut prefix = Vec::with_capacity(sorted.len() / BLOCK + 1);
-        let mut acc = Aggregate::EMPTY;
-        prefix.push(acc.clone());
-        for block in sorted.chunks(BLOCK) {
-            if block.len() < BLOCK {
-                break;
-            }
-            for k in block {
-                acc.add(&Aggregate::of_key(k));
-            }
-            prefix.push(acc.clone());
-        }
-        Index { sorted, prefix }
-    }
-
-    /// Aggregate of `sorted[..pos]`.
-    fn prefix_at(&self, pos: usize) -> Aggregate {
-        let block = (pos / BLOCK).min(self.prefix.len() - 1);
-        let mut agg = self.prefix[block].clone();
-        for k in &self.sorted[block * BLOCK..pos] {
-            agg.add(&Aggregate::of_key(k));
-        }
-        agg
-    }
-
-    /// Positions `[lo, hi)` of the keys in `range`.
-    fn span(&self, range: &Range) -> (usize, usize) {
-        let lo = self.sorted.partition_point(|k| *k < range.start);
-        let hi = match range.end {
-            Some(end) => self.sorted.partition_point(|k| *k < end),
-            None => self.sorted.len(),
-        };
-        (lo, hi.max(lo))
-    }
+    index: RangeIndex,
 }
 
 impl MemoryStore {
@@ -83,98 +36,86 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Adds a key; returns whether it was new.
+    /// Adds a key in `O(log n)`; returns whether it was new.
     pub fn insert(&mut self, key: EntryKey) -> bool {
-        let added = self.keys.insert(key);
-        if added {
-            self.index = OnceLock::new();
-        }
-        added
+        self.index.insert(key)
     }
 
-    /// Removes a key; returns whether it was present.
+    /// Removes a key in `O(log n)`; returns whether it was present.
     pub fn remove(&mut self, key: &EntryKey) -> bool {
-        let removed = self.keys.remove(key);
-        if removed {
-            self.index = OnceLock::new();
-        }
-        removed
+        self.index.remove(key)
     }
 
     /// Whether the key is present.
     pub fn contains(&self, key: &EntryKey) -> bool {
-        self.keys.contains(key)
+        self.index.contains(key)
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        usize::try_from(self.index.len()).unwrap_or(usize::MAX)
     }
 
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.index.is_empty()
     }
 
     /// All keys in order.
-    pub fn iter(&self) -> impl Iterator<Item = &EntryKey> {
-        self.keys.iter()
+    pub fn iter(&self) -> IndexIter<'_> {
+        self.index.iter()
     }
 
-    fn index(&self) -> &Index {
-        self.index.get_or_init(|| Index::build(&self.keys))
+    /// An `O(1)` copy of the store as it is now; later changes to either do not show in the
+    /// other. Answer every message of one session from one snapshot (spec section 8.12).
+    pub fn snapshot(&self) -> MemoryStore {
+        self.clone()
+    }
+
+    /// The index the store answers from.
+    pub fn index(&self) -> &RangeIndex {
+        &self.index
     }
 }
 
 impl FromIterator<EntryKey> for MemoryStore {
     fn from_iter<T: IntoIterator<Item = EntryKey>>(iter: T) -> Self {
         MemoryStore {
-            keys: iter.into_iter().collect(),
-            index: OnceLock::new(),
+            index: iter.into_iter().collect(),
         }
     }
 }
 
 impl Extend<EntryKey> for MemoryStore {
     fn extend<T: IntoIterator<Item = EntryKey>>(&mut self, iter: T) {
-        self.keys.extend(iter);
-        self.index = OnceLock::new();
+        self.index.extend(iter);
     }
 }
 
+/// Answered by the [`RangeIndex`]: `O(log n)` per query in both dialects, no scan.
 impl RangeStore for MemoryStore {
     fn count(&self, range: &Range) -> Result<u64, StoreError> {
-        let (lo, hi) = self.index().span(range);
-        Ok((hi - lo) as u64)
+        self.index.count(range)
     }
 
     fn aggregate(&self, range: &Range) -> Result<Aggregate, StoreError> {
-        let index = self.index();
-        let (lo, hi) = index.span(range);
-        if hi - lo <= 2 * BLOCK {
-            return Ok(Aggregate::of_keys(&index.sorted[lo..hi]));
-        }
-        let mut agg = index.prefix_at(hi);
-        agg.sub(&index.prefix_at(lo));
-        Ok(agg)
+        self.index.aggregate(range)
     }
 
     fn key_at(&self, range: &Range, rank: u64) -> Result<Option<EntryKey>, StoreError> {
-        let index = self.index();
-        let (lo, hi) = index.span(range);
-        let Ok(rank) = usize::try_from(rank) else {
-            return Ok(None);
-        };
-        Ok(lo
-            .checked_add(rank)
-            .filter(|p| *p < hi)
-            .map(|p| index.sorted[p]))
+        self.index.key_at(range, rank)
     }
 
     fn keys(&self, range: &Range, limit: usize) -> Result<Vec<EntryKey>, StoreError> {
-        let index = self.index();
-        let (lo, hi) = index.span(range);
-        Ok(index.sorted[lo..hi.min(lo.saturating_add(limit))].to_vec())
+        self.index.keys(range, limit)
+    }
+
+    fn fingerprint(&self, range: &Range) -> Result<Fingerprint, StoreError> {
+        self.index.fingerprint(range)
+    }
+
+    fn negentropy_fingerprint(&self, range: &Range) -> Result<negentropy::Fingerprint, StoreError> {
+        self.index.negentropy_fingerprint(range)
     }
 }
 

@@ -157,6 +157,31 @@ impl Accumulator {
         self.count += 1;
     }
 
+    /// Adds the accumulator of a disjoint set: `self` becomes the accumulator of the union.
+    /// With [`Accumulator::sub_set`] this lets a store cache sums per tree node.
+    pub fn add_set(&mut self, other: &Accumulator) {
+        let mut carry = false;
+        for (a, b) in self.sum.iter_mut().zip(other.sum.iter()) {
+            let (s1, c1) = a.overflowing_add(*b);
+            let (s2, c2) = s1.overflowing_add(u64::from(carry));
+            *a = s2;
+            carry = c1 || c2;
+        }
+        self.count = self.count.wrapping_add(other.count);
+    }
+
+    /// Removes the accumulator of a subset: `self` becomes the accumulator of the difference.
+    pub fn sub_set(&mut self, other: &Accumulator) {
+        let mut borrow = false;
+        for (a, b) in self.sum.iter_mut().zip(other.sum.iter()) {
+            let (d1, b1) = a.overflowing_sub(*b);
+            let (d2, b2) = d1.overflowing_sub(u64::from(borrow));
+            *a = d2;
+            borrow = b1 || b2;
+        }
+        self.count = self.count.wrapping_sub(other.count);
+    }
+
     /// The accumulator of `keys`' hashes.
     pub fn of_keys<'a>(keys: impl IntoIterator<Item = &'a EntryKey>) -> Self {
         let mut acc = Accumulator::EMPTY;

@@ -45,7 +45,9 @@ impl std::error::Error for StoreError {
 /// Implementations should answer [`count`](RangeStore::count),
 /// [`aggregate`](RangeStore::aggregate) and [`key_at`](RangeStore::key_at) in `O(log n)`: the
 /// reconciler calls them for every range it compares or splits. The set is read-only for the
-/// duration of one call; between calls it may grow.
+/// duration of one call; between calls it may grow, so a session must be run over a frozen
+/// copy (spec 8.1, consistent reads): [`RangeIndex::snapshot`](crate::RangeIndex::snapshot),
+/// [`MemoryStore::snapshot`](crate::MemoryStore::snapshot), or the redb store's `snapshot()`.
 pub trait RangeStore {
     /// Number of keys in `range`.
     fn count(&self, range: &Range) -> Result<u64, StoreError>;

@@ -70,6 +70,7 @@ struct Row {
     insert_per_s: f64,
     open: Duration,
     fingerprint: Duration,
+    negentropy: Duration,
     count: Duration,
     scan: Option<Duration>,
     bytes_per_entry: f64,
@@ -110,6 +111,12 @@ fn measure(all: &[LogEntry<Op>], n: usize) -> Row {
         sink ^= store.fingerprint(r).expect("fingerprint").0[0];
     }
     let fingerprint = start.elapsed() / QUERIES as u32;
+    // the Negentropy dialect's fingerprint, from the same index (no scan)
+    let start = Instant::now();
+    for r in &ranges {
+        sink ^= store.negentropy_fingerprint(r).expect("negentropy").0[0];
+    }
+    let negentropy = start.elapsed() / QUERIES as u32;
     let start = Instant::now();
     let mut total = 0u64;
     for r in &ranges {
@@ -136,6 +143,7 @@ fn measure(all: &[LogEntry<Op>], n: usize) -> Row {
         insert_per_s,
         open,
         fingerprint,
+        negentropy,
         count,
         scan,
         bytes_per_entry,
@@ -167,11 +175,12 @@ fn main() {
     let all = entries(largest);
     println!("signed {largest} entries in {:.1?}", start.elapsed());
     println!(
-        "{:>9} {:>12} {:>10} {:>14} {:>14} {:>14} {:>12} {:>12}",
+        "{:>9} {:>12} {:>10} {:>14} {:>14} {:>14} {:>14} {:>12} {:>12}",
         "entries",
         "insert/s",
         "open",
         "fingerprint",
+        "negentropy fp",
         "count+key_at",
         "flat scan",
         "disk B/ent",
@@ -181,11 +190,12 @@ fn main() {
     for n in sizes {
         let row = measure(&all, n);
         println!(
-            "{:>9} {:>12.0} {:>10.1?} {:>14.1?} {:>14.1?} {:>14} {:>12.0} {:>12.0}",
+            "{:>9} {:>12.0} {:>10.1?} {:>14.1?} {:>14.1?} {:>14.1?} {:>14} {:>12.0} {:>12.0}",
             row.n,
             row.insert_per_s,
             row.open,
             row.fingerprint,
+            row.negentropy,
             row.count,
             row.scan.map_or("-".to_string(), |d| format!("{d:.1?}")),
             row.bytes_per_entry,

@@ -1,0 +1,396 @@
+//! Tree nodes of [`RangeIndex`](super::RangeIndex) and the recursive parts of its algorithms.
+//!
+//! Nodes are shared between an index and its snapshots through `Arc`; a writer copies a node
+//! (`Arc::make_mut`) only when a snapshot still holds it, so an insert copies at most one path.
+
+use std::sync::Arc;
+
+use crate::fingerprint::Aggregate;
+use crate::key::EntryKey;
+use crate::negentropy::Accumulator;
+
+/// Most keys in a leaf before it splits in two.
+pub(super) const LEAF_MAX: usize = 32;
+/// Most children of an inner node before it splits in two.
+pub(super) const INNER_MAX: usize = 32;
+/// Keys per leaf when the tree is built from a sorted list (room left for later inserts).
+pub(super) const LEAF_FILL: usize = 24;
+/// Children per inner node when the tree is built from a sorted list.
+pub(super) const INNER_FILL: usize = 24;
+
+/// What every node caches about the keys below it: both dialects' sums (each carries the
+/// count).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub(super) struct Summary {
+    pub(super) agg: Aggregate,
+    pub(super) neg: Accumulator,
+}
+
+impl Summary {
+    pub(super) fn of_key(key: &EntryKey) -> Self {
+        let mut neg = Accumulator::EMPTY;
+        neg.add(&key.hash);
+        Summary {
+            agg: Aggregate::of_key(key),
+            neg,
+        }
+    }
+
+    pub(super) fn of_keys(keys: &[EntryKey]) -> Self {
+        Summary {
+            agg: Aggregate::of_keys(keys),
+            neg: Accumulator::of_keys(keys),
+        }
+    }
+
+    pub(super) fn add(&mut self, other: &Summary) {
+        self.agg.add(&other.agg);
+        self.neg.add_set(&other.neg);
+    }
+
+    pub(super) fn sub(&mut self, other: &Summary) {
+        self.agg.sub(&other.agg);
+        self.neg.sub_set(&other.neg);
+    }
+
+    pub(super) fn count(&self) -> u64 {
+        self.agg.count()
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Keys this thread's index queries copied out or measured one by one (tests only).
+    pub(super) static KEYS_READ: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts keys read one by one, for the tests that show no query scans.
+#[inline]
+fn note_reads(n: usize) {
+    #[cfg(test)]
+    KEYS_READ.with(|c| c.set(c.get() + n as u64));
+    let _ = n;
+}
+
+/// One of the two cached sums, so that a query computes only the one it is asked for.
+pub(super) trait Measure: Clone {
+    const EMPTY: Self;
+    fn cached(summary: &Summary) -> &Self;
+    fn of_keys(keys: &[EntryKey]) -> Self;
+    fn add(&mut self, other: &Self);
+    fn sub(&mut self, other: &Self);
+}
+
+impl Measure for Aggregate {
+    const EMPTY: Self = Aggregate::EMPTY;
+    fn cached(summary: &Summary) -> &Self {
+        &summary.agg
+    }
+    fn of_keys(keys: &[EntryKey]) -> Self {
+        Aggregate::of_keys(keys)
+    }
+    fn add(&mut self, other: &Self) {
+        Aggregate::add(self, other)
+    }
+    fn sub(&mut self, other: &Self) {
+        Aggregate::sub(self, other)
+    }
+}
+
+impl Measure for Accumulator {
+    const EMPTY: Self = Accumulator::EMPTY;
+    fn cached(summary: &Summary) -> &Self {
+        &summary.neg
+    }
+    fn of_keys(keys: &[EntryKey]) -> Self {
+        Accumulator::of_keys(keys)
+    }
+    fn add(&mut self, other: &Self) {
+        self.add_set(other)
+    }
+    fn sub(&mut self, other: &Self) {
+        self.sub_set(other)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(super) enum Node {
+    Leaf {
+        /// Strictly ascending; empty only in the root of an empty index.
+        keys: Vec<EntryKey>,
+        sum: Summary,
+    },
+    Inner {
+        /// Never empty.
+        children: Vec<Arc<Node>>,
+        /// `firsts[i]` is at most the smallest key below `children[i]` and greater than every
+        /// key below `children[i - 1]`: the separators a descent routes by.
+        firsts: Vec<EntryKey>,
+        sum: Summary,
+    },
+}
+
+/// The child slot of an inner node that `key` belongs to.
+fn slot_of(firsts: &[EntryKey], key: &EntryKey) -> usize {
+    firsts.partition_point(|f| f <= key).saturating_sub(1)
+}
+
+impl Node {
+    pub(super) const EMPTY_LEAF: Node = Node::Leaf {
+        keys: Vec::new(),
+        sum: Summary {
+            agg: Aggregate::EMPTY,
+            neg: Accumulator::EMPTY,
+        },
+    };
+
+    pub(super) fn sum(&self) -> &Summary {
+        match self {
+            Node::Leaf { sum, .. } | Node::Inner { sum, .. } => sum,
+        }
+    }
+
+    pub(super) fn count(&self) -> u64 {
+        self.sum().count()
+    }
+
+    /// The smallest key below the node, or its lowest separator.
+    pub(super) fn first(&self) -> EntryKey {
+        match self {
+            Node::Leaf { keys, .. } => keys.first().copied().unwrap_or(EntryKey::MIN),
+            Node::Inner { firsts, .. } => firsts.first().copied().unwrap_or(EntryKey::MIN),
+        }
+    }
+
+    /// A new inner node over `children` (non-empty), computing its cached sum.
+    pub(super) fn inner(children: Vec<Arc<Node>>) -> Node {
+        let mut sum = Summary::default();
+        let mut firsts = Vec::with_capacity(children.len());
+        for c in &children {
+            sum.add(c.sum());
+            firsts.push(c.first());
+        }
+        Node::Inner {
+            children,
+            firsts,
+            sum,
+        }
+    }
+
+    pub(super) fn contains(&self, key: &EntryKey) -> bool {
+        let mut node = self;
+        loop {
+            match node {
+                Node::Leaf { keys, .. } => return keys.binary_search(key).is_ok(),
+                Node::Inner {
+                    children, firsts, ..
+                } => node = &children[slot_of(firsts, key)],
+            }
+        }
+    }
+
+    /// Number of keys strictly below `key`.
+    pub(super) fn rank(&self, key: &EntryKey) -> u64 {
+        let mut node = self;
+        let mut below = 0u64;
+        loop {
+            match node {
+                Node::Leaf { keys, .. } => {
+                    return below + keys.partition_point(|k| k < key) as u64;
+                }
+                Node::Inner {
+                    children, firsts, ..
+                } => {
+                    let slot = slot_of(firsts, key);
+                    below += children[..slot].iter().map(|c| c.count()).sum::<u64>();
+                    node = &children[slot];
+                }
+            }
+        }
+    }
+
+    /// The measure of the keys strictly below `key`: the cached sums left of one descent plus
+    /// at most half a leaf of keys measured directly.
+    pub(super) fn prefix<M: Measure>(&self, key: &EntryKey) -> M {
+        let mut node = self;
+        let mut acc = M::EMPTY;
+        loop {
+            match node {
+                Node::Leaf { keys, sum } => {
+                    let pos = keys.partition_point(|k| k < key);
+                    note_reads(pos.min(keys.len() - pos));
+                    if pos <= keys.len() / 2 {
+                        acc.add(&M::of_keys(&keys[..pos]));
+                    } else {
+                        acc.add(M::cached(sum));
+                        acc.sub(&M::of_keys(&keys[pos..]));
+                    }
+                    return acc;
+                }
+                Node::Inner {
+                    children, firsts, ..
+                } => {
+                    let slot = slot_of(firsts, key);
+                    for c in &children[..slot] {
+                        acc.add(M::cached(c.sum()));
+                    }
+                    node = &children[slot];
+                }
+            }
+        }
+    }
+
+    /// The key of 0-based position `pos`.
+    pub(super) fn select(&self, mut pos: u64) -> Option<EntryKey> {
+        let mut node = self;
+        loop {
+            match node {
+                Node::Leaf { keys, .. } => {
+                    return usize::try_from(pos).ok().and_then(|p| keys.get(p).copied());
+                }
+                Node::Inner { children, .. } => {
+                    let mut next = None;
+                    for c in children {
+                        let n = c.count();
+                        if pos < n {
+                            next = Some(c);
+                            break;
+                        }
+                        pos -= n;
+                    }
+                    node = next?;
+                }
+            }
+        }
+    }
+
+    /// Appends keys from position `skip` on until `out` holds `limit` keys.
+    pub(super) fn collect(&self, mut skip: u64, limit: usize, out: &mut Vec<EntryKey>) {
+        match self {
+            Node::Leaf { keys, .. } => {
+                let start = usize::try_from(skip).unwrap_or(usize::MAX).min(keys.len());
+                let take = limit.saturating_sub(out.len()).min(keys.len() - start);
+                note_reads(take);
+                out.extend_from_slice(&keys[start..start + take]);
+            }
+            Node::Inner { children, .. } => {
+                for c in children {
+                    if out.len() >= limit {
+                        return;
+                    }
+                    let n = c.count();
+                    if skip >= n {
+                        skip -= n;
+                        continue;
+                    }
+                    c.collect(skip, limit, out);
+                    skip = 0;
+                }
+            }
+        }
+    }
+
+    /// Approximate heap bytes below and including this node, counting shared nodes once per
+    /// path (an upper bound when snapshots share nodes).
+    pub(super) fn heap_bytes(&self) -> usize {
+        let own = std::mem::size_of::<Node>() + 2 * std::mem::size_of::<usize>();
+        match self {
+            Node::Leaf { keys, .. } => own + keys.capacity() * std::mem::size_of::<EntryKey>(),
+            Node::Inner {
+                children, firsts, ..
+            } => {
+                own + children.capacity() * std::mem::size_of::<Arc<Node>>()
+                    + firsts.capacity() * std::mem::size_of::<EntryKey>()
+                    + children.iter().map(|c| c.heap_bytes()).sum::<usize>()
+            }
+        }
+    }
+
+    /// Depth of the tree below this node (a leaf has depth 0).
+    pub(super) fn depth(&self) -> usize {
+        match self {
+            Node::Leaf { .. } => 0,
+            Node::Inner { children, .. } => 1 + children.first().map_or(0, |c| c.depth()),
+        }
+    }
+}
+
+/// Inserts `key`, known to be absent, whose summary is `term`; copies shared nodes on the path.
+/// Returns the new right sibling if the node split.
+pub(super) fn insert(node: &mut Arc<Node>, key: EntryKey, term: &Summary) -> Option<Arc<Node>> {
+    match Arc::make_mut(node) {
+        Node::Leaf { keys, sum } => {
+            let pos = keys.partition_point(|k| *k < key);
+            keys.insert(pos, key);
+            sum.add(term);
+            if keys.len() <= LEAF_MAX {
+                return None;
+            }
+            let mut right = Vec::with_capacity(LEAF_MAX + 1);
+            right.extend_from_slice(&keys[keys.len() / 2..]);
+            keys.truncate(keys.len() / 2);
+            let right_sum = Summary::of_keys(&right);
+            sum.sub(&right_sum);
+            Some(Arc::new(Node::Leaf {
+                keys: right,
+                sum: right_sum,
+            }))
+        }
+        Node::Inner {
+            children,
+            firsts,
+            sum,
+        } => {
+            let slot = slot_of(firsts, &key);
+            let split = insert(&mut children[slot], key, term);
+            sum.add(term);
+            if key < firsts[slot] {
+                firsts[slot] = key;
+            }
+            let right = split?;
+            firsts.insert(slot + 1, right.first());
+            children.insert(slot + 1, right);
+            if children.len() <= INNER_MAX {
+                return None;
+            }
+            let mid = children.len() / 2;
+            let right_children = children.split_off(mid);
+            firsts.truncate(mid);
+            let right = Node::inner(right_children);
+            sum.sub(right.sum());
+            Some(Arc::new(right))
+        }
+    }
+}
+
+/// Removes `key`, known to be present, whose summary is `term`; copies shared nodes on the
+/// path. Returns whether the node is now empty (its parent then drops it). Nodes are not
+/// merged when they become small.
+pub(super) fn remove(node: &mut Arc<Node>, key: &EntryKey, term: &Summary) -> bool {
+    match Arc::make_mut(node) {
+        Node::Leaf { keys, sum } => {
+            if let Ok(pos) = keys.binary_search(key) {
+                keys.remove(pos);
+                sum.sub(term);
+            }
+            keys.is_empty()
+        }
+        Node::Inner {
+            children,
+            firsts,
+            sum,
+        } => {
+            let slot = slot_of(firsts, key);
+            let before = children[slot].count();
+            let empty = remove(&mut children[slot], key, term);
+            if children[slot].count() != before {
+                sum.sub(term);
+            }
+            if empty {
+                children.remove(slot);
+                firsts.remove(slot);
+            }
+            children.is_empty()
+        }
+    }
+}
