@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use oplog_protocol::action::{MAX_BUCKET_LEN, MAX_OBJECT_KEY_LEN};
-use oplog_protocol::entry::SIGNATURE_LEN;
+use oplog_protocol::entry::{MAX_ENTRY_BYTES, MAX_PARENTS, SIGNATURE_LEN};
 use oplog_protocol::fingerprint::{DIGEST_CONTEXT, ITEM_CONTEXT, STATE_BYTES};
 use oplog_protocol::hlc::{admission, Admission};
 use oplog_protocol::message::{self, Part, Payload, MESSAGE_TAG};
@@ -31,7 +31,7 @@ use oplog_tests::vectors::{
     AdmissionCase, AggregateVector, ConfigJson, EntriesFile, FingerprintsFile, FpRecipe, HlcFile,
     HlcOp, HlcSequence, InvalidEntry, InvalidMessage, ItemVector, KeyRecipe, MessageJson,
     MessagesFile, PartJson, SetJson, SideJson, TranscriptVector, TranscriptsFile, ValidEntry,
-    ValidMessage,
+    ValidMessage, LimitCase, LimitsFile, FailureCase, FailuresFile, replay_failure,
 };
 use serde::Serialize;
 
@@ -58,6 +58,8 @@ fn main() {
     write_json(&dir, "fingerprints.json", &fingerprints());
     write_json(&dir, "messages.json", &messages());
     write_json(&dir, "transcripts.json", &transcripts());
+    write_json(&dir, "limits.json", &limits());
+    write_json(&dir, "failures.json", &failures());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1600,5 +1602,419 @@ fn transcripts() -> TranscriptsFile {
             one side must produce exactly the messages of that side, byte for byte, and end with exactly the listed have \
             (keys it holds that the peer lacks) and need (keys the peer holds that it lacks), sorted ascending.".into(),
         transcripts: cases.into_iter().map(transcript_vector).collect(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// limits.json
+
+/// `n` distinct parent hashes, ascending: `BLAKE3(i as u64 LE)` for `i < n`, sorted.
+fn recipe_parents(n: u64) -> Vec<Hash> {
+    let mut v: Vec<Hash> = (0..n).map(ih).collect();
+    v.sort_unstable();
+    v
+}
+
+fn limit_case(name: &str, description: &str, bytes: Vec<u8>) -> LimitCase {
+    let (stage, error, hash) = match LogEntry::<Op>::decode(&bytes) {
+        Err(e) => ("decode", Some(entry_error_name(&e).to_string()), None),
+        Ok(e) => match e.verify() {
+            Err(err) => (
+                "verify",
+                Some(entry_error_name(&err).to_string()),
+                Some(hx(&e.hash.0)),
+            ),
+            Ok(()) => ("ok", None, Some(hx(&e.hash.0))),
+        },
+    };
+    LimitCase {
+        name: name.into(),
+        description: description.into(),
+        size: bytes.len(),
+        encoded_hex: hx(&bytes),
+        stage: stage.into(),
+        error,
+        hash_hex: hash,
+    }
+}
+
+/// A canonical body signed as it is, whatever its structure.
+fn signed_body(key: &SigningKey, hlc: u64, op: &Op, parents: &[Hash]) -> Vec<u8> {
+    let body = hand_body(hlc, &key.verifying_key().to_bytes(), op, parents);
+    raw_encoded(key, &body)
+}
+
+fn limits() -> LimitsFile {
+    let key = sk(41);
+    let mut cases = Vec::new();
+    let names = |b: usize, k: usize| Op::Put {
+        bucket: "b".repeat(b),
+        key: "k".repeat(k),
+        object_id: oid("limits"),
+    };
+
+    // The largest entry the default actions allow: HLC 2^64-2 (10-byte varint), a Put with a
+    // 255-byte bucket and a 1024-byte key, 1024 parents.
+    let biggest = LogEntry::sign(
+        &key,
+        Hlc(u64::MAX - 1),
+        names(MAX_BUCKET_LEN, MAX_OBJECT_KEY_LEN),
+        recipe_parents(MAX_PARENTS as u64),
+    )
+    .expect("largest valid entry");
+    let bytes = biggest.encode();
+    assert_eq!(bytes.len(), 34_192);
+    cases.push(limit_case(
+        "largest-default-entry",
+        "The largest entry the default actions allow, 34,192 bytes: HLC 2^64-2, Put with a 255-byte bucket of 'b' and a 1024-byte key of 'k', object id BLAKE3(\"limits\"), 1,024 parents (BLAKE3(i as u64 LE) for i < 1024, sorted), seed 41 repeated. Accepted. With the default actions no entry can reach the 65,536-byte limit.",
+        bytes,
+    ));
+
+    let p1025 = recipe_parents(MAX_PARENTS as u64 + 1);
+    let ok1024 = signed_body(&key, T2026, &names(1, 1), &p1025[..MAX_PARENTS]);
+    cases.push(limit_case(
+        "parents-1024",
+        "Exactly 1,024 parents (the limit): Put b/k, HLC 2026-01-01T00:00:00Z, parents BLAKE3(i as u64 LE) for i < 1025, sorted, the first 1,024 of them. Accepted.",
+        ok1024,
+    ));
+    let bad1025 = signed_body(&key, T2026, &names(1, 1), &p1025);
+    cases.push(limit_case(
+        "parents-1025",
+        "1,025 parents, one over the limit, otherwise canonical and validly signed: refused while decoding with TooManyParents.",
+        bad1025,
+    ));
+
+    // Exactly 65,536 bytes: 2,043 parents (2-byte count varint) and a Put with 13-byte names:
+    // 1 + 32 + (1 + 1 + 13 + 1 + 13 + 32) + 2 + 2,043 * 32 + 64 = 65,536.
+    let p2043 = recipe_parents(2043);
+    let at_limit = signed_body(&key, 1, &names(13, 13), &p2043);
+    assert_eq!(at_limit.len(), MAX_ENTRY_BYTES);
+    cases.push(limit_case(
+        "size-65536",
+        "Exactly 65,536 bytes (the size limit): HLC 1, Put with a 13-byte bucket and a 13-byte key, 2,043 parents (BLAKE3(i as u64 LE) for i < 2043, sorted). The size check passes; the next check refuses it: TooManyParents. The size limit is checked first, before the body is parsed.",
+        at_limit,
+    ));
+    let over = signed_body(&key, 1, &names(13, 14), &p2043);
+    assert_eq!(over.len(), MAX_ENTRY_BYTES + 1);
+    cases.push(limit_case(
+        "size-65537",
+        "65,537 bytes, one over the size limit (the same entry with a 14-byte key): refused with TooLarge before anything else is looked at.",
+        over,
+    ));
+
+    // Signature with S + L: the same R, a scalar that is not reduced below the group order.
+    let e = LogEntry::sign(&key, Hlc(T2026), put("b", "k", "s"), vec![]).unwrap();
+    let mut bytes = e.encode();
+    let n = bytes.len();
+    let s = &mut bytes[n - 32..];
+    let mut carry = 0u16;
+    for (b, l) in s.iter_mut().zip(GROUP_ORDER) {
+        let v = *b as u16 + l as u16 + carry;
+        *b = v as u8;
+        carry = v >> 8;
+    }
+    assert_eq!(carry, 0);
+    cases.push(limit_case(
+        "non-canonical-s",
+        "A valid signature with L (the ed25519 group order, 2^252 + 27742317777372353535851937790883648493) added to its S half (little-endian, bytes 32..64 of the signature): the same point equation holds, but S >= L is not canonical. Refused at verification: BadSignature.",
+        bytes,
+    ));
+
+    // The identity point as public key, R = identity, S = 0: the cofactorless equation
+    // [S]B = R + [k]A holds for every message, so a non-strict verifier accepts this forgery.
+    let identity = {
+        let mut b = [0u8; 32];
+        b[0] = 1;
+        b
+    };
+    let body = hand_body(T2026, &identity, &put("b", "k", "weak"), &[]);
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&identity);
+    let hash = blake3::hash(&body);
+    let weak = VerifyingKey::from_bytes(&identity).expect("the identity decompresses");
+    let forged = ed25519_dalek::Signature::from_bytes(&sig);
+    assert!(weak.verify(hash.as_bytes(), &forged).is_ok(), "non-strict accepts");
+    assert!(weak.verify_strict(hash.as_bytes(), &forged).is_err());
+    let mut bytes = body;
+    bytes.extend_from_slice(&sig);
+    cases.push(limit_case(
+        "small-order-key",
+        "Author key 0100..00 (the identity point, order 1), signature R = 0100..00 (identity), S = 0: non-strict verification accepts it for any message; strict verification refuses the small-order key: BadSignature.",
+        bytes,
+    ));
+
+    // A 32-byte string that is no point on the curve.
+    let not_a_point = (2u8..=255)
+        .map(|i| {
+            let mut b = [0u8; 32];
+            b[0] = i;
+            b
+        })
+        .find(|b| VerifyingKey::from_bytes(b).is_err())
+        .expect("some small y is not on the curve");
+    let body = hand_body(T2026, &not_a_point, &put("b", "k", "nopoint"), &[]);
+    let mut bytes = body;
+    bytes.extend_from_slice(&[0u8; 64]);
+    cases.push(limit_case(
+        "key-not-a-point",
+        "Author key whose y coordinate (the first byte, then zeros; the smallest such y) has no x on the curve: it does not decompress. Refused at verification: InvalidAuthor.",
+        bytes,
+    ));
+
+    // y = p + 1 (non-canonical encoding of y = 1, the identity): decompresses (reduced mod
+    // p) to a small-order point.
+    let mut noncanon = [0xffu8; 32];
+    noncanon[0] = 0xee;
+    noncanon[31] = 0x7f;
+    let body = hand_body(T2026, &noncanon, &put("b", "k", "noncanon"), &[]);
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&identity);
+    let mut bytes = body;
+    bytes.extend_from_slice(&sig);
+    cases.push(limit_case(
+        "non-canonical-key",
+        "Author key eeff..ff7f: y = p + 1 with p = 2^255 - 19, the non-canonical encoding of y = 1 (the identity); signature R = identity, S = 0. Refused at verification: BadSignature (strict verification refuses the small-order key; a key that is not canonically encoded is never the output of key generation).",
+        bytes,
+    ));
+
+    LimitsFile {
+        description: "Entries at and past the limits of SPEC 5.3 and the strict signature rules of 5.4. For each: the bytes (`encoded_hex`, `size` bytes), and `stage`: `ok` (decodes and verifies), `decode` (LogEntry::decode refuses it) or `verify` (decodes, verify refuses it), with the EntryError name in `error` and the body's hash when it decodes. Built from seed 41 repeated 32 times; parents come from the recipe BLAKE3(i as u64 LE), sorted.".into(),
+        cases,
+    }
+}
+
+/// The ed25519 group order L, little-endian.
+const GROUP_ORDER: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
+];
+
+// ---------------------------------------------------------------------------------------------
+// failures.json
+
+struct Failure {
+    name: &'static str,
+    description: &'static str,
+    /// How many honest messages come before the bad one.
+    honest: usize,
+    /// The bad message, from the honest session (it replaces message `honest`).
+    bad: fn(&[Vec<u8>]) -> Vec<u8>,
+    error: &'static str,
+    decode_error: Option<&'static str>,
+}
+
+fn parts_of(bytes: &[u8]) -> Vec<Part> {
+    message::decode(bytes).expect("honest message decodes")
+}
+
+fn failures() -> FailuresFile {
+    // 20 keys each, 18 shared: one Fingerprint, a PrefixList from the responder, a Resolve
+    // from the initiator, Keys from the responder.
+    let config = cfg(16, 32, 4, None, true);
+    let recipe = recipe(T2026, 1000, 1);
+    let (a_runs, b_runs) = (vec![[0, 20, 1]], vec![[2, 22, 1]]);
+    let set_a = recipe.keys(&a_runs).unwrap();
+    let set_b = recipe.keys(&b_runs).unwrap();
+    let sa: MemoryStore = set_a.iter().copied().collect();
+    let sb: MemoryStore = set_b.iter().copied().collect();
+    let honest = transcript::run(&sa, &sb, config.config().unwrap(), config.config().unwrap())
+        .expect("honest session");
+    let honest: Vec<Vec<u8>> = honest.messages.iter().map(|m| m.as_bytes().to_vec()).collect();
+    // the shape the cases rely on
+    let modes = |i: usize| -> Vec<&'static str> {
+        parts_of(&honest[i]).iter().map(|p| p.payload.name()).collect()
+    };
+    assert_eq!(honest.len(), 4);
+    assert_eq!(modes(0), ["Fingerprint"]);
+    assert_eq!(modes(1), ["PrefixList"]);
+    assert_eq!(modes(2), ["Resolve"]);
+    assert_eq!(modes(3), ["Keys"]);
+
+    let cases = vec![
+        Failure {
+            name: "resolve-never-listed",
+            description: "The first message is a Resolve over the whole key space: the responder never listed anything, so nothing is pending there.",
+            honest: 0,
+            bad: |_| message::encode(&[Part { upper: None, payload: Payload::Resolve { missing: vec![], keys: vec![] } }]),
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "resolve-position-beyond-list",
+            description: "The initiator's Resolve names position 20 of the responder's 20-item prefix list (positions are 0 to 19).",
+            honest: 2,
+            bad: |h| {
+                let mut parts = parts_of(&h[1]);
+                let Payload::PrefixList { len, prefixes } = &parts[0].payload else { unreachable!() };
+                let n = (prefixes.len() / *len as usize) as u32;
+                parts[0].payload = Payload::Resolve { missing: vec![n], keys: vec![] };
+                message::encode(&parts)
+            },
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "resolve-other-range",
+            description: "The initiator answers the responder's prefix list over [MIN, inf) with a Resolve over [MIN, (2026-01-01 + 10 us, 00..)) and a Fingerprint over the rest: a Resolve must cover exactly the range listed.",
+            honest: 2,
+            bad: |_| {
+                let mid = EntryKey::new(T2026 + 10 * 1000, [0; 32]);
+                message::encode(&[
+                    Part { upper: Some(mid), payload: Payload::Resolve { missing: vec![], keys: vec![] } },
+                    Part { upper: None, payload: Payload::Fingerprint(fp("rest")) },
+                ])
+            },
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "keys-not-matching-prefixes",
+            description: "The responder's Keys answer carries, in place of its first key, a key with the same HLC and another hash (BLAKE3(1000 as u64 LE)) that does not start with the prefix the initiator asked for.",
+            honest: 3,
+            bad: |h| {
+                let mut parts = parts_of(&h[3]);
+                let Payload::Keys(keys) = &mut parts[0].payload else { unreachable!() };
+                keys[0].hash = ih(1000);
+                message::encode(&parts)
+            },
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "keys-too-few",
+            description: "The responder's Keys answer leaves out its last key: Keys must answer the wanted prefixes one for one.",
+            honest: 3,
+            bad: |h| {
+                let mut parts = parts_of(&h[3]);
+                let Payload::Keys(keys) = &mut parts[0].payload else { unreachable!() };
+                keys.pop();
+                message::encode(&parts)
+            },
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "keys-unasked",
+            description: "The first message is Keys over the whole key space: the responder resolved nothing, so no Keys are due.",
+            honest: 0,
+            bad: |_| message::encode(&[Part { upper: None, payload: Payload::Keys(vec![]) }]),
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "ends-with-ranges-open",
+            description: "The initiator answers the responder's prefix list with the empty message 01, which expects no answer, while the responder waits for a Resolve of [MIN, inf).",
+            honest: 2,
+            bad: |_| vec![MESSAGE_TAG],
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "skip-over-listed-range",
+            description: "The initiator answers the responder's prefix list with Skip up to (2026-01-01 + 10 us, 00..) and a Fingerprint of the rest: a Skip may only cover ranges that are settled (Resolved with nothing wanted), and it overlaps the Listed range without covering it.",
+            honest: 2,
+            bad: |_| {
+                let mid = EntryKey::new(T2026 + 10 * 1000, [0; 32]);
+                message::encode(&[
+                    Part { upper: Some(mid), payload: Payload::Skip },
+                    Part { upper: None, payload: Payload::Fingerprint(fp("rest")) },
+                ])
+            },
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "prefix-list-over-pending",
+            description: "The initiator answers the responder's prefix list with a prefix list of its own over the same range: a PrefixList over a pending range is refused.",
+            honest: 2,
+            bad: |_| message::encode(&[Part { upper: None, payload: Payload::PrefixList { len: 4, prefixes: vec![1, 2, 3, 4] } }]),
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "full-list-over-listed",
+            description: "The initiator answers the responder's prefix list with a FullList over the same range: a FullList is allowed only over a range the receiver Resolved (the collision fallback), not one it Listed.",
+            honest: 2,
+            bad: |_| message::encode(&[Part { upper: None, payload: Payload::FullList(vec![]) }]),
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "truncated-mid-session",
+            description: "The initiator's Resolve loses its last byte: the receiver's decoder refuses it.",
+            honest: 2,
+            bad: |h| h[2][..h[2].len() - 1].to_vec(),
+            error: "Decode",
+            decode_error: Some("Truncated"),
+        },
+        Failure {
+            name: "bad-tag-mid-session",
+            description: "The responder's Keys message starts with 02 instead of 01.",
+            honest: 3,
+            bad: |h| {
+                let mut b = h[3].clone();
+                b[0] = 0x02;
+                b
+            },
+            error: "Decode",
+            decode_error: Some("BadTag"),
+        },
+        Failure {
+            name: "key-outside-range-mid-session",
+            description: "The initiator's Resolve over [MIN, (2026-01-01 + 10 us, 00..)) carries a key at 2026-01-01 + 15 us, outside its range.",
+            honest: 2,
+            bad: |_| {
+                let mid = EntryKey::new(T2026 + 10 * 1000, [0; 32]);
+                message::encode(&[
+                    Part { upper: Some(mid), payload: Payload::Resolve { missing: vec![], keys: vec![EntryKey::new(T2026 + 15 * 1000, ih(15))] } },
+                    Part { upper: None, payload: Payload::Fingerprint(fp("rest")) },
+                ])
+            },
+            error: "Decode",
+            decode_error: Some("BadPayload"),
+        },
+    ];
+    let set = |runs: &[[u64; 3]], keys: &std::collections::BTreeSet<EntryKey>| SetJson {
+        runs: runs.to_vec(),
+        count: keys.len(),
+        keys: Some(keys_json(&keys.iter().copied().collect::<Vec<_>>())),
+    };
+    let cases = cases
+        .into_iter()
+        .map(|f| {
+            let mut msgs: Vec<Vec<u8>> = honest[..f.honest].to_vec();
+            msgs.push((f.bad)(&honest));
+            let case = FailureCase {
+                name: f.name.into(),
+                description: f.description.into(),
+                config_initiator: config.clone(),
+                config_responder: config.clone(),
+                key_recipe: recipe.clone(),
+                initiator_set: set(&a_runs, &set_a),
+                responder_set: set(&b_runs, &set_b),
+                messages: msgs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| MessageJson {
+                        from: if i % 2 == 0 { "initiator" } else { "responder" }.into(),
+                        hex: hx(m),
+                    })
+                    .collect(),
+                error: f.error.into(),
+                decode_error: f.decode_error.map(Into::into),
+            };
+            let got = replay_failure(&case).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                got,
+                (f.error.to_string(), f.decode_error.map(String::from)),
+                "{}",
+                f.name
+            );
+            case
+        })
+        .collect();
+    FailuresFile {
+        description: "Sessions a peer breaks (SPEC 8.3, 8.4): both sides use the default config (branching 16, list threshold 32, 4-byte prefixes); the initiator holds keys 0..20 and the responder keys 2..22 of the recipe (hlc = 2026-01-01T00:00:00Z + i us, hash = BLAKE3(i as u64 LE)). The honest session is: Fingerprint, PrefixList, Resolve, Keys. Each case keeps the first honest messages and replaces the next one with a bad message; its receiver must end the session with `error` (the ReconcileError variant: Protocol, or Decode with the DecodeError name in `decode_error`). Messages alternate initiator, responder.".into(),
+        cases,
     }
 }
