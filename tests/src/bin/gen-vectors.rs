@@ -21,17 +21,18 @@ use oplog_protocol::entry::{MAX_ENTRY_BYTES, MAX_PARENTS, SIGNATURE_LEN};
 use oplog_protocol::fingerprint::{DIGEST_CONTEXT, ITEM_CONTEXT, STATE_BYTES};
 use oplog_protocol::hlc::{admission, Admission};
 use oplog_protocol::message::{self, Part, Payload, MESSAGE_TAG};
+use oplog_protocol::negentropy;
 use oplog_protocol::transcript::{self, Transcript};
 use oplog_protocol::{
     Aggregate, EntryKey, Fingerprint, Hash, Hlc, HlcClock, HlcError, LogEntry, MemoryStore, NodeId,
-    ObjectId, Op,
+    ObjectId, Op, Reconciler, Config,
 };
 use oplog_tests::vectors::{
     dec, decode_error_name, entry_error_name, hx, ih, keys_json, vectors_dir, ActionJson,
     AdmissionCase, AggregateVector, ConfigJson, EntriesFile, FingerprintsFile, FpRecipe, HlcFile,
     HlcOp, HlcSequence, InvalidEntry, InvalidMessage, ItemVector, KeyRecipe, MessageJson,
     MessagesFile, PartJson, SetJson, SideJson, TranscriptVector, TranscriptsFile, ValidEntry,
-    ValidMessage, LimitCase, LimitsFile, FailureCase, FailuresFile, replay_failure,
+    ValidMessage, LimitCase, LimitsFile, FailureCase, FailuresFile, replay_failure, NegentropyFile, NegMessage, NegInvalid, NegTranscript, NegPartJson, neg_decode_error_name, run_negentropy,
 };
 use serde::Serialize;
 
@@ -60,6 +61,7 @@ fn main() {
     write_json(&dir, "transcripts.json", &transcripts());
     write_json(&dir, "limits.json", &limits());
     write_json(&dir, "failures.json", &failures());
+    write_json(&dir, "negentropy.json", &negentropy_vectors());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2016,5 +2018,192 @@ fn failures() -> FailuresFile {
     FailuresFile {
         description: "Sessions a peer breaks (SPEC 8.3, 8.4): both sides use the default config (branching 16, list threshold 32, 4-byte prefixes); the initiator holds keys 0..20 and the responder keys 2..22 of the recipe (hlc = 2026-01-01T00:00:00Z + i us, hash = BLAKE3(i as u64 LE)). The honest session is: Fingerprint, PrefixList, Resolve, Keys. Each case keeps the first honest messages and replaces the next one with a bad message; its receiver must end the session with `error` (the ReconcileError variant: Protocol, or Decode with the DecodeError name in `decode_error`). Messages alternate initiator, responder.".into(),
         cases,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// negentropy.json
+
+fn neg_fp(label: &str) -> negentropy::Fingerprint {
+    let mut f = [0u8; 16];
+    f.copy_from_slice(&blake3::hash(label.as_bytes()).as_bytes()[..16]);
+    negentropy::Fingerprint(f)
+}
+
+fn nbound(ts: u64, prefix: &[u8]) -> negentropy::Bound {
+    negentropy::Bound::new(ts, prefix).expect("prefix of at most 32 bytes")
+}
+
+fn negentropy_vectors() -> NegentropyFile {
+    use negentropy::{Part as NPart, Payload as NP};
+    let mut valid = Vec::new();
+    let mut ok = |name: &str, description: &str, bytes: Vec<u8>| {
+        let parts = negentropy::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(negentropy::encode(&parts), bytes, "{name}: re-encodes");
+        valid.push(NegMessage {
+            name: name.into(),
+            description: description.into(),
+            hex: hx(&bytes),
+            parts: parts.iter().map(NegPartJson::from).collect(),
+        });
+    };
+    ok(
+        "empty",
+        "The version byte 61 alone: no ranges (the initiator's answer when nothing is left to ask; it is not sent).",
+        vec![negentropy::PROTOCOL_VERSION],
+    );
+    let mut hand = vec![0x61, 0x00, 0x00, 0x01];
+    hand.extend_from_slice(&neg_fp("all").0);
+    ok(
+        "one-fingerprint",
+        "One Fingerprint over the whole key space: bound timestamp varint 0 (infinity), prefix length 0, mode 1, 16 bytes.",
+        hand.clone(),
+    );
+    assert_eq!(
+        negentropy::encode(&[NPart { upper: negentropy::Bound::INFINITY, payload: NP::Fingerprint(neg_fp("all")) }]),
+        hand
+    );
+    ok(
+        "all-modes",
+        "Skip up to timestamp 1000, Fingerprint up to (1000, prefix ab), IdList of two ids up to timestamp 2^40 + 1000, then Skip to infinity written out. Timestamps are deltas from the previous bound's plus one (0 is infinity), in Negentropy's big-endian base-128 varint.",
+        negentropy::encode(&[
+            NPart { upper: nbound(1000, &[]), payload: NP::Skip },
+            NPart { upper: nbound(1000, &[0xab]), payload: NP::Fingerprint(neg_fp("f")) },
+            NPart { upper: nbound((1 << 40) + 1000, &[]), payload: NP::IdList(vec![ih(1), ih(2)]) },
+            NPart { upper: negentropy::Bound::INFINITY, payload: NP::Skip },
+        ]),
+    );
+    ok(
+        "full-id-bound",
+        "An empty IdList up to a bound carrying a whole 32-byte id (as a responder writes when its frame fills inside a list), then a Fingerprint of the rest.",
+        negentropy::encode(&[
+            NPart { upper: negentropy::Bound::at(&EntryKey::new(T2026, ih(7))), payload: NP::IdList(vec![]) },
+            NPart { upper: negentropy::Bound::INFINITY, payload: NP::Fingerprint(neg_fp("rest")) },
+        ]),
+    );
+    ok(
+        "max-timestamp",
+        "A bound at timestamp 2^64 - 2 (the largest below infinity): a 10-byte varint delta.",
+        negentropy::encode(&[
+            NPart { upper: nbound(u64::MAX - 1, &[]), payload: NP::Fingerprint(neg_fp("x")) },
+        ]),
+    );
+
+    let mut invalid = Vec::new();
+    let mut bad = |name: &str, description: &str, bytes: Vec<u8>, error: &str| {
+        let e = negentropy::decode(&bytes).expect_err(name);
+        assert_eq!(neg_decode_error_name(&e), error, "{name}");
+        // a responder answers an unsupported version with the version it speaks
+        let mut r = Reconciler::new(Config::negentropy(None)).unwrap();
+        let reply = match r.handle(&MemoryStore::new(), &oplog_protocol::Message::from_bytes(bytes.clone())) {
+            Ok(step) => Some(hx(step.reply.expect("a reply").as_bytes())),
+            Err(oplog_protocol::ReconcileError::NegentropyDecode(d)) => {
+                assert_eq!(d, e, "{name}");
+                None
+            }
+            Err(other) => panic!("{name}: {other}"),
+        };
+        assert_eq!(reply.is_some(), error == "UnsupportedVersion", "{name}");
+        invalid.push(NegInvalid {
+            name: name.into(),
+            description: description.into(),
+            hex: hx(&bytes),
+            error: error.into(),
+            responder_reply_hex: reply,
+        });
+    };
+    bad("empty", "No bytes at all.", vec![], "Empty");
+    bad("not-negentropy", "First byte 01 (an oplog-sync message) is outside 60 to 6f.", vec![0x01, 0x00, 0x00, 0x00], "NotNegentropy");
+    bad("version-2", "First byte 62, a later Negentropy version: refused, and a responder answers with the single byte 61 (the version it speaks) and ends the session.", vec![0x62], "UnsupportedVersion");
+    bad("truncated-fingerprint", "A Fingerprint with 15 of its 16 bytes.", hand[..hand.len() - 1].to_vec(), "Truncated");
+    bad("varint-leading-zero", "Bound timestamp varint 80 01: a leading zero digit (not the shortest form).", vec![0x61, 0x80, 0x01, 0x00, 0x00], "BadVarint");
+    bad("varint-over-64-bits", "Bound timestamp varint of 11 bytes (2^70): more than 64 bits.", {
+        let mut b = vec![0x61, 0x81];
+        b.extend([0x80; 9]);
+        b.push(0x00);
+        b.extend([0x00, 0x00]);
+        b
+    }, "BadVarint");
+    bad("unknown-mode", "Mode 3 over the whole key space.", vec![0x61, 0x00, 0x00, 0x03], "UnknownMode");
+    bad("prefix-33-bytes", "A bound with a 33-byte id prefix.", {
+        let mut b = vec![0x61, 0x02, 33];
+        b.extend([0x11; 33]);
+        b.push(0x00);
+        b
+    }, "BadBound");
+    bad("bound-goes-back", "A bound at (1, prefix 05) followed by one at (1, prefix 04): below the previous bound (delta 1 keeps the timestamp).", vec![0x61, 0x02, 0x01, 0x05, 0x00, 0x01, 0x01, 0x04, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "BadBound");
+    bad("after-infinity", "A range after the infinity bound.", vec![0x61, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00], "BadBound");
+    bad("infinity-with-prefix", "The infinity bound (timestamp varint 0) with a 1-byte prefix.", vec![0x61, 0x00, 0x01, 0x07, 0x00], "BadBound");
+    bad("timestamp-overflow", "A Skip up to timestamp 2^64 - 2 (delta varint 2^64 - 1), then a bound with delta varint 2: its timestamp would be 2^64 - 1, reserved for infinity.", {
+        let mut b = vec![0x61];
+        negentropy::put_varint(&mut b, u64::MAX);
+        b.extend([0x00, 0x00, 0x02, 0x00, 0x00]);
+        b
+    }, "BadBound");
+    bad("id-count-too-large", "An IdList announcing 2 ids with 32 bytes left.", {
+        let mut b = vec![0x61, 0x00, 0x00, 0x02, 0x02];
+        b.extend([0x22; 32]);
+        b
+    }, "BadIdList");
+
+    let recipe = recipe(T2026, 1000, 1);
+    let cases: Vec<(&str, &str, Option<usize>, Vec<[u64; 3]>, Vec<[u64; 3]>)> = vec![
+        ("small-differences", "20 keys each, 18 shared: fewer than 32 keys, so the initiator's first message is one IdList of all its ids; the responder answers with its own ids over the same range; the initiator's answer would be empty and is not sent.", None, vec![[0, 20, 1]], vec![[2, 22, 1]]),
+        ("equal-sets", "Equal sets of 100 keys: the initiator's 16 bucket fingerprints all match; the responder answers with 61 alone and the initiator ends.", None, vec![[0, 100, 1]], vec![[0, 100, 1]]),
+        ("empty-initiator", "The initiator holds nothing: an empty IdList over everything; the responder answers with one IdList of its 40 ids.", None, vec![], vec![[0, 40, 1]]),
+        ("empty-responder", "The responder holds nothing; the initiator has 50 keys and sends 16 bucket fingerprints; the responder answers each with an empty IdList.", None, vec![[0, 50, 1]], vec![]),
+        ("thousand-ten-percent", "1,000 keys on the initiator; the responder lacks every 10th and has 100 keys of its own: several rounds of 16-way splits, no frame limit.", None, vec![[0, 1000, 1]], vec![[1, 1000, 10], [2, 1000, 10], [3, 1000, 10], [4, 1000, 10], [5, 1000, 10], [6, 1000, 10], [7, 1000, 10], [8, 1000, 10], [9, 1000, 10], [1000, 1100, 1]]),
+        ("thousand-ten-percent-4096", "The same sets with a 4096-byte frame limit on both sides: replies stop adding ranges past 4096 - 200 bytes and carry the rest in a Fingerprint to infinity.", Some(4096), vec![[0, 1000, 1]], vec![[1, 1000, 10], [2, 1000, 10], [3, 1000, 10], [4, 1000, 10], [5, 1000, 10], [6, 1000, 10], [7, 1000, 10], [8, 1000, 10], [9, 1000, 10], [1000, 1100, 1]]),
+        ("disjoint-4096", "Disjoint sets of 600 and 600 keys with a 4096-byte frame limit: the responder's id lists are cut at the frame and continued over several rounds.", Some(4096), vec![[0, 1200, 2]], vec![[1, 1200, 2]]),
+    ];
+    let mut transcripts = Vec::new();
+    for (name, description, limit, a_runs, b_runs) in cases {
+        let set_a = recipe.keys(&a_runs).unwrap();
+        let set_b = recipe.keys(&b_runs).unwrap();
+        let sa: MemoryStore = set_a.iter().copied().collect();
+        let sb: MemoryStore = set_b.iter().copied().collect();
+        let run = run_negentropy(&sa, &sb, limit, 10_000).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let a_only: Vec<EntryKey> = set_a.difference(&set_b).copied().collect();
+        let mut b_only: Vec<Hash> = set_b.difference(&set_a).map(|k| k.hash).collect();
+        b_only.sort_unstable();
+        assert_eq!(run.have, a_only, "{name}");
+        assert_eq!(run.need_hashes, b_only, "{name}");
+        if let Some(l) = limit {
+            assert!(run.messages.iter().all(|m| m.len() <= l), "{name}: frame limit");
+            assert!(run.carried_over.0 + run.carried_over.1 > 0, "{name}: the limit bites");
+        }
+        let set = |runs: &[[u64; 3]], keys: &std::collections::BTreeSet<EntryKey>| SetJson {
+            runs: runs.to_vec(),
+            count: keys.len(),
+            keys: (keys.len() <= EXPLICIT_MAX)
+                .then(|| keys_json(&keys.iter().copied().collect::<Vec<_>>())),
+        };
+        transcripts.push(NegTranscript {
+            name: name.into(),
+            description: description.into(),
+            frame_limit: limit,
+            key_recipe: recipe.clone(),
+            initiator_set: set(&a_runs, &set_a),
+            responder_set: set(&b_runs, &set_b),
+            messages: run
+                .messages
+                .iter()
+                .enumerate()
+                .map(|(i, m)| MessageJson {
+                    from: if i % 2 == 0 { "initiator" } else { "responder" }.into(),
+                    hex: hx(m),
+                })
+                .collect(),
+            initiator_have: keys_json(&run.have),
+            initiator_need_hashes: run.need_hashes.iter().map(|h| hx(&h.0)).collect(),
+            initiator_carried_over: run.carried_over.0,
+            responder_carried_over: run.carried_over.1,
+        });
+    }
+    NegentropyFile {
+        description: "The Negentropy V1 dialect (spec/negentropy-v1.md; Config::negentropy(frame_limit)). `valid`: messages with their decoded ranges (timestamps as decimal strings, 18446744073709551615 = infinity); every one re-encodes to the same bytes. `invalid`: bytes a decoder refuses, with the negentropy DecodeError name (and, for an unsupported version, the responder's one-byte answer instead of an error). `transcripts`: whole sessions between two sets given by recipe (item timestamp = HLC = 2026-01-01T00:00:00Z + i us, id = BLAKE3(i as u64 LE)), every message in order (alternating initiator, responder), the initiator's have (keys) and need (ids: id lists carry no timestamps), and how often each side cut a message at the frame limit. The responder learns nothing in this dialect.".into(),
+        valid,
+        invalid,
+        transcripts,
     }
 }
