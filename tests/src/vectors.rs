@@ -711,8 +711,9 @@ pub enum NegPayloadJson {
 impl NegPartJson {
     /// The part this stands for.
     pub fn part(&self) -> Result<negentropy::Part, String> {
-        let upper = negentropy::Bound::new(num(&self.upper_timestamp)?, &unhex(&self.upper_prefix_hex)?)
-            .map_err(|e| e.to_string())?;
+        let upper =
+            negentropy::Bound::new(num(&self.upper_timestamp)?, &unhex(&self.upper_prefix_hex)?)
+                .map_err(|e| e.to_string())?;
         let payload = match &self.payload {
             NegPayloadJson::Skip => negentropy::Payload::Skip,
             NegPayloadJson::Fingerprint { fingerprint_hex } => {
@@ -1326,14 +1327,21 @@ pub fn run_ancestry(
 /// Rule 6.5, conflicts: `merge_conflicts` over the graph.
 pub fn run_conflicts(g: &Graph, parents: &[String]) -> Result<Vec<ConflictJson>, String> {
     let r = g.replica()?;
-    let parents: Vec<Hash> = parents.iter().map(|n| g.hash(n)).collect::<Result<_, _>>()?;
+    let parents: Vec<Hash> = parents
+        .iter()
+        .map(|n| g.hash(n))
+        .collect::<Result<_, _>>()?;
     let out = dag::merge_conflicts(&r, &parents).map_err(|e| e.to_string())?;
     Ok(out
         .iter()
         .map(|c| ConflictJson {
             bucket: c.key.0.clone(),
             key: c.key.1.clone(),
-            branch_winners: c.branch_winners.iter().map(|w| g.name(&w.key.hash)).collect(),
+            branch_winners: c
+                .branch_winners
+                .iter()
+                .map(|w| g.name(&w.key.hash))
+                .collect(),
             winner: g.name(&c.winner.key.hash),
         })
         .collect())
@@ -1435,13 +1443,15 @@ pub fn replay_failure(c: &FailureCase) -> Result<(String, Option<String>), Strin
                 return Ok((reconcile_error_name(&e).to_string(), inner));
             }
             Err(e) => return Err(format!("{}: honest message {i} refused: {e}", c.name)),
-            Ok(_) if i == last => {
-                return Err(format!("{}: the bad message was accepted", c.name))
-            }
+            Ok(_) if i == last => return Err(format!("{}: the bad message was accepted", c.name)),
             Ok(step) => {
                 let reply = step.reply.map(|r| r.into_bytes());
                 if i + 1 < last && reply.as_ref() != Some(&msgs[i + 1]) {
-                    return Err(format!("{}: message {} is not the honest reply", c.name, i + 1));
+                    return Err(format!(
+                        "{}: message {} is not the honest reply",
+                        c.name,
+                        i + 1
+                    ));
                 }
                 if reply.is_none() {
                     return Err(format!("{}: no reply to message {i}", c.name));

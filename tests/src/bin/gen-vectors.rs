@@ -24,15 +24,20 @@ use oplog_protocol::message::{self, Part, Payload, MESSAGE_TAG};
 use oplog_protocol::negentropy;
 use oplog_protocol::transcript::{self, Transcript};
 use oplog_protocol::{
-    Aggregate, EntryKey, Fingerprint, Hash, Hlc, HlcClock, HlcError, LogEntry, MemoryStore, NodeId,
-    ObjectId, Op, Reconciler, Config,
+    Aggregate, Config, EntryKey, Fingerprint, Hash, Hlc, HlcClock, HlcError, LogEntry, MemoryStore,
+    NodeId, ObjectId, Op, Reconciler,
 };
 use oplog_tests::vectors::{
-    dec, decode_error_name, entry_error_name, hx, ih, keys_json, vectors_dir, ActionJson,
-    AdmissionCase, AggregateVector, ConfigJson, EntriesFile, FingerprintsFile, FpRecipe, HlcFile,
-    HlcOp, HlcSequence, InvalidEntry, InvalidMessage, ItemVector, KeyRecipe, MessageJson,
-    MessagesFile, PartJson, SetJson, SideJson, TranscriptVector, TranscriptsFile, ValidEntry,
-    ValidMessage, LimitCase, LimitsFile, FailureCase, FailuresFile, replay_failure, NegentropyFile, NegMessage, NegInvalid, NegTranscript, NegPartJson, neg_decode_error_name, run_negentropy,
+    dec, decode_error_name, entry_error_name, hx, ih, keys_json, merge_rule_heads,
+    neg_decode_error_name, replay_failure, run_ancestry, run_conflicts, run_haves,
+    run_insert_sequence, run_merge_rule, run_negentropy, vectors_dir, ActionJson, AdmissionCase,
+    AggregateVector, AncestryCase, AuthorJson, ConfigJson, ConflictCase, DagEntryJson, DagFile,
+    EntriesFile, FailureCase, FailuresFile, FingerprintsFile, FpRecipe, Graph, GraphJson,
+    HavesCase, HeadJson, HeadsRecipe, HlcFile, HlcOp, HlcSequence, InsertSequence, InsertStep,
+    InvalidEntry, InvalidMessage, ItemVector, KeyRecipe, LimitCase, LimitsFile, MergeRuleCase,
+    MessageJson, MessagesFile, NegInvalid, NegMessage, NegPartJson, NegTranscript, NegentropyFile,
+    PartJson, ReplicaStateJson, SetJson, SideJson, TranscriptVector, TranscriptsFile, ValidEntry,
+    ValidMessage,
 };
 use serde::Serialize;
 
@@ -62,6 +67,7 @@ fn main() {
     write_json(&dir, "limits.json", &limits());
     write_json(&dir, "failures.json", &failures());
     write_json(&dir, "negentropy.json", &negentropy_vectors());
+    write_json(&dir, "dag.json", &dag_vectors());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1735,7 +1741,10 @@ fn limits() -> LimitsFile {
     let hash = blake3::hash(&body);
     let weak = VerifyingKey::from_bytes(&identity).expect("the identity decompresses");
     let forged = ed25519_dalek::Signature::from_bytes(&sig);
-    assert!(weak.verify(hash.as_bytes(), &forged).is_ok(), "non-strict accepts");
+    assert!(
+        weak.verify(hash.as_bytes(), &forged).is_ok(),
+        "non-strict accepts"
+    );
     assert!(weak.verify_strict(hash.as_bytes(), &forged).is_err());
     let mut bytes = body;
     bytes.extend_from_slice(&sig);
@@ -1821,10 +1830,17 @@ fn failures() -> FailuresFile {
     let sb: MemoryStore = set_b.iter().copied().collect();
     let honest = transcript::run(&sa, &sb, config.config().unwrap(), config.config().unwrap())
         .expect("honest session");
-    let honest: Vec<Vec<u8>> = honest.messages.iter().map(|m| m.as_bytes().to_vec()).collect();
+    let honest: Vec<Vec<u8>> = honest
+        .messages
+        .iter()
+        .map(|m| m.as_bytes().to_vec())
+        .collect();
     // the shape the cases rely on
     let modes = |i: usize| -> Vec<&'static str> {
-        parts_of(&honest[i]).iter().map(|p| p.payload.name()).collect()
+        parts_of(&honest[i])
+            .iter()
+            .map(|p| p.payload.name())
+            .collect()
     };
     assert_eq!(honest.len(), 4);
     assert_eq!(modes(0), ["Fingerprint"]);
@@ -2060,7 +2076,10 @@ fn negentropy_vectors() -> NegentropyFile {
         hand.clone(),
     );
     assert_eq!(
-        negentropy::encode(&[NPart { upper: negentropy::Bound::INFINITY, payload: NP::Fingerprint(neg_fp("all")) }]),
+        negentropy::encode(&[NPart {
+            upper: negentropy::Bound::INFINITY,
+            payload: NP::Fingerprint(neg_fp("all"))
+        }]),
         hand
     );
     ok(
@@ -2084,9 +2103,10 @@ fn negentropy_vectors() -> NegentropyFile {
     ok(
         "max-timestamp",
         "A bound at timestamp 2^64 - 2 (the largest below infinity): a 10-byte varint delta.",
-        negentropy::encode(&[
-            NPart { upper: nbound(u64::MAX - 1, &[]), payload: NP::Fingerprint(neg_fp("x")) },
-        ]),
+        negentropy::encode(&[NPart {
+            upper: nbound(u64::MAX - 1, &[]),
+            payload: NP::Fingerprint(neg_fp("x")),
+        }]),
     );
 
     let mut invalid = Vec::new();
@@ -2095,7 +2115,10 @@ fn negentropy_vectors() -> NegentropyFile {
         assert_eq!(neg_decode_error_name(&e), error, "{name}");
         // a responder answers an unsupported version with the version it speaks
         let mut r = Reconciler::new(Config::negentropy(None)).unwrap();
-        let reply = match r.handle(&MemoryStore::new(), &oplog_protocol::Message::from_bytes(bytes.clone())) {
+        let reply = match r.handle(
+            &MemoryStore::new(),
+            &oplog_protocol::Message::from_bytes(bytes.clone()),
+        ) {
             Ok(step) => Some(hx(step.reply.expect("a reply").as_bytes())),
             Err(oplog_protocol::ReconcileError::NegentropyDecode(d)) => {
                 assert_eq!(d, e, "{name}");
@@ -2113,38 +2136,83 @@ fn negentropy_vectors() -> NegentropyFile {
         });
     };
     bad("empty", "No bytes at all.", vec![], "Empty");
-    bad("not-negentropy", "First byte 01 (an oplog-sync message) is outside 60 to 6f.", vec![0x01, 0x00, 0x00, 0x00], "NotNegentropy");
+    bad(
+        "not-negentropy",
+        "First byte 01 (an oplog-sync message) is outside 60 to 6f.",
+        vec![0x01, 0x00, 0x00, 0x00],
+        "NotNegentropy",
+    );
     bad("version-2", "First byte 62, a later Negentropy version: refused, and a responder answers with the single byte 61 (the version it speaks) and ends the session.", vec![0x62], "UnsupportedVersion");
-    bad("truncated-fingerprint", "A Fingerprint with 15 of its 16 bytes.", hand[..hand.len() - 1].to_vec(), "Truncated");
-    bad("varint-leading-zero", "Bound timestamp varint 80 01: a leading zero digit (not the shortest form).", vec![0x61, 0x80, 0x01, 0x00, 0x00], "BadVarint");
-    bad("varint-over-64-bits", "Bound timestamp varint of 11 bytes (2^70): more than 64 bits.", {
-        let mut b = vec![0x61, 0x81];
-        b.extend([0x80; 9]);
-        b.push(0x00);
-        b.extend([0x00, 0x00]);
-        b
-    }, "BadVarint");
-    bad("unknown-mode", "Mode 3 over the whole key space.", vec![0x61, 0x00, 0x00, 0x03], "UnknownMode");
-    bad("prefix-33-bytes", "A bound with a 33-byte id prefix.", {
-        let mut b = vec![0x61, 0x02, 33];
-        b.extend([0x11; 33]);
-        b.push(0x00);
-        b
-    }, "BadBound");
+    bad(
+        "truncated-fingerprint",
+        "A Fingerprint with 15 of its 16 bytes.",
+        hand[..hand.len() - 1].to_vec(),
+        "Truncated",
+    );
+    bad(
+        "varint-leading-zero",
+        "Bound timestamp varint 80 01: a leading zero digit (not the shortest form).",
+        vec![0x61, 0x80, 0x01, 0x00, 0x00],
+        "BadVarint",
+    );
+    bad(
+        "varint-over-64-bits",
+        "Bound timestamp varint of 11 bytes (2^70): more than 64 bits.",
+        {
+            let mut b = vec![0x61, 0x81];
+            b.extend([0x80; 9]);
+            b.push(0x00);
+            b.extend([0x00, 0x00]);
+            b
+        },
+        "BadVarint",
+    );
+    bad(
+        "unknown-mode",
+        "Mode 3 over the whole key space.",
+        vec![0x61, 0x00, 0x00, 0x03],
+        "UnknownMode",
+    );
+    bad(
+        "prefix-33-bytes",
+        "A bound with a 33-byte id prefix.",
+        {
+            let mut b = vec![0x61, 0x02, 33];
+            b.extend([0x11; 33]);
+            b.push(0x00);
+            b
+        },
+        "BadBound",
+    );
     bad("bound-goes-back", "A bound at (1, prefix 05) followed by one at (1, prefix 04): below the previous bound (delta 1 keeps the timestamp).", vec![0x61, 0x02, 0x01, 0x05, 0x00, 0x01, 0x01, 0x04, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "BadBound");
-    bad("after-infinity", "A range after the infinity bound.", vec![0x61, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00], "BadBound");
-    bad("infinity-with-prefix", "The infinity bound (timestamp varint 0) with a 1-byte prefix.", vec![0x61, 0x00, 0x01, 0x07, 0x00], "BadBound");
+    bad(
+        "after-infinity",
+        "A range after the infinity bound.",
+        vec![0x61, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00],
+        "BadBound",
+    );
+    bad(
+        "infinity-with-prefix",
+        "The infinity bound (timestamp varint 0) with a 1-byte prefix.",
+        vec![0x61, 0x00, 0x01, 0x07, 0x00],
+        "BadBound",
+    );
     bad("timestamp-overflow", "A Skip up to timestamp 2^64 - 2 (delta varint 2^64 - 1), then a bound with delta varint 2: its timestamp would be 2^64 - 1, reserved for infinity.", {
         let mut b = vec![0x61];
         negentropy::put_varint(&mut b, u64::MAX);
         b.extend([0x00, 0x00, 0x02, 0x00, 0x00]);
         b
     }, "BadBound");
-    bad("id-count-too-large", "An IdList announcing 2 ids with 32 bytes left.", {
-        let mut b = vec![0x61, 0x00, 0x00, 0x02, 0x02];
-        b.extend([0x22; 32]);
-        b
-    }, "BadIdList");
+    bad(
+        "id-count-too-large",
+        "An IdList announcing 2 ids with 32 bytes left.",
+        {
+            let mut b = vec![0x61, 0x00, 0x00, 0x02, 0x02];
+            b.extend([0x22; 32]);
+            b
+        },
+        "BadIdList",
+    );
 
     let recipe = recipe(T2026, 1000, 1);
     let cases: Vec<(&str, &str, Option<usize>, Vec<[u64; 3]>, Vec<[u64; 3]>)> = vec![
@@ -2169,8 +2237,14 @@ fn negentropy_vectors() -> NegentropyFile {
         assert_eq!(run.have, a_only, "{name}");
         assert_eq!(run.need_hashes, b_only, "{name}");
         if let Some(l) = limit {
-            assert!(run.messages.iter().all(|m| m.len() <= l), "{name}: frame limit");
-            assert!(run.carried_over.0 + run.carried_over.1 > 0, "{name}: the limit bites");
+            assert!(
+                run.messages.iter().all(|m| m.len() <= l),
+                "{name}: frame limit"
+            );
+            assert!(
+                run.carried_over.0 + run.carried_over.1 > 0,
+                "{name}: the limit bites"
+            );
         }
         let set = |runs: &[[u64; 3]], keys: &std::collections::BTreeSet<EntryKey>| SetJson {
             runs: runs.to_vec(),
@@ -2205,5 +2279,448 @@ fn negentropy_vectors() -> NegentropyFile {
         valid,
         invalid,
         transcripts,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dag.json
+
+/// Builds a graph's entries by name; parents are names of earlier entries or `#i` for the
+/// invented hash `BLAKE3(i as u64 LE)`, which no graph holds.
+struct GraphBuilder {
+    authors: Vec<(String, SigningKey)>,
+    entries: Vec<DagEntryJson>,
+    hashes: std::collections::HashMap<String, Hash>,
+}
+
+impl GraphBuilder {
+    fn new(authors: &[(String, SigningKey)]) -> Self {
+        GraphBuilder {
+            authors: authors.to_vec(),
+            entries: Vec::new(),
+            hashes: Default::default(),
+        }
+    }
+
+    fn add(&mut self, name: &str, author: &str, hlc: u64, op: Op, parents: &[&str], corrupt: bool) {
+        let key = &self
+            .authors
+            .iter()
+            .find(|(n, _)| n == author)
+            .expect("author")
+            .1;
+        let parents: Vec<Hash> = parents
+            .iter()
+            .map(|p| match p.strip_prefix('#') {
+                Some(i) => ih(i.parse().expect("index")),
+                None => *self
+                    .hashes
+                    .get(*p)
+                    .unwrap_or_else(|| panic!("{name}: no parent {p}")),
+            })
+            .collect();
+        let e = LogEntry::sign(key, Hlc(hlc), op.clone(), parents).expect(name);
+        let mut bytes = e.encode();
+        if corrupt {
+            *bytes.last_mut().unwrap() ^= 1;
+        }
+        self.hashes.insert(name.into(), e.hash);
+        self.entries.push(DagEntryJson {
+            name: name.into(),
+            author: author.into(),
+            hlc: dec(hlc),
+            action: ActionJson::from(&op),
+            parents_hex: e.parents.iter().map(|h| hx(&h.0)).collect(),
+            corrupt,
+            hash_hex: hx(&e.hash.0),
+            encoded_hex: hx(&bytes),
+        });
+    }
+
+    fn finish(self, name: &str, description: &str) -> GraphJson {
+        GraphJson {
+            name: name.into(),
+            description: description.into(),
+            entries: self.entries,
+        }
+    }
+}
+
+fn step(op: &str, now: u64, entries: &[&str]) -> InsertStep {
+    InsertStep {
+        op: op.into(),
+        now: dec(now),
+        entries: entries.iter().map(|s| s.to_string()).collect(),
+        outcomes: vec![],
+        applied: vec![],
+        dropped: vec![],
+    }
+}
+
+fn empty_state() -> ReplicaStateJson {
+    ReplicaStateJson {
+        applied: vec![],
+        heads: vec![],
+        held_back: vec![],
+        missing_hex: vec![],
+        deferred: vec![],
+        view: vec![],
+    }
+}
+
+fn dag_vectors() -> DagFile {
+    let authors: Vec<(String, SigningKey)> = [("alice", 51u8), ("bob", 52), ("carol", 53)]
+        .iter()
+        .map(|(n, s)| (n.to_string(), sk(*s)))
+        .collect();
+    let us = 1000u64; // one microsecond
+    let t = T2026;
+    let now = t + 1_000_000_000; // T + 1 s
+    let drift = 60_000_000_000u64; // 60 s
+    let b = |k: &str, o: &str| put("b", k, o);
+    let del = |k: &str| Op::Delete {
+        bucket: "b".into(),
+        key: k.into(),
+    };
+
+    let mut g = GraphBuilder::new(&authors);
+    g.add("c1", "alice", t, b("x", "x1"), &[], false);
+    g.add("c2", "alice", t + 10 * us, b("y", "y1"), &["c1"], false);
+    g.add("c3", "alice", t + 20 * us, del("x"), &["c2"], false);
+    g.add("edge", "alice", now + drift, b("z", "edge"), &["c3"], false);
+    g.add(
+        "future",
+        "bob",
+        now + 3600 * 1_000_000_000,
+        b("z", "future"),
+        &["c3"],
+        false,
+    );
+    g.add(
+        "after-future",
+        "bob",
+        now + 3600 * 1_000_000_000 + 1,
+        b("w", "w1"),
+        &["future"],
+        false,
+    );
+    g.add(
+        "orphan",
+        "bob",
+        t + 30 * us,
+        b("o", "o1"),
+        &["#9999"],
+        false,
+    );
+    g.add(
+        "bad-sig",
+        "alice",
+        t + 40 * us,
+        b("x", "forged"),
+        &["c3"],
+        true,
+    );
+    g.add(
+        "by-carol",
+        "carol",
+        t + 50 * us,
+        b("x", "carol"),
+        &["c3"],
+        false,
+    );
+    g.add(
+        "bad-order",
+        "bob",
+        t + 5 * us,
+        b("y", "early"),
+        &["c2"],
+        false,
+    );
+    g.add(
+        "child-of-bad-order",
+        "bob",
+        t + 60 * us,
+        b("y", "late"),
+        &["bad-order"],
+        false,
+    );
+    let chain = g.finish("chain", "A chain c1 <- c2 <- c3 by alice (Put b/x, Put b/y, Delete b/x) at 2026-01-01T00:00:00Z (T) + 0, 10, 20 us; `edge` (alice, Put b/z) exactly max_drift (60 s) ahead of now = T + 1 s; `future` (bob, Put b/z) one hour ahead of now, and `after-future` its child; `orphan` (bob) naming the invented parent BLAKE3(9999 as u64 LE); `bad-sig` (alice) with a flipped signature bit; `by-carol`, by an author outside the allowed set; `bad-order` (bob, T + 5 us) whose parent c2 is at T + 10 us; `child-of-bad-order`.");
+
+    let mut g = GraphBuilder::new(&authors);
+    g.add("g", "alice", t, b("k", "v0"), &[], false);
+    g.add("a1", "alice", t + 100 * us, b("k", "a1"), &["g"], false);
+    g.add(
+        "a1-twin",
+        "alice",
+        t + 100 * us,
+        b("k", "a1-twin"),
+        &["g"],
+        false,
+    );
+    g.add("b1", "bob", t + 100 * us, b("k", "b1"), &["g"], false);
+    g.add("b-old", "bob", t + 50 * us, b("k", "old"), &["g"], false);
+    g.add("a2", "alice", t + 200 * us, del("k"), &["a1"], false);
+    g.add("bj", "bob", t + 150 * us, b("j", "j1"), &["b1"], false);
+    g.add("m", "bob", t + 300 * us, Op::Merge, &["a2", "bj"], false);
+    let lww = g.finish("lww", "Register b/k written concurrently from genesis g (alice, T): a1 and a1-twin (alice, T + 100 us: the same author and stamp twice), b1 (bob, T + 100 us), b-old (bob, T + 50 us); a2 (alice, T + 200 us) deletes b/k after a1; bj (bob, T + 150 us) writes b/j after b1; m (bob, T + 300 us) merges a2 and bj.");
+
+    let mut g = GraphBuilder::new(&authors);
+    g.add("r", "alice", t, b("r", "r0"), &[], false);
+    g.add("w1", "alice", t + 10 * us, b("r", "w1"), &["r"], false);
+    g.add("w2", "bob", t + 11 * us, b("r", "w2"), &["r"], false);
+    g.add("c", "bob", t + 20 * us, b("r", "c"), &["r"], false);
+    g.add(
+        "p1",
+        "alice",
+        t + 30 * us,
+        b("s", "p1"),
+        &["w1", "c"],
+        false,
+    );
+    g.add("p2", "bob", t + 31 * us, b("t", "p2"), &["w2", "c"], false);
+    let diamond = g.finish("diamond", "From root r (alice, Put b/r): w1 (alice, T + 10 us) and w2 (bob, T + 11 us) write b/r on two branches; c (bob, T + 20 us) writes b/r too and is a parent of both p1 = (w1, c) and p2 = (w2, c), so it is common to both branches and newer than both branch writes.");
+
+    let mut g = GraphBuilder::new(&authors);
+    for i in 0..20u64 {
+        let parent = (i > 0).then(|| format!("l{}", i - 1));
+        let parents: Vec<&str> = parent.iter().map(String::as_str).collect();
+        g.add(
+            &format!("l{i}"),
+            "alice",
+            t + i * us,
+            b("l", &format!("l{i}")),
+            &parents,
+            false,
+        );
+    }
+    g.add("x1", "bob", t + 10 * us + 1, b("x", "x1"), &["l10"], false);
+    g.add("x2", "bob", t + 30 * us, b("x", "x2"), &["x1"], false);
+    g.add("x3", "bob", t + 40 * us, b("x", "x3"), &["x2"], false);
+    let long = g.finish("long", "A chain l0 <- ... <- l19 by alice (T + i us, Put b/l), and a branch x1 <- x2 <- x3 by bob from l10 (T + 10 us + 1 ns, T + 30 us, T + 40 us).");
+
+    let graphs = vec![chain, lww, diamond, long];
+    let authors_json: Vec<AuthorJson> = authors
+        .iter()
+        .map(|(n, k)| AuthorJson {
+            name: n.clone(),
+            seed_hex: hx(&k.to_bytes()),
+            public_key_hex: hx(&k.verifying_key().to_bytes()),
+        })
+        .collect();
+    let graph = |name: &str| {
+        Graph::new(graphs.iter().find(|g| g.name == name).expect("graph")).expect("graph decodes")
+    };
+
+    // 6.1-6.2, 6.4: insert sequences
+    let seq = |name: &str,
+               description: &str,
+               gname: &str,
+               allowed: Option<&[&str]>,
+               steps: Vec<InsertStep>| {
+        let mut s = InsertSequence {
+            name: name.into(),
+            description: description.into(),
+            graph: gname.into(),
+            max_drift_ns: dec(drift),
+            allowed: allowed.map(|a| a.iter().map(|s| s.to_string()).collect()),
+            steps,
+            result: empty_state(),
+        };
+        let (steps, result) = run_insert_sequence(&graph(gname), &authors_json, &s).expect(name);
+        s.steps = steps;
+        s.result = result;
+        s
+    };
+    let later = now + 3600 * 1_000_000_000 - drift;
+    let sequences = vec![
+        seq("in-order", "c1, c2, c3 one per call: each applied; the heads move along the chain; b/x ends as a tombstone.", "chain", None,
+            vec![step("insert", now, &["c1"]), step("insert", now, &["c2"]), step("insert", now, &["c3"])]),
+        seq("child-first", "c3, c2, c1 one per call: c3 and c2 are held back (each missing its parent), c1 applies and promotes c2 then c3.", "chain", None,
+            vec![step("insert", now, &["c3"]), step("insert", now, &["c2"]), step("insert", now, &["c1"])]),
+        seq("batch-any-order", "c3, c1, c2 in one call: a batch is processed in key order, so all three apply.", "chain", None,
+            vec![step("insert", now, &["c3", "c1", "c2"])]),
+        seq("duplicates", "c1 twice (Duplicate), c3 twice while held back (HeldBack both times, nothing changes), then c2 promotes c3.", "chain", None,
+            vec![step("insert", now, &["c1"]), step("insert", now, &["c1"]), step("insert", now, &["c3"]), step("insert", now, &["c3"]), step("insert", now, &["c2"])]),
+        seq("deferred", "After the chain: `edge`, exactly max_drift ahead, applies; `future`, an hour ahead, is deferred with not_before = hlc - max_drift; its child (one nanosecond later, so also too far ahead) is deferred as well; re-inserting `future` changes nothing; retry_deferred one nanosecond before not_before admits nothing; at not_before `future` applies; one nanosecond later its child does.", "chain", None,
+            vec![step("insert", now, &["c1", "c2", "c3"]), step("insert", now, &["edge"]), step("insert", now, &["future"]), step("insert", now, &["after-future"]), step("insert", now, &["future"]), step("retry_deferred", later - 1, &[]), step("retry_deferred", later, &[]), step("retry_deferred", later + 1, &[])]),
+        seq("refused", "After the chain, with allowed authors alice and bob: a broken signature (Invalid(BadSignature)), carol (NotAllowed), an HLC below a parent's (ParentOrder), and an orphan, held back with its invented parent on the fetch list.", "chain", Some(&["alice", "bob"]),
+            vec![step("insert", now, &["c1", "c2", "c3"]), step("insert", now, &["bad-sig"]), step("insert", now, &["by-carol"]), step("insert", now, &["bad-order"]), step("insert", now, &["orphan"])]),
+        seq("ancestor-rejected", "child-of-bad-order is held back waiting for bad-order; bad-order then fails the parent order and its held-back descendant is dropped (AncestorRejected).", "chain", None,
+            vec![step("insert", now, &["c1", "c2"]), step("insert", now, &["child-of-bad-order"]), step("insert", now, &["bad-order"])]),
+        seq("lww-all", "Every lww entry in one batch: b/k's winner is the greatest (hlc, node id, hash), a2, a Delete: a tombstone; b/j is bj; the heads are m and the two entries no one names as a parent, a1-twin and b-old.", "lww", None,
+            vec![step("insert", now, &["m", "bj", "a2", "b-old", "b1", "a1-twin", "a1", "g"])]),
+        seq("lww-no-resurrection", "g, a1, a2 (the Delete wins), then the older Put b-old and b1 arrive: the tombstone stays; the view equals lww-all's for the same registers.", "lww", None,
+            vec![step("insert", now, &["g"]), step("insert", now, &["a1"]), step("insert", now, &["a2"]), step("insert", now, &["b-old"]), step("insert", now, &["b1"])]),
+        seq("lww-same-stamp", "g, then a1 and a1-twin: one author, one stamp, two entries: the greater hash wins b/k.", "lww", None,
+            vec![step("insert", now, &["g"]), step("insert", now, &["a1-twin"]), step("insert", now, &["a1"])]),
+    ];
+
+    // 6.3
+    let haves = [
+        ("two-heads", "Heads x3 and l19, 32 hashes at most: each head, then ancestors at 1, 2, 4, 8, ... steps behind each, round-robin, following the parent with the greatest key, down to each root.", vec!["x3", "l19"], 32),
+        ("budget-4", "The same heads with at most 4 hashes.", vec!["x3", "l19"], 4),
+        ("one-head", "Head l19 alone, 32 at most.", vec!["l19"], 32),
+    ]
+    .into_iter()
+    .map(|(name, description, heads, max)| {
+        let heads: Vec<String> = heads.into_iter().map(String::from).collect();
+        HavesCase {
+            name: name.into(),
+            description: description.into(),
+            graph: "long".into(),
+            haves: run_haves(&graph("long"), &heads, max).expect(name),
+            heads,
+            max,
+        }
+    })
+    .collect();
+    let unknown = hx(&ih(777).0);
+    let ancestry = [
+        (
+            "want-head-have-ancestor",
+            "Want l19, have l5: l6 to l19, oldest first.",
+            vec!["l19"],
+            vec!["l5".to_string()],
+            100,
+        ),
+        (
+            "limit-cuts-oldest-first",
+            "Want l19, have l5, limit 5: the five oldest owed (l6 to l10), truncated.",
+            vec!["l19"],
+            vec!["l5".into()],
+            5,
+        ),
+        (
+            "no-haves",
+            "Want l19 with no haves: the whole chain l0 to l19.",
+            vec!["l19"],
+            vec![],
+            100,
+        ),
+        (
+            "unknown-have-ignored",
+            "Want l3, have an unknown hash: ignored, l0 to l3.",
+            vec!["l3"],
+            vec![unknown.clone()],
+            100,
+        ),
+        (
+            "branch-against-other-head",
+            "Want x3, have l19: the branch x1 to x3 only (l10 and below are ancestors of l19).",
+            vec!["x3"],
+            vec!["l19".into()],
+            100,
+        ),
+        (
+            "two-wants",
+            "Want x3 and l19, have l12: x1, l13 to l19, x2, x3 in key order.",
+            vec!["x3", "l19"],
+            vec!["l12".into()],
+            100,
+        ),
+        (
+            "unknown-want",
+            "Want an unknown hash: error Missing.",
+            vec![],
+            vec![],
+            100,
+        ),
+    ]
+    .into_iter()
+    .map(|(name, description, want, have, limit)| {
+        let mut want: Vec<String> = want.into_iter().map(String::from).collect();
+        if name == "unknown-want" {
+            want.push(unknown.clone());
+        }
+        let (hashes, truncated, error) =
+            match run_ancestry(&graph("long"), &want, &have, limit).expect(name) {
+                Ok((h, t)) => (Some(h), Some(t), None),
+                Err(e) => (None, None, Some(e)),
+            };
+        AncestryCase {
+            name: name.into(),
+            description: description.into(),
+            graph: "long".into(),
+            want,
+            have,
+            limit,
+            hashes,
+            truncated,
+            error,
+        }
+    })
+    .collect();
+
+    // 6.5
+    let conflicts = [
+        ("merge-of-m", "lww", "The parents of m (a2, bj): b/k differs (a2's Delete against b1); b/j is written on one branch only.", vec!["a2", "bj"]),
+        ("same-stamp-authors", "lww", "a1 (alice) against b1 (bob), one stamp: the greater node id, compared as unsigned bytes, wins.", vec!["a1", "b1"]),
+        ("same-author-twin", "lww", "a1 against a1-twin: same stamp and author; the greater hash wins.", vec!["a1", "a1-twin"]),
+        ("three-parents", "lww", "a2, b1 and b-old: three branches of b/k.", vec!["a2", "b1", "b-old"]),
+        ("one-parent", "lww", "A single parent: no conflicts.", vec!["a2"]),
+        ("branch-writes", "diamond", "w1 against w2: b/r written on both branches.", vec!["w1", "w2"]),
+        ("common-newer-write", "diamond", "p1 against p2: both branches wrote b/r (w1, w2), but c, common to both and newer, is each branch's winner: no conflict.", vec!["p1", "p2"]),
+    ]
+    .into_iter()
+    .map(|(name, gname, description, parents)| {
+        let parents: Vec<String> = parents.into_iter().map(String::from).collect();
+        ConflictCase {
+            name: name.into(),
+            description: description.into(),
+            graph: gname.into(),
+            conflicts: run_conflicts(&graph(gname), &parents).expect(name),
+            parents,
+        }
+    })
+    .collect();
+
+    // the merge rule
+    let head = |hlc: u64, i: u64, author: &str| HeadJson {
+        hlc: dec(hlc),
+        hash_hex: hx(&ih(i).0),
+        author: author.into(),
+    };
+    let merge_rule = vec![
+        ("one-head", "A single head: nobody merges.", vec![head(t, 1, "alice")], None, "alice"),
+        ("greatest-is-mine", "Two heads; alice wrote the greater key: alice merges, joining both.", vec![head(t, 1, "bob"), head(t + 1, 2, "alice")], None, "alice"),
+        ("greatest-is-not-mine", "The same heads seen by bob: bob does not merge.", vec![head(t, 1, "bob"), head(t + 1, 2, "alice")], None, "bob"),
+        ("same-stamp-hash-decides", "Two heads with one stamp, seen by alice: the greater hash is the greater key, and it is bob's.", vec![head(t, 1, "alice"), head(t, 2, "bob")], None, "alice"),
+        ("over-1024-heads", "1,030 heads (recipe: head i at T + i, hash BLAKE3(i as u64 LE), alternately alice and bob): bob wrote the greatest (i = 1029) and merges; the parents are the 1,024 greatest keys (i = 6 to 1029), ascending by hash, given as recipe indices.", vec![], Some(HeadsRecipe { count: 1030, hlc_base: dec(t), authors: vec!["alice".into(), "bob".into()] }), "bob"),
+    ]
+    .into_iter()
+    .map(|(name, description, heads, recipe, me)| {
+        let mut c = MergeRuleCase {
+            name: name.into(),
+            description: description.into(),
+            heads,
+            heads_recipe: recipe,
+            me: me.into(),
+            should_merge: false,
+            merge_parents_hex: vec![],
+            merge_parents_indices: None,
+        };
+        let hs = merge_rule_heads(&authors_json, &c).expect(name);
+        let me = NodeId(authors.iter().find(|(n, _)| n == me).unwrap().1.verifying_key().to_bytes());
+        let (should, parents) = run_merge_rule(&hs, &me);
+        c.should_merge = should;
+        if c.heads_recipe.is_some() {
+            let index: std::collections::HashMap<Hash, u64> = (0..1030).map(|i| (ih(i), i)).collect();
+            c.merge_parents_indices = Some(parents.iter().map(|h| index[h]).collect());
+        } else {
+            c.merge_parents_hex = parents.iter().map(|h| hx(&h.0)).collect();
+        }
+        c
+    })
+    .collect();
+
+    DagFile {
+        description: "The DAG rules of SPEC 6 on oplog_protocol::dag::MemoryReplica. `authors`: ed25519 keys from fixed seeds. `graphs`: entries made from (author, hlc, action, parents) and signed (deterministic ed25519); `corrupt` entries then have the last signature byte XOR-ed with 1; every case uses the entries of one graph by name. `sequences`: calls on a fresh replica (insert of a batch in the given order at wall time `now` with `max_drift_ns` and the `allowed` authors, or retry_deferred at `now`), each with its reported outcomes (in batch order), applied entries (in application order) and dropped entries, then the replica's state: applied entries in key order, heads, held-back entries (ascending by hash), hashes to fetch, deferred entries, and the last-writer-wins view (register, winner, tombstone). `haves` (haves_for_request), `ancestry` (ancestry_to_send: hashes in order and the cut flag, or the error) and `conflicts` (merge_conflicts) run over a replica holding the whole graph. `merge_rule`: should_merge and merge_parents over given heads. Names stand for entries of the graph; 64-hex strings are hashes no graph entry has. Outcome errors are InsertError names: Invalid(<EntryError name>), NotAllowed, ParentOrder, AncestorRejected.".into(),
+        authors: authors_json,
+        graphs,
+        sequences,
+        haves,
+        ancestry,
+        conflicts,
+        merge_rule,
     }
 }
