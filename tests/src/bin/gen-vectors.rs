@@ -2215,7 +2215,8 @@ fn negentropy_vectors() -> NegentropyFile {
     );
 
     let recipe = recipe(T2026, 1000, 1);
-    let cases: Vec<(&str, &str, Option<usize>, Vec<[u64; 3]>, Vec<[u64; 3]>)> = vec![
+    type Runs = Vec<[u64; 3]>;
+    let cases: Vec<(&str, &str, Option<usize>, Runs, Runs)> = vec![
         ("small-differences", "20 keys each, 18 shared: fewer than 32 keys, so the initiator's first message is one IdList of all its ids; the responder answers with its own ids over the same range; the initiator's answer would be empty and is not sent.", None, vec![[0, 20, 1]], vec![[2, 22, 1]]),
         ("equal-sets", "Equal sets of 100 keys: the initiator's 16 bucket fingerprints all match; the responder answers with 61 alone and the initiator ends.", None, vec![[0, 100, 1]], vec![[0, 100, 1]]),
         ("empty-initiator", "The initiator holds nothing: an empty IdList over everything; the responder answers with one IdList of its 40 ids.", None, vec![], vec![[0, 40, 1]]),
