@@ -813,6 +813,7 @@ fn check_limits(f: &LimitsFile) -> Check {
         "small-order-key",
         "key-not-a-point",
         "non-canonical-key",
+        "identity-with-sign-bit",
     ] {
         ensure!(find(n).is_some(), "no case {n}");
     }

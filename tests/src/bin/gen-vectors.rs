@@ -1788,6 +1788,40 @@ fn limits() -> LimitsFile {
         bytes,
     ));
 
+    // y = 1 with the sign bit set: x = 0 has no negative, and RFC 8032 refuses this encoding.
+    let mut signed_zero = identity;
+    signed_zero[31] |= 0x80;
+    let body = hand_body(T2026, &signed_zero, &put("b", "k", "signbit"), &[]);
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&identity);
+    let mut bytes = body;
+    bytes.extend_from_slice(&sig);
+    cases.push(limit_case(
+        "identity-with-sign-bit",
+        "Author key 0100..0080: y = 1 (the identity, x = 0) with the sign bit set, an encoding RFC 8032 refuses; signature R = identity, S = 0. The reference decompresses it to the identity (a sign bit on x = 0 is ignored) and refuses the small-order key: BadSignature.",
+        bytes,
+    ));
+
+    // what each description claims
+    let expected = [
+        ("largest-default-entry", "ok", None),
+        ("parents-1024", "ok", None),
+        ("parents-1025", "decode", Some("TooManyParents")),
+        ("size-65536", "decode", Some("TooManyParents")),
+        ("size-65537", "decode", Some("TooLarge")),
+        ("non-canonical-s", "verify", Some("BadSignature")),
+        ("small-order-key", "verify", Some("BadSignature")),
+        ("key-not-a-point", "verify", Some("InvalidAuthor")),
+        ("non-canonical-key", "verify", Some("BadSignature")),
+        ("identity-with-sign-bit", "verify", Some("BadSignature")),
+    ];
+    assert_eq!(cases.len(), expected.len());
+    for (c, (name, stage, error)) in cases.iter().zip(expected) {
+        assert_eq!(
+            (c.name.as_str(), c.stage.as_str(), c.error.as_deref()),
+            (name, stage, error)
+        );
+    }
     LimitsFile {
         description: "Entries at and past the limits of SPEC 5.3 and the strict signature rules of 5.4. For each: the bytes (`encoded_hex`, `size` bytes), and `stage`: `ok` (decodes and verifies), `decode` (LogEntry::decode refuses it) or `verify` (decodes, verify refuses it), with the EntryError name in `error` and the body's hash when it decodes. Built from seed 41 repeated 32 times; parents come from the recipe BLAKE3(i as u64 LE), sorted.".into(),
         cases,
