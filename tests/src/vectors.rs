@@ -10,11 +10,15 @@
 //! Next to the types are the conversions both sides need: keys, actions and message parts to
 //! and from their JSON form, the error names, and the key recipes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use oplog_protocol::message::{DecodeError, Part, Payload};
-use oplog_protocol::{Config, EntryError, EntryKey, Fingerprint, Hash, ObjectId, Op};
+use oplog_protocol::{
+    dag, negentropy, Config, EntryError, EntryKey, Fingerprint, Hash, InsertOutcome, LogEntry,
+    MemoryReplica, MemoryStore, NodeId, ObjectId, Op, Reconciler,
+};
 use serde::{Deserialize, Serialize};
 
 /// `spec/vectors/` in this checkout: where the generator writes and the conformance test reads.
@@ -587,4 +591,873 @@ pub struct TranscriptVector {
     pub messages: Vec<MessageJson>,
     pub initiator: SideJson,
     pub responder: SideJson,
+}
+
+// ---------------------------------------------------------------------------------------------
+// limits.json
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub description: String,
+    pub cases: Vec<LimitCase>,
+}
+
+/// An entry at or just past a limit, or with a non-canonical or weak signature or key.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct LimitCase {
+    pub name: String,
+    pub description: String,
+    /// Length of `encoded_hex` in bytes.
+    pub size: usize,
+    pub encoded_hex: String,
+    /// `ok` if the entry decodes and verifies, else the stage that refuses it: `decode` or
+    /// `verify`.
+    pub stage: String,
+    /// The `EntryError` name when refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The entry's hash when it decodes (the BLAKE3 hash of the body).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash_hex: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// failures.json
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FailuresFile {
+    pub description: String,
+    pub cases: Vec<FailureCase>,
+}
+
+/// A session that a peer breaks: every message but the last is what an honest side sends; the
+/// last is the peer's bad message, and its receiver must end the session with `error`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FailureCase {
+    pub name: String,
+    pub description: String,
+    pub config_initiator: ConfigJson,
+    pub config_responder: ConfigJson,
+    pub key_recipe: KeyRecipe,
+    pub initiator_set: SetJson,
+    pub responder_set: SetJson,
+    pub messages: Vec<MessageJson>,
+    /// The `ReconcileError` variant the receiver of the last message returns: `Decode` or
+    /// `Protocol`.
+    pub error: String,
+    /// For `Decode`: the `DecodeError` name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode_error: Option<String>,
+}
+
+/// The name a [`ReconcileError`](oplog_protocol::ReconcileError) has in the vectors.
+pub fn reconcile_error_name(e: &oplog_protocol::ReconcileError) -> &'static str {
+    use oplog_protocol::ReconcileError as E;
+    match e {
+        E::Config(_) => "Config",
+        E::Decode(_) => "Decode",
+        E::NegentropyDecode(_) => "NegentropyDecode",
+        E::Protocol(_) => "Protocol",
+        E::Store(_) => "Store",
+        E::Misuse(_) => "Misuse",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// negentropy.json
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct NegentropyFile {
+    pub description: String,
+    pub valid: Vec<NegMessage>,
+    pub invalid: Vec<NegInvalid>,
+    pub transcripts: Vec<NegTranscript>,
+}
+
+/// A Negentropy V1 message and its ranges.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct NegMessage {
+    pub name: String,
+    pub description: String,
+    pub hex: String,
+    pub parts: Vec<NegPartJson>,
+}
+
+/// A Negentropy range: upper bound (timestamp as a decimal string, `18446744073709551615`
+/// for infinity; id prefix) and payload.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct NegPartJson {
+    pub upper_timestamp: String,
+    pub upper_prefix_hex: String,
+    pub payload: NegPayloadJson,
+}
+
+/// A Negentropy payload, tagged by `mode`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(tag = "mode", deny_unknown_fields)]
+pub enum NegPayloadJson {
+    Skip,
+    Fingerprint { fingerprint_hex: String },
+    IdList { ids_hex: Vec<String> },
+}
+
+impl NegPartJson {
+    /// The part this stands for.
+    pub fn part(&self) -> Result<negentropy::Part, String> {
+        let upper =
+            negentropy::Bound::new(num(&self.upper_timestamp)?, &unhex(&self.upper_prefix_hex)?)
+                .map_err(|e| e.to_string())?;
+        let payload = match &self.payload {
+            NegPayloadJson::Skip => negentropy::Payload::Skip,
+            NegPayloadJson::Fingerprint { fingerprint_hex } => {
+                negentropy::Payload::Fingerprint(negentropy::Fingerprint(
+                    unhex(fingerprint_hex)?
+                        .try_into()
+                        .map_err(|_| "fingerprint is not 16 bytes")?,
+                ))
+            }
+            NegPayloadJson::IdList { ids_hex } => negentropy::Payload::IdList(
+                ids_hex
+                    .iter()
+                    .map(|h| unhex32(h).map(Hash))
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        Ok(negentropy::Part { upper, payload })
+    }
+}
+
+impl From<&negentropy::Part> for NegPartJson {
+    fn from(p: &negentropy::Part) -> Self {
+        NegPartJson {
+            upper_timestamp: dec(p.upper.timestamp()),
+            upper_prefix_hex: hx(p.upper.prefix()),
+            payload: match &p.payload {
+                negentropy::Payload::Skip => NegPayloadJson::Skip,
+                negentropy::Payload::Fingerprint(fp) => NegPayloadJson::Fingerprint {
+                    fingerprint_hex: hx(&fp.0),
+                },
+                negentropy::Payload::IdList(ids) => NegPayloadJson::IdList {
+                    ids_hex: ids.iter().map(|h| hx(&h.0)).collect(),
+                },
+            },
+        }
+    }
+}
+
+/// Bytes a Negentropy decoder must refuse.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct NegInvalid {
+    pub name: String,
+    pub description: String,
+    pub hex: String,
+    /// The `negentropy::DecodeError` name.
+    pub error: String,
+    /// What a responder sends back instead of failing (only for an unsupported version: the
+    /// one version byte it speaks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub responder_reply_hex: Option<String>,
+}
+
+/// The name a Negentropy [`DecodeError`](negentropy::DecodeError) has in the vectors.
+pub fn neg_decode_error_name(e: &negentropy::DecodeError) -> &'static str {
+    use negentropy::DecodeError as E;
+    match e {
+        E::Empty => "Empty",
+        E::NotNegentropy(_) => "NotNegentropy",
+        E::UnsupportedVersion(_) => "UnsupportedVersion",
+        E::Truncated(_) => "Truncated",
+        E::BadVarint(_) => "BadVarint",
+        E::UnknownMode(_) => "UnknownMode",
+        E::BadBound(_) => "BadBound",
+        E::BadIdList(_) => "BadIdList",
+    }
+}
+
+/// A whole Negentropy session: sets by recipe (timestamp = HLC, id = hash), every message, and
+/// what the initiator learns (the responder learns nothing in this dialect).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct NegTranscript {
+    pub name: String,
+    pub description: String,
+    /// Both sides' frame size limit in bytes (`Config::negentropy(frame_limit)`), or `null`.
+    pub frame_limit: Option<usize>,
+    pub key_recipe: KeyRecipe,
+    pub initiator_set: SetJson,
+    pub responder_set: SetJson,
+    pub messages: Vec<MessageJson>,
+    /// Keys the initiator holds and the responder lacks, sorted.
+    pub initiator_have: Vec<KeyJson>,
+    /// Ids the responder holds and the initiator lacks, sorted bytewise.
+    pub initiator_need_hashes: Vec<String>,
+    /// How many of its messages each side cut at the frame limit.
+    pub initiator_carried_over: u64,
+    pub responder_carried_over: u64,
+}
+
+/// The outcome of a Negentropy session driven message by message.
+#[derive(Debug, Clone, Default)]
+pub struct NegRun {
+    /// Every message, even indices from the initiator.
+    pub messages: Vec<Vec<u8>>,
+    /// The initiator's have, sorted.
+    pub have: Vec<EntryKey>,
+    /// The initiator's need, sorted.
+    pub need_hashes: Vec<Hash>,
+    /// Carry-overs of the initiator and of the responder.
+    pub carried_over: (u64, u64),
+}
+
+/// Runs a Negentropy V1 session between two local sets (at most `max_messages` messages).
+pub fn run_negentropy(
+    a: &MemoryStore,
+    b: &MemoryStore,
+    frame_limit: Option<usize>,
+    max_messages: usize,
+) -> Result<NegRun, String> {
+    let mut ra = Reconciler::new(Config::negentropy(frame_limit)).map_err(|e| e.to_string())?;
+    let mut rb = Reconciler::new(Config::negentropy(frame_limit)).map_err(|e| e.to_string())?;
+    let mut run = NegRun::default();
+    let first = ra.initiate(a).map_err(|e| e.to_string())?;
+    run.messages.push(first.as_bytes().to_vec());
+    let mut next = Some(first);
+    let mut to_b = true;
+    while let Some(msg) = next.take() {
+        if run.messages.len() > max_messages {
+            return Err(format!("no end after {max_messages} messages"));
+        }
+        let step = if to_b {
+            rb.handle(b, &msg)
+        } else {
+            ra.handle(a, &msg)
+        }
+        .map_err(|e| e.to_string())?;
+        if !to_b {
+            run.have.extend(step.have);
+            run.need_hashes.extend(step.need_hashes);
+        }
+        if let Some(reply) = step.reply {
+            run.messages.push(reply.as_bytes().to_vec());
+            next = Some(reply);
+        }
+        to_b = !to_b;
+    }
+    if !ra.is_done() {
+        return Err("the initiator is still waiting".into());
+    }
+    run.have.sort_unstable();
+    run.need_hashes.sort_unstable();
+    run.carried_over = (ra.stats().carried_over, rb.stats().carried_over);
+    Ok(run)
+}
+
+// ---------------------------------------------------------------------------------------------
+// dag.json
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct DagFile {
+    pub description: String,
+    /// The signing keys every entry below is made with.
+    pub authors: Vec<AuthorJson>,
+    /// Named sets of entries; every case below uses one.
+    pub graphs: Vec<GraphJson>,
+    pub sequences: Vec<InsertSequence>,
+    pub haves: Vec<HavesCase>,
+    pub ancestry: Vec<AncestryCase>,
+    pub conflicts: Vec<ConflictCase>,
+    pub merge_rule: Vec<MergeRuleCase>,
+}
+
+/// An ed25519 key from a fixed seed.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorJson {
+    pub name: String,
+    pub seed_hex: String,
+    pub public_key_hex: String,
+}
+
+/// Entries referred to by name in the cases that use the graph.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct GraphJson {
+    pub name: String,
+    pub description: String,
+    pub entries: Vec<DagEntryJson>,
+}
+
+/// One entry: how it is made (author, hlc, action, parents) and its bytes. `corrupt` entries
+/// have the last signature byte XOR-ed with 1 after signing.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct DagEntryJson {
+    pub name: String,
+    pub author: String,
+    pub hlc: String,
+    pub action: ActionJson,
+    /// Parent hashes in the entry's (ascending) order; they may name entries of no graph.
+    pub parents_hex: Vec<String>,
+    pub corrupt: bool,
+    pub hash_hex: String,
+    pub encoded_hex: String,
+}
+
+/// Calls on one fresh `MemoryReplica`, then its whole state.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct InsertSequence {
+    pub name: String,
+    pub description: String,
+    pub graph: String,
+    pub max_drift_ns: String,
+    /// Author names allowed to write, or `null` for any author.
+    pub allowed: Option<Vec<String>>,
+    pub steps: Vec<InsertStep>,
+    pub result: ReplicaStateJson,
+}
+
+/// `insert` (a batch of entries, by name, in the given order) or `retry_deferred`, at wall
+/// time `now`, with what the call reports.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct InsertStep {
+    /// `insert` or `retry_deferred`.
+    pub op: String,
+    pub now: String,
+    /// The batch (empty for `retry_deferred`).
+    pub entries: Vec<String>,
+    /// One per entry of the batch in batch order (for `retry_deferred`, per entry that came
+    /// due, in key order), as of the end of the call.
+    pub outcomes: Vec<OutcomeJson>,
+    /// Entries applied by the call, in application order.
+    pub applied: Vec<String>,
+    /// Held-back entries of earlier calls dropped by this one, with the reason.
+    pub dropped: Vec<DroppedJson>,
+}
+
+/// What happened to one entry.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeJson {
+    pub entry: String,
+    /// `Applied`, `Duplicate`, `HeldBack`, `Deferred` or `Rejected`.
+    pub outcome: String,
+    /// HeldBack: the parents not applied yet, ascending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_hex: Option<Vec<String>>,
+    /// Deferred: the wall time from which it is admissible.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    /// Rejected: the `InsertError` name, see [`insert_error_name`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A held-back entry dropped, with the `InsertError` name.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct DroppedJson {
+    pub entry: String,
+    pub error: String,
+}
+
+/// A replica's state: applied entries in key order, heads and held-back entries (by name,
+/// ascending by hash), hashes to fetch, deferred entries with `not_before`, the LWW view.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaStateJson {
+    pub applied: Vec<String>,
+    pub heads: Vec<String>,
+    pub held_back: Vec<String>,
+    pub missing_hex: Vec<String>,
+    pub deferred: Vec<DeferredJson>,
+    pub view: Vec<RegisterJson>,
+}
+
+/// A deferred entry.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct DeferredJson {
+    pub entry: String,
+    pub not_before: String,
+}
+
+/// One register of the last-writer-wins view and its winning write.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterJson {
+    pub bucket: String,
+    pub key: String,
+    pub winner: String,
+    /// Whether the winner is a Delete: the register reads as absent.
+    pub tombstone: bool,
+}
+
+/// `haves_for_request(view, heads, max)` over every entry of a graph, applied.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct HavesCase {
+    pub name: String,
+    pub description: String,
+    pub graph: String,
+    pub heads: Vec<String>,
+    pub max: usize,
+    pub haves: Vec<String>,
+}
+
+/// `ancestry_to_send(view, want, have, limit)` over every entry of a graph, applied.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct AncestryCase {
+    pub name: String,
+    pub description: String,
+    pub graph: String,
+    /// Names of graph entries, or 64-hex for hashes the graph does not hold.
+    pub want: Vec<String>,
+    pub have: Vec<String>,
+    pub limit: usize,
+    /// The answer, in order; `null` when the call fails.
+    pub hashes: Option<Vec<String>>,
+    pub truncated: Option<bool>,
+    /// The `DagError` name when the call fails (`Missing`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `merge_conflicts(view, parents)` over every entry of a graph, applied.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ConflictCase {
+    pub name: String,
+    pub description: String,
+    pub graph: String,
+    pub parents: Vec<String>,
+    pub conflicts: Vec<ConflictJson>,
+}
+
+/// One register in conflict.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ConflictJson {
+    pub bucket: String,
+    pub key: String,
+    /// The distinct branch winners, ascending in last-writer-wins order.
+    pub branch_winners: Vec<String>,
+    pub winner: String,
+}
+
+/// `should_merge(heads, me)` and `merge_parents(heads)`. Heads are given explicitly, or as
+/// `heads_recipe = [n, hlc_base]`: head `i < n` is `(hlc_base + i, BLAKE3(i as u64 LE))`
+/// written by author `i % 2` of `head_authors`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct MergeRuleCase {
+    pub name: String,
+    pub description: String,
+    pub heads: Vec<HeadJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heads_recipe: Option<HeadsRecipe>,
+    /// Author name of the node asking.
+    pub me: String,
+    pub should_merge: bool,
+    /// Hashes of the parents, ascending; with a recipe, the recipe indices instead.
+    pub merge_parents_hex: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge_parents_indices: Option<Vec<u64>>,
+}
+
+/// A head: its key and author.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct HeadJson {
+    pub hlc: String,
+    pub hash_hex: String,
+    pub author: String,
+}
+
+/// Many heads: head `i < count` is `(hlc_base + i, BLAKE3(i as u64 LE))`, by
+/// `authors[i % authors.len()]`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct HeadsRecipe {
+    pub count: u64,
+    pub hlc_base: String,
+    pub authors: Vec<String>,
+}
+
+/// The name an [`InsertError`](oplog_protocol::dag::InsertError) has in the vectors:
+/// `Invalid(<EntryError name>)`, `NotAllowed`, `ParentOrder` or `AncestorRejected`.
+pub fn insert_error_name(e: &oplog_protocol::dag::InsertError) -> String {
+    use oplog_protocol::dag::InsertError as E;
+    match e {
+        E::Invalid(inner) => format!("Invalid({})", entry_error_name(inner)),
+        E::NotAllowed(_) => "NotAllowed".into(),
+        E::ParentOrder(_) => "ParentOrder".into(),
+        E::AncestorRejected(_) => "AncestorRejected".into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dag.json: one function per DAG rule, shared by the generator (which fills in the outputs)
+// and the conformance test (which recomputes them). When the replica API changes, these are
+// the only calls to adapt.
+
+/// A graph's entries, decoded from their bytes, with names both ways.
+pub struct Graph {
+    /// Entries by name.
+    pub by_name: std::collections::BTreeMap<String, LogEntry>,
+    /// Names by hash.
+    pub names: std::collections::HashMap<Hash, String>,
+}
+
+impl Graph {
+    /// Decodes every entry's `encoded_hex` (corrupt ones too: they decode, and fail
+    /// verification) and checks its hash.
+    pub fn new(g: &GraphJson) -> Result<Graph, String> {
+        let mut by_name = std::collections::BTreeMap::new();
+        let mut names = std::collections::HashMap::new();
+        for e in &g.entries {
+            let entry = LogEntry::<Op>::decode(&unhex(&e.encoded_hex)?)
+                .map_err(|err| format!("{}: {err}", e.name))?;
+            if hx(&entry.hash.0) != e.hash_hex {
+                return Err(format!("{}: hash differs", e.name));
+            }
+            names.insert(entry.hash, e.name.clone());
+            if by_name.insert(e.name.clone(), entry).is_some() {
+                return Err(format!("{}: name used twice", e.name));
+            }
+        }
+        Ok(Graph { by_name, names })
+    }
+
+    /// The entry named `name`.
+    pub fn entry(&self, name: &str) -> Result<&LogEntry, String> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| format!("no entry {name}"))
+    }
+
+    /// The name of a hash, or its hex if the graph does not hold it.
+    pub fn name(&self, h: &Hash) -> String {
+        self.names.get(h).cloned().unwrap_or_else(|| hx(&h.0))
+    }
+
+    /// The hash a name stands for: an entry name or 64 hex digits.
+    pub fn hash(&self, name: &str) -> Result<Hash, String> {
+        match self.by_name.get(name) {
+            Some(e) => Ok(e.hash),
+            None => unhex32(name).map(Hash),
+        }
+    }
+
+    /// A replica holding every entry of the graph, all applied (one batch, `now` far enough
+    /// ahead that nothing is deferred).
+    pub fn replica(&self) -> Result<MemoryReplica<Op>, String> {
+        let mut r = MemoryReplica::new();
+        let rep = r.insert(
+            self.by_name.values().cloned(),
+            u64::MAX,
+            Duration::ZERO,
+            None,
+        );
+        if r.len() != self.by_name.len() {
+            return Err(format!("graph does not apply fully: {:?}", rep.outcomes));
+        }
+        Ok(r)
+    }
+}
+
+fn outcome_json(g: &Graph, hash: &Hash, o: &InsertOutcome) -> OutcomeJson {
+    let mut j = OutcomeJson {
+        entry: g.name(hash),
+        outcome: String::new(),
+        missing_hex: None,
+        not_before: None,
+        error: None,
+    };
+    j.outcome = match o {
+        InsertOutcome::Applied => "Applied",
+        InsertOutcome::Duplicate => "Duplicate",
+        InsertOutcome::HeldBack { missing } => {
+            j.missing_hex = Some(missing.iter().map(|h| hx(&h.0)).collect());
+            "HeldBack"
+        }
+        InsertOutcome::Deferred { not_before } => {
+            j.not_before = Some(dec(*not_before));
+            "Deferred"
+        }
+        InsertOutcome::Rejected(e) => {
+            j.error = Some(insert_error_name(e));
+            "Rejected"
+        }
+    }
+    .into();
+    j
+}
+
+/// Rule 6.1 (apply order, held back, deferred, refused): runs the steps' inputs (`op`, `now`,
+/// `entries`) on a fresh replica and returns the steps with their reported outputs filled in,
+/// and the final state (6.2 heads, 6.4 view).
+pub fn run_insert_sequence(
+    g: &Graph,
+    authors: &[AuthorJson],
+    seq: &InsertSequence,
+) -> Result<(Vec<InsertStep>, ReplicaStateJson), String> {
+    let drift = Duration::from_nanos(num(&seq.max_drift_ns)?);
+    let allowed: Option<HashSet<NodeId>> = match &seq.allowed {
+        None => None,
+        Some(list) => Some(
+            list.iter()
+                .map(|n| {
+                    authors
+                        .iter()
+                        .find(|a| &a.name == n)
+                        .ok_or_else(|| format!("no author {n}"))
+                        .and_then(|a| unhex32(&a.public_key_hex).map(NodeId))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    let mut r = MemoryReplica::<Op>::new();
+    let mut steps = Vec::new();
+    for s in &seq.steps {
+        let now = num(&s.now)?;
+        let report = match s.op.as_str() {
+            "insert" => {
+                let batch: Vec<LogEntry> = s
+                    .entries
+                    .iter()
+                    .map(|n| g.entry(n).cloned())
+                    .collect::<Result<_, _>>()?;
+                r.insert(batch, now, drift, allowed.as_ref())
+            }
+            "retry_deferred" => r.retry_deferred(now),
+            other => return Err(format!("unknown op {other}")),
+        };
+        steps.push(InsertStep {
+            op: s.op.clone(),
+            now: s.now.clone(),
+            entries: s.entries.clone(),
+            outcomes: report
+                .outcomes
+                .iter()
+                .map(|(h, o)| outcome_json(g, h, o))
+                .collect(),
+            applied: report.applied.iter().map(|h| g.name(h)).collect(),
+            dropped: report
+                .dropped
+                .iter()
+                .map(|(h, e)| DroppedJson {
+                    entry: g.name(h),
+                    error: insert_error_name(e),
+                })
+                .collect(),
+        });
+    }
+    Ok((steps, replica_state(g, &r)))
+}
+
+/// The state of a replica in its JSON form.
+pub fn replica_state(g: &Graph, r: &MemoryReplica<Op>) -> ReplicaStateJson {
+    let mut held: Vec<Hash> = r.held_back().map(|e| e.hash).collect();
+    held.sort_unstable();
+    let mut deferred: Vec<(Hash, u64)> = r.deferred().map(|(e, t)| (e.hash, t)).collect();
+    deferred.sort_unstable();
+    ReplicaStateJson {
+        applied: r.keys().map(|k| g.name(&k.hash)).collect(),
+        heads: r.heads().hashes().iter().map(|h| g.name(h)).collect(),
+        held_back: held.iter().map(|h| g.name(h)).collect(),
+        missing_hex: r.missing().iter().map(|h| hx(&h.0)).collect(),
+        deferred: deferred
+            .iter()
+            .map(|(h, t)| DeferredJson {
+                entry: g.name(h),
+                not_before: dec(*t),
+            })
+            .collect(),
+        view: r
+            .view()
+            .iter()
+            .map(|((bucket, key), w)| RegisterJson {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                winner: g.name(&w.key.hash),
+                tombstone: w.is_delete,
+            })
+            .collect(),
+    }
+}
+
+/// Rule 6.3, the request side: `haves_for_request` over the graph.
+pub fn run_haves(g: &Graph, heads: &[String], max: usize) -> Result<Vec<String>, String> {
+    let r = g.replica()?;
+    let heads: Vec<Hash> = heads.iter().map(|n| g.hash(n)).collect::<Result<_, _>>()?;
+    let out = dag::haves_for_request(&r, &heads, max).map_err(|e| e.to_string())?;
+    Ok(out.iter().map(|h| g.name(h)).collect())
+}
+
+/// Rule 6.3, the answer side: `ancestry_to_send` over the graph. `Err` carries the `DagError`
+/// name when the call fails.
+pub fn run_ancestry(
+    g: &Graph,
+    want: &[String],
+    have: &[String],
+    limit: usize,
+) -> Result<Result<(Vec<String>, bool), String>, String> {
+    let r = g.replica()?;
+    let want: Vec<Hash> = want.iter().map(|n| g.hash(n)).collect::<Result<_, _>>()?;
+    let have: Vec<Hash> = have.iter().map(|n| g.hash(n)).collect::<Result<_, _>>()?;
+    Ok(match dag::ancestry_to_send(&r, &want, &have, limit) {
+        Ok(a) => Ok((a.hashes.iter().map(|h| g.name(h)).collect(), a.truncated)),
+        Err(dag::DagError::Missing(_)) => Err("Missing".into()),
+        Err(e) => return Err(e.to_string()),
+    })
+}
+
+/// Rule 6.5, conflicts: `merge_conflicts` over the graph.
+pub fn run_conflicts(g: &Graph, parents: &[String]) -> Result<Vec<ConflictJson>, String> {
+    let r = g.replica()?;
+    let parents: Vec<Hash> = parents
+        .iter()
+        .map(|n| g.hash(n))
+        .collect::<Result<_, _>>()?;
+    let out = dag::merge_conflicts(&r, &parents).map_err(|e| e.to_string())?;
+    Ok(out
+        .iter()
+        .map(|c| ConflictJson {
+            bucket: c.key.0.clone(),
+            key: c.key.1.clone(),
+            branch_winners: c
+                .branch_winners
+                .iter()
+                .map(|w| g.name(&w.key.hash))
+                .collect(),
+            winner: g.name(&c.winner.key.hash),
+        })
+        .collect())
+}
+
+/// The heads of a merge-rule case, with the author names resolved.
+pub fn merge_rule_heads(
+    authors: &[AuthorJson],
+    c: &MergeRuleCase,
+) -> Result<Vec<(EntryKey, NodeId)>, String> {
+    let node = |n: &str| {
+        authors
+            .iter()
+            .find(|a| a.name == n)
+            .ok_or_else(|| format!("no author {n}"))
+            .and_then(|a| unhex32(&a.public_key_hex).map(NodeId))
+    };
+    let mut heads = Vec::new();
+    for h in &c.heads {
+        heads.push((
+            EntryKey::new(num(&h.hlc)?, unhex32(&h.hash_hex)?),
+            node(&h.author)?,
+        ));
+    }
+    if let Some(r) = &c.heads_recipe {
+        let base = num(&r.hlc_base)?;
+        if r.authors.is_empty() {
+            return Err("recipe without authors".into());
+        }
+        for i in 0..r.count {
+            heads.push((
+                EntryKey::new(base + i, ih(i)),
+                node(&r.authors[(i % r.authors.len() as u64) as usize])?,
+            ));
+        }
+    }
+    Ok(heads)
+}
+
+/// The merge rule of 6.5: `should_merge(heads, me)` and `merge_parents(heads)`.
+pub fn run_merge_rule(heads: &[(EntryKey, NodeId)], me: &NodeId) -> (bool, Vec<Hash>) {
+    (dag::should_merge(heads, me), dag::merge_parents(heads))
+}
+
+// ---------------------------------------------------------------------------------------------
+// failures.json: replaying a broken session
+
+/// Replays a failing session: both sides are built from the file; every honest message must be
+/// what the sender produces, and the last message must make its receiver fail. Returns the
+/// receiver's error: the `ReconcileError` name and, for `Decode`, the `DecodeError` name.
+pub fn replay_failure(c: &FailureCase) -> Result<(String, Option<String>), String> {
+    let build = |s: &SetJson| -> Result<MemoryStore, String> {
+        let set = c.key_recipe.keys(&s.runs)?;
+        if set.len() != s.count {
+            return Err(format!("{}: set size {} != {}", c.name, set.len(), s.count));
+        }
+        if let Some(k) = &s.keys {
+            if keys(k)? != set.iter().copied().collect::<Vec<_>>() {
+                return Err(format!("{}: explicit keys differ from the recipe", c.name));
+            }
+        }
+        Ok(set.into_iter().collect())
+    };
+    let a = build(&c.initiator_set)?;
+    let b = build(&c.responder_set)?;
+    let mut ra = Reconciler::new(c.config_initiator.config()?).map_err(|e| e.to_string())?;
+    let mut rb = Reconciler::new(c.config_responder.config()?).map_err(|e| e.to_string())?;
+    let msgs: Vec<Vec<u8>> = c
+        .messages
+        .iter()
+        .map(|m| unhex(&m.hex))
+        .collect::<Result<_, _>>()?;
+    let last = msgs.len().checked_sub(1).ok_or("no messages")?;
+    for (i, m) in c.messages.iter().enumerate() {
+        let want = if i % 2 == 0 { "initiator" } else { "responder" };
+        if m.from != want {
+            return Err(format!("{}: message {i} is from {}", c.name, m.from));
+        }
+    }
+    let first = ra.initiate(&a).map_err(|e| e.to_string())?;
+    if last > 0 && first.as_bytes() != msgs[0] {
+        return Err(format!("{}: message 0 is not the initiator's", c.name));
+    }
+    for (i, bytes) in msgs.iter().enumerate() {
+        let msg = oplog_protocol::Message::from_bytes(bytes.clone());
+        let step = if i % 2 == 0 {
+            rb.handle(&b, &msg)
+        } else {
+            ra.handle(&a, &msg)
+        };
+        match step {
+            Err(e) if i == last => {
+                let inner = match &e {
+                    oplog_protocol::ReconcileError::Decode(d) => {
+                        Some(decode_error_name(d).to_string())
+                    }
+                    _ => None,
+                };
+                return Ok((reconcile_error_name(&e).to_string(), inner));
+            }
+            Err(e) => return Err(format!("{}: honest message {i} refused: {e}", c.name)),
+            Ok(_) if i == last => return Err(format!("{}: the bad message was accepted", c.name)),
+            Ok(step) => {
+                let reply = step.reply.map(|r| r.into_bytes());
+                if i + 1 < last && reply.as_ref() != Some(&msgs[i + 1]) {
+                    return Err(format!(
+                        "{}: message {} is not the honest reply",
+                        c.name,
+                        i + 1
+                    ));
+                }
+                if reply.is_none() {
+                    return Err(format!("{}: no reply to message {i}", c.name));
+                }
+            }
+        }
+    }
+    Err(format!("{}: ended without an error", c.name))
 }

@@ -15,15 +15,18 @@ use std::time::Duration;
 use oplog_protocol::fingerprint::{DIGEST_CONTEXT, ITEM_CONTEXT};
 use oplog_protocol::hlc::{admission, Admission};
 use oplog_protocol::message;
+use oplog_protocol::negentropy;
 use oplog_protocol::transcript;
 use oplog_protocol::{
-    Aggregate, EntryKey, Hash, Hlc, HlcClock, HlcError, LogEntry, MemoryStore, Message, NodeId, Op,
-    Reconciler, SigningKey,
+    Aggregate, Config, EntryKey, Hash, Hlc, HlcClock, HlcError, LogEntry, MemoryStore, Message,
+    NodeId, Op, ReconcileError, Reconciler, SigningKey,
 };
 use oplog_tests::vectors::{
-    decode_error_name, entry_error_name, keys, num, unhex, unhex32, vectors_dir, EntriesFile,
-    FingerprintsFile, HlcFile, KeyRecipe, MessagesFile, PartJson, SetJson, TranscriptVector,
-    TranscriptsFile,
+    decode_error_name, entry_error_name, keys, merge_rule_heads, neg_decode_error_name, num,
+    replay_failure, run_ancestry, run_conflicts, run_haves, run_insert_sequence, run_merge_rule,
+    run_negentropy, unhex, unhex32, vectors_dir, DagFile, EntriesFile, FailuresFile,
+    FingerprintsFile, Graph, HlcFile, KeyRecipe, LimitsFile, MessagesFile, NegPartJson,
+    NegTranscript, NegentropyFile, PartJson, SetJson, TranscriptVector, TranscriptsFile,
 };
 use serde::de::DeserializeOwned;
 
@@ -85,10 +88,14 @@ fn every_vector_file_is_checked() {
     assert_eq!(
         names,
         [
+            "dag.json",
             "entries.json",
+            "failures.json",
             "fingerprints.json",
             "hlc.json",
+            "limits.json",
             "messages.json",
+            "negentropy.json",
             "transcripts.json"
         ]
     );
@@ -747,4 +754,442 @@ fn node_ids_are_public_keys() {
         let id = NodeId(key.verifying_key().to_bytes());
         assert_eq!(hex::encode(id.0), v.public_key_hex, "{}", v.name);
     }
+}
+
+/// Serialises both sides and compares them: for nested outputs of the new files.
+fn same_json<T: serde::Serialize>(got: &T, want: &T, what: &str) -> Check {
+    let (g, w) = (
+        serde_json::to_value(got).map_err(|e| e.to_string())?,
+        serde_json::to_value(want).map_err(|e| e.to_string())?,
+    );
+    ensure!(g == w, "{what}: got {g}, want {w}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// limits.json
+
+fn check_limits(f: &LimitsFile) -> Check {
+    for c in &f.cases {
+        let name = &c.name;
+        let bytes = unhex(&c.encoded_hex)?;
+        ensure_eq!(bytes.len(), c.size, "{name}: size");
+        let (stage, error, hash) = match LogEntry::<Op>::decode(&bytes) {
+            Err(e) => ("decode", Some(entry_error_name(&e).to_string()), None),
+            Ok(e) => {
+                ensure_eq!(e.encode(), bytes, "{name}: re-encoding");
+                match e.verify() {
+                    Err(err) => (
+                        "verify",
+                        Some(entry_error_name(&err).to_string()),
+                        Some(hex::encode(e.hash.0)),
+                    ),
+                    Ok(()) => ("ok", None, Some(hex::encode(e.hash.0))),
+                }
+            }
+        };
+        ensure_eq!(stage, c.stage.as_str(), "{name}: stage");
+        ensure_eq!(error, c.error, "{name}: error");
+        ensure_eq!(hash, c.hash_hex, "{name}: hash");
+    }
+    // the edges the spec names are all here
+    let find = |n: &str| f.cases.iter().find(|c| c.name == n);
+    for (n, size, stage, error) in [
+        ("size-65536", 65_536, "decode", Some("TooManyParents")),
+        ("size-65537", 65_537, "decode", Some("TooLarge")),
+        ("parents-1025", 32_944, "decode", Some("TooManyParents")),
+    ] {
+        let c = find(n).ok_or(format!("no case {n}"))?;
+        ensure_eq!(
+            (c.size, c.stage.as_str(), c.error.as_deref()),
+            (size, stage, error),
+            "{n}"
+        );
+    }
+    for n in [
+        "largest-default-entry",
+        "parents-1024",
+        "non-canonical-s",
+        "small-order-key",
+        "key-not-a-point",
+        "non-canonical-key",
+        "identity-with-sign-bit",
+    ] {
+        ensure!(find(n).is_some(), "no case {n}");
+    }
+    Ok(())
+}
+
+#[test]
+fn limits() {
+    let f: LimitsFile = load("limits.json");
+    check_limits(&f).unwrap();
+    let mut t = f.clone();
+    t.cases[0].encoded_hex = flip_hex(&t.cases[0].encoded_hex, 100);
+    assert!(check_limits(&t).is_err(), "a flipped byte of a valid entry");
+    let mut t = f.clone();
+    t.cases[4].error = Some("TooManyParents".into());
+    assert!(check_limits(&t).is_err(), "a changed error name");
+}
+
+// ---------------------------------------------------------------------------------------------
+// failures.json
+
+fn check_failures(f: &FailuresFile) -> Check {
+    for c in &f.cases {
+        let got = replay_failure(c)?;
+        ensure_eq!(got, (c.error.clone(), c.decode_error.clone()), "{}", c.name);
+    }
+    ensure!(
+        f.cases.iter().any(|c| c.error == "Decode")
+            && f.cases.iter().any(|c| c.error == "Protocol"),
+        "decode and protocol failures both covered"
+    );
+    Ok(())
+}
+
+#[test]
+fn failures() {
+    let f: FailuresFile = load("failures.json");
+    check_failures(&f).unwrap();
+    // a tampered honest message, or a harmless last message, is caught
+    let c = f
+        .cases
+        .iter()
+        .find(|c| c.messages.len() == 4)
+        .expect("a case with three honest messages");
+    for i in 0..3 {
+        let mut t = c.clone();
+        t.messages[i].hex = flip_hex(&t.messages[i].hex, t.messages[i].hex.len() / 4);
+        assert!(
+            replay_failure(&t).is_err(),
+            "{}: message {i} flipped",
+            c.name
+        );
+    }
+    let mut t = f.clone();
+    t.cases[0].error = "Decode".into();
+    assert!(check_failures(&t).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// negentropy.json
+
+fn neg_set(r: &KeyRecipe, s: &SetJson) -> Result<MemoryStore, String> {
+    build_set(r, s)
+}
+
+fn replay_negentropy(t: &NegTranscript) -> Check {
+    let name = &t.name;
+    let a = neg_set(&t.key_recipe, &t.initiator_set)?;
+    let b = neg_set(&t.key_recipe, &t.responder_set)?;
+    let mut ra = Reconciler::new(Config::negentropy(t.frame_limit)).map_err(|e| e.to_string())?;
+    let mut rb = Reconciler::new(Config::negentropy(t.frame_limit)).map_err(|e| e.to_string())?;
+    let msgs: Vec<Vec<u8>> = t
+        .messages
+        .iter()
+        .map(|m| unhex(&m.hex))
+        .collect::<Result<_, _>>()?;
+    for (i, m) in t.messages.iter().enumerate() {
+        let expected = if i % 2 == 0 { "initiator" } else { "responder" };
+        ensure_eq!(m.from, expected, "{name}: sender of message {i}");
+        if let Some(l) = t.frame_limit {
+            ensure!(msgs[i].len() <= l, "{name}: message {i} exceeds the frame");
+        }
+    }
+    let first = ra.initiate(&a).map_err(|e| format!("{name}: {e}"))?;
+    same_hex(
+        &hex::encode(first.as_bytes()),
+        &t.messages[0].hex,
+        &format!("{name}: message 0"),
+    )?;
+    let (mut have, mut need) = (Vec::new(), Vec::new());
+    for (i, bytes) in msgs.iter().enumerate() {
+        let msg = Message::from_bytes(bytes.clone());
+        let step = if i % 2 == 0 {
+            rb.handle(&b, &msg)
+        } else {
+            ra.handle(&a, &msg)
+        }
+        .map_err(|e| format!("{name}: message {i}: {e}"))?;
+        if i % 2 == 1 {
+            have.extend(step.have);
+            need.extend(step.need_hashes);
+        } else {
+            ensure!(
+                step.have.is_empty() && step.need_hashes.is_empty(),
+                "{name}: the responder learns nothing"
+            );
+        }
+        match (step.reply, msgs.get(i + 1)) {
+            (Some(r), Some(next)) => same_hex(
+                &hex::encode(r.as_bytes()),
+                &hex::encode(next),
+                &format!("{name}: message {}", i + 1),
+            )?,
+            (None, None) => {}
+            (Some(_), None) => return Err(format!("{name}: a reply to the last message")),
+            (None, Some(_)) => return Err(format!("{name}: no reply to message {i}")),
+        }
+    }
+    ensure!(ra.is_done(), "{name}: the initiator is still waiting");
+    have.sort_unstable();
+    need.sort_unstable();
+    ensure_eq!(have, keys(&t.initiator_have)?, "{name}: have");
+    let want_need: Vec<Hash> = t
+        .initiator_need_hashes
+        .iter()
+        .map(|h| unhex32(h).map(Hash))
+        .collect::<Result<_, _>>()?;
+    ensure_eq!(need, want_need, "{name}: need");
+    ensure_eq!(
+        (ra.stats().carried_over, rb.stats().carried_over),
+        (t.initiator_carried_over, t.responder_carried_over),
+        "{name}: carried over"
+    );
+    // the true differences
+    let sa: BTreeSet<EntryKey> = a.iter().copied().collect();
+    let sb: BTreeSet<EntryKey> = b.iter().copied().collect();
+    ensure_eq!(
+        have,
+        sa.difference(&sb).copied().collect::<Vec<_>>(),
+        "{name}: have is the difference"
+    );
+    let mut b_only: Vec<Hash> = sb.difference(&sa).map(|k| k.hash).collect();
+    b_only.sort_unstable();
+    ensure_eq!(need, b_only, "{name}: need is the difference");
+    // and a fresh run agrees
+    let run = run_negentropy(&a, &b, t.frame_limit, 10_000)?;
+    ensure_eq!(run.messages, msgs, "{name}: rerun");
+    Ok(())
+}
+
+fn check_negentropy(f: &NegentropyFile) -> Check {
+    for m in &f.valid {
+        let bytes = unhex(&m.hex)?;
+        let parts = negentropy::decode(&bytes).map_err(|e| format!("{}: {e}", m.name))?;
+        let got: Vec<NegPartJson> = parts.iter().map(NegPartJson::from).collect();
+        same_json(&got, &m.parts, &m.name)?;
+        let from_json: Vec<negentropy::Part> = m
+            .parts
+            .iter()
+            .map(NegPartJson::part)
+            .collect::<Result<_, _>>()?;
+        same_hex(
+            &hex::encode(negentropy::encode(&from_json)),
+            &m.hex,
+            &m.name,
+        )?;
+    }
+    for m in &f.invalid {
+        let bytes = unhex(&m.hex)?;
+        let e = negentropy::decode(&bytes)
+            .err()
+            .ok_or(format!("{}: decodes", m.name))?;
+        ensure_eq!(neg_decode_error_name(&e), m.error.as_str(), "{}", m.name);
+        let mut r = Reconciler::new(Config::negentropy(None)).map_err(|e| e.to_string())?;
+        let reply = match r.handle(&MemoryStore::new(), &Message::from_bytes(bytes)) {
+            Ok(step) => step.reply.map(|r| hex::encode(r.as_bytes())),
+            Err(ReconcileError::NegentropyDecode(_)) => None,
+            Err(other) => return Err(format!("{}: {other}", m.name)),
+        };
+        ensure_eq!(
+            reply,
+            m.responder_reply_hex,
+            "{}: responder's answer",
+            m.name
+        );
+    }
+    for t in &f.transcripts {
+        replay_negentropy(t)?;
+    }
+    ensure!(
+        f.transcripts
+            .iter()
+            .any(|t| t.frame_limit.is_some() && t.responder_carried_over > 0)
+            && f.transcripts.iter().any(|t| t.frame_limit.is_none()),
+        "transcripts with and without a biting frame limit"
+    );
+    Ok(())
+}
+
+#[test]
+fn negentropy_dialect() {
+    let f: NegentropyFile = load("negentropy.json");
+    check_negentropy(&f).unwrap();
+    let t = f
+        .transcripts
+        .iter()
+        .find(|t| t.name == "small-differences")
+        .unwrap();
+    for i in 0..t.messages.len() {
+        for byte in [1, t.messages[i].hex.len() / 2 - 1] {
+            let mut x = t.clone();
+            x.messages[i].hex = flip_hex(&x.messages[i].hex, byte);
+            assert!(replay_negentropy(&x).is_err(), "message {i} byte {byte}");
+        }
+    }
+    let mut x = f.clone();
+    x.valid[2].hex = flip_hex(&x.valid[2].hex, 3);
+    assert!(check_negentropy(&x).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// dag.json
+
+fn check_dag(f: &DagFile) -> Check {
+    // authors and entries, re-made from their recipes
+    for a in &f.authors {
+        let key = SigningKey::from_bytes(&unhex32(&a.seed_hex)?);
+        ensure_eq!(
+            hex::encode(key.verifying_key().to_bytes()),
+            a.public_key_hex,
+            "{}",
+            a.name
+        );
+    }
+    let mut graphs = std::collections::HashMap::new();
+    for g in &f.graphs {
+        for e in &g.entries {
+            let author = f
+                .authors
+                .iter()
+                .find(|a| a.name == e.author)
+                .ok_or("author")?;
+            let key = SigningKey::from_bytes(&unhex32(&author.seed_hex)?);
+            let parents: Vec<Hash> = e
+                .parents_hex
+                .iter()
+                .map(|h| unhex32(h).map(Hash))
+                .collect::<Result<_, _>>()?;
+            let entry = LogEntry::sign(&key, Hlc(num(&e.hlc)?), e.action.op()?, parents.clone())
+                .map_err(|err| format!("{}: {err}", e.name))?;
+            ensure_eq!(
+                entry.parents,
+                parents,
+                "{}: parents are in canonical order",
+                e.name
+            );
+            let mut bytes = entry.encode();
+            if e.corrupt {
+                *bytes.last_mut().ok_or("empty")? ^= 1;
+            }
+            same_hex(
+                &hex::encode(entry.hash.0),
+                &e.hash_hex,
+                &format!("{}: hash", e.name),
+            )?;
+            same_hex(
+                &hex::encode(&bytes),
+                &e.encoded_hex,
+                &format!("{}: bytes", e.name),
+            )?;
+        }
+        graphs.insert(g.name.clone(), Graph::new(g)?);
+    }
+    let graph = |n: &str| graphs.get(n).ok_or(format!("no graph {n}"));
+    for s in &f.sequences {
+        let (steps, result) = run_insert_sequence(graph(&s.graph)?, &f.authors, s)?;
+        same_json(&steps, &s.steps, &format!("{}: steps", s.name))?;
+        same_json(&result, &s.result, &format!("{}: result", s.name))?;
+    }
+    for h in &f.haves {
+        ensure_eq!(
+            run_haves(graph(&h.graph)?, &h.heads, h.max)?,
+            h.haves,
+            "{}",
+            h.name
+        );
+    }
+    for a in &f.ancestry {
+        let got = run_ancestry(graph(&a.graph)?, &a.want, &a.have, a.limit)?;
+        let want = match (&a.hashes, a.truncated, &a.error) {
+            (Some(h), Some(t), None) => Ok((h.clone(), t)),
+            (None, None, Some(e)) => Err(e.clone()),
+            _ => return Err(format!("{}: give hashes and truncated, or error", a.name)),
+        };
+        ensure_eq!(got, want, "{}", a.name);
+    }
+    for c in &f.conflicts {
+        let got = run_conflicts(graph(&c.graph)?, &c.parents)?;
+        same_json(&got, &c.conflicts, &c.name)?;
+    }
+    for m in &f.merge_rule {
+        let heads = merge_rule_heads(&f.authors, m)?;
+        let me = f.authors.iter().find(|a| a.name == m.me).ok_or("me")?;
+        let (should, parents) = run_merge_rule(&heads, &NodeId(unhex32(&me.public_key_hex)?));
+        ensure_eq!(should, m.should_merge, "{}: should_merge", m.name);
+        match &m.merge_parents_indices {
+            Some(idx) => {
+                let want: Vec<Hash> = idx.iter().map(|&i| oplog_tests::vectors::ih(i)).collect();
+                ensure_eq!(parents, want, "{}: merge_parents", m.name);
+                ensure!(
+                    m.merge_parents_hex.is_empty(),
+                    "{}: indices or hex, not both",
+                    m.name
+                );
+            }
+            None => {
+                let got: Vec<String> = parents.iter().map(|h| hex::encode(h.0)).collect();
+                ensure_eq!(got, m.merge_parents_hex, "{}: merge_parents", m.name);
+            }
+        }
+    }
+    // every outcome and error kind appears somewhere
+    let outcomes: BTreeSet<String> = f
+        .sequences
+        .iter()
+        .flat_map(|s| &s.steps)
+        .flat_map(|s| &s.outcomes)
+        .map(|o| format!("{}{}", o.outcome, o.error.as_deref().unwrap_or("")))
+        .collect();
+    for o in [
+        "Applied",
+        "Duplicate",
+        "HeldBack",
+        "Deferred",
+        "RejectedInvalid(BadSignature)",
+        "RejectedNotAllowed",
+        "RejectedParentOrder",
+    ] {
+        ensure!(outcomes.contains(o), "no {o} outcome");
+    }
+    ensure!(
+        f.sequences
+            .iter()
+            .flat_map(|s| &s.steps)
+            .any(|s| !s.dropped.is_empty()),
+        "no dropped entry"
+    );
+    ensure!(
+        f.sequences
+            .iter()
+            .any(|s| s.result.view.iter().any(|r| r.tombstone)),
+        "no tombstone"
+    );
+    Ok(())
+}
+
+#[test]
+fn dag_rules() {
+    let f: DagFile = load("dag.json");
+    check_dag(&f).unwrap();
+    let mut t = f.clone();
+    t.graphs[0].entries[0].encoded_hex = flip_hex(&t.graphs[0].entries[0].encoded_hex, 50);
+    assert!(check_dag(&t).is_err(), "a flipped entry byte");
+    let mut t = f.clone();
+    t.sequences[1].steps[0].outcomes[0].outcome = "Applied".into();
+    assert!(check_dag(&t).is_err(), "a changed outcome");
+    let mut t = f.clone();
+    t.sequences[0].result.view[0].tombstone ^= true;
+    assert!(check_dag(&t).is_err(), "a changed view");
+    let mut t = f.clone();
+    t.ancestry[1].truncated = Some(false);
+    assert!(check_dag(&t).is_err(), "a changed cut flag");
+    let mut t = f.clone();
+    t.conflicts[0].conflicts[0].winner = "b1".into();
+    assert!(check_dag(&t).is_err(), "a changed winner");
+    let mut t = f.clone();
+    t.merge_rule[1].should_merge = false;
+    assert!(check_dag(&t).is_err(), "a changed merge decision");
 }

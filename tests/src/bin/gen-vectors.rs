@@ -17,20 +17,26 @@ use std::time::Duration;
 
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use oplog_protocol::action::{MAX_BUCKET_LEN, MAX_OBJECT_KEY_LEN};
-use oplog_protocol::entry::SIGNATURE_LEN;
+use oplog_protocol::entry::{MAX_ENTRY_BYTES, MAX_PARENTS, SIGNATURE_LEN};
 use oplog_protocol::fingerprint::{DIGEST_CONTEXT, ITEM_CONTEXT, STATE_BYTES};
 use oplog_protocol::hlc::{admission, Admission};
 use oplog_protocol::message::{self, Part, Payload, MESSAGE_TAG};
+use oplog_protocol::negentropy;
 use oplog_protocol::transcript::{self, Transcript};
 use oplog_protocol::{
-    Aggregate, EntryKey, Fingerprint, Hash, Hlc, HlcClock, HlcError, LogEntry, MemoryStore, NodeId,
-    ObjectId, Op,
+    Aggregate, Config, EntryKey, Fingerprint, Hash, Hlc, HlcClock, HlcError, LogEntry, MemoryStore,
+    NodeId, ObjectId, Op, Reconciler,
 };
 use oplog_tests::vectors::{
-    dec, decode_error_name, entry_error_name, hx, ih, keys_json, vectors_dir, ActionJson,
-    AdmissionCase, AggregateVector, ConfigJson, EntriesFile, FingerprintsFile, FpRecipe, HlcFile,
-    HlcOp, HlcSequence, InvalidEntry, InvalidMessage, ItemVector, KeyRecipe, MessageJson,
-    MessagesFile, PartJson, SetJson, SideJson, TranscriptVector, TranscriptsFile, ValidEntry,
+    dec, decode_error_name, entry_error_name, hx, ih, keys_json, merge_rule_heads,
+    neg_decode_error_name, replay_failure, run_ancestry, run_conflicts, run_haves,
+    run_insert_sequence, run_merge_rule, run_negentropy, vectors_dir, ActionJson, AdmissionCase,
+    AggregateVector, AncestryCase, AuthorJson, ConfigJson, ConflictCase, DagEntryJson, DagFile,
+    EntriesFile, FailureCase, FailuresFile, FingerprintsFile, FpRecipe, Graph, GraphJson,
+    HavesCase, HeadJson, HeadsRecipe, HlcFile, HlcOp, HlcSequence, InsertSequence, InsertStep,
+    InvalidEntry, InvalidMessage, ItemVector, KeyRecipe, LimitCase, LimitsFile, MergeRuleCase,
+    MessageJson, MessagesFile, NegInvalid, NegMessage, NegPartJson, NegTranscript, NegentropyFile,
+    PartJson, ReplicaStateJson, SetJson, SideJson, TranscriptVector, TranscriptsFile, ValidEntry,
     ValidMessage,
 };
 use serde::Serialize;
@@ -58,6 +64,10 @@ fn main() {
     write_json(&dir, "fingerprints.json", &fingerprints());
     write_json(&dir, "messages.json", &messages());
     write_json(&dir, "transcripts.json", &transcripts());
+    write_json(&dir, "limits.json", &limits());
+    write_json(&dir, "failures.json", &failures());
+    write_json(&dir, "negentropy.json", &negentropy_vectors());
+    write_json(&dir, "dag.json", &dag_vectors());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1600,5 +1610,1152 @@ fn transcripts() -> TranscriptsFile {
             one side must produce exactly the messages of that side, byte for byte, and end with exactly the listed have \
             (keys it holds that the peer lacks) and need (keys the peer holds that it lacks), sorted ascending.".into(),
         transcripts: cases.into_iter().map(transcript_vector).collect(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// limits.json
+
+/// `n` distinct parent hashes, ascending: `BLAKE3(i as u64 LE)` for `i < n`, sorted.
+fn recipe_parents(n: u64) -> Vec<Hash> {
+    let mut v: Vec<Hash> = (0..n).map(ih).collect();
+    v.sort_unstable();
+    v
+}
+
+fn limit_case(name: &str, description: &str, bytes: Vec<u8>) -> LimitCase {
+    let (stage, error, hash) = match LogEntry::<Op>::decode(&bytes) {
+        Err(e) => ("decode", Some(entry_error_name(&e).to_string()), None),
+        Ok(e) => match e.verify() {
+            Err(err) => (
+                "verify",
+                Some(entry_error_name(&err).to_string()),
+                Some(hx(&e.hash.0)),
+            ),
+            Ok(()) => ("ok", None, Some(hx(&e.hash.0))),
+        },
+    };
+    LimitCase {
+        name: name.into(),
+        description: description.into(),
+        size: bytes.len(),
+        encoded_hex: hx(&bytes),
+        stage: stage.into(),
+        error,
+        hash_hex: hash,
+    }
+}
+
+/// A canonical body signed as it is, whatever its structure.
+fn signed_body(key: &SigningKey, hlc: u64, op: &Op, parents: &[Hash]) -> Vec<u8> {
+    let body = hand_body(hlc, &key.verifying_key().to_bytes(), op, parents);
+    raw_encoded(key, &body)
+}
+
+fn limits() -> LimitsFile {
+    let key = sk(41);
+    let mut cases = Vec::new();
+    let names = |b: usize, k: usize| Op::Put {
+        bucket: "b".repeat(b),
+        key: "k".repeat(k),
+        object_id: oid("limits"),
+    };
+
+    // The largest entry the default actions allow: HLC 2^64-2 (10-byte varint), a Put with a
+    // 255-byte bucket and a 1024-byte key, 1024 parents.
+    let biggest = LogEntry::sign(
+        &key,
+        Hlc(u64::MAX - 1),
+        names(MAX_BUCKET_LEN, MAX_OBJECT_KEY_LEN),
+        recipe_parents(MAX_PARENTS as u64),
+    )
+    .expect("largest valid entry");
+    let bytes = biggest.encode();
+    assert_eq!(bytes.len(), 34_192);
+    cases.push(limit_case(
+        "largest-default-entry",
+        "The largest entry the default actions allow, 34,192 bytes: HLC 2^64-2, Put with a 255-byte bucket of 'b' and a 1024-byte key of 'k', object id BLAKE3(\"limits\"), 1,024 parents (BLAKE3(i as u64 LE) for i < 1024, sorted), seed 41 repeated. Accepted. With the default actions no entry can reach the 65,536-byte limit.",
+        bytes,
+    ));
+
+    let p1025 = recipe_parents(MAX_PARENTS as u64 + 1);
+    let ok1024 = signed_body(&key, T2026, &names(1, 1), &p1025[..MAX_PARENTS]);
+    cases.push(limit_case(
+        "parents-1024",
+        "Exactly 1,024 parents (the limit): Put b/k, HLC 2026-01-01T00:00:00Z, parents BLAKE3(i as u64 LE) for i < 1025, sorted, the first 1,024 of them. Accepted.",
+        ok1024,
+    ));
+    let bad1025 = signed_body(&key, T2026, &names(1, 1), &p1025);
+    cases.push(limit_case(
+        "parents-1025",
+        "1,025 parents, one over the limit, otherwise canonical and validly signed: refused while decoding with TooManyParents.",
+        bad1025,
+    ));
+
+    // Exactly 65,536 bytes: 2,043 parents (2-byte count varint) and a Put with 13-byte names:
+    // 1 + 32 + (1 + 1 + 13 + 1 + 13 + 32) + 2 + 2,043 * 32 + 64 = 65,536.
+    let p2043 = recipe_parents(2043);
+    let at_limit = signed_body(&key, 1, &names(13, 13), &p2043);
+    assert_eq!(at_limit.len(), MAX_ENTRY_BYTES);
+    cases.push(limit_case(
+        "size-65536",
+        "Exactly 65,536 bytes (the size limit): HLC 1, Put with a 13-byte bucket and a 13-byte key, 2,043 parents (BLAKE3(i as u64 LE) for i < 2043, sorted). The size check passes; the next check refuses it: TooManyParents. The size limit is checked first, before the body is parsed.",
+        at_limit,
+    ));
+    let over = signed_body(&key, 1, &names(13, 14), &p2043);
+    assert_eq!(over.len(), MAX_ENTRY_BYTES + 1);
+    cases.push(limit_case(
+        "size-65537",
+        "65,537 bytes, one over the size limit (the same entry with a 14-byte key): refused with TooLarge before anything else is looked at.",
+        over,
+    ));
+
+    // Signature with S + L: the same R, a scalar that is not reduced below the group order.
+    let e = LogEntry::sign(&key, Hlc(T2026), put("b", "k", "s"), vec![]).unwrap();
+    let mut bytes = e.encode();
+    let n = bytes.len();
+    let s = &mut bytes[n - 32..];
+    let mut carry = 0u16;
+    for (b, l) in s.iter_mut().zip(GROUP_ORDER) {
+        let v = *b as u16 + l as u16 + carry;
+        *b = v as u8;
+        carry = v >> 8;
+    }
+    assert_eq!(carry, 0);
+    cases.push(limit_case(
+        "non-canonical-s",
+        "A valid signature with L (the ed25519 group order, 2^252 + 27742317777372353535851937790883648493) added to its S half (little-endian, bytes 32..64 of the signature): the same point equation holds, but S >= L is not canonical. Refused at verification: BadSignature.",
+        bytes,
+    ));
+
+    // The identity point as public key, R = identity, S = 0: the cofactorless equation
+    // [S]B = R + [k]A holds for every message, so a non-strict verifier accepts this forgery.
+    let identity = {
+        let mut b = [0u8; 32];
+        b[0] = 1;
+        b
+    };
+    let body = hand_body(T2026, &identity, &put("b", "k", "weak"), &[]);
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&identity);
+    let hash = blake3::hash(&body);
+    let weak = VerifyingKey::from_bytes(&identity).expect("the identity decompresses");
+    let forged = ed25519_dalek::Signature::from_bytes(&sig);
+    assert!(
+        weak.verify(hash.as_bytes(), &forged).is_ok(),
+        "non-strict accepts"
+    );
+    assert!(weak.verify_strict(hash.as_bytes(), &forged).is_err());
+    let mut bytes = body;
+    bytes.extend_from_slice(&sig);
+    cases.push(limit_case(
+        "small-order-key",
+        "Author key 0100..00 (the identity point, order 1), signature R = 0100..00 (identity), S = 0: non-strict verification accepts it for any message; strict verification refuses the small-order key: BadSignature.",
+        bytes,
+    ));
+
+    // A 32-byte string that is no point on the curve.
+    let not_a_point = (2u8..=255)
+        .map(|i| {
+            let mut b = [0u8; 32];
+            b[0] = i;
+            b
+        })
+        .find(|b| VerifyingKey::from_bytes(b).is_err())
+        .expect("some small y is not on the curve");
+    let body = hand_body(T2026, &not_a_point, &put("b", "k", "nopoint"), &[]);
+    let mut bytes = body;
+    bytes.extend_from_slice(&[0u8; 64]);
+    cases.push(limit_case(
+        "key-not-a-point",
+        "Author key whose y coordinate (the first byte, then zeros; the smallest such y) has no x on the curve: it does not decompress. Refused at verification: InvalidAuthor.",
+        bytes,
+    ));
+
+    // y = p + 1 (non-canonical encoding of y = 1, the identity): decompresses (reduced mod
+    // p) to a small-order point.
+    let mut noncanon = [0xffu8; 32];
+    noncanon[0] = 0xee;
+    noncanon[31] = 0x7f;
+    let body = hand_body(T2026, &noncanon, &put("b", "k", "noncanon"), &[]);
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&identity);
+    let mut bytes = body;
+    bytes.extend_from_slice(&sig);
+    cases.push(limit_case(
+        "non-canonical-key",
+        "Author key eeff..ff7f: y = p + 1 with p = 2^255 - 19, the non-canonical encoding of y = 1 (the identity); signature R = identity, S = 0. Refused at verification: BadSignature (strict verification refuses the small-order key; a key that is not canonically encoded is never the output of key generation).",
+        bytes,
+    ));
+
+    // y = 1 with the sign bit set: x = 0 has no negative, and RFC 8032 refuses this encoding.
+    let mut signed_zero = identity;
+    signed_zero[31] |= 0x80;
+    let body = hand_body(T2026, &signed_zero, &put("b", "k", "signbit"), &[]);
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&identity);
+    let mut bytes = body;
+    bytes.extend_from_slice(&sig);
+    cases.push(limit_case(
+        "identity-with-sign-bit",
+        "Author key 0100..0080: y = 1 (the identity, x = 0) with the sign bit set, an encoding RFC 8032 refuses; signature R = identity, S = 0. The reference decompresses it to the identity (a sign bit on x = 0 is ignored) and refuses the small-order key: BadSignature.",
+        bytes,
+    ));
+
+    // what each description claims
+    let expected = [
+        ("largest-default-entry", "ok", None),
+        ("parents-1024", "ok", None),
+        ("parents-1025", "decode", Some("TooManyParents")),
+        ("size-65536", "decode", Some("TooManyParents")),
+        ("size-65537", "decode", Some("TooLarge")),
+        ("non-canonical-s", "verify", Some("BadSignature")),
+        ("small-order-key", "verify", Some("BadSignature")),
+        ("key-not-a-point", "verify", Some("InvalidAuthor")),
+        ("non-canonical-key", "verify", Some("BadSignature")),
+        ("identity-with-sign-bit", "verify", Some("BadSignature")),
+    ];
+    assert_eq!(cases.len(), expected.len());
+    for (c, (name, stage, error)) in cases.iter().zip(expected) {
+        assert_eq!(
+            (c.name.as_str(), c.stage.as_str(), c.error.as_deref()),
+            (name, stage, error)
+        );
+    }
+    LimitsFile {
+        description: "Entries at and past the limits of SPEC 5.3 and the strict signature rules of 5.4. For each: the bytes (`encoded_hex`, `size` bytes), and `stage`: `ok` (decodes and verifies), `decode` (LogEntry::decode refuses it) or `verify` (decodes, verify refuses it), with the EntryError name in `error` and the body's hash when it decodes. Built from seed 41 repeated 32 times; parents come from the recipe BLAKE3(i as u64 LE), sorted.".into(),
+        cases,
+    }
+}
+
+/// The ed25519 group order L, little-endian.
+const GROUP_ORDER: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
+];
+
+// ---------------------------------------------------------------------------------------------
+// failures.json
+
+struct Failure {
+    name: &'static str,
+    description: &'static str,
+    /// How many honest messages come before the bad one.
+    honest: usize,
+    /// The bad message, from the honest session (it replaces message `honest`).
+    bad: fn(&[Vec<u8>]) -> Vec<u8>,
+    error: &'static str,
+    decode_error: Option<&'static str>,
+}
+
+fn parts_of(bytes: &[u8]) -> Vec<Part> {
+    message::decode(bytes).expect("honest message decodes")
+}
+
+fn failures() -> FailuresFile {
+    // 20 keys each, 18 shared: one Fingerprint, a PrefixList from the responder, a Resolve
+    // from the initiator, Keys from the responder.
+    let config = cfg(16, 32, 4, None, true);
+    let recipe = recipe(T2026, 1000, 1);
+    let (a_runs, b_runs) = (vec![[0, 20, 1]], vec![[2, 22, 1]]);
+    let set_a = recipe.keys(&a_runs).unwrap();
+    let set_b = recipe.keys(&b_runs).unwrap();
+    let sa: MemoryStore = set_a.iter().copied().collect();
+    let sb: MemoryStore = set_b.iter().copied().collect();
+    let honest = transcript::run(&sa, &sb, config.config().unwrap(), config.config().unwrap())
+        .expect("honest session");
+    let honest: Vec<Vec<u8>> = honest
+        .messages
+        .iter()
+        .map(|m| m.as_bytes().to_vec())
+        .collect();
+    // the shape the cases rely on
+    let modes = |i: usize| -> Vec<&'static str> {
+        parts_of(&honest[i])
+            .iter()
+            .map(|p| p.payload.name())
+            .collect()
+    };
+    assert_eq!(honest.len(), 4);
+    assert_eq!(modes(0), ["Fingerprint"]);
+    assert_eq!(modes(1), ["PrefixList"]);
+    assert_eq!(modes(2), ["Resolve"]);
+    assert_eq!(modes(3), ["Keys"]);
+
+    let cases = vec![
+        Failure {
+            name: "resolve-never-listed",
+            description: "The first message is a Resolve over the whole key space: the responder never listed anything, so nothing is pending there.",
+            honest: 0,
+            bad: |_| message::encode(&[Part { upper: None, payload: Payload::Resolve { missing: vec![], keys: vec![] } }]),
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "resolve-position-beyond-list",
+            description: "The initiator's Resolve names position 20 of the responder's 20-item prefix list (positions are 0 to 19).",
+            honest: 2,
+            bad: |h| {
+                let mut parts = parts_of(&h[1]);
+                let Payload::PrefixList { len, prefixes } = &parts[0].payload else { unreachable!() };
+                let n = (prefixes.len() / *len as usize) as u32;
+                parts[0].payload = Payload::Resolve { missing: vec![n], keys: vec![] };
+                message::encode(&parts)
+            },
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "resolve-other-range",
+            description: "The initiator answers the responder's prefix list over [MIN, inf) with a Resolve over [MIN, (2026-01-01 + 10 us, 00..)) and a Fingerprint over the rest: a Resolve must cover exactly the range listed.",
+            honest: 2,
+            bad: |_| {
+                let mid = EntryKey::new(T2026 + 10 * 1000, [0; 32]);
+                message::encode(&[
+                    Part { upper: Some(mid), payload: Payload::Resolve { missing: vec![], keys: vec![] } },
+                    Part { upper: None, payload: Payload::Fingerprint(fp("rest")) },
+                ])
+            },
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "keys-not-matching-prefixes",
+            description: "The responder's Keys answer carries, in place of its first key, a key with the same HLC and another hash (BLAKE3(1000 as u64 LE)) that does not start with the prefix the initiator asked for.",
+            honest: 3,
+            bad: |h| {
+                let mut parts = parts_of(&h[3]);
+                let Payload::Keys(keys) = &mut parts[0].payload else { unreachable!() };
+                keys[0].hash = ih(1000);
+                message::encode(&parts)
+            },
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "keys-too-few",
+            description: "The responder's Keys answer leaves out its last key: Keys must answer the wanted prefixes one for one.",
+            honest: 3,
+            bad: |h| {
+                let mut parts = parts_of(&h[3]);
+                let Payload::Keys(keys) = &mut parts[0].payload else { unreachable!() };
+                keys.pop();
+                message::encode(&parts)
+            },
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "keys-unasked",
+            description: "The first message is Keys over the whole key space: the responder resolved nothing, so no Keys are due.",
+            honest: 0,
+            bad: |_| message::encode(&[Part { upper: None, payload: Payload::Keys(vec![]) }]),
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "ends-with-ranges-open",
+            description: "The initiator answers the responder's prefix list with the empty message 01, which expects no answer, while the responder waits for a Resolve of [MIN, inf).",
+            honest: 2,
+            bad: |_| vec![MESSAGE_TAG],
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "skip-over-listed-range",
+            description: "The initiator answers the responder's prefix list with Skip up to (2026-01-01 + 10 us, 00..) and a Fingerprint of the rest: a Skip may only cover ranges that are settled (Resolved with nothing wanted), and it overlaps the Listed range without covering it.",
+            honest: 2,
+            bad: |_| {
+                let mid = EntryKey::new(T2026 + 10 * 1000, [0; 32]);
+                message::encode(&[
+                    Part { upper: Some(mid), payload: Payload::Skip },
+                    Part { upper: None, payload: Payload::Fingerprint(fp("rest")) },
+                ])
+            },
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "prefix-list-over-pending",
+            description: "The initiator answers the responder's prefix list with a prefix list of its own over the same range: a PrefixList over a pending range is refused.",
+            honest: 2,
+            bad: |_| message::encode(&[Part { upper: None, payload: Payload::PrefixList { len: 4, prefixes: vec![1, 2, 3, 4] } }]),
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "full-list-over-listed",
+            description: "The initiator answers the responder's prefix list with a FullList over the same range: a FullList is allowed only over a range the receiver Resolved (the collision fallback), not one it Listed.",
+            honest: 2,
+            bad: |_| message::encode(&[Part { upper: None, payload: Payload::FullList(vec![]) }]),
+            error: "Protocol",
+            decode_error: None,
+        },
+        Failure {
+            name: "truncated-mid-session",
+            description: "The initiator's Resolve loses its last byte: the receiver's decoder refuses it.",
+            honest: 2,
+            bad: |h| h[2][..h[2].len() - 1].to_vec(),
+            error: "Decode",
+            decode_error: Some("Truncated"),
+        },
+        Failure {
+            name: "bad-tag-mid-session",
+            description: "The responder's Keys message starts with 02 instead of 01.",
+            honest: 3,
+            bad: |h| {
+                let mut b = h[3].clone();
+                b[0] = 0x02;
+                b
+            },
+            error: "Decode",
+            decode_error: Some("BadTag"),
+        },
+        Failure {
+            name: "key-outside-range-mid-session",
+            description: "The initiator's Resolve over [MIN, (2026-01-01 + 10 us, 00..)) carries a key at 2026-01-01 + 15 us, outside its range.",
+            honest: 2,
+            bad: |_| {
+                let mid = EntryKey::new(T2026 + 10 * 1000, [0; 32]);
+                message::encode(&[
+                    Part { upper: Some(mid), payload: Payload::Resolve { missing: vec![], keys: vec![EntryKey::new(T2026 + 15 * 1000, ih(15))] } },
+                    Part { upper: None, payload: Payload::Fingerprint(fp("rest")) },
+                ])
+            },
+            error: "Decode",
+            decode_error: Some("BadPayload"),
+        },
+    ];
+    let set = |runs: &[[u64; 3]], keys: &std::collections::BTreeSet<EntryKey>| SetJson {
+        runs: runs.to_vec(),
+        count: keys.len(),
+        keys: Some(keys_json(&keys.iter().copied().collect::<Vec<_>>())),
+    };
+    let cases = cases
+        .into_iter()
+        .map(|f| {
+            let mut msgs: Vec<Vec<u8>> = honest[..f.honest].to_vec();
+            msgs.push((f.bad)(&honest));
+            let case = FailureCase {
+                name: f.name.into(),
+                description: f.description.into(),
+                config_initiator: config.clone(),
+                config_responder: config.clone(),
+                key_recipe: recipe.clone(),
+                initiator_set: set(&a_runs, &set_a),
+                responder_set: set(&b_runs, &set_b),
+                messages: msgs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| MessageJson {
+                        from: if i % 2 == 0 { "initiator" } else { "responder" }.into(),
+                        hex: hx(m),
+                    })
+                    .collect(),
+                error: f.error.into(),
+                decode_error: f.decode_error.map(Into::into),
+            };
+            let got = replay_failure(&case).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                got,
+                (f.error.to_string(), f.decode_error.map(String::from)),
+                "{}",
+                f.name
+            );
+            case
+        })
+        .collect();
+    FailuresFile {
+        description: "Sessions a peer breaks (SPEC 8.3, 8.4): both sides use the default config (branching 16, list threshold 32, 4-byte prefixes); the initiator holds keys 0..20 and the responder keys 2..22 of the recipe (hlc = 2026-01-01T00:00:00Z + i us, hash = BLAKE3(i as u64 LE)). The honest session is: Fingerprint, PrefixList, Resolve, Keys. Each case keeps the first honest messages and replaces the next one with a bad message; its receiver must end the session with `error` (the ReconcileError variant: Protocol, or Decode with the DecodeError name in `decode_error`). Messages alternate initiator, responder.".into(),
+        cases,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// negentropy.json
+
+fn neg_fp(label: &str) -> negentropy::Fingerprint {
+    let mut f = [0u8; 16];
+    f.copy_from_slice(&blake3::hash(label.as_bytes()).as_bytes()[..16]);
+    negentropy::Fingerprint(f)
+}
+
+fn nbound(ts: u64, prefix: &[u8]) -> negentropy::Bound {
+    negentropy::Bound::new(ts, prefix).expect("prefix of at most 32 bytes")
+}
+
+fn negentropy_vectors() -> NegentropyFile {
+    use negentropy::{Part as NPart, Payload as NP};
+    let mut valid = Vec::new();
+    let mut ok = |name: &str, description: &str, bytes: Vec<u8>| {
+        let parts = negentropy::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(negentropy::encode(&parts), bytes, "{name}: re-encodes");
+        valid.push(NegMessage {
+            name: name.into(),
+            description: description.into(),
+            hex: hx(&bytes),
+            parts: parts.iter().map(NegPartJson::from).collect(),
+        });
+    };
+    ok(
+        "empty",
+        "The version byte 61 alone: no ranges (the initiator's answer when nothing is left to ask; it is not sent).",
+        vec![negentropy::PROTOCOL_VERSION],
+    );
+    let mut hand = vec![0x61, 0x00, 0x00, 0x01];
+    hand.extend_from_slice(&neg_fp("all").0);
+    ok(
+        "one-fingerprint",
+        "One Fingerprint over the whole key space: bound timestamp varint 0 (infinity), prefix length 0, mode 1, 16 bytes.",
+        hand.clone(),
+    );
+    assert_eq!(
+        negentropy::encode(&[NPart {
+            upper: negentropy::Bound::INFINITY,
+            payload: NP::Fingerprint(neg_fp("all"))
+        }]),
+        hand
+    );
+    ok(
+        "all-modes",
+        "Skip up to timestamp 1000, Fingerprint up to (1000, prefix ab), IdList of two ids up to timestamp 2^40 + 1000, then Skip to infinity written out. Timestamps are deltas from the previous bound's plus one (0 is infinity), in Negentropy's big-endian base-128 varint.",
+        negentropy::encode(&[
+            NPart { upper: nbound(1000, &[]), payload: NP::Skip },
+            NPart { upper: nbound(1000, &[0xab]), payload: NP::Fingerprint(neg_fp("f")) },
+            NPart { upper: nbound((1 << 40) + 1000, &[]), payload: NP::IdList(vec![ih(1), ih(2)]) },
+            NPart { upper: negentropy::Bound::INFINITY, payload: NP::Skip },
+        ]),
+    );
+    ok(
+        "full-id-bound",
+        "An empty IdList up to a bound carrying a whole 32-byte id (as a responder writes when its frame fills inside a list), then a Fingerprint of the rest.",
+        negentropy::encode(&[
+            NPart { upper: negentropy::Bound::at(&EntryKey::new(T2026, ih(7))), payload: NP::IdList(vec![]) },
+            NPart { upper: negentropy::Bound::INFINITY, payload: NP::Fingerprint(neg_fp("rest")) },
+        ]),
+    );
+    ok(
+        "max-timestamp",
+        "A bound at timestamp 2^64 - 2 (the largest below infinity): a 10-byte varint delta.",
+        negentropy::encode(&[NPart {
+            upper: nbound(u64::MAX - 1, &[]),
+            payload: NP::Fingerprint(neg_fp("x")),
+        }]),
+    );
+
+    let mut invalid = Vec::new();
+    let mut bad = |name: &str, description: &str, bytes: Vec<u8>, error: &str| {
+        let e = negentropy::decode(&bytes).expect_err(name);
+        assert_eq!(neg_decode_error_name(&e), error, "{name}");
+        // a responder answers an unsupported version with the version it speaks
+        let mut r = Reconciler::new(Config::negentropy(None)).unwrap();
+        let reply = match r.handle(
+            &MemoryStore::new(),
+            &oplog_protocol::Message::from_bytes(bytes.clone()),
+        ) {
+            Ok(step) => Some(hx(step.reply.expect("a reply").as_bytes())),
+            Err(oplog_protocol::ReconcileError::NegentropyDecode(d)) => {
+                assert_eq!(d, e, "{name}");
+                None
+            }
+            Err(other) => panic!("{name}: {other}"),
+        };
+        assert_eq!(reply.is_some(), error == "UnsupportedVersion", "{name}");
+        invalid.push(NegInvalid {
+            name: name.into(),
+            description: description.into(),
+            hex: hx(&bytes),
+            error: error.into(),
+            responder_reply_hex: reply,
+        });
+    };
+    bad("empty", "No bytes at all.", vec![], "Empty");
+    bad(
+        "not-negentropy",
+        "First byte 01 (an oplog-sync message) is outside 60 to 6f.",
+        vec![0x01, 0x00, 0x00, 0x00],
+        "NotNegentropy",
+    );
+    bad("version-2", "First byte 62, a later Negentropy version: refused, and a responder answers with the single byte 61 (the version it speaks) and ends the session.", vec![0x62], "UnsupportedVersion");
+    bad(
+        "truncated-fingerprint",
+        "A Fingerprint with 15 of its 16 bytes.",
+        hand[..hand.len() - 1].to_vec(),
+        "Truncated",
+    );
+    bad(
+        "varint-leading-zero",
+        "Bound timestamp varint 80 01: a leading zero digit (not the shortest form).",
+        vec![0x61, 0x80, 0x01, 0x00, 0x00],
+        "BadVarint",
+    );
+    bad(
+        "varint-over-64-bits",
+        "Bound timestamp varint of 11 bytes (2^70): more than 64 bits.",
+        {
+            let mut b = vec![0x61, 0x81];
+            b.extend([0x80; 9]);
+            b.push(0x00);
+            b.extend([0x00, 0x00]);
+            b
+        },
+        "BadVarint",
+    );
+    bad(
+        "unknown-mode",
+        "Mode 3 over the whole key space.",
+        vec![0x61, 0x00, 0x00, 0x03],
+        "UnknownMode",
+    );
+    bad(
+        "prefix-33-bytes",
+        "A bound with a 33-byte id prefix.",
+        {
+            let mut b = vec![0x61, 0x02, 33];
+            b.extend([0x11; 33]);
+            b.push(0x00);
+            b
+        },
+        "BadBound",
+    );
+    bad("bound-goes-back", "A bound at (1, prefix 05) followed by one at (1, prefix 04): below the previous bound (delta 1 keeps the timestamp).", vec![0x61, 0x02, 0x01, 0x05, 0x00, 0x01, 0x01, 0x04, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "BadBound");
+    bad(
+        "after-infinity",
+        "A range after the infinity bound.",
+        vec![0x61, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00],
+        "BadBound",
+    );
+    bad(
+        "infinity-with-prefix",
+        "The infinity bound (timestamp varint 0) with a 1-byte prefix.",
+        vec![0x61, 0x00, 0x01, 0x07, 0x00],
+        "BadBound",
+    );
+    bad("timestamp-overflow", "A Skip up to timestamp 2^64 - 2 (delta varint 2^64 - 1), then a bound with delta varint 2: its timestamp would be 2^64 - 1, reserved for infinity.", {
+        let mut b = vec![0x61];
+        negentropy::put_varint(&mut b, u64::MAX);
+        b.extend([0x00, 0x00, 0x02, 0x00, 0x00]);
+        b
+    }, "BadBound");
+    bad(
+        "id-count-too-large",
+        "An IdList announcing 2 ids with 32 bytes left.",
+        {
+            let mut b = vec![0x61, 0x00, 0x00, 0x02, 0x02];
+            b.extend([0x22; 32]);
+            b
+        },
+        "BadIdList",
+    );
+
+    let recipe = recipe(T2026, 1000, 1);
+    type Runs = Vec<[u64; 3]>;
+    let cases: Vec<(&str, &str, Option<usize>, Runs, Runs)> = vec![
+        ("small-differences", "20 keys each, 18 shared: fewer than 32 keys, so the initiator's first message is one IdList of all its ids; the responder answers with its own ids over the same range; the initiator's answer would be empty and is not sent.", None, vec![[0, 20, 1]], vec![[2, 22, 1]]),
+        ("equal-sets", "Equal sets of 100 keys: the initiator's 16 bucket fingerprints all match; the responder answers with 61 alone and the initiator ends.", None, vec![[0, 100, 1]], vec![[0, 100, 1]]),
+        ("empty-initiator", "The initiator holds nothing: an empty IdList over everything; the responder answers with one IdList of its 40 ids.", None, vec![], vec![[0, 40, 1]]),
+        ("empty-responder", "The responder holds nothing; the initiator has 50 keys and sends 16 bucket fingerprints; the responder answers each with an empty IdList.", None, vec![[0, 50, 1]], vec![]),
+        ("thousand-ten-percent", "1,000 keys on the initiator; the responder lacks every 10th and has 100 keys of its own: several rounds of 16-way splits, no frame limit.", None, vec![[0, 1000, 1]], vec![[1, 1000, 10], [2, 1000, 10], [3, 1000, 10], [4, 1000, 10], [5, 1000, 10], [6, 1000, 10], [7, 1000, 10], [8, 1000, 10], [9, 1000, 10], [1000, 1100, 1]]),
+        ("thousand-ten-percent-4096", "The same sets with a 4096-byte frame limit on both sides: replies stop adding ranges past 4096 - 200 bytes and carry the rest in a Fingerprint to infinity.", Some(4096), vec![[0, 1000, 1]], vec![[1, 1000, 10], [2, 1000, 10], [3, 1000, 10], [4, 1000, 10], [5, 1000, 10], [6, 1000, 10], [7, 1000, 10], [8, 1000, 10], [9, 1000, 10], [1000, 1100, 1]]),
+        ("disjoint-4096", "Disjoint sets of 600 and 600 keys with a 4096-byte frame limit: the responder's id lists are cut at the frame and continued over several rounds.", Some(4096), vec![[0, 1200, 2]], vec![[1, 1200, 2]]),
+    ];
+    let mut transcripts = Vec::new();
+    for (name, description, limit, a_runs, b_runs) in cases {
+        let set_a = recipe.keys(&a_runs).unwrap();
+        let set_b = recipe.keys(&b_runs).unwrap();
+        let sa: MemoryStore = set_a.iter().copied().collect();
+        let sb: MemoryStore = set_b.iter().copied().collect();
+        let run = run_negentropy(&sa, &sb, limit, 10_000).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let a_only: Vec<EntryKey> = set_a.difference(&set_b).copied().collect();
+        let mut b_only: Vec<Hash> = set_b.difference(&set_a).map(|k| k.hash).collect();
+        b_only.sort_unstable();
+        assert_eq!(run.have, a_only, "{name}");
+        assert_eq!(run.need_hashes, b_only, "{name}");
+        if let Some(l) = limit {
+            assert!(
+                run.messages.iter().all(|m| m.len() <= l),
+                "{name}: frame limit"
+            );
+            assert!(
+                run.carried_over.0 + run.carried_over.1 > 0,
+                "{name}: the limit bites"
+            );
+        }
+        let set = |runs: &[[u64; 3]], keys: &std::collections::BTreeSet<EntryKey>| SetJson {
+            runs: runs.to_vec(),
+            count: keys.len(),
+            keys: (keys.len() <= EXPLICIT_MAX)
+                .then(|| keys_json(&keys.iter().copied().collect::<Vec<_>>())),
+        };
+        transcripts.push(NegTranscript {
+            name: name.into(),
+            description: description.into(),
+            frame_limit: limit,
+            key_recipe: recipe.clone(),
+            initiator_set: set(&a_runs, &set_a),
+            responder_set: set(&b_runs, &set_b),
+            messages: run
+                .messages
+                .iter()
+                .enumerate()
+                .map(|(i, m)| MessageJson {
+                    from: if i % 2 == 0 { "initiator" } else { "responder" }.into(),
+                    hex: hx(m),
+                })
+                .collect(),
+            initiator_have: keys_json(&run.have),
+            initiator_need_hashes: run.need_hashes.iter().map(|h| hx(&h.0)).collect(),
+            initiator_carried_over: run.carried_over.0,
+            responder_carried_over: run.carried_over.1,
+        });
+    }
+    NegentropyFile {
+        description: "The Negentropy V1 dialect (spec/negentropy-v1.md; Config::negentropy(frame_limit)). `valid`: messages with their decoded ranges (timestamps as decimal strings, 18446744073709551615 = infinity); every one re-encodes to the same bytes. `invalid`: bytes a decoder refuses, with the negentropy DecodeError name (and, for an unsupported version, the responder's one-byte answer instead of an error). `transcripts`: whole sessions between two sets given by recipe (item timestamp = HLC = 2026-01-01T00:00:00Z + i us, id = BLAKE3(i as u64 LE)), every message in order (alternating initiator, responder), the initiator's have (keys) and need (ids: id lists carry no timestamps), and how often each side cut a message at the frame limit. The responder learns nothing in this dialect.".into(),
+        valid,
+        invalid,
+        transcripts,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dag.json
+
+/// Builds a graph's entries by name; parents are names of earlier entries or `#i` for the
+/// invented hash `BLAKE3(i as u64 LE)`, which no graph holds.
+struct GraphBuilder {
+    authors: Vec<(String, SigningKey)>,
+    entries: Vec<DagEntryJson>,
+    hashes: std::collections::HashMap<String, Hash>,
+}
+
+impl GraphBuilder {
+    fn new(authors: &[(String, SigningKey)]) -> Self {
+        GraphBuilder {
+            authors: authors.to_vec(),
+            entries: Vec::new(),
+            hashes: Default::default(),
+        }
+    }
+
+    fn add(&mut self, name: &str, author: &str, hlc: u64, op: Op, parents: &[&str], corrupt: bool) {
+        let key = &self
+            .authors
+            .iter()
+            .find(|(n, _)| n == author)
+            .expect("author")
+            .1;
+        let parents: Vec<Hash> = parents
+            .iter()
+            .map(|p| match p.strip_prefix('#') {
+                Some(i) => ih(i.parse().expect("index")),
+                None => *self
+                    .hashes
+                    .get(*p)
+                    .unwrap_or_else(|| panic!("{name}: no parent {p}")),
+            })
+            .collect();
+        let e = LogEntry::sign(key, Hlc(hlc), op.clone(), parents).expect(name);
+        let mut bytes = e.encode();
+        if corrupt {
+            *bytes.last_mut().unwrap() ^= 1;
+        }
+        self.hashes.insert(name.into(), e.hash);
+        self.entries.push(DagEntryJson {
+            name: name.into(),
+            author: author.into(),
+            hlc: dec(hlc),
+            action: ActionJson::from(&op),
+            parents_hex: e.parents.iter().map(|h| hx(&h.0)).collect(),
+            corrupt,
+            hash_hex: hx(&e.hash.0),
+            encoded_hex: hx(&bytes),
+        });
+    }
+
+    fn finish(self, name: &str, description: &str) -> GraphJson {
+        GraphJson {
+            name: name.into(),
+            description: description.into(),
+            entries: self.entries,
+        }
+    }
+}
+
+fn step(op: &str, now: u64, entries: &[&str]) -> InsertStep {
+    InsertStep {
+        op: op.into(),
+        now: dec(now),
+        entries: entries.iter().map(|s| s.to_string()).collect(),
+        outcomes: vec![],
+        applied: vec![],
+        dropped: vec![],
+    }
+}
+
+fn empty_state() -> ReplicaStateJson {
+    ReplicaStateJson {
+        applied: vec![],
+        heads: vec![],
+        held_back: vec![],
+        missing_hex: vec![],
+        deferred: vec![],
+        view: vec![],
+    }
+}
+
+fn dag_vectors() -> DagFile {
+    let authors: Vec<(String, SigningKey)> = [("alice", 51u8), ("bob", 52), ("carol", 53)]
+        .iter()
+        .map(|(n, s)| (n.to_string(), sk(*s)))
+        .collect();
+    let us = 1000u64; // one microsecond
+    let t = T2026;
+    let now = t + 1_000_000_000; // T + 1 s
+    let drift = 60_000_000_000u64; // 60 s
+    let b = |k: &str, o: &str| put("b", k, o);
+    let del = |k: &str| Op::Delete {
+        bucket: "b".into(),
+        key: k.into(),
+    };
+
+    let mut g = GraphBuilder::new(&authors);
+    g.add("c1", "alice", t, b("x", "x1"), &[], false);
+    g.add("c2", "alice", t + 10 * us, b("y", "y1"), &["c1"], false);
+    g.add("c3", "alice", t + 20 * us, del("x"), &["c2"], false);
+    g.add("edge", "alice", now + drift, b("z", "edge"), &["c3"], false);
+    g.add(
+        "future",
+        "bob",
+        now + 3600 * 1_000_000_000,
+        b("z", "future"),
+        &["c3"],
+        false,
+    );
+    g.add(
+        "after-future",
+        "bob",
+        now + 3600 * 1_000_000_000 + 1,
+        b("w", "w1"),
+        &["future"],
+        false,
+    );
+    g.add(
+        "orphan",
+        "bob",
+        t + 30 * us,
+        b("o", "o1"),
+        &["#9999"],
+        false,
+    );
+    g.add(
+        "bad-sig",
+        "alice",
+        t + 40 * us,
+        b("x", "forged"),
+        &["c3"],
+        true,
+    );
+    g.add(
+        "by-carol",
+        "carol",
+        t + 50 * us,
+        b("x", "carol"),
+        &["c3"],
+        false,
+    );
+    g.add(
+        "bad-order",
+        "bob",
+        t + 5 * us,
+        b("y", "early"),
+        &["c2"],
+        false,
+    );
+    g.add(
+        "child-of-bad-order",
+        "bob",
+        t + 60 * us,
+        b("y", "late"),
+        &["bad-order"],
+        false,
+    );
+    let chain = g.finish("chain", "A chain c1 <- c2 <- c3 by alice (Put b/x, Put b/y, Delete b/x) at 2026-01-01T00:00:00Z (T) + 0, 10, 20 us; `edge` (alice, Put b/z) exactly max_drift (60 s) ahead of now = T + 1 s; `future` (bob, Put b/z) one hour ahead of now, and `after-future` its child; `orphan` (bob) naming the invented parent BLAKE3(9999 as u64 LE); `bad-sig` (alice) with a flipped signature bit; `by-carol`, by an author outside the allowed set; `bad-order` (bob, T + 5 us) whose parent c2 is at T + 10 us; `child-of-bad-order`.");
+
+    let mut g = GraphBuilder::new(&authors);
+    g.add("g", "alice", t, b("k", "v0"), &[], false);
+    g.add("a1", "alice", t + 100 * us, b("k", "a1"), &["g"], false);
+    g.add(
+        "a1-twin",
+        "alice",
+        t + 100 * us,
+        b("k", "a1-twin"),
+        &["g"],
+        false,
+    );
+    g.add("b1", "bob", t + 100 * us, b("k", "b1"), &["g"], false);
+    g.add("b-old", "bob", t + 50 * us, b("k", "old"), &["g"], false);
+    g.add("a2", "alice", t + 200 * us, del("k"), &["a1"], false);
+    g.add("bj", "bob", t + 150 * us, b("j", "j1"), &["b1"], false);
+    g.add("m", "bob", t + 300 * us, Op::Merge, &["a2", "bj"], false);
+    let lww = g.finish("lww", "Register b/k written concurrently from genesis g (alice, T): a1 and a1-twin (alice, T + 100 us: the same author and stamp twice), b1 (bob, T + 100 us), b-old (bob, T + 50 us); a2 (alice, T + 200 us) deletes b/k after a1; bj (bob, T + 150 us) writes b/j after b1; m (bob, T + 300 us) merges a2 and bj.");
+
+    let mut g = GraphBuilder::new(&authors);
+    g.add("r", "alice", t, b("r", "r0"), &[], false);
+    g.add("w1", "alice", t + 10 * us, b("r", "w1"), &["r"], false);
+    g.add("w2", "bob", t + 11 * us, b("r", "w2"), &["r"], false);
+    g.add("c", "bob", t + 20 * us, b("r", "c"), &["r"], false);
+    g.add(
+        "p1",
+        "alice",
+        t + 30 * us,
+        b("s", "p1"),
+        &["w1", "c"],
+        false,
+    );
+    g.add("p2", "bob", t + 31 * us, b("t", "p2"), &["w2", "c"], false);
+    let diamond = g.finish("diamond", "From root r (alice, Put b/r): w1 (alice, T + 10 us) and w2 (bob, T + 11 us) write b/r on two branches; c (bob, T + 20 us) writes b/r too and is a parent of both p1 = (w1, c) and p2 = (w2, c), so it is common to both branches and newer than both branch writes.");
+
+    let mut g = GraphBuilder::new(&authors);
+    for i in 0..20u64 {
+        let parent = (i > 0).then(|| format!("l{}", i - 1));
+        let parents: Vec<&str> = parent.iter().map(String::as_str).collect();
+        g.add(
+            &format!("l{i}"),
+            "alice",
+            t + i * us,
+            b("l", &format!("l{i}")),
+            &parents,
+            false,
+        );
+    }
+    g.add("x1", "bob", t + 10 * us + 1, b("x", "x1"), &["l10"], false);
+    g.add("x2", "bob", t + 30 * us, b("x", "x2"), &["x1"], false);
+    g.add("x3", "bob", t + 40 * us, b("x", "x3"), &["x2"], false);
+    let long = g.finish("long", "A chain l0 <- ... <- l19 by alice (T + i us, Put b/l), and a branch x1 <- x2 <- x3 by bob from l10 (T + 10 us + 1 ns, T + 30 us, T + 40 us).");
+
+    let graphs = vec![chain, lww, diamond, long];
+    let authors_json: Vec<AuthorJson> = authors
+        .iter()
+        .map(|(n, k)| AuthorJson {
+            name: n.clone(),
+            seed_hex: hx(&k.to_bytes()),
+            public_key_hex: hx(&k.verifying_key().to_bytes()),
+        })
+        .collect();
+    let graph = |name: &str| {
+        Graph::new(graphs.iter().find(|g| g.name == name).expect("graph")).expect("graph decodes")
+    };
+
+    // 6.1-6.2, 6.4: insert sequences
+    let seq = |name: &str,
+               description: &str,
+               gname: &str,
+               allowed: Option<&[&str]>,
+               steps: Vec<InsertStep>| {
+        let mut s = InsertSequence {
+            name: name.into(),
+            description: description.into(),
+            graph: gname.into(),
+            max_drift_ns: dec(drift),
+            allowed: allowed.map(|a| a.iter().map(|s| s.to_string()).collect()),
+            steps,
+            result: empty_state(),
+        };
+        let (steps, result) = run_insert_sequence(&graph(gname), &authors_json, &s).expect(name);
+        s.steps = steps;
+        s.result = result;
+        s
+    };
+    let later = now + 3600 * 1_000_000_000 - drift;
+    let sequences = vec![
+        seq("in-order", "c1, c2, c3 one per call: each applied; the heads move along the chain; b/x ends as a tombstone.", "chain", None,
+            vec![step("insert", now, &["c1"]), step("insert", now, &["c2"]), step("insert", now, &["c3"])]),
+        seq("child-first", "c3, c2, c1 one per call: c3 and c2 are held back (each missing its parent), c1 applies and promotes c2 then c3.", "chain", None,
+            vec![step("insert", now, &["c3"]), step("insert", now, &["c2"]), step("insert", now, &["c1"])]),
+        seq("batch-any-order", "c3, c1, c2 in one call: a batch is processed in key order, so all three apply.", "chain", None,
+            vec![step("insert", now, &["c3", "c1", "c2"])]),
+        seq("duplicates", "c1 twice (Duplicate), c3 twice while held back (HeldBack both times, nothing changes), then c2 promotes c3.", "chain", None,
+            vec![step("insert", now, &["c1"]), step("insert", now, &["c1"]), step("insert", now, &["c3"]), step("insert", now, &["c3"]), step("insert", now, &["c2"])]),
+        seq("deferred", "After the chain: `edge`, exactly max_drift ahead, applies; `future`, an hour ahead, is deferred with not_before = hlc - max_drift; its child (one nanosecond later, so also too far ahead) is deferred as well; re-inserting `future` changes nothing; retry_deferred one nanosecond before not_before admits nothing; at not_before `future` applies; one nanosecond later its child does.", "chain", None,
+            vec![step("insert", now, &["c1", "c2", "c3"]), step("insert", now, &["edge"]), step("insert", now, &["future"]), step("insert", now, &["after-future"]), step("insert", now, &["future"]), step("retry_deferred", later - 1, &[]), step("retry_deferred", later, &[]), step("retry_deferred", later + 1, &[])]),
+        seq("refused", "After the chain, with allowed authors alice and bob: a broken signature (Invalid(BadSignature)), carol (NotAllowed), an HLC below a parent's (ParentOrder), and an orphan, held back with its invented parent on the fetch list.", "chain", Some(&["alice", "bob"]),
+            vec![step("insert", now, &["c1", "c2", "c3"]), step("insert", now, &["bad-sig"]), step("insert", now, &["by-carol"]), step("insert", now, &["bad-order"]), step("insert", now, &["orphan"])]),
+        seq("ancestor-rejected", "child-of-bad-order is held back waiting for bad-order; bad-order then fails the parent order and its held-back descendant is dropped (AncestorRejected).", "chain", None,
+            vec![step("insert", now, &["c1", "c2"]), step("insert", now, &["child-of-bad-order"]), step("insert", now, &["bad-order"])]),
+        seq("lww-all", "Every lww entry in one batch: b/k's winner is the greatest (hlc, node id, hash), a2, a Delete: a tombstone; b/j is bj; the heads are m and the two entries no one names as a parent, a1-twin and b-old.", "lww", None,
+            vec![step("insert", now, &["m", "bj", "a2", "b-old", "b1", "a1-twin", "a1", "g"])]),
+        seq("lww-no-resurrection", "g, a1, a2 (the Delete wins), then the older Put b-old and b1 arrive: the tombstone stays; the view equals lww-all's for the same registers.", "lww", None,
+            vec![step("insert", now, &["g"]), step("insert", now, &["a1"]), step("insert", now, &["a2"]), step("insert", now, &["b-old"]), step("insert", now, &["b1"])]),
+        seq("lww-same-stamp", "g, then a1 and a1-twin: one author, one stamp, two entries: the greater hash wins b/k.", "lww", None,
+            vec![step("insert", now, &["g"]), step("insert", now, &["a1-twin"]), step("insert", now, &["a1"])]),
+    ];
+
+    // 6.3
+    let haves = [
+        ("two-heads", "Heads x3 and l19, 32 hashes at most: each head, then ancestors at 1, 2, 4, 8, ... steps behind each, round-robin, following the parent with the greatest key, down to each root.", vec!["x3", "l19"], 32),
+        ("budget-4", "The same heads with at most 4 hashes.", vec!["x3", "l19"], 4),
+        ("one-head", "Head l19 alone, 32 at most.", vec!["l19"], 32),
+    ]
+    .into_iter()
+    .map(|(name, description, heads, max)| {
+        let heads: Vec<String> = heads.into_iter().map(String::from).collect();
+        HavesCase {
+            name: name.into(),
+            description: description.into(),
+            graph: "long".into(),
+            haves: run_haves(&graph("long"), &heads, max).expect(name),
+            heads,
+            max,
+        }
+    })
+    .collect();
+    let unknown = hx(&ih(777).0);
+    let ancestry = [
+        (
+            "want-head-have-ancestor",
+            "Want l19, have l5: l6 to l19, oldest first.",
+            vec!["l19"],
+            vec!["l5".to_string()],
+            100,
+        ),
+        (
+            "limit-cuts-oldest-first",
+            "Want l19, have l5, limit 5: the five oldest owed (l6 to l10), truncated.",
+            vec!["l19"],
+            vec!["l5".into()],
+            5,
+        ),
+        (
+            "no-haves",
+            "Want l19 with no haves: the whole chain l0 to l19.",
+            vec!["l19"],
+            vec![],
+            100,
+        ),
+        (
+            "unknown-have-ignored",
+            "Want l3, have an unknown hash: ignored, l0 to l3.",
+            vec!["l3"],
+            vec![unknown.clone()],
+            100,
+        ),
+        (
+            "branch-against-other-head",
+            "Want x3, have l19: the branch x1 to x3 only (l10 and below are ancestors of l19).",
+            vec!["x3"],
+            vec!["l19".into()],
+            100,
+        ),
+        (
+            "two-wants",
+            "Want x3 and l19, have l12: x1, l13 to l19, x2, x3 in key order.",
+            vec!["x3", "l19"],
+            vec!["l12".into()],
+            100,
+        ),
+        (
+            "unknown-want",
+            "Want an unknown hash: error Missing.",
+            vec![],
+            vec![],
+            100,
+        ),
+    ]
+    .into_iter()
+    .map(|(name, description, want, have, limit)| {
+        let mut want: Vec<String> = want.into_iter().map(String::from).collect();
+        if name == "unknown-want" {
+            want.push(unknown.clone());
+        }
+        let (hashes, truncated, error) =
+            match run_ancestry(&graph("long"), &want, &have, limit).expect(name) {
+                Ok((h, t)) => (Some(h), Some(t), None),
+                Err(e) => (None, None, Some(e)),
+            };
+        AncestryCase {
+            name: name.into(),
+            description: description.into(),
+            graph: "long".into(),
+            want,
+            have,
+            limit,
+            hashes,
+            truncated,
+            error,
+        }
+    })
+    .collect();
+
+    // 6.5
+    let conflicts = [
+        ("merge-of-m", "lww", "The parents of m (a2, bj): b/k differs (a2's Delete against b1); b/j is written on one branch only.", vec!["a2", "bj"]),
+        ("same-stamp-authors", "lww", "a1 (alice) against b1 (bob), one stamp: the greater node id, compared as unsigned bytes, wins.", vec!["a1", "b1"]),
+        ("same-author-twin", "lww", "a1 against a1-twin: same stamp and author; the greater hash wins.", vec!["a1", "a1-twin"]),
+        ("three-parents", "lww", "a2, b1 and b-old: three branches of b/k.", vec!["a2", "b1", "b-old"]),
+        ("one-parent", "lww", "A single parent: no conflicts.", vec!["a2"]),
+        ("branch-writes", "diamond", "w1 against w2: b/r written on both branches.", vec!["w1", "w2"]),
+        ("common-newer-write", "diamond", "p1 against p2: both branches wrote b/r (w1, w2), but c, common to both and newer, is each branch's winner: no conflict.", vec!["p1", "p2"]),
+    ]
+    .into_iter()
+    .map(|(name, gname, description, parents)| {
+        let parents: Vec<String> = parents.into_iter().map(String::from).collect();
+        ConflictCase {
+            name: name.into(),
+            description: description.into(),
+            graph: gname.into(),
+            conflicts: run_conflicts(&graph(gname), &parents).expect(name),
+            parents,
+        }
+    })
+    .collect();
+
+    // the merge rule
+    let head = |hlc: u64, i: u64, author: &str| HeadJson {
+        hlc: dec(hlc),
+        hash_hex: hx(&ih(i).0),
+        author: author.into(),
+    };
+    let merge_rule = vec![
+        ("one-head", "A single head: nobody merges.", vec![head(t, 1, "alice")], None, "alice"),
+        ("greatest-is-mine", "Two heads; alice wrote the greater key: alice merges, joining both.", vec![head(t, 1, "bob"), head(t + 1, 2, "alice")], None, "alice"),
+        ("greatest-is-not-mine", "The same heads seen by bob: bob does not merge.", vec![head(t, 1, "bob"), head(t + 1, 2, "alice")], None, "bob"),
+        ("same-stamp-hash-decides", "Two heads with one stamp, seen by alice: the greater hash is the greater key, and it is bob's.", vec![head(t, 1, "alice"), head(t, 2, "bob")], None, "alice"),
+        ("over-1024-heads", "1,030 heads (recipe: head i at T + i, hash BLAKE3(i as u64 LE), alternately alice and bob): bob wrote the greatest (i = 1029) and merges; the parents are the 1,024 greatest keys (i = 6 to 1029), ascending by hash, given as recipe indices.", vec![], Some(HeadsRecipe { count: 1030, hlc_base: dec(t), authors: vec!["alice".into(), "bob".into()] }), "bob"),
+    ]
+    .into_iter()
+    .map(|(name, description, heads, recipe, me)| {
+        let mut c = MergeRuleCase {
+            name: name.into(),
+            description: description.into(),
+            heads,
+            heads_recipe: recipe,
+            me: me.into(),
+            should_merge: false,
+            merge_parents_hex: vec![],
+            merge_parents_indices: None,
+        };
+        let hs = merge_rule_heads(&authors_json, &c).expect(name);
+        let me = NodeId(authors.iter().find(|(n, _)| n == me).unwrap().1.verifying_key().to_bytes());
+        let (should, parents) = run_merge_rule(&hs, &me);
+        c.should_merge = should;
+        if c.heads_recipe.is_some() {
+            let index: std::collections::HashMap<Hash, u64> = (0..1030).map(|i| (ih(i), i)).collect();
+            c.merge_parents_indices = Some(parents.iter().map(|h| index[h]).collect());
+        } else {
+            c.merge_parents_hex = parents.iter().map(|h| hx(&h.0)).collect();
+        }
+        c
+    })
+    .collect();
+
+    DagFile {
+        description: "The DAG rules of SPEC 6 on oplog_protocol::dag::MemoryReplica. `authors`: ed25519 keys from fixed seeds. `graphs`: entries made from (author, hlc, action, parents) and signed (deterministic ed25519); `corrupt` entries then have the last signature byte XOR-ed with 1; every case uses the entries of one graph by name. `sequences`: calls on a fresh replica (insert of a batch in the given order at wall time `now` with `max_drift_ns` and the `allowed` authors, or retry_deferred at `now`), each with its reported outcomes (in batch order), applied entries (in application order) and dropped entries, then the replica's state: applied entries in key order; heads, held-back entries and deferred entries ascending by hash; hashes to fetch (parents that held-back entries wait for and that are neither held back nor deferred, ascending); and the last-writer-wins view in register order (bucket, then key, compared as bytes) with each register's winner and whether it is a tombstone. `haves` (haves_for_request), `ancestry` (ancestry_to_send: hashes in order and the cut flag, or the error) and `conflicts` (merge_conflicts) run over a replica holding the whole graph. `merge_rule`: should_merge and merge_parents over given heads. Names stand for entries of the graph; 64-hex strings are hashes no graph entry has. Outcome errors are InsertError names: Invalid(<EntryError name>), NotAllowed, ParentOrder, AncestorRejected.".into(),
+        authors: authors_json,
+        graphs,
+        sequences,
+        haves,
+        ancestry,
+        conflicts,
+        merge_rule,
     }
 }
