@@ -922,6 +922,8 @@ pub struct InsertSequence {
     pub max_drift_ns: String,
     /// Author names allowed to write, or `null` for any author.
     pub allowed: Option<Vec<String>>,
+    /// The caps on held-back and deferred entries (SPEC 6.1, appendix B).
+    pub limits: CapsJson,
     pub steps: Vec<InsertStep>,
     pub result: ReplicaStateJson,
 }
@@ -941,8 +943,45 @@ pub struct InsertStep {
     pub outcomes: Vec<OutcomeJson>,
     /// Entries applied by the call, in application order.
     pub applied: Vec<String>,
-    /// Held-back entries of earlier calls dropped by this one, with the reason.
+    /// Entries dropped by this call (held back, earlier or in this call, and found never to
+    /// apply; or evicted from the held-back or deferred set by a cap), with the reason, in the
+    /// order it happened.
     pub dropped: Vec<DroppedJson>,
+    /// Deferred entries that had come due and were admitted first, in key order.
+    pub due: Vec<String>,
+}
+
+/// The caps of a replica (`oplog_protocol::Limits` without the drift bound).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct CapsJson {
+    pub max_held_per_author: u64,
+    pub max_held_bytes: u64,
+    pub max_deferred_per_author: u64,
+    pub max_deferred_bytes: u64,
+}
+
+impl CapsJson {
+    /// The defaults of `oplog_protocol::Limits`.
+    pub fn defaults() -> Self {
+        let l = oplog_protocol::Limits::default();
+        CapsJson {
+            max_held_per_author: l.max_held_per_author,
+            max_held_bytes: l.max_held_bytes,
+            max_deferred_per_author: l.max_deferred_per_author,
+            max_deferred_bytes: l.max_deferred_bytes,
+        }
+    }
+
+    /// These caps with drift bound `max_drift`.
+    pub fn limits(&self, max_drift: std::time::Duration) -> oplog_protocol::Limits {
+        let mut l = oplog_protocol::Limits::with_drift(max_drift);
+        l.max_held_per_author = self.max_held_per_author;
+        l.max_held_bytes = self.max_held_bytes;
+        l.max_deferred_per_author = self.max_deferred_per_author;
+        l.max_deferred_bytes = self.max_deferred_bytes;
+        l
+    }
 }
 
 /// What happened to one entry.
@@ -1095,15 +1134,18 @@ pub struct HeadsRecipe {
     pub authors: Vec<String>,
 }
 
-/// The name an [`InsertError`](oplog_protocol::dag::InsertError) has in the vectors:
+/// The name an [`InsertError`](oplog_protocol::InsertError) has in the vectors:
 /// `Invalid(<EntryError name>)`, `NotAllowed`, `ParentOrder` or `AncestorRejected`.
-pub fn insert_error_name(e: &oplog_protocol::dag::InsertError) -> String {
-    use oplog_protocol::dag::InsertError as E;
+pub fn insert_error_name(e: &oplog_protocol::InsertError) -> String {
+    use oplog_protocol::InsertError as E;
     match e {
         E::Invalid(inner) => format!("Invalid({})", entry_error_name(inner)),
         E::NotAllowed(_) => "NotAllowed".into(),
         E::ParentOrder(_) => "ParentOrder".into(),
         E::AncestorRejected(_) => "AncestorRejected".into(),
+        E::HeldBackFull => "HeldBackFull".into(),
+        E::DeferredFull => "DeferredFull".into(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -1177,7 +1219,7 @@ impl Graph {
     }
 }
 
-fn outcome_json(g: &Graph, hash: &Hash, o: &InsertOutcome) -> OutcomeJson {
+fn outcome_json(g: &Graph, hash: &Hash, o: &InsertOutcome) -> Result<OutcomeJson, String> {
     let mut j = OutcomeJson {
         entry: g.name(hash),
         outcome: String::new(),
@@ -1200,9 +1242,10 @@ fn outcome_json(g: &Graph, hash: &Hash, o: &InsertOutcome) -> OutcomeJson {
             j.error = Some(insert_error_name(e));
             "Rejected"
         }
+        other => return Err(format!("outcome {other:?} has no vector name yet")),
     }
     .into();
-    j
+    Ok(j)
 }
 
 /// Rule 6.1 (apply order, held back, deferred, refused): runs the steps' inputs (`op`, `now`,
@@ -1228,7 +1271,7 @@ pub fn run_insert_sequence(
                 .collect::<Result<_, _>>()?,
         ),
     };
-    let mut r = MemoryReplica::<Op>::new();
+    let mut r = MemoryReplica::<Op>::with_limits(seq.limits.limits(drift));
     let mut steps = Vec::new();
     for s in &seq.steps {
         let now = num(&s.now)?;
@@ -1252,7 +1295,7 @@ pub fn run_insert_sequence(
                 .outcomes
                 .iter()
                 .map(|(h, o)| outcome_json(g, h, o))
-                .collect(),
+                .collect::<Result<_, _>>()?,
             applied: report.applied.iter().map(|h| g.name(h)).collect(),
             dropped: report
                 .dropped
@@ -1262,6 +1305,7 @@ pub fn run_insert_sequence(
                     error: insert_error_name(e),
                 })
                 .collect(),
+            due: report.due.iter().map(|h| g.name(h)).collect(),
         });
     }
     Ok((steps, replica_state(g, &r)))

@@ -31,8 +31,8 @@ use oplog_tests::vectors::{
     dec, decode_error_name, entry_error_name, hx, ih, keys_json, merge_rule_heads,
     neg_decode_error_name, replay_failure, run_ancestry, run_conflicts, run_haves,
     run_insert_sequence, run_merge_rule, run_negentropy, vectors_dir, ActionJson, AdmissionCase,
-    AggregateVector, AncestryCase, AuthorJson, ConfigJson, ConflictCase, DagEntryJson, DagFile,
-    EntriesFile, FailureCase, FailuresFile, FingerprintsFile, FpRecipe, Graph, GraphJson,
+    AggregateVector, AncestryCase, AuthorJson, CapsJson, ConfigJson, ConflictCase, DagEntryJson,
+    DagFile, EntriesFile, FailureCase, FailuresFile, FingerprintsFile, FpRecipe, Graph, GraphJson,
     HavesCase, HeadJson, HeadsRecipe, HlcFile, HlcOp, HlcSequence, InsertSequence, InsertStep,
     InvalidEntry, InvalidMessage, ItemVector, KeyRecipe, LimitCase, LimitsFile, MergeRuleCase,
     MessageJson, MessagesFile, NegInvalid, NegMessage, NegPartJson, NegTranscript, NegentropyFile,
@@ -2389,6 +2389,7 @@ fn step(op: &str, now: u64, entries: &[&str]) -> InsertStep {
         outcomes: vec![],
         applied: vec![],
         dropped: vec![],
+        due: vec![],
     }
 }
 
@@ -2448,12 +2449,44 @@ fn dag_vectors() -> DagFile {
         false,
     );
     g.add(
+        "orphan2",
+        "bob",
+        t + 31 * us,
+        b("o", "o2"),
+        &["#9998"],
+        false,
+    );
+    g.add(
+        "orphan3",
+        "bob",
+        t + 32 * us,
+        b("o", "o3"),
+        &["#9997"],
+        false,
+    );
+    g.add(
+        "future2",
+        "bob",
+        now + 7200 * 1_000_000_000,
+        b("z", "future2"),
+        &["c3"],
+        false,
+    );
+    g.add(
         "bad-sig",
         "alice",
         t + 40 * us,
         b("x", "forged"),
         &["c3"],
         true,
+    );
+    g.add(
+        "child-of-bad-sig",
+        "alice",
+        t + 41 * us,
+        b("v", "v1"),
+        &["bad-sig"],
+        false,
     );
     g.add(
         "by-carol",
@@ -2547,17 +2580,19 @@ fn dag_vectors() -> DagFile {
     };
 
     // 6.1-6.2, 6.4: insert sequences
-    let seq = |name: &str,
-               description: &str,
-               gname: &str,
-               allowed: Option<&[&str]>,
-               steps: Vec<InsertStep>| {
+    let capped = |name: &str,
+                  description: &str,
+                  gname: &str,
+                  allowed: Option<&[&str]>,
+                  limits: CapsJson,
+                  steps: Vec<InsertStep>| {
         let mut s = InsertSequence {
             name: name.into(),
             description: description.into(),
             graph: gname.into(),
             max_drift_ns: dec(drift),
             allowed: allowed.map(|a| a.iter().map(|s| s.to_string()).collect()),
+            limits,
             steps,
             result: empty_state(),
         };
@@ -2565,6 +2600,25 @@ fn dag_vectors() -> DagFile {
         s.steps = steps;
         s.result = result;
         s
+    };
+    let seq = |name: &str,
+               description: &str,
+               gname: &str,
+               allowed: Option<&[&str]>,
+               steps: Vec<InsertStep>| {
+        capped(
+            name,
+            description,
+            gname,
+            allowed,
+            CapsJson::defaults(),
+            steps,
+        )
+    };
+    let with = |f: &dyn Fn(&mut CapsJson)| {
+        let mut c = CapsJson::defaults();
+        f(&mut c);
+        c
     };
     let later = now + 3600 * 1_000_000_000 - drift;
     let sequences = vec![
@@ -2588,6 +2642,19 @@ fn dag_vectors() -> DagFile {
             vec![step("insert", now, &["g"]), step("insert", now, &["a1"]), step("insert", now, &["a2"]), step("insert", now, &["b-old"]), step("insert", now, &["b1"])]),
         seq("lww-same-stamp", "g, then a1 and a1-twin: one author, one stamp, two entries: the greater hash wins b/k.", "lww", None,
             vec![step("insert", now, &["g"]), step("insert", now, &["a1-twin"]), step("insert", now, &["a1"])]),
+        seq("refused-parent-same-call", "After the chain, child-of-bad-sig and bad-sig in one call: bad-sig fails verification, so its child in the same call is refused (AncestorRejected naming bad-sig) rather than held back; nothing is left to fetch.", "chain", None,
+            vec![step("insert", now, &["c1", "c2", "c3"]), step("insert", now, &["child-of-bad-sig", "bad-sig"])]),
+        seq("due-on-insert", "After the chain, `future` is deferred; an insert at its not_before (of c1 again, a Duplicate) first admits it: it is listed as due and applied.", "chain", None,
+            vec![step("insert", now, &["c1", "c2", "c3"]), step("insert", now, &["future"]), step("insert", later, &["c1"])]),
+        capped("held-back-author-cap", "max_held_per_author = 2. orphan3, then orphan (both bob, held back); orphan2 finds bob at the cap and evicts bob's held-back entry with the lowest key, orphan (dropped: HeldBackFull); orphan again is now the lowest key itself and is refused (HeldBackFull).", "chain", None,
+            with(&|c| c.max_held_per_author = 2),
+            vec![step("insert", now, &["orphan3"]), step("insert", now, &["orphan"]), step("insert", now, &["orphan2"]), step("insert", now, &["orphan"])]),
+        capped("held-back-byte-cap", "max_held_bytes = 200 (one orphan is 175 bytes encoded). orphan is held back; orphan2 would pass the byte cap, so the held-back entry with the lowest key of all authors, orphan, is evicted.", "chain", None,
+            with(&|c| c.max_held_bytes = 200),
+            vec![step("insert", now, &["orphan"]), step("insert", now, &["orphan2"])]),
+        capped("deferred-author-cap", "max_deferred_per_author = 1. future2 (due in two hours) is deferred; future (due in one) evicts it, being due sooner (dropped: DeferredFull); future2 again is refused (DeferredFull): it would be due last.", "chain", None,
+            with(&|c| c.max_deferred_per_author = 1),
+            vec![step("insert", now, &["c1", "c2", "c3"]), step("insert", now, &["future2"]), step("insert", now, &["future"]), step("insert", now, &["future2"])]),
     ];
 
     // 6.3
@@ -2749,7 +2816,7 @@ fn dag_vectors() -> DagFile {
     .collect();
 
     DagFile {
-        description: "The DAG rules of SPEC 6 on oplog_protocol::dag::MemoryReplica. `authors`: ed25519 keys from fixed seeds. `graphs`: entries made from (author, hlc, action, parents) and signed (deterministic ed25519); `corrupt` entries then have the last signature byte XOR-ed with 1; every case uses the entries of one graph by name. `sequences`: calls on a fresh replica (insert of a batch in the given order at wall time `now` with `max_drift_ns` and the `allowed` authors, or retry_deferred at `now`), each with its reported outcomes (in batch order), applied entries (in application order) and dropped entries, then the replica's state: applied entries in key order; heads, held-back entries and deferred entries ascending by hash; hashes to fetch (parents that held-back entries wait for and that are neither held back nor deferred, ascending); and the last-writer-wins view in register order (bucket, then key, compared as bytes) with each register's winner and whether it is a tombstone. `haves` (haves_for_request), `ancestry` (ancestry_to_send: hashes in order and the cut flag, or the error) and `conflicts` (merge_conflicts) run over a replica holding the whole graph. `merge_rule`: should_merge and merge_parents over given heads. Names stand for entries of the graph; 64-hex strings are hashes no graph entry has. Outcome errors are InsertError names: Invalid(<EntryError name>), NotAllowed, ParentOrder, AncestorRejected.".into(),
+        description: "The DAG rules of SPEC 6 on oplog_protocol::MemoryReplica. `authors`: ed25519 keys from fixed seeds. `graphs`: entries made from (author, hlc, action, parents) and signed (deterministic ed25519); `corrupt` entries then have the last signature byte XOR-ed with 1; every case uses the entries of one graph by name. `sequences`: calls on a fresh replica (insert of a batch in the given order at wall time `now` with `max_drift_ns` and the `allowed` authors, or retry_deferred at `now`), each with its reported outcomes (in batch order), applied entries (in application order) and dropped entries, then the replica's state: applied entries in key order; heads, held-back entries and deferred entries ascending by hash; hashes to fetch (parents that held-back entries wait for and that are neither held back nor deferred, ascending); and the last-writer-wins view in register order (bucket, then key, compared as bytes) with each register's winner and whether it is a tombstone. `haves` (haves_for_request), `ancestry` (ancestry_to_send: hashes in order and the cut flag, or the error) and `conflicts` (merge_conflicts) run over a replica holding the whole graph. `merge_rule`: should_merge and merge_parents over given heads. Names stand for entries of the graph; 64-hex strings are hashes no graph entry has. Outcome errors are InsertError names: Invalid(<EntryError name>), NotAllowed, ParentOrder, AncestorRejected, HeldBackFull, DeferredFull. `limits` gives each sequence's caps on held-back and deferred entries; `due` lists the deferred entries a call admitted first because they had come due.".into(),
         authors: authors_json,
         graphs,
         sequences,
