@@ -69,6 +69,7 @@ pub use fingerprint::{Aggregate, Fingerprint};
 pub use hlc::{Hlc, HlcClock, HlcError, SystemClock, WallClock};
 pub use key::{EntryKey, Hash, NodeId, Range};
 pub use memory::MemoryStore;
+pub use reconcile::Limit;
 pub use reconcile::{Config, Dialect, Message, ReconcileError, Reconciler, Stats, Step};
 pub use store::{RangeStore, StoreError};
 

@@ -54,10 +54,8 @@ fn single_fingerprint_opening() {
         .map(|i| key(i, i))
         .collect();
     let (sa, sb) = stores(&a, &b);
-    let cfg = Config {
-        initial_split: false,
-        ..Config::default()
-    };
+    let mut cfg = Config::default();
+    cfg.initial_split = false;
     let t = run(&sa, &sb, cfg.clone(), cfg.clone()).unwrap();
     check(&a, &b, &t);
     let t = run(&sa, &sa, cfg.clone(), cfg).unwrap();
@@ -79,10 +77,8 @@ fn prefix_collisions_are_caught_and_resolved() {
         .chain((5000..5400).map(|i| key(i / 4, i)))
         .collect();
     let (sa, sb) = stores(&a, &b);
-    let cfg = Config {
-        prefix_len: 1,
-        ..Config::default()
-    };
+    let mut cfg = Config::default();
+    cfg.prefix_len = 1;
     let t = run(&sa, &sb, cfg.clone(), cfg).unwrap();
     check(&a, &b, &t);
     let collisions = t.initiator.stats.prefix_collisions + t.responder.stats.prefix_collisions;
@@ -98,10 +94,8 @@ fn frame_limit_is_respected_and_session_ends() {
         .chain((1..2000).map(|i| key(i * 10 + 1, i + 1_000_000)))
         .collect();
     let (sa, sb) = stores(&a, &b);
-    let cfg = Config {
-        max_message_bytes: Some(4096),
-        ..Config::default()
-    };
+    let mut cfg = Config::default();
+    cfg.max_message_bytes = Some(4096);
     let t = run(&sa, &sb, cfg.clone(), cfg).unwrap();
     check(&a, &b, &t);
     assert!(t.messages.iter().all(|m| m.len() <= 4096));
@@ -188,7 +182,10 @@ proptest! {
     #[test]
     fn exact_difference_within_round_bound((a, b) in arb_sets(), branching in 2usize..=32, threshold in 1usize..=64, initial_split in any::<bool>()) {
         let (sa, sb) = stores(&a, &b);
-        let cfg = Config { branching, list_threshold: threshold, initial_split, ..Config::default() };
+        let mut cfg = Config::default();
+        cfg.branching = branching;
+        cfg.list_threshold = threshold;
+        cfg.initial_split = initial_split;
         let t = run(&sa, &sb, cfg.clone(), cfg).unwrap();
         check(&a, &b, &t);
         let n = a.len().max(b.len());
@@ -198,7 +195,8 @@ proptest! {
     #[test]
     fn any_frame_limit_terminates((a, b) in arb_sets(), limit in prop_oneof![4096usize..20_000, 20_000usize..500_000]) {
         let (sa, sb) = stores(&a, &b);
-        let cfg = Config { max_message_bytes: Some(limit), ..Config::default() };
+        let mut cfg = Config::default();
+        cfg.max_message_bytes = Some(limit);
         let t = run(&sa, &sb, cfg.clone(), cfg).unwrap();
         check(&a, &b, &t);
         prop_assert!(t.messages.iter().all(|m| m.len() <= limit));
@@ -255,7 +253,7 @@ fn bounds_at_the_top_of_the_key_space() {
     ];
     let mut r = Reconciler::new(Config::default()).unwrap();
     let step = r
-        .handle(&store, &Message::from_bytes(encode(&parts)))
+        .handle(&store, &Message::from_bytes(encode(&parts).unwrap()))
         .unwrap();
     let reply = step.reply.expect("fingerprints ask for an answer");
     reply.parts().expect("the reply decodes");

@@ -396,7 +396,7 @@ fn check_messages(f: &MessagesFile) -> Check {
         let decoded = message::decode(&bytes).map_err(|e| format!("{name}: decode: {e}"))?;
         ensure_eq!(decoded, parts, "{name}: decoded parts");
         ensure_eq!(
-            hex::encode(message::encode(&parts)),
+            hex::encode(message::encode(&parts).map_err(|e| format!("{name}: encode: {e}"))?),
             m.hex,
             "{name}: encoding"
         );

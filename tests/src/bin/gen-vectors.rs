@@ -935,7 +935,7 @@ fn messages() -> MessagesFile {
     let mut valid = Vec::new();
     let mut ok =
         |name: &'static str, description: &'static str, parts: Vec<Part>, hand: Option<Vec<u8>>| {
-            let bytes = message::encode(&parts);
+            let bytes = message::encode(&parts).expect(name);
             if let Some(h) = hand {
                 assert_eq!(
                     bytes, h,
@@ -943,7 +943,7 @@ fn messages() -> MessagesFile {
                 );
             }
             let decoded = message::decode(&bytes).expect(name);
-            assert_eq!(message::encode(&decoded), bytes);
+            assert_eq!(message::encode(&decoded).expect(name), bytes);
             valid.push(ValidMessage {
                 name: name.into(),
                 description: description.into(),
