@@ -49,13 +49,19 @@ pub const MIN_MESSAGE_BYTES: usize = 4096;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
 /// The default [`Config::max_messages`].
 pub const DEFAULT_MAX_MESSAGES: u64 = 1024;
-/// The default [`Config::max_parts`]: 2^18, one part per 16 bytes of a default-size message.
-pub const DEFAULT_MAX_PARTS: usize = 1 << 18;
+/// The default [`Config::max_parts`]: 2^16, twice the most parts (32,768) of any message of
+/// the 10^6-key benchmark with 100,000 differences.
+pub const DEFAULT_MAX_PARTS: usize = 1 << 16;
 /// The smallest [`Config::max_parts`]: every single answer (at most 32 parts of a split)
 /// plus the carry-over parts fits.
 pub const MIN_PARTS: usize = 64;
 /// The default [`Config::max_session_memory`]: 256 MiB.
 pub const DEFAULT_MAX_SESSION_MEMORY: usize = 256 << 20;
+/// Most bytes of pending state one received message may create, per byte of that message
+/// and of its reply. The most an honest message creates is about 28 per byte (a one-byte
+/// prefix list of 32 keys answering a fingerprint); a part's state costs at most about 300
+/// bytes besides its keys, and every part that creates state is at least 5 bytes in and out.
+pub const PENDING_PER_TRAFFIC_BYTE: usize = 64;
 /// The smallest [`Config::max_session_memory`]: 1 MiB.
 pub const MIN_SESSION_MEMORY: usize = 1 << 20;
 
@@ -221,6 +227,15 @@ pub enum Limit {
     Messages {
         /// The configured limit.
         limit: u64,
+    },
+    /// The pending state one message creates would pass [`PENDING_PER_TRAFFIC_BYTE`] times
+    /// the bytes of that message and its reply. Honest traffic stays under a third of it.
+    #[error("one message would create {needed} bytes of pending state, over {limit} ({PENDING_PER_TRAFFIC_BYTE} per byte of the message and its reply)")]
+    PendingState {
+        /// Bytes of pending state the message would have created.
+        needed: usize,
+        /// The bound for this message and reply.
+        limit: usize,
     },
     /// Pending ranges and reported keys would take more than [`Config::max_session_memory`].
     #[error("session state would take {needed} bytes, over max_session_memory = {limit}; raise it or reconcile again (differences already reported stay valid)")]
@@ -639,6 +654,7 @@ impl Reconciler {
         let mut lower = EntryKey::MIN;
         let mut parts = message::parts(&msg.0)?;
         let mut at_end = false;
+        let mut created = 0usize;
         loop {
             // the parts, then the implicit trailing Skip up to the end of the key space
             let part = match parts.next() {
@@ -677,6 +693,15 @@ impl Reconciler {
                 break;
             }
             let added: usize = out.pending.iter().map(|(_, p)| p.bytes()).sum();
+            created += added;
+            let allowed = PENDING_PER_TRAFFIC_BYTE * (msg.len() + enc.len());
+            if created > allowed {
+                return Err(Limit::PendingState {
+                    needed: created,
+                    limit: allowed,
+                }
+                .into());
+            }
             self.charge(added + (out.have.len() + out.need.len()) * REPORTED_KEY_BYTES)?;
             self.pending_bytes += added;
             self.pending.extend(out.pending);
