@@ -6,6 +6,12 @@
 //! (if any) and the differences learned. The caller moves bytes, like `quinn` drives
 //! `quinn-proto`.
 //!
+//! Nothing a peer sends can make a reconciler panic, send an invalid message, or spend
+//! without bound: each received message is checked against the [`Config`]'s size, part and
+//! message-count limits before it is acted on, replies are cut to the same limits, and
+//! pending state and reported keys are charged against a session memory budget. Every such
+//! refusal is a typed [`ReconcileError::Limit`] naming the [`Limit`] hit (`spec/SPEC.md` 8.11).
+//!
 //! ```
 //! use oplog_protocol::{EntryKey, MemoryStore, Reconciler, Config};
 //!
@@ -281,6 +287,25 @@ pub enum ReconcileError {
     /// `initiate` was called twice, or on a reconciler that already handled a message.
     #[error("reconciler misuse: {0}")]
     Misuse(&'static str),
+}
+
+/// Up to `limit` keys of `range`, checked: ascending, inside the range, at most `limit`.
+/// Lists built from them are sent and searched, so a store answering otherwise is an error.
+fn listed_keys<S: RangeStore + ?Sized>(
+    store: &S,
+    range: &Range,
+    limit: usize,
+) -> Result<Vec<EntryKey>, ReconcileError> {
+    let keys = store.keys(range, limit)?;
+    if keys.len() > limit
+        || keys.windows(2).any(|w| w[0] >= w[1])
+        || !keys.iter().all(|k| range.contains(k))
+    {
+        return Err(inconsistent(
+            "keys out of order, outside the range or more than asked",
+        ));
+    }
+    Ok(keys)
 }
 
 /// A local store answer that would have produced an invalid message.
@@ -987,7 +1012,7 @@ impl Reconciler {
                 if mine.fingerprint() == *fp {
                     out.part(range.end, Payload::Skip);
                 } else if mine.count() <= self.config.list_threshold as u64 {
-                    let keys = store.keys(range, self.config.list_threshold)?;
+                    let keys = listed_keys(store, range, self.config.list_threshold)?;
                     let len = self.config.prefix_len;
                     let prefixes = keys
                         .iter()
@@ -1015,7 +1040,7 @@ impl Reconciler {
                 if count > self.config.list_threshold as u64 {
                     return self.split(store, range, count, out);
                 }
-                let mine = store.keys(range, self.config.list_threshold)?;
+                let mine = listed_keys(store, range, self.config.list_threshold)?;
                 let len = *len as usize;
                 let mut unmatched: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
                 for (i, k) in mine.iter().enumerate().rev() {
@@ -1071,7 +1096,7 @@ impl Reconciler {
                 if count > self.config.list_threshold as u64 {
                     return self.split(store, range, count, out);
                 }
-                let mine = store.keys(range, self.config.list_threshold)?;
+                let mine = listed_keys(store, range, self.config.list_threshold)?;
                 let missing = theirs
                     .iter()
                     .enumerate()
@@ -1259,10 +1284,7 @@ fn neg_split<S: RangeStore + ?Sized>(
     use negentropy::{Part as NPart, Payload as NPayload, BUCKETS, ID_LIST_BELOW};
     let count = store.count(range)?;
     if count < ID_LIST_BELOW {
-        let keys = store.keys(range, ID_LIST_BELOW as usize)?;
-        if keys.windows(2).any(|w| w[0] >= w[1]) || !keys.iter().all(|k| range.contains(k)) {
-            return Err(inconsistent("keys out of order or outside the range"));
-        }
+        let keys = listed_keys(store, range, ID_LIST_BELOW as usize)?;
         let ids = keys.iter().map(|k| k.hash).collect();
         return Ok(vec![NPart {
             upper,
