@@ -71,6 +71,7 @@ pub use hlc::{Hlc, HlcClock, HlcError, SystemClock, WallClock};
 pub use index::{IndexBuildError, IndexIter, RangeIndex};
 pub use key::{EntryKey, Hash, NodeId, Range};
 pub use memory::MemoryStore;
+pub use reconcile::Limit;
 pub use reconcile::{Config, Dialect, Message, ReconcileError, Reconciler, Stats, Step};
 pub use replica::{InsertError, InsertOutcome, InsertReport, Limits, MemoryReplica};
 pub use store::{RangeStore, StoreError};

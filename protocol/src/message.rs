@@ -104,6 +104,7 @@ pub struct Part {
 
 /// Why bytes are not a valid message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The message is empty or does not start with [`MESSAGE_TAG`].
     #[error("not an oplog-sync v1 reconciliation message (first byte {0:?}, expected 0x01)")]
@@ -134,6 +135,33 @@ pub enum DecodeError {
     NonCanonicalSkip,
 }
 
+/// Why parts cannot be encoded as a valid message: the parts break a rule of the wire format
+/// that a decoder would refuse. Encoding never writes such a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// A part's upper bound is not above the previous part's bound, follows the end bound, or
+    /// has an HLC above 2^64 - 2.
+    #[error("cannot encode part {index}: invalid bound: {why}")]
+    BadBound {
+        /// 0-based index of the offending part.
+        index: usize,
+        /// What is wrong with the bound.
+        why: &'static str,
+    },
+    /// A part's payload breaks a rule of its mode (list too long, keys out of order or outside
+    /// the part's range, a prefix list whose bytes are not a whole number of prefixes, ...).
+    #[error("cannot encode part {index}: invalid {what}: {why}")]
+    BadPayload {
+        /// 0-based index of the offending part.
+        index: usize,
+        /// The payload kind.
+        what: &'static str,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+}
+
 // ---------------------------------------------------------------------------------------------
 // varints: unsigned LEB128, canonical (no over-long forms)
 
@@ -151,6 +179,7 @@ pub(crate) fn varint_len(v: u64) -> usize {
     bits.max(1).div_ceil(7)
 }
 
+#[derive(Debug)]
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -227,10 +256,15 @@ impl<'a> Reader<'a> {
 ///
 /// If the HLCs differ the bound is `(pred.hlc + 1, empty prefix)`; otherwise it is the item's
 /// HLC with the shortest hash prefix that exceeds `pred`'s hash.
-pub fn separator(pred: &EntryKey, item: &EntryKey) -> EntryKey {
-    debug_assert!(pred < item);
+///
+/// `None` if `pred` is not below `item`, or `item`'s HLC is above 2^64 - 2 (no valid key has
+/// it, and no bound may carry it): such a pair cannot come from a consistent store.
+pub fn separator(pred: &EntryKey, item: &EntryKey) -> Option<EntryKey> {
+    if pred >= item || item.hlc > MAX_HLC {
+        return None;
+    }
     if pred.hlc < item.hlc {
-        return EntryKey::new(Hlc(pred.hlc.0 + 1), Hash::ZERO);
+        return Some(EntryKey::new(Hlc(pred.hlc.0 + 1), Hash::ZERO));
     }
     let i = pred
         .hash
@@ -241,7 +275,7 @@ pub fn separator(pred: &EntryKey, item: &EntryKey) -> EntryKey {
         .unwrap_or(31);
     let mut hash = [0u8; 32];
     hash[..=i].copy_from_slice(&item.hash.0[..=i]);
-    EntryKey::new(item.hlc, Hash(hash))
+    Some(EntryKey::new(item.hlc, Hash(hash)))
 }
 
 /// Bytes of a bound's hash prefix: the hash without its trailing zero bytes.
@@ -252,7 +286,87 @@ fn prefix_len(key: &EntryKey) -> usize {
 // ---------------------------------------------------------------------------------------------
 // encoding
 
-/// Builds a message part by part, merging adjacent Skip parts and dropping a trailing one.
+/// Checks `keys` against the rules of a key payload in the part `[lower, upper)`.
+fn check_keys(
+    keys: &[EntryKey],
+    lower: &EntryKey,
+    upper: Option<&EntryKey>,
+) -> Result<(), &'static str> {
+    if keys.len() > MAX_LIST_ITEMS {
+        return Err("more than 256 items");
+    }
+    let mut prev: Option<&EntryKey> = None;
+    for k in keys {
+        if k.hlc > MAX_HLC {
+            return Err("hlc above 2^64 - 2");
+        }
+        if k < lower || upper.is_some_and(|u| k >= u) {
+            return Err("key outside the part's range");
+        }
+        if prev.is_some_and(|p| k <= p) {
+            return Err("keys not strictly ascending");
+        }
+        prev = Some(k);
+    }
+    Ok(())
+}
+
+/// Checks that `part` may follow a part ending at `lower` (`None`: the previous part ended
+/// at the end bound), so that the message a decoder reads back is exactly the parts given.
+fn check_part(index: usize, lower: Option<&EntryKey>, part: &Part) -> Result<(), EncodeError> {
+    let bound = |why| EncodeError::BadBound { index, why };
+    let payload = |what, why| EncodeError::BadPayload { index, what, why };
+    let Some(lower) = lower else {
+        return Err(bound("a part follows the end bound"));
+    };
+    if let Some(u) = &part.upper {
+        if u.hlc > MAX_HLC {
+            return Err(bound("hlc above 2^64 - 2"));
+        }
+        if u <= lower {
+            return Err(bound("bound not above the previous one"));
+        }
+    }
+    let upper = part.upper.as_ref();
+    match &part.payload {
+        Payload::Skip | Payload::Fingerprint(_) => {}
+        Payload::PrefixList { len, prefixes } => {
+            let what = "prefix list";
+            if !(1..=32).contains(len) {
+                return Err(payload(what, "prefix length must be 1 to 32"));
+            }
+            if prefixes.len() % *len as usize != 0 {
+                return Err(payload(what, "bytes are not a whole number of prefixes"));
+            }
+            if prefixes.len() / *len as usize > MAX_LIST_ITEMS {
+                return Err(payload(what, "more than 256 items"));
+            }
+        }
+        Payload::FullList(keys) => {
+            check_keys(keys, lower, upper).map_err(|why| payload("full list", why))?
+        }
+        Payload::Keys(keys) => {
+            check_keys(keys, lower, upper).map_err(|why| payload("keys", why))?
+        }
+        Payload::Resolve { missing, keys } => {
+            if missing.len() > MAX_LIST_ITEMS {
+                return Err(payload("resolve", "more than 256 positions"));
+            }
+            if missing.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(payload("resolve", "positions not strictly ascending"));
+            }
+            if missing
+                .last()
+                .is_some_and(|&m| m as usize >= MAX_LIST_ITEMS)
+            {
+                return Err(payload("resolve", "position beyond the longest list"));
+            }
+            check_keys(keys, lower, upper).map_err(|why| payload("resolve keys", why))?
+        }
+    }
+    Ok(())
+}
+
 /// A saved encoder position.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mark {
@@ -261,8 +375,12 @@ pub(crate) struct Mark {
     lower: EntryKey,
     ended: bool,
     skip_upper: Option<Option<EntryKey>>,
+    parts: usize,
+    pushed: usize,
 }
 
+/// Builds a message part by part, merging adjacent Skip parts and dropping a trailing one.
+/// Every part is checked before it is written, so the bytes always decode.
 #[derive(Debug)]
 pub(crate) struct Encoder {
     buf: Vec<u8>,
@@ -271,6 +389,10 @@ pub(crate) struct Encoder {
     lower: EntryKey,
     ended: bool,
     skip_upper: Option<Option<EntryKey>>,
+    /// Parts written (a held-back Skip not counted).
+    parts: usize,
+    /// Parts pushed, for error messages.
+    pushed: usize,
 }
 
 impl Encoder {
@@ -281,12 +403,19 @@ impl Encoder {
             lower: EntryKey::MIN,
             ended: false,
             skip_upper: None,
+            parts: 0,
+            pushed: 0,
         }
     }
 
     /// Encoded length so far, not counting a pending Skip that a later part would flush.
     pub(crate) fn len(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Parts written so far, not counting a pending Skip.
+    pub(crate) fn parts(&self) -> usize {
+        self.parts
     }
 
     /// A point to [`Encoder::rollback`] to.
@@ -297,6 +426,8 @@ impl Encoder {
             lower: self.lower,
             ended: self.ended,
             skip_upper: self.skip_upper,
+            parts: self.parts,
+            pushed: self.pushed,
         }
     }
 
@@ -307,15 +438,31 @@ impl Encoder {
         self.lower = mark.lower;
         self.ended = mark.ended;
         self.skip_upper = mark.skip_upper;
+        self.parts = mark.parts;
+        self.pushed = mark.pushed;
     }
 
-    pub(crate) fn push(&mut self, part: &Part) {
+    /// Where the next part starts (`None`: after the end bound, where no part may follow).
+    fn next_lower(&self) -> Option<EntryKey> {
+        match self.skip_upper {
+            Some(upper) => upper,
+            None if self.ended => None,
+            None => Some(self.lower),
+        }
+    }
+
+    /// Appends `part` after checking it against the wire format's rules; on error nothing is
+    /// written.
+    pub(crate) fn push(&mut self, part: &Part) -> Result<(), EncodeError> {
+        check_part(self.pushed, self.next_lower().as_ref(), part)?;
+        self.pushed += 1;
         if let Payload::Skip = part.payload {
             self.skip_upper = Some(part.upper);
-            return;
+            return Ok(());
         }
         self.flush_skip();
         self.write(part);
+        Ok(())
     }
 
     fn flush_skip(&mut self) {
@@ -327,8 +474,8 @@ impl Encoder {
         }
     }
 
+    /// Writes a part that [`check_part`] accepted.
     fn write(&mut self, part: &Part) {
-        debug_assert!(!self.ended, "part after the end bound");
         let out = &mut self.buf;
         let plen = part.upper.as_ref().map_or(0, prefix_len);
         let field = plen.min(31) as u8;
@@ -339,9 +486,7 @@ impl Encoder {
         match part.upper {
             None => put_varint(out, 0),
             Some(u) => {
-                // Bounds are at most MAX_HLC = 2^64 - 2 (decoded ones are checked, our own
-                // come from stored keys, which are entries), so `1 + delta` fits.
-                debug_assert!(u.hlc <= MAX_HLC);
+                // checked: prev_hlc <= u.hlc <= MAX_HLC = 2^64 - 2, so neither step overflows
                 put_varint(out, (u.hlc.0 - self.prev_hlc).saturating_add(1));
                 out.extend_from_slice(&u.hash.0[..plen]);
             }
@@ -366,6 +511,7 @@ impl Encoder {
                 put_keys(out, lower_hlc, keys);
             }
         }
+        self.parts += 1;
         match part.upper {
             None => self.ended = true,
             Some(u) => {
@@ -391,33 +537,87 @@ fn put_keys(out: &mut Vec<u8>, lower_hlc: u64, keys: &[EntryKey]) {
     }
 }
 
-/// Encodes parts into a message. Parts must have strictly increasing upper bounds, with only
-/// the last allowed to be `None`.
-pub fn encode(parts: &[Part]) -> Vec<u8> {
+/// Encodes parts into a message, merging adjacent Skip parts and dropping a trailing one.
+///
+/// Every part is checked first: upper bounds strictly increasing with only the last allowed
+/// to be `None`, HLCs at most 2^64 - 2, lists of at most 256 items, keys strictly ascending
+/// inside their part's range, prefix lists a whole number of 1- to 32-byte prefixes, Resolve
+/// positions strictly ascending and below 256. The first part that breaks a rule is named in
+/// the error and nothing is returned, so the result always decodes.
+pub fn encode(parts: &[Part]) -> Result<Vec<u8>, EncodeError> {
     let mut enc = Encoder::new();
     for p in parts {
-        enc.push(p);
+        enc.push(p)?;
     }
-    enc.finish()
+    Ok(enc.finish())
 }
 
 // ---------------------------------------------------------------------------------------------
 // decoding
 
 /// Decodes and validates a message into its parts.
+///
+/// This holds every part in memory; [`parts`] reads them one at a time instead.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Part>, DecodeError> {
+    parts(bytes)?.collect()
+}
+
+/// Reads a message's parts one at a time, validating each as it goes, so that at most one
+/// part (at most about 10 KB) is decoded in memory at once whatever the message's size.
+///
+/// Fails at once on a bad tag byte; each later error is yielded in place of a part and ends
+/// the iteration. A message is valid if and only if every item is `Ok`.
+pub fn parts(bytes: &[u8]) -> Result<PartReader<'_>, DecodeError> {
     let mut r = Reader::new(bytes);
     match r.byte("tag") {
         Ok(MESSAGE_TAG) => {}
         Ok(b) => return Err(DecodeError::BadTag(Some(b))),
         Err(_) => return Err(DecodeError::BadTag(None)),
     }
-    let mut parts: Vec<Part> = Vec::new();
-    let mut lower = EntryKey::MIN;
-    let mut prev_hlc = 0u64;
-    let mut ended = false;
-    while !r.is_empty() {
-        if ended {
+    Ok(PartReader {
+        r,
+        lower: EntryKey::MIN,
+        prev_hlc: 0,
+        ended: false,
+        last_skip: false,
+        finished: false,
+    })
+}
+
+/// An iterator over the parts of a message; see [`parts`].
+#[derive(Debug)]
+pub struct PartReader<'a> {
+    r: Reader<'a>,
+    lower: EntryKey,
+    prev_hlc: u64,
+    ended: bool,
+    last_skip: bool,
+    finished: bool,
+}
+
+impl Iterator for PartReader<'_> {
+    type Item = Result<Part, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        if self.r.is_empty() {
+            self.finished = true;
+            return self.last_skip.then_some(Err(DecodeError::NonCanonicalSkip));
+        }
+        let result = self.read_part();
+        if result.is_err() {
+            self.finished = true;
+        }
+        Some(result)
+    }
+}
+
+impl PartReader<'_> {
+    fn read_part(&mut self) -> Result<Part, DecodeError> {
+        let r = &mut self.r;
+        if self.ended {
             return Err(DecodeError::BadBound("a part follows the end bound"));
         }
         let header = r.byte("part header")?;
@@ -436,10 +636,11 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Part>, DecodeError> {
             if plen != 0 {
                 return Err(DecodeError::BadBound("end bound with a hash prefix"));
             }
-            ended = true;
+            self.ended = true;
             None
         } else {
-            let hlc = prev_hlc
+            let hlc = self
+                .prev_hlc
                 .checked_add(t - 1)
                 .filter(|h| *h <= MAX_HLC.0)
                 .ok_or(DecodeError::BadBound("hlc above 2^64 - 2"))?;
@@ -449,21 +650,16 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Part>, DecodeError> {
                 return Err(DecodeError::BadBound("prefix ends in a zero byte"));
             }
             let key = EntryKey::new(Hlc(hlc), Hash(hash));
-            if key <= lower {
+            if key <= self.lower {
                 return Err(DecodeError::BadBound("bound not above the previous one"));
             }
-            prev_hlc = hlc;
+            self.prev_hlc = hlc;
             Some(key)
         };
+        let lower = self.lower;
         let payload = match m {
             mode::SKIP => {
-                if matches!(
-                    parts.last(),
-                    Some(Part {
-                        payload: Payload::Skip,
-                        ..
-                    })
-                ) {
+                if self.last_skip {
                     return Err(DecodeError::NonCanonicalSkip);
                 }
                 Payload::Skip
@@ -485,7 +681,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Part>, DecodeError> {
                 let prefixes = r.bytes(n * len as usize, "prefixes")?.to_vec();
                 Payload::PrefixList { len, prefixes }
             }
-            mode::FULL_LIST => Payload::FullList(read_keys(&mut r, lower, upper, "full list")?),
+            mode::FULL_LIST => Payload::FullList(read_keys(r, lower, upper, "full list")?),
             mode::RESOLVE => {
                 let n = r.count("resolve positions", 1)?;
                 let mut missing = Vec::with_capacity(n);
@@ -502,27 +698,18 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Part>, DecodeError> {
                     missing.push(pos as u32);
                     next = pos + 1;
                 }
-                let keys = read_keys(&mut r, lower, upper, "resolve keys")?;
+                let keys = read_keys(r, lower, upper, "resolve keys")?;
                 Payload::Resolve { missing, keys }
             }
-            mode::KEYS => Payload::Keys(read_keys(&mut r, lower, upper, "keys")?),
+            mode::KEYS => Payload::Keys(read_keys(r, lower, upper, "keys")?),
             other => return Err(DecodeError::UnknownMode(other)),
         };
         if let Some(u) = upper {
-            lower = u;
+            self.lower = u;
         }
-        parts.push(Part { upper, payload });
+        self.last_skip = matches!(payload, Payload::Skip);
+        Ok(Part { upper, payload })
     }
-    if matches!(
-        parts.last(),
-        Some(Part {
-            payload: Payload::Skip,
-            ..
-        })
-    ) {
-        return Err(DecodeError::NonCanonicalSkip);
-    }
-    Ok(parts)
 }
 
 fn read_keys(
@@ -599,7 +786,9 @@ mod tests {
     fn separator_is_between_and_short() {
         let a = key(10, 1);
         let b = key(20, 0);
-        assert_eq!(separator(&a, &b), EntryKey::new(11, [0; 32]));
+        assert_eq!(separator(&a, &b), Some(EntryKey::new(11, [0; 32])));
+        assert_eq!(separator(&b, &a), None);
+        assert_eq!(separator(&a, &a), None);
         let c = EntryKey::new(
             5,
             [
@@ -611,7 +800,7 @@ mod tests {
         dh[2] = 9;
         dh[30] = 4;
         let d = EntryKey::new(5, dh);
-        let s = separator(&c, &d);
+        let s = separator(&c, &d).unwrap();
         assert!(c < s && s <= d);
         assert_eq!(prefix_len(&s), 3);
     }
@@ -650,7 +839,7 @@ mod tests {
                 payload: Payload::Keys(vec![key(600, 1), key(600, 2)]),
             },
         ];
-        let bytes = encode(&parts);
+        let bytes = encode(&parts).unwrap();
         assert_eq!(decode(&bytes).unwrap(), parts);
     }
 
@@ -674,10 +863,10 @@ mod tests {
                 payload: Payload::Skip,
             },
         ];
-        let decoded = decode(&encode(&parts)).unwrap();
+        let decoded = decode(&encode(&parts).unwrap()).unwrap();
         assert_eq!(decoded.len(), 2);
         assert_eq!(decoded[0].upper, Some(key(2, 0)));
-        assert_eq!(encode(&[]), vec![MESSAGE_TAG]);
+        assert_eq!(encode(&[]).unwrap(), vec![MESSAGE_TAG]);
         assert_eq!(decode(&[MESSAGE_TAG]).unwrap(), vec![]);
     }
 
@@ -701,6 +890,72 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn encode_refuses_what_decode_would_refuse() {
+        let fp = Payload::Fingerprint(Fingerprint([1; 16]));
+        let part = |upper, payload| Part { upper, payload };
+        // bounds going backwards, equal bounds, a part after the end bound
+        for parts in [
+            vec![
+                part(Some(key(5, 1)), fp.clone()),
+                part(Some(key(4, 1)), fp.clone()),
+            ],
+            vec![
+                part(Some(key(5, 1)), fp.clone()),
+                part(Some(key(5, 1)), fp.clone()),
+            ],
+            vec![part(None, fp.clone()), part(Some(key(9, 1)), fp.clone())],
+            vec![
+                part(Some(key(5, 1)), Payload::Skip),
+                part(Some(key(3, 1)), Payload::Skip),
+                part(None, fp.clone()),
+            ],
+            vec![part(Some(EntryKey::new(u64::MAX, [1; 32])), fp.clone())],
+        ] {
+            assert!(
+                matches!(encode(&parts), Err(EncodeError::BadBound { .. })),
+                "{parts:?}"
+            );
+        }
+        // payloads: keys outside the range or unordered, a ragged prefix list, bad positions
+        for payload in [
+            Payload::Keys(vec![key(20, 1)]),
+            Payload::FullList(vec![key(8, 2), key(8, 1)]),
+            Payload::Keys(vec![]).clone(),
+            Payload::PrefixList {
+                len: 3,
+                prefixes: vec![1, 2],
+            },
+            Payload::PrefixList {
+                len: 0,
+                prefixes: vec![],
+            },
+            Payload::PrefixList {
+                len: 1,
+                prefixes: vec![0; 257],
+            },
+            Payload::Resolve {
+                missing: vec![3, 3],
+                keys: vec![],
+            },
+            Payload::Resolve {
+                missing: vec![256],
+                keys: vec![],
+            },
+            Payload::FullList((0..257).map(|i| key(6, i as u8)).collect()),
+        ] {
+            let r = encode(&[part(Some(key(10, 0)), payload.clone())]);
+            if payload == Payload::Keys(vec![]) {
+                assert!(r.is_ok());
+            } else {
+                assert!(
+                    matches!(r, Err(EncodeError::BadPayload { index: 0, .. })),
+                    "{payload:?}"
+                );
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
@@ -708,7 +963,7 @@ mod tests {
             if let Some(first) = b.first_mut() { *first = MESSAGE_TAG; }
             if let Ok(parts) = decode(&b) {
                 // whatever decodes re-encodes to the same bytes
-                prop_assert_eq!(encode(&parts), b);
+                prop_assert_eq!(encode(&parts).unwrap(), b);
             }
             let _ = decode(&bytes);
         }

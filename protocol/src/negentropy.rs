@@ -32,8 +32,20 @@ pub const FINGERPRINT_LEN: usize = 16;
 /// The timestamp reserved as "infinity"; no item may carry it.
 pub const INFINITY_TIMESTAMP: u64 = u64::MAX;
 
+/// Why parts cannot be encoded as a valid Negentropy V1 message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot encode negentropy range {index}: {why}")]
+#[non_exhaustive]
+pub struct EncodeError {
+    /// 0-based index of the offending range.
+    pub index: usize,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
 /// Why bytes are not a valid Negentropy V1 message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The message is empty.
     #[error("empty negentropy message (no protocol version byte)")]
@@ -82,6 +94,7 @@ pub fn varint_len(v: u64) -> usize {
 }
 
 /// A cursor over a received message.
+#[derive(Debug)]
 struct Reader<'a> {
     buf: &'a [u8],
 }
@@ -347,6 +360,8 @@ pub(crate) struct Encoder {
     /// Upper bound of the last part written.
     lower: EntryKey,
     skip: Option<Bound>,
+    /// Parts pushed, for error messages.
+    pushed: usize,
 }
 
 /// A saved [`Encoder`] position.
@@ -356,6 +371,7 @@ pub(crate) struct Mark {
     last_timestamp: u64,
     lower: EntryKey,
     skip: Option<Bound>,
+    pushed: usize,
 }
 
 impl Encoder {
@@ -365,6 +381,7 @@ impl Encoder {
             last_timestamp: 0,
             lower: EntryKey::MIN,
             skip: None,
+            pushed: 0,
         }
     }
 
@@ -385,6 +402,7 @@ impl Encoder {
             last_timestamp: self.last_timestamp,
             lower: self.lower,
             skip: self.skip,
+            pushed: self.pushed,
         }
     }
 
@@ -393,6 +411,7 @@ impl Encoder {
         self.last_timestamp = mark.last_timestamp;
         self.lower = mark.lower;
         self.skip = mark.skip;
+        self.pushed = mark.pushed;
     }
 
     /// Forgets a held-back Skip.
@@ -400,11 +419,19 @@ impl Encoder {
         self.skip = None;
     }
 
-    /// Adds a part, holding Skips back.
-    pub(crate) fn push(&mut self, part: &Part) {
+    /// Where the next range starts, or `None` after the infinity bound.
+    fn next_lower(&self) -> Option<EntryKey> {
+        let last = self.skip.map_or(self.lower, |b| b.key);
+        (last.hlc.0 != INFINITY_TIMESTAMP).then_some(last)
+    }
+
+    /// Adds a part, holding Skips back, after checking that a decoder would read it back.
+    pub(crate) fn push(&mut self, part: &Part) -> Result<(), EncodeError> {
+        check_part(self.pushed, self.next_lower().as_ref(), part)?;
+        self.pushed += 1;
         if let Payload::Skip = part.payload {
             self.skip = Some(part.upper);
-            return;
+            return Ok(());
         }
         if let Some(upper) = self.skip.take() {
             self.write(&Part {
@@ -413,6 +440,7 @@ impl Encoder {
             });
         }
         self.write(part);
+        Ok(())
     }
 
     /// Writes a part as it is.
@@ -449,20 +477,51 @@ impl Encoder {
     }
 }
 
+/// Checks that `part` may follow a range ending at `lower` (`None`: after infinity).
+fn check_part(index: usize, lower: Option<&EntryKey>, part: &Part) -> Result<(), EncodeError> {
+    let err = |why| EncodeError { index, why };
+    let lower = lower.ok_or(err("a range follows the infinity bound"))?;
+    if part.upper.key < *lower {
+        return Err(err("bound below the previous one"));
+    }
+    if part.upper.is_infinity() && part.upper.prefix_len != 0 {
+        return Err(err("infinity bound with an id prefix"));
+    }
+    Ok(())
+}
+
 /// Encodes parts as a message, each written as given (no Skip merging).
-pub fn encode(parts: &[Part]) -> Vec<u8> {
+///
+/// Every part is checked first (bounds never decreasing, nothing after the infinity bound,
+/// infinity without an id prefix); the first that breaks a rule is named in the error, so
+/// the result always decodes to the same parts.
+pub fn encode(parts: &[Part]) -> Result<Vec<u8>, EncodeError> {
     let mut enc = Encoder::new();
-    for p in parts {
+    let mut lower = Some(EntryKey::MIN);
+    for (index, p) in parts.iter().enumerate() {
+        check_part(index, lower.as_ref(), p)?;
+        lower = (!p.upper.is_infinity()).then_some(p.upper.key);
         enc.write(p);
     }
-    enc.finish()
+    Ok(enc.finish())
 }
 
 /// Decodes and checks a message. Accepted: everything a Negentropy V1 implementation sends.
 /// Rejected: any other version byte, truncated fields, varints that are over-long or exceed
 /// 64 bits, unknown modes, prefixes over 32 bytes, a bound below the previous one, a range
 /// after the infinity bound, and id lists whose count exceeds what the message holds.
+///
+/// This holds every range in memory; [`parts`] reads them one at a time instead.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Part>, DecodeError> {
+    parts(bytes)?.collect()
+}
+
+/// Reads a message's ranges one at a time with the checks of [`decode`], so that only one
+/// range (its ids take as many bytes as on the wire) is decoded in memory at once.
+///
+/// Fails at once on a missing or foreign version byte; each later error is yielded in place
+/// of a range and ends the iteration.
+pub fn parts(bytes: &[u8]) -> Result<PartReader<'_>, DecodeError> {
     let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
     if !(0x60..=0x6f).contains(&version) {
         return Err(DecodeError::NotNegentropy(version));
@@ -470,40 +529,69 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Part>, DecodeError> {
     if version != PROTOCOL_VERSION {
         return Err(DecodeError::UnsupportedVersion(version));
     }
-    let mut r = Reader { buf: rest };
-    let mut parts = Vec::new();
-    let mut last_timestamp = 0u64;
-    let mut lower = EntryKey::MIN;
-    let mut ended = false;
-    while !r.is_empty() {
-        if ended {
+    Ok(PartReader {
+        r: Reader { buf: rest },
+        last_timestamp: 0,
+        lower: EntryKey::MIN,
+        ended: false,
+        failed: false,
+    })
+}
+
+/// An iterator over the ranges of a Negentropy message; see [`parts`].
+#[derive(Debug)]
+pub struct PartReader<'a> {
+    r: Reader<'a>,
+    last_timestamp: u64,
+    lower: EntryKey,
+    ended: bool,
+    failed: bool,
+}
+
+impl Iterator for PartReader<'_> {
+    type Item = Result<Part, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.r.is_empty() {
+            return None;
+        }
+        let result = self.read_part();
+        self.failed = result.is_err();
+        Some(result)
+    }
+}
+
+impl PartReader<'_> {
+    fn read_part(&mut self) -> Result<Part, DecodeError> {
+        let r = &mut self.r;
+        if self.ended {
             return Err(DecodeError::BadBound("a range follows the infinity bound"));
         }
         let t = r.varint("bound timestamp")?;
         let timestamp = if t == 0 {
             INFINITY_TIMESTAMP
         } else {
-            last_timestamp
+            self.last_timestamp
                 .checked_add(t - 1)
                 .filter(|ts| *ts != INFINITY_TIMESTAMP)
                 .ok_or(DecodeError::BadBound("timestamp overflows"))?
         };
-        last_timestamp = timestamp;
+        self.last_timestamp = timestamp;
         let len = r.varint("bound prefix length")?;
         if len > 32 {
             return Err(DecodeError::BadBound("id prefix longer than 32 bytes"));
         }
         let upper = Bound::new(timestamp, r.bytes(len as usize, "bound prefix")?)?;
-        if upper.key < lower {
+        if upper.key < self.lower {
             return Err(DecodeError::BadBound("bound below the previous one"));
         }
         if upper.is_infinity() {
             if upper.prefix_len != 0 {
                 return Err(DecodeError::BadBound("infinity bound with an id prefix"));
             }
-            ended = true;
+            self.ended = true;
         }
-        lower = upper.key;
+        self.lower = upper.key;
         let payload = match r.varint("mode")? {
             0 => Payload::Skip,
             1 => {
@@ -529,9 +617,8 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Part>, DecodeError> {
             }
             m => return Err(DecodeError::UnknownMode(m)),
         };
-        parts.push(Part { upper, payload });
+        Ok(Part { upper, payload })
     }
-    Ok(parts)
 }
 
 #[cfg(test)]
@@ -625,7 +712,7 @@ mod tests {
                 payload: Payload::IdList(vec![]),
             },
         ];
-        let bytes = encode(&parts);
+        let bytes = encode(&parts).unwrap();
         // 1 + (1000 + 1) as varint
         assert_eq!(&bytes[..4], &[0x61, 0x87, 0x69, 0x00]);
         assert_eq!(decode(&bytes).unwrap(), parts);
@@ -664,7 +751,7 @@ mod tests {
             let mut b = bytes.clone();
             if let Some(first) = b.first_mut() { *first = PROTOCOL_VERSION; }
             if let Ok(parts) = decode(&b) {
-                prop_assert_eq!(encode(&parts), b);
+                prop_assert_eq!(encode(&parts).unwrap(), b);
             }
             let _ = decode(&bytes);
         }

@@ -69,13 +69,20 @@ pub trait RangeStore {
 
     /// The Negentropy V1 fingerprint of `range`, used only by the Negentropy dialect.
     ///
-    /// The default scans the range: `O(k)` key reads and additions plus one SHA-256 for a
-    /// range of `k` keys, so a Negentropy session costs `O(n)` per round where oplog-sync's
-    /// own fingerprint costs `O(log n)` per range. A store that serves Negentropy peers often
+    /// The default scans the range in chunks of [`KEY_CHUNK`] keys (so it never holds more
+    /// than one chunk in memory): `O(k)` key reads and additions plus one SHA-256 for a range
+    /// of `k` keys, so a Negentropy session costs `O(n)` per round where oplog-sync's own
+    /// fingerprint costs `O(log n)` per range. A store that serves Negentropy peers often
     /// can override it with cached per-node sums, as Negentropy's B-tree does.
     fn negentropy_fingerprint(&self, range: &Range) -> Result<negentropy::Fingerprint, StoreError> {
-        let keys = self.keys(range, usize::MAX)?;
-        Ok(negentropy::Accumulator::of_keys(&keys).fingerprint())
+        let mut acc = negentropy::Accumulator::EMPTY;
+        for_each_chunk(self, range, |keys| {
+            for k in keys {
+                acc.add(&k.hash);
+            }
+            Ok(true)
+        })?;
+        Ok(acc.fingerprint())
     }
 }
 
@@ -97,5 +104,71 @@ impl<T: RangeStore + ?Sized> RangeStore for &T {
     }
     fn negentropy_fingerprint(&self, range: &Range) -> Result<negentropy::Fingerprint, StoreError> {
         (**self).negentropy_fingerprint(range)
+    }
+}
+
+/// Keys read per [`RangeStore::keys`] call when the reconciler walks a range whose size it
+/// does not bound in advance.
+pub const KEY_CHUNK: usize = 1024;
+
+/// The smallest key above `k`, if any.
+fn successor(k: &EntryKey) -> Option<EntryKey> {
+    let mut hash = k.hash.0;
+    for b in hash.iter_mut().rev() {
+        if *b == u8::MAX {
+            *b = 0;
+        } else {
+            *b += 1;
+            return Some(EntryKey::new(k.hlc, hash));
+        }
+    }
+    k.hlc.0.checked_add(1).map(|h| EntryKey::new(h, [0u8; 32]))
+}
+
+/// Calls `f` with the keys of `range` in key order, [`KEY_CHUNK`] at a time, until `f`
+/// returns `false` or the range is exhausted. At most one chunk is held at once.
+///
+/// A store that returns keys outside the range asked for, or out of order, gets a
+/// [`StoreError`] rather than a loop that never ends.
+pub(crate) fn for_each_chunk<S: RangeStore + ?Sized>(
+    store: &S,
+    range: &Range,
+    mut f: impl FnMut(&[EntryKey]) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let mut start = range.start;
+    loop {
+        let sub = Range::new(start, range.end);
+        let keys = store.keys(&sub, KEY_CHUNK)?;
+        let ordered = keys.windows(2).all(|w| w[0] < w[1]) && keys.iter().all(|k| sub.contains(k));
+        if !ordered || keys.len() > KEY_CHUNK {
+            return Err(StoreError::new(
+                "store returned keys out of order, outside the range asked for, or more than asked",
+            ));
+        }
+        if !f(&keys)? || keys.len() < KEY_CHUNK {
+            return Ok(());
+        }
+        match keys.last().and_then(successor) {
+            Some(next) => start = next,
+            None => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successor_is_the_next_key() {
+        let k = EntryKey::new(5, [0xff; 32]);
+        assert_eq!(successor(&k), Some(EntryKey::new(6, [0; 32])));
+        let mut h = [0u8; 32];
+        h[31] = 0xff;
+        h[30] = 3;
+        let mut n = [0u8; 32];
+        n[30] = 4;
+        assert_eq!(successor(&EntryKey::new(5, h)), Some(EntryKey::new(5, n)));
+        assert_eq!(successor(&EntryKey::new(u64::MAX, [0xff; 32])), None);
     }
 }

@@ -2,7 +2,7 @@
 //! benchmarks. Real peers drive [`Reconciler`]s over a connection instead.
 
 use crate::key::EntryKey;
-use crate::reconcile::{Config, Message, ReconcileError, Reconciler, Stats};
+use crate::reconcile::{Config, Limit, Message, ReconcileError, Reconciler, Stats};
 use crate::store::RangeStore;
 
 /// Most messages [`run`] exchanges before it gives up on a session that does not end.
@@ -61,9 +61,10 @@ pub fn run<A: RangeStore + ?Sized, B: RangeStore + ?Sized>(
     let mut to_b = true;
     while let Some(msg) = next.take() {
         if messages.len() > MAX_MESSAGES {
-            return Err(ReconcileError::Protocol(format!(
-                "session did not end after {MAX_MESSAGES} messages"
-            )));
+            return Err(Limit::Messages {
+                limit: MAX_MESSAGES as u64,
+            }
+            .into());
         }
         let (r, store_out): (&mut Reconciler, &mut Outcome) = if to_b {
             (&mut rb, &mut ob)

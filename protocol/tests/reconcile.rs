@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 
 use oplog_protocol::transcript::{run, Transcript};
-use oplog_protocol::{Config, EntryKey, MemoryStore};
+use oplog_protocol::{
+    Config, Dialect, EntryKey, Limit, MemoryStore, Message, ReconcileError, Reconciler,
+};
 use proptest::prelude::*;
 
 fn key(hlc: u64, seed: u64) -> EntryKey {
@@ -54,10 +56,8 @@ fn single_fingerprint_opening() {
         .map(|i| key(i, i))
         .collect();
     let (sa, sb) = stores(&a, &b);
-    let cfg = Config {
-        initial_split: false,
-        ..Config::default()
-    };
+    let mut cfg = Config::default();
+    cfg.initial_split = false;
     let t = run(&sa, &sb, cfg.clone(), cfg.clone()).unwrap();
     check(&a, &b, &t);
     let t = run(&sa, &sa, cfg.clone(), cfg).unwrap();
@@ -79,10 +79,8 @@ fn prefix_collisions_are_caught_and_resolved() {
         .chain((5000..5400).map(|i| key(i / 4, i)))
         .collect();
     let (sa, sb) = stores(&a, &b);
-    let cfg = Config {
-        prefix_len: 1,
-        ..Config::default()
-    };
+    let mut cfg = Config::default();
+    cfg.prefix_len = 1;
     let t = run(&sa, &sb, cfg.clone(), cfg).unwrap();
     check(&a, &b, &t);
     let collisions = t.initiator.stats.prefix_collisions + t.responder.stats.prefix_collisions;
@@ -98,10 +96,8 @@ fn frame_limit_is_respected_and_session_ends() {
         .chain((1..2000).map(|i| key(i * 10 + 1, i + 1_000_000)))
         .collect();
     let (sa, sb) = stores(&a, &b);
-    let cfg = Config {
-        max_message_bytes: Some(4096),
-        ..Config::default()
-    };
+    let mut cfg = Config::default();
+    cfg.max_message_bytes = Some(4096);
     let t = run(&sa, &sb, cfg.clone(), cfg).unwrap();
     check(&a, &b, &t);
     assert!(t.messages.iter().all(|m| m.len() <= 4096));
@@ -188,7 +184,10 @@ proptest! {
     #[test]
     fn exact_difference_within_round_bound((a, b) in arb_sets(), branching in 2usize..=32, threshold in 1usize..=64, initial_split in any::<bool>()) {
         let (sa, sb) = stores(&a, &b);
-        let cfg = Config { branching, list_threshold: threshold, initial_split, ..Config::default() };
+        let mut cfg = Config::default();
+        cfg.branching = branching;
+        cfg.list_threshold = threshold;
+        cfg.initial_split = initial_split;
         let t = run(&sa, &sb, cfg.clone(), cfg).unwrap();
         check(&a, &b, &t);
         let n = a.len().max(b.len());
@@ -198,7 +197,8 @@ proptest! {
     #[test]
     fn any_frame_limit_terminates((a, b) in arb_sets(), limit in prop_oneof![4096usize..20_000, 20_000usize..500_000]) {
         let (sa, sb) = stores(&a, &b);
-        let cfg = Config { max_message_bytes: Some(limit), ..Config::default() };
+        let mut cfg = Config::default();
+        cfg.max_message_bytes = Some(limit);
         let t = run(&sa, &sb, cfg.clone(), cfg).unwrap();
         check(&a, &b, &t);
         prop_assert!(t.messages.iter().all(|m| m.len() <= limit));
@@ -255,7 +255,7 @@ fn bounds_at_the_top_of_the_key_space() {
     ];
     let mut r = Reconciler::new(Config::default()).unwrap();
     let step = r
-        .handle(&store, &Message::from_bytes(encode(&parts)))
+        .handle(&store, &Message::from_bytes(encode(&parts).unwrap()))
         .unwrap();
     let reply = step.reply.expect("fingerprints ask for an answer");
     reply.parts().expect("the reply decodes");
@@ -269,4 +269,108 @@ fn bounds_at_the_top_of_the_key_space() {
     bytes.extend([0u8; 16]);
     let mut r = Reconciler::new(Config::default()).unwrap();
     assert!(r.handle(&store, &Message::from_bytes(bytes)).is_err());
+}
+
+/// A session between `a` and `b` in which the message at index `at` is replaced by
+/// `corrupt(message)` before delivery. Returns the error that ended it, if any; checks on the
+/// way that every message sent fits the sender's limits and decodes.
+fn corrupted_session(
+    a: &MemoryStore,
+    b: &MemoryStore,
+    cfg: &Config,
+    at: usize,
+    corrupt: impl Fn(&[u8]) -> Vec<u8>,
+) -> Result<(), ReconcileError> {
+    let negentropy = cfg.dialect == Dialect::NegentropyV1;
+    let mut ra = Reconciler::new(cfg.clone()).unwrap();
+    let mut rb = Reconciler::new(cfg.clone()).unwrap();
+    let mut next = Some(ra.initiate(a)?);
+    let mut i = 0;
+    while let Some(msg) = next.take() {
+        if !negentropy {
+            assert!(msg.parts().is_ok(), "message {i} does not decode");
+        }
+        assert!(msg.len() <= cfg.max_message_bytes.unwrap_or(usize::MAX));
+        let msg = if i == at {
+            Message::from_bytes(corrupt(msg.as_bytes()))
+        } else {
+            msg
+        };
+        let (r, s) = if i % 2 == 0 {
+            (&mut rb, b)
+        } else {
+            (&mut ra, a)
+        };
+        next = r.handle(s, &msg)?.reply;
+        i += 1;
+        if i > 10_000 {
+            panic!("no limit ended the session");
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Any corruption of any message of a live session, in either dialect and under tight
+    /// limits: no panic, never a `Misuse` error, and every message sent decodes and fits.
+    #[test]
+    fn corrupted_messages_mid_session_never_panic(
+        (a, b) in arb_sets(),
+        at in 0usize..8,
+        pos in any::<prop::sample::Index>(),
+        how in 0u8..4,
+        byte in any::<u8>(),
+        negentropy in any::<bool>(),
+        small in any::<bool>(),
+    ) {
+        let (sa, sb) = stores(&a, &b);
+        let mut cfg = if negentropy { Config::negentropy(Some(4096)) } else { Config::default() };
+        if small {
+            cfg.max_message_bytes = Some(4096);
+            cfg.max_parts = 64;
+            cfg.max_messages = 400;
+            cfg.max_session_memory = 1 << 20;
+        }
+        let corrupt = |m: &[u8]| -> Vec<u8> {
+            let mut m = m.to_vec();
+            let i = pos.index(m.len().max(1));
+            match how {
+                0 if !m.is_empty() => m[i] ^= byte | 1,
+                1 => m.truncate(i),
+                2 => m.insert(i.min(m.len()), byte),
+                _ => m.extend(std::iter::repeat_n(byte, 64)),
+            }
+            m
+        };
+        match corrupted_session(&sa, &sb, &cfg, at, corrupt) {
+            Err(ReconcileError::Misuse(e)) => prop_assert!(false, "peer-caused Misuse: {e}"),
+            Err(ReconcileError::Config(e)) => prop_assert!(false, "config error: {e}"),
+            _ => {}
+        }
+    }
+
+    /// Honest sessions under tight part and memory limits either find the exact difference or
+    /// end with a `Limit` error; messages never exceed the size or part limits.
+    #[test]
+    fn honest_sessions_respect_tight_limits((a, b) in arb_sets(), parts in 64usize..200, memory in 1usize..4) {
+        let (sa, sb) = stores(&a, &b);
+        let mut cfg = Config::default();
+        cfg.max_message_bytes = Some(4096);
+        cfg.max_parts = parts;
+        cfg.max_session_memory = memory << 20;
+        cfg.max_messages = 100_000;
+        match run(&sa, &sb, cfg.clone(), cfg) {
+            Ok(t) => {
+                check(&a, &b, &t);
+                for m in &t.messages {
+                    prop_assert!(m.len() <= 4096);
+                    prop_assert!(m.parts().unwrap().len() <= parts);
+                }
+            }
+            Err(ReconcileError::Limit(Limit::SessionMemory { .. })) => {}
+            Err(e) => prop_assert!(false, "{e}"),
+        }
+    }
 }

@@ -471,6 +471,8 @@ pub fn decode_error_name(e: &DecodeError) -> &'static str {
         DecodeError::BadBound(_) => "BadBound",
         DecodeError::BadPayload { .. } => "BadPayload",
         DecodeError::NonCanonicalSkip => "NonCanonicalSkip",
+        // the enum is non-exhaustive; a variant added later has no vector name yet
+        _ => "Unnamed",
     }
 }
 
@@ -506,15 +508,13 @@ impl ConfigJson {
         // Every tuning value comes from the file; `..Config::default()` only fills in fields
         // that select the wire format (the default, oplog-sync v1). A default that spoke
         // anything else would fail every transcript byte comparison of the conformance test.
-        #[allow(clippy::needless_update)]
-        Ok(Config {
-            branching: self.branching,
-            list_threshold: self.list_threshold,
-            prefix_len: self.prefix_len,
-            max_message_bytes: self.max_message_bytes,
-            initial_split: self.initial_split,
-            ..Config::default()
-        })
+        let mut config = Config::default();
+        config.branching = self.branching;
+        config.list_threshold = self.list_threshold;
+        config.prefix_len = self.prefix_len;
+        config.max_message_bytes = self.max_message_bytes;
+        config.initial_split = self.initial_split;
+        Ok(config)
     }
 }
 
@@ -664,6 +664,21 @@ pub fn reconcile_error_name(e: &oplog_protocol::ReconcileError) -> &'static str 
         E::Protocol(_) => "Protocol",
         E::Store(_) => "Store",
         E::Misuse(_) => "Misuse",
+        E::Limit(l) => limit_name(l),
+        _ => "Unnamed",
+    }
+}
+
+/// The name a [`Limit`](oplog_protocol::Limit) has in the vectors: `Limit(<variant>)`.
+pub fn limit_name(l: &oplog_protocol::Limit) -> &'static str {
+    use oplog_protocol::Limit as L;
+    match l {
+        L::MessageBytes { .. } => "Limit(MessageBytes)",
+        L::Parts { .. } => "Limit(Parts)",
+        L::Messages { .. } => "Limit(Messages)",
+        L::PendingState { .. } => "Limit(PendingState)",
+        L::SessionMemory { .. } => "Limit(SessionMemory)",
+        _ => "Limit(Unnamed)",
     }
 }
 
@@ -779,6 +794,7 @@ pub fn neg_decode_error_name(e: &negentropy::DecodeError) -> &'static str {
         E::UnknownMode(_) => "UnknownMode",
         E::BadBound(_) => "BadBound",
         E::BadIdList(_) => "BadIdList",
+        _ => "Unnamed",
     }
 }
 

@@ -403,7 +403,7 @@ fn check_messages(f: &MessagesFile) -> Check {
         let decoded = message::decode(&bytes).map_err(|e| format!("{name}: decode: {e}"))?;
         ensure_eq!(decoded, parts, "{name}: decoded parts");
         ensure_eq!(
-            hex::encode(message::encode(&parts)),
+            hex::encode(message::encode(&parts).map_err(|e| format!("{name}: encode: {e}"))?),
             m.hex,
             "{name}: encoding"
         );
@@ -976,7 +976,7 @@ fn check_negentropy(f: &NegentropyFile) -> Check {
             .map(NegPartJson::part)
             .collect::<Result<_, _>>()?;
         same_hex(
-            &hex::encode(negentropy::encode(&from_json)),
+            &hex::encode(negentropy::encode(&from_json).map_err(|e| format!("{}: {e}", m.name))?),
             &m.hex,
             &m.name,
         )?;

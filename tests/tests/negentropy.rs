@@ -313,7 +313,7 @@ proptest! {
             if let Some(b) = bytes.first_mut() { *b = neg::PROTOCOL_VERSION; }
         }
         if let Ok(parts) = neg::decode(&bytes) {
-            prop_assert_eq!(neg::encode(&parts), bytes.clone());
+            prop_assert_eq!(neg::encode(&parts).unwrap(), bytes.clone());
         }
         let store: MemoryStore = (0..100u64).map(|i| EntryKey::new(i * 7, [i as u8; 32])).collect();
         let mut responder = Reconciler::new(Config::negentropy(None)).unwrap();
@@ -579,10 +579,8 @@ fn compare_with_oplog_v1() {
         let (a, b) = make_sets(n, diff, shape, 42);
         let (oa, ob) = (ours_store(&a), ours_store(&b));
         let neg = Config::negentropy(limit);
-        let oplog = Config {
-            max_message_bytes: limit,
-            ..Config::default()
-        };
+        let mut oplog = Config::default();
+        oplog.max_message_bytes = limit;
         let tn = run(&oa, &ob, neg.clone(), neg).unwrap();
         let to = run(&oa, &ob, oplog.clone(), oplog).unwrap();
         let total = |t: &oplog_protocol::transcript::Transcript| {

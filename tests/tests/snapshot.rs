@@ -172,16 +172,18 @@ fn sessions_over_snapshots_end_with_the_snapshot_difference_while_both_sides_wri
     }
     let configs = [
         Config::default(),
-        Config {
-            max_message_bytes: Some(4096),
-            ..Config::default()
+        {
+            let mut c = Config::default();
+            c.max_message_bytes = Some(4096);
+            c
         },
         Config::negentropy(None),
         Config::negentropy(Some(4096)),
-        Config {
-            initial_split: false,
-            branching: 4,
-            ..Config::default()
+        {
+            let mut c = Config::default();
+            c.initial_split = false;
+            c.branching = 4;
+            c
         },
         Config::default(),
     ];

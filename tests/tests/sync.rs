@@ -124,13 +124,11 @@ fn partitioned_replicas_converge_over_redb() {
     assert_eq!(a.len(), 3_121);
     assert_eq!(b.len(), 3_081);
 
-    for config in [
-        Config::default(),
-        Config {
-            max_message_bytes: Some(4096),
-            ..Config::default()
-        },
-    ] {
+    for config in [Config::default(), {
+        let mut small = Config::default();
+        small.max_message_bytes = Some(4096);
+        small
+    }] {
         // Reconcile copies of the partitioned files, so both configurations see the same state.
         let dir2 = tempfile::tempdir().unwrap();
         let (a2, b2) = (open(&dir2, "a.redb"), open(&dir2, "b.redb"));

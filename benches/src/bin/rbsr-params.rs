@@ -23,12 +23,10 @@ fn main() {
     for b in [8usize, 16, 32] {
         for l in [16usize, 24, 32, 48, 64] {
             for p in [3u8, 4] {
-                let cfg = Config {
-                    branching: b,
-                    list_threshold: l,
-                    prefix_len: p,
-                    ..Config::default()
-                };
+                let mut cfg = Config::default();
+                cfg.branching = b;
+                cfg.list_threshold = l;
+                cfg.prefix_len = p;
                 let cells: Vec<String> = sets
                     .iter()
                     .map(|(_, _, (sa, sb))| {

@@ -945,7 +945,7 @@ fn messages() -> MessagesFile {
     let mut valid = Vec::new();
     let mut ok =
         |name: &'static str, description: &'static str, parts: Vec<Part>, hand: Option<Vec<u8>>| {
-            let bytes = message::encode(&parts);
+            let bytes = message::encode(&parts).expect(name);
             if let Some(h) = hand {
                 assert_eq!(
                     bytes, h,
@@ -953,7 +953,7 @@ fn messages() -> MessagesFile {
                 );
             }
             let decoded = message::decode(&bytes).expect(name);
-            assert_eq!(message::encode(&decoded), bytes);
+            assert_eq!(message::encode(&decoded).expect(name), bytes);
             valid.push(ValidMessage {
                 name: name.into(),
                 description: description.into(),
@@ -1887,7 +1887,7 @@ fn failures() -> FailuresFile {
             name: "resolve-never-listed",
             description: "The first message is a Resolve over the whole key space: the responder never listed anything, so nothing is pending there.",
             honest: 0,
-            bad: |_| message::encode(&[Part { upper: None, payload: Payload::Resolve { missing: vec![], keys: vec![] } }]),
+            bad: |_| enc(&[Part { upper: None, payload: Payload::Resolve { missing: vec![], keys: vec![] } }]),
             error: "Protocol",
             decode_error: None,
         },
@@ -1900,7 +1900,7 @@ fn failures() -> FailuresFile {
                 let Payload::PrefixList { len, prefixes } = &parts[0].payload else { unreachable!() };
                 let n = (prefixes.len() / *len as usize) as u32;
                 parts[0].payload = Payload::Resolve { missing: vec![n], keys: vec![] };
-                message::encode(&parts)
+                enc(&parts)
             },
             error: "Protocol",
             decode_error: None,
@@ -1911,7 +1911,7 @@ fn failures() -> FailuresFile {
             honest: 2,
             bad: |_| {
                 let mid = EntryKey::new(T2026 + 10 * 1000, [0; 32]);
-                message::encode(&[
+                enc(&[
                     Part { upper: Some(mid), payload: Payload::Resolve { missing: vec![], keys: vec![] } },
                     Part { upper: None, payload: Payload::Fingerprint(fp("rest")) },
                 ])
@@ -1927,7 +1927,7 @@ fn failures() -> FailuresFile {
                 let mut parts = parts_of(&h[3]);
                 let Payload::Keys(keys) = &mut parts[0].payload else { unreachable!() };
                 keys[0].hash = ih(1000);
-                message::encode(&parts)
+                enc(&parts)
             },
             error: "Protocol",
             decode_error: None,
@@ -1940,7 +1940,7 @@ fn failures() -> FailuresFile {
                 let mut parts = parts_of(&h[3]);
                 let Payload::Keys(keys) = &mut parts[0].payload else { unreachable!() };
                 keys.pop();
-                message::encode(&parts)
+                enc(&parts)
             },
             error: "Protocol",
             decode_error: None,
@@ -1949,7 +1949,7 @@ fn failures() -> FailuresFile {
             name: "keys-unasked",
             description: "The first message is Keys over the whole key space: the responder resolved nothing, so no Keys are due.",
             honest: 0,
-            bad: |_| message::encode(&[Part { upper: None, payload: Payload::Keys(vec![]) }]),
+            bad: |_| enc(&[Part { upper: None, payload: Payload::Keys(vec![]) }]),
             error: "Protocol",
             decode_error: None,
         },
@@ -1967,7 +1967,7 @@ fn failures() -> FailuresFile {
             honest: 2,
             bad: |_| {
                 let mid = EntryKey::new(T2026 + 10 * 1000, [0; 32]);
-                message::encode(&[
+                enc(&[
                     Part { upper: Some(mid), payload: Payload::Skip },
                     Part { upper: None, payload: Payload::Fingerprint(fp("rest")) },
                 ])
@@ -1979,7 +1979,7 @@ fn failures() -> FailuresFile {
             name: "prefix-list-over-pending",
             description: "The initiator answers the responder's prefix list with a prefix list of its own over the same range: a PrefixList over a pending range is refused.",
             honest: 2,
-            bad: |_| message::encode(&[Part { upper: None, payload: Payload::PrefixList { len: 4, prefixes: vec![1, 2, 3, 4] } }]),
+            bad: |_| enc(&[Part { upper: None, payload: Payload::PrefixList { len: 4, prefixes: vec![1, 2, 3, 4] } }]),
             error: "Protocol",
             decode_error: None,
         },
@@ -1987,7 +1987,7 @@ fn failures() -> FailuresFile {
             name: "full-list-over-listed",
             description: "The initiator answers the responder's prefix list with a FullList over the same range: a FullList is allowed only over a range the receiver Resolved (the collision fallback), not one it Listed.",
             honest: 2,
-            bad: |_| message::encode(&[Part { upper: None, payload: Payload::FullList(vec![]) }]),
+            bad: |_| enc(&[Part { upper: None, payload: Payload::FullList(vec![]) }]),
             error: "Protocol",
             decode_error: None,
         },
@@ -2016,11 +2016,19 @@ fn failures() -> FailuresFile {
             description: "The initiator's Resolve over [MIN, (2026-01-01 + 10 us, 00..)) carries a key at 2026-01-01 + 15 us, outside its range.",
             honest: 2,
             bad: |_| {
+                // The encoder refuses such a message, so encode the key inside the range and
+                // then rewrite its HLC delta (same LEB128 length) to point outside it.
                 let mid = EntryKey::new(T2026 + 10 * 1000, [0; 32]);
-                message::encode(&[
-                    Part { upper: Some(mid), payload: Payload::Resolve { missing: vec![], keys: vec![EntryKey::new(T2026 + 15 * 1000, ih(15))] } },
+                let inside = enc(&[
+                    Part { upper: Some(mid), payload: Payload::Resolve { missing: vec![], keys: vec![EntryKey::new(T2026 + 5 * 1000, ih(15))] } },
                     Part { upper: None, payload: Payload::Fingerprint(fp("rest")) },
-                ])
+                ]);
+                let (from, to) = (leb128(T2026 + 5 * 1000), leb128(T2026 + 15 * 1000));
+                assert_eq!(from.len(), to.len());
+                let at = inside.windows(from.len()).position(|w| w == from.as_slice()).expect("delta present");
+                let mut b = inside;
+                b[at..at + to.len()].copy_from_slice(&to);
+                b
             },
             error: "Decode",
             decode_error: Some("BadPayload"),
@@ -2089,7 +2097,7 @@ fn negentropy_vectors() -> NegentropyFile {
     let mut valid = Vec::new();
     let mut ok = |name: &str, description: &str, bytes: Vec<u8>| {
         let parts = negentropy::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(negentropy::encode(&parts), bytes, "{name}: re-encodes");
+        assert_eq!(nenc(&parts), bytes, "{name}: re-encodes");
         valid.push(NegMessage {
             name: name.into(),
             description: description.into(),
@@ -2110,7 +2118,7 @@ fn negentropy_vectors() -> NegentropyFile {
         hand.clone(),
     );
     assert_eq!(
-        negentropy::encode(&[NPart {
+        nenc(&[NPart {
             upper: negentropy::Bound::INFINITY,
             payload: NP::Fingerprint(neg_fp("all"))
         }]),
@@ -2119,7 +2127,7 @@ fn negentropy_vectors() -> NegentropyFile {
     ok(
         "all-modes",
         "Skip up to timestamp 1000, Fingerprint up to (1000, prefix ab), IdList of two ids up to timestamp 2^40 + 1000, then Skip to infinity written out. Timestamps are deltas from the previous bound's plus one (0 is infinity), in Negentropy's big-endian base-128 varint.",
-        negentropy::encode(&[
+        nenc(&[
             NPart { upper: nbound(1000, &[]), payload: NP::Skip },
             NPart { upper: nbound(1000, &[0xab]), payload: NP::Fingerprint(neg_fp("f")) },
             NPart { upper: nbound((1 << 40) + 1000, &[]), payload: NP::IdList(vec![ih(1), ih(2)]) },
@@ -2129,7 +2137,7 @@ fn negentropy_vectors() -> NegentropyFile {
     ok(
         "full-id-bound",
         "An empty IdList up to a bound carrying a whole 32-byte id (as a responder writes when its frame fills inside a list), then a Fingerprint of the rest.",
-        negentropy::encode(&[
+        nenc(&[
             NPart { upper: negentropy::Bound::at(&EntryKey::new(T2026, ih(7))), payload: NP::IdList(vec![]) },
             NPart { upper: negentropy::Bound::INFINITY, payload: NP::Fingerprint(neg_fp("rest")) },
         ]),
@@ -2137,7 +2145,7 @@ fn negentropy_vectors() -> NegentropyFile {
     ok(
         "max-timestamp",
         "A bound at timestamp 2^64 - 2 (the largest below infinity): a 10-byte varint delta.",
-        negentropy::encode(&[NPart {
+        nenc(&[NPart {
             upper: nbound(u64::MAX - 1, &[]),
             payload: NP::Fingerprint(neg_fp("x")),
         }]),
@@ -2824,5 +2832,29 @@ fn dag_vectors() -> DagFile {
         ancestry,
         conflicts,
         merge_rule,
+    }
+}
+
+/// Encodes parts the generator built by hand; they are valid by construction.
+fn enc(parts: &[Part]) -> Vec<u8> {
+    message::encode(parts).expect("hand-built message encodes")
+}
+
+/// Encodes Negentropy parts the generator built by hand; they are valid by construction.
+fn nenc(parts: &[negentropy::Part]) -> Vec<u8> {
+    negentropy::encode(parts).expect("hand-built negentropy message encodes")
+}
+
+/// Unsigned LEB128, as the message format writes varints.
+fn leb128(mut v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
     }
 }
