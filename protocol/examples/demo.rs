@@ -216,7 +216,12 @@ fn main() {
         .collect();
     println!("merge rule: {mergers:?} merges, the other waits");
     assert_eq!(mergers.len(), 1);
-    let conflicts = merge_conflicts(&alice.replica, &merge_parents(&heads)).expect("walk");
+    let conflicts = merge_conflicts(
+        &alice.replica,
+        &merge_parents(&heads),
+        oplog_protocol::dag::DEFAULT_MAX_VISITS,
+    )
+    .expect("walk");
     for c in &conflicts {
         println!(
             "  conflict on {:?}: {} concurrent winners; the {} at HLC {} wins",

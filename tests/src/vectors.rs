@@ -1058,7 +1058,7 @@ pub struct RegisterJson {
     pub tombstone: bool,
 }
 
-/// `haves_for_request(view, heads, max)` over every entry of a graph, applied.
+/// `haves_for_request(view, heads, max, oplog_protocol::dag::DEFAULT_MAX_VISITS)` over every entry of a graph, applied.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct HavesCase {
@@ -1070,7 +1070,7 @@ pub struct HavesCase {
     pub haves: Vec<String>,
 }
 
-/// `ancestry_to_send(view, want, have, limit)` over every entry of a graph, applied.
+/// `ancestry_to_send(view, want, have, limit, oplog_protocol::dag::DEFAULT_MAX_VISITS)` over every entry of a graph, applied.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct AncestryCase {
@@ -1089,7 +1089,7 @@ pub struct AncestryCase {
     pub error: Option<String>,
 }
 
-/// `merge_conflicts(view, parents)` over every entry of a graph, applied.
+/// `merge_conflicts(view, parents, oplog_protocol::dag::DEFAULT_MAX_VISITS)` over every entry of a graph, applied.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct ConflictCase {
@@ -1362,7 +1362,8 @@ pub fn replica_state(g: &Graph, r: &MemoryReplica<Op>) -> ReplicaStateJson {
 pub fn run_haves(g: &Graph, heads: &[String], max: usize) -> Result<Vec<String>, String> {
     let r = g.replica()?;
     let heads: Vec<Hash> = heads.iter().map(|n| g.hash(n)).collect::<Result<_, _>>()?;
-    let out = dag::haves_for_request(&r, &heads, max).map_err(|e| e.to_string())?;
+    let out = dag::haves_for_request(&r, &heads, max, oplog_protocol::dag::DEFAULT_MAX_VISITS)
+        .map_err(|e| e.to_string())?;
     Ok(out.iter().map(|h| g.name(h)).collect())
 }
 
@@ -1377,11 +1378,19 @@ pub fn run_ancestry(
     let r = g.replica()?;
     let want: Vec<Hash> = want.iter().map(|n| g.hash(n)).collect::<Result<_, _>>()?;
     let have: Vec<Hash> = have.iter().map(|n| g.hash(n)).collect::<Result<_, _>>()?;
-    Ok(match dag::ancestry_to_send(&r, &want, &have, limit) {
-        Ok(a) => Ok((a.hashes.iter().map(|h| g.name(h)).collect(), a.truncated)),
-        Err(dag::DagError::Missing(_)) => Err("Missing".into()),
-        Err(e) => return Err(e.to_string()),
-    })
+    Ok(
+        match dag::ancestry_to_send(
+            &r,
+            &want,
+            &have,
+            limit,
+            oplog_protocol::dag::DEFAULT_MAX_VISITS,
+        ) {
+            Ok(a) => Ok((a.hashes.iter().map(|h| g.name(h)).collect(), a.truncated)),
+            Err(dag::DagError::Missing(_)) => Err("Missing".into()),
+            Err(e) => return Err(e.to_string()),
+        },
+    )
 }
 
 /// Rule 6.5, conflicts: `merge_conflicts` over the graph.
@@ -1391,7 +1400,8 @@ pub fn run_conflicts(g: &Graph, parents: &[String]) -> Result<Vec<ConflictJson>,
         .iter()
         .map(|n| g.hash(n))
         .collect::<Result<_, _>>()?;
-    let out = dag::merge_conflicts(&r, &parents).map_err(|e| e.to_string())?;
+    let out = dag::merge_conflicts(&r, &parents, oplog_protocol::dag::DEFAULT_MAX_VISITS)
+        .map_err(|e| e.to_string())?;
     Ok(out
         .iter()
         .map(|c| ConflictJson {

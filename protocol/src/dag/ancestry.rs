@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use crate::action::Action;
 use crate::key::{EntryKey, Hash};
 
-use super::walk::Walker;
+use super::walk::{Colours, Walker};
 use super::{DagError, DagView};
 
 /// The haves a requester sends along with its wants: its `heads`, then ancestors at
@@ -18,12 +18,16 @@ use super::{DagError, DagView};
 /// the budget. A responder that knows none of the heads (a local merge, say) still finds a
 /// recent ancestor it knows, so the reply resends at most about as much as it must send anyway,
 /// never the whole history. Cost: the walk behind each head reaches about `2^(max / heads)`
-/// entries deep, so at most the depth of the DAG per head; `max` of 16 to 32 is plenty.
+/// entries deep, so at most the depth of the DAG per head; `max` of 16 to 32 is plenty. Each
+/// step loads an entry and looks at its parents; once `max_visits` entries and parent edges are
+/// spent the haves found so far are returned (haves only save bytes, they are never required).
 pub fn haves_for_request<A: Action>(
     view: &impl DagView<A>,
     heads: &[Hash],
     max: usize,
+    max_visits: u64,
 ) -> Result<Vec<Hash>, DagError> {
+    let mut visits = 0u64;
     let mut out: Vec<Hash> = Vec::new();
     let mut seen = HashSet::new();
     // (current position, its distance from the head)
@@ -44,7 +48,10 @@ pub fn haves_for_request<A: Action>(
             let target = if dist == 0 { 1 } else { dist.saturating_mul(2) };
             let mut reached = dist;
             while reached < target {
-                match latest_parent(view, &cur)? {
+                if visits >= max_visits {
+                    return Ok(out);
+                }
+                match latest_parent(view, &cur, &mut visits)? {
                     Some(p) => {
                         cur = p;
                         reached += 1;
@@ -67,10 +74,16 @@ pub fn haves_for_request<A: Action>(
 }
 
 /// The stored parent of `hash` with the greatest key, or `None` at a root or an unknown entry.
-fn latest_parent<A: Action>(view: &impl DagView<A>, hash: &Hash) -> Result<Option<Hash>, DagError> {
+fn latest_parent<A: Action>(
+    view: &impl DagView<A>,
+    hash: &Hash,
+    visits: &mut u64,
+) -> Result<Option<Hash>, DagError> {
+    *visits += 1;
     let Some(entry) = view.get(hash)? else {
         return Ok(None);
     };
+    *visits += entry.parents.len() as u64;
     if let [only] = entry.parents.as_slice() {
         return Ok(Some(*only));
     }
@@ -104,32 +117,37 @@ pub struct Ancestry {
 /// One walk in descending key order paints entries "ours" (reachable from a want) or "theirs"
 /// (reachable from a have; theirs wins) and stops when the queue holds only theirs, as git's
 /// merge-base computation does. It visits the answer plus the frontier of theirs around it.
-/// At most `limit` hashes come back; see [`Ancestry::truncated`]. The walk itself is not capped
-/// by `limit` (the oldest entries are found last), so a responder should bound how often it
-/// answers; bulk transfers belong to range reconciliation, this request closes the DAG.
+/// At most `limit` hashes come back; see [`Ancestry::truncated`]. The walk itself cannot stop
+/// at `limit` (the oldest entries are found last), so it is bounded instead by `max_visits`
+/// (entries loaded plus parent edges followed; [`DEFAULT_MAX_VISITS`](super::DEFAULT_MAX_VISITS)):
+/// past it the answer is [`DagError::VisitBudget`], and the requester falls back to range
+/// reconciliation, which is what bulk transfers are for; this request closes the DAG.
 pub fn ancestry_to_send<A: Action>(
     view: &impl DagView<A>,
     want: &[Hash],
     have: &[Hash],
     limit: usize,
+    max_visits: u64,
 ) -> Result<Ancestry, DagError> {
-    const OURS: u64 = 1;
-    const THEIRS: u64 = 2;
-    let mut walk = Walker::<A, _>::new(view, THEIRS);
+    const OURS: usize = 0;
+    const THEIRS: usize = 1;
+    let theirs = Colours::one(2, THEIRS);
+    let ours = Colours::one(2, OURS);
+    let mut walk = Walker::<A, _>::new(view, theirs.clone(), max_visits);
     for h in have {
-        walk.paint(h, THEIRS)?;
+        walk.paint(h, &theirs)?;
     }
     for h in want {
-        if !walk.paint(h, OURS)? {
+        if !walk.paint(h, &ours)? {
             return Err(DagError::Missing(*h));
         }
     }
     let mut hashes = Vec::new();
-    while let Some((hash, flags)) = walk.pop(false) {
-        if flags & THEIRS == 0 {
+    while let Some((hash, colours)) = walk.pop(false) {
+        if !colours.has(THEIRS) {
             hashes.push(hash);
         }
-        walk.paint_parents(&hash, flags)?;
+        walk.paint_parents(&hash, &colours)?;
     }
     hashes.reverse();
     let truncated = hashes.len() > limit;

@@ -6,11 +6,8 @@ use crate::action::Action;
 use crate::key::Hash;
 
 use super::lww::{lww_cmp, LwwWrite};
-use super::walk::Walker;
+use super::walk::{Colours, Walker};
 use super::{DagError, DagView};
-
-/// Most distinct parents [`merge_conflicts`] handles: one colour bit each in a `u64`.
-pub const MAX_CONFLICT_PARENTS: usize = 64;
 
 /// A register that the branches joined by a merge left with different values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,25 +32,26 @@ pub struct Conflict<K> {
 /// counts common writes, so a newer common write that both branches already show is no
 /// conflict (the walk continues into the common part only as far back as the oldest candidate
 /// write's HLC to find those). Results are in register order. Parents are deduplicated; fewer
-/// than two give no conflicts; more than [`MAX_CONFLICT_PARENTS`] is an error.
+/// than two give no conflicts. Any number of parents up to an entry's limit of 1,024 is handled
+/// (one colour per parent). The walk is bounded by `max_visits` (entries loaded plus parent
+/// edges followed; [`DEFAULT_MAX_VISITS`](super::DEFAULT_MAX_VISITS)): past it the result is
+/// [`DagError::VisitBudget`]. Conflicts only explain a merge; the view never depends on them.
 pub fn merge_conflicts<A: Action>(
     view: &impl DagView<A>,
     parents: &[Hash],
+    max_visits: u64,
 ) -> Result<Vec<Conflict<A::Key>>, DagError> {
     let mut parents = parents.to_vec();
     parents.sort_unstable();
     parents.dedup();
     let n = parents.len();
-    if n > MAX_CONFLICT_PARENTS {
-        return Err(DagError::TooManyParents(n));
-    }
     if n < 2 {
         return Ok(Vec::new());
     }
-    let all = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
-    let mut walk = Walker::<A, _>::new(view, all);
+    let all = Colours::all(n);
+    let mut walk = Walker::<A, _>::new(view, all.clone(), max_visits);
     for (i, p) in parents.iter().enumerate() {
-        if !walk.paint(p, 1 << i)? {
+        if !walk.paint(p, &Colours::one(n, i))? {
             return Err(DagError::Missing(*p));
         }
     }
@@ -61,20 +59,20 @@ pub fn merge_conflicts<A: Action>(
     let mut slots: BTreeMap<A::Key, Vec<Option<LwwWrite>>> = BTreeMap::new();
     // register -> best common write seen (common entries interleave with the others)
     let mut common: HashMap<A::Key, LwwWrite> = HashMap::new();
-    while let Some((hash, flags)) = walk.pop(false) {
+    while let Some((hash, colours)) = walk.pop(false) {
         if let Some((key, write)) = walk.entry(&hash).and_then(LwwWrite::of) {
-            if flags == all {
+            if colours.covers(&all) {
                 keep_max(common.entry(key).or_insert(write), write);
             } else {
                 let slot = slots.entry(key).or_insert_with(|| vec![None; n]);
                 for (i, s) in slot.iter_mut().enumerate() {
-                    if flags & (1 << i) != 0 {
+                    if colours.has(i) {
                         keep_max(s.get_or_insert(write), write);
                     }
                 }
             }
         }
-        walk.paint_parents(&hash, flags)?;
+        walk.paint_parents(&hash, &colours)?;
     }
     // Registers whose branches disagree on the non-common writes alone.
     slots.retain(|_, s| distinct(s.iter().flatten().copied()).len() >= 2);
@@ -83,7 +81,7 @@ pub fn merge_conflicts<A: Action>(
     };
     // Common writes at or after `threshold` may still beat a branch's own writes.
     while walk.peek().is_some_and(|k| k.hlc >= threshold) {
-        let Some((hash, flags)) = walk.pop(true) else {
+        let Some((hash, colours)) = walk.pop(true) else {
             break;
         };
         if let Some((key, write)) = walk.entry(&hash).and_then(LwwWrite::of) {
@@ -91,7 +89,7 @@ pub fn merge_conflicts<A: Action>(
                 keep_max(common.entry(key).or_insert(write), write);
             }
         }
-        walk.paint_parents(&hash, flags)?;
+        walk.paint_parents(&hash, &colours)?;
     }
     let mut out = Vec::new();
     for (key, slot) in slots {

@@ -19,10 +19,11 @@ mod merge;
 mod walk;
 
 pub use ancestry::{ancestry_to_send, haves_for_request, Ancestry};
-pub use conflicts::{merge_conflicts, Conflict, MAX_CONFLICT_PARENTS};
+pub use conflicts::{merge_conflicts, Conflict};
 pub use heads::{heads_of, Heads};
 pub use lww::{lww_cmp, LwwWrite, View};
 pub use merge::{merge_parents, should_merge};
+pub use walk::DEFAULT_MAX_VISITS;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -86,6 +87,7 @@ pub struct ParentOrderError {
 
 /// Why a DAG computation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DagError {
     /// A requested entry, or an ancestor met during a walk, is not in the view: either an
     /// unknown `want`/merge parent, or a store that is not closed under parents.
@@ -94,9 +96,14 @@ pub enum DagError {
     /// The HLC order between an entry and a parent is broken.
     #[error(transparent)]
     ParentOrder(#[from] ParentOrderError),
-    /// [`merge_conflicts`] takes at most [`MAX_CONFLICT_PARENTS`] distinct parents.
-    #[error("{0} parents; merge conflicts are computed for at most {MAX_CONFLICT_PARENTS}")]
-    TooManyParents(usize),
+    /// The walk spent its visit budget (entries loaded plus parent edges followed) before it
+    /// could finish. For an ancestry request: answer that the request is too deep and let the
+    /// peer reconcile instead; for merge conflicts: raise the budget to see them.
+    #[error("the DAG walk needs more than {max} visits (entries loaded plus parent edges); reconcile instead, or raise the budget")]
+    VisitBudget {
+        /// The budget that was spent.
+        max: u64,
+    },
     /// The store behind the view failed.
     #[error(transparent)]
     Store(#[from] StoreError),

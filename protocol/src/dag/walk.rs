@@ -1,4 +1,4 @@
-//! The painting walk shared by the ancestry and conflict computations.
+//! The painting walk shared by the ancestry and conflict computations, with its visit budget.
 
 use std::borrow::Cow;
 use std::collections::hash_map::Entry as MapEntry;
@@ -10,84 +10,155 @@ use crate::key::{EntryKey, Hash};
 
 use super::{DagError, DagView};
 
+/// Default visit budget of every DAG walk: entries loaded plus parent edges followed.
+///
+/// A walk holds each visited entry and its parents' hashes, so this bounds its memory to a few
+/// tens of MB even over entries with 1,024 parents; at about a microsecond per visit from an
+/// in-memory view it also bounds the time a peer's request can cost.
+pub const DEFAULT_MAX_VISITS: u64 = 1 << 20;
+
+/// A set of colours, one bit per branch or side of a walk (any number of them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Colours(Box<[u64]>);
+
+impl Colours {
+    /// No colour, wide enough for `n` colours.
+    pub(super) fn none(n: usize) -> Self {
+        Colours(vec![0; n.div_ceil(64).max(1)].into_boxed_slice())
+    }
+
+    /// Colours `0..n`.
+    pub(super) fn all(n: usize) -> Self {
+        let mut c = Colours::none(n);
+        for i in 0..n {
+            c.set(i);
+        }
+        c
+    }
+
+    /// Only colour `i`, wide enough for `n` colours.
+    pub(super) fn one(n: usize, i: usize) -> Self {
+        let mut c = Colours::none(n);
+        c.set(i);
+        c
+    }
+
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+
+    /// Whether colour `i` is set.
+    pub(super) fn has(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// Whether every colour of `other` is set here.
+    pub(super) fn covers(&self, other: &Colours) -> bool {
+        self.0.iter().zip(other.0.iter()).all(|(a, b)| a & b == *b)
+    }
+
+    fn add(&mut self, other: &Colours) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a |= b;
+        }
+    }
+}
+
 struct Node<'v, A: Action> {
     entry: Cow<'v, LogEntry<A>>,
-    flags: u64,
+    colours: Colours,
     popped: bool,
 }
 
-/// Walks a view in descending key order, painting entries with colour bits. An entry painted
-/// with every bit of `done` no longer keeps the walk going; the walk ends once the queue holds
+/// Walks a view in descending key order, painting entries with colours. An entry painted with
+/// every colour of `done` no longer keeps the walk going; the walk ends once the queue holds
 /// only such entries (git's merge-base painting).
+///
+/// Every entry loaded and every parent edge followed counts against the visit budget; past it,
+/// the walk fails with [`DagError::VisitBudget`].
 pub(super) struct Walker<'v, A: Action, V: ?Sized> {
     view: &'v V,
     heap: BinaryHeap<EntryKey>,
     nodes: HashMap<Hash, Node<'v, A>>,
-    done: u64,
+    done: Colours,
     pending: usize,
+    visits: u64,
+    max_visits: u64,
 }
 
 impl<'v, A: Action, V: DagView<A> + ?Sized> Walker<'v, A, V> {
-    pub(super) fn new(view: &'v V, done: u64) -> Self {
+    pub(super) fn new(view: &'v V, done: Colours, max_visits: u64) -> Self {
         Walker {
             view,
             heap: BinaryHeap::new(),
             nodes: HashMap::new(),
             done,
             pending: 0,
+            visits: 0,
+            max_visits,
         }
     }
 
-    /// Adds `flags` to `hash`, queueing it on first sight. `Ok(false)` if the view lacks it.
-    pub(super) fn paint(&mut self, hash: &Hash, flags: u64) -> Result<bool, DagError> {
-        let done = self.done;
-        match self.nodes.entry(*hash) {
-            MapEntry::Occupied(mut o) => {
-                let node = o.get_mut();
-                // A popped entry is final; painting it again means a broken HLC order in the
-                // store, which must not loop or panic.
-                if !node.popped {
-                    let was_done = node.flags & done == done;
-                    node.flags |= flags;
-                    if !was_done && node.flags & done == done {
-                        self.pending -= 1;
-                    }
-                }
-            }
-            MapEntry::Vacant(v) => {
-                let view = self.view;
-                let Some(entry) = view.get(hash)? else {
-                    return Ok(false);
-                };
-                self.heap.push(EntryKey {
-                    hlc: entry.hlc,
-                    hash: *hash,
-                });
-                if flags & done != done {
-                    self.pending += 1;
-                }
-                v.insert(Node {
-                    entry,
-                    flags,
-                    popped: false,
-                });
-            }
+    fn visit(&mut self, n: u64) -> Result<(), DagError> {
+        self.visits = self.visits.saturating_add(n);
+        if self.visits > self.max_visits {
+            return Err(DagError::VisitBudget {
+                max: self.max_visits,
+            });
         }
+        Ok(())
+    }
+
+    /// Adds `colours` to `hash`, queueing it on first sight. `Ok(false)` if the view lacks it.
+    pub(super) fn paint(&mut self, hash: &Hash, colours: &Colours) -> Result<bool, DagError> {
+        if let MapEntry::Occupied(mut o) = self.nodes.entry(*hash) {
+            let node = o.get_mut();
+            // A popped entry is final; painting it again means a broken HLC order in the
+            // store, which must not loop or panic.
+            if !node.popped {
+                let was_done = node.colours.covers(&self.done);
+                node.colours.add(colours);
+                if !was_done && node.colours.covers(&self.done) {
+                    self.pending -= 1;
+                }
+            }
+            return Ok(true);
+        }
+        self.visit(1)?;
+        let view = self.view;
+        let Some(entry) = view.get(hash)? else {
+            return Ok(false);
+        };
+        self.heap.push(EntryKey {
+            hlc: entry.hlc,
+            hash: *hash,
+        });
+        if !colours.covers(&self.done) {
+            self.pending += 1;
+        }
+        self.nodes.insert(
+            *hash,
+            Node {
+                entry,
+                colours: colours.clone(),
+                popped: false,
+            },
+        );
         Ok(true)
     }
 
     /// Pops the greatest queued key. Unless `all`, stops once only finished entries remain.
-    pub(super) fn pop(&mut self, all: bool) -> Option<(Hash, u64)> {
+    pub(super) fn pop(&mut self, all: bool) -> Option<(Hash, Colours)> {
         if !all && self.pending == 0 {
             return None;
         }
         let key = self.heap.pop()?;
         let node = self.nodes.get_mut(&key.hash)?;
         node.popped = true;
-        if node.flags & self.done != self.done {
+        if !node.colours.covers(&self.done) {
             self.pending -= 1;
         }
-        Some((key.hash, node.flags))
+        Some((key.hash, node.colours.clone()))
     }
 
     pub(super) fn peek(&self) -> Option<&EntryKey> {
@@ -98,13 +169,14 @@ impl<'v, A: Action, V: DagView<A> + ?Sized> Walker<'v, A, V> {
         self.nodes.get(hash).map(|n| &*n.entry)
     }
 
-    pub(super) fn paint_parents(&mut self, hash: &Hash, flags: u64) -> Result<(), DagError> {
+    pub(super) fn paint_parents(&mut self, hash: &Hash, colours: &Colours) -> Result<(), DagError> {
         let parents = self
             .entry(hash)
             .map(|e| e.parents.clone())
             .unwrap_or_default();
+        self.visit(parents.len() as u64)?;
         for p in &parents {
-            if !self.paint(p, flags)? {
+            if !self.paint(p, colours)? {
                 return Err(DagError::Missing(*p));
             }
         }

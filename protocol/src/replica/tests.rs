@@ -141,7 +141,14 @@ fn ancestry_on_branching_dag() {
     let view = map(&[&r, &a1, &a2, &b1, &b2, &m, &c]);
     let ask = |have: &[&LogEntry], limit| {
         let have: Vec<Hash> = have.iter().map(|e| e.hash).collect();
-        ancestry_to_send(&view, &[c.hash], &have, limit).unwrap()
+        ancestry_to_send(
+            &view,
+            &[c.hash],
+            &have,
+            limit,
+            crate::dag::DEFAULT_MAX_VISITS,
+        )
+        .unwrap()
     };
     let full = |v| Ancestry {
         hashes: v,
@@ -165,17 +172,24 @@ fn ancestry_on_branching_dag() {
         }
     );
     // two wants on separate branches
-    let got = ancestry_to_send(&view, &[a2.hash, b1.hash], &[r.hash], 10).unwrap();
+    let got = ancestry_to_send(
+        &view,
+        &[a2.hash, b1.hash],
+        &[r.hash],
+        10,
+        crate::dag::DEFAULT_MAX_VISITS,
+    )
+    .unwrap();
     assert_eq!(got, full(by_key(vec![&a1, &b1, &a2])));
     // an unknown want is an error
     assert!(matches!(
-        ancestry_to_send(&view, &[unknown.hash], &[], 10),
+        ancestry_to_send(&view, &[unknown.hash], &[], 10, crate::dag::DEFAULT_MAX_VISITS),
         Err(DagError::Missing(h)) if h == unknown.hash
     ));
     // a store with a hole is reported, not silently skipped
     let holey = map(&[&a2, &a1]);
     assert!(matches!(
-        ancestry_to_send(&holey, &[a2.hash], &[], 10),
+        ancestry_to_send(&holey, &[a2.hash], &[], 10, crate::dag::DEFAULT_MAX_VISITS),
         Err(DagError::Missing(h)) if h == r.hash
     ));
 }
@@ -189,17 +203,23 @@ fn haves_are_exponentially_spaced() {
     }
     let view: HashMap<Hash, LogEntry> = chain.iter().map(|e| (e.hash, e.clone())).collect();
     let h = |i: usize| chain[i].hash;
-    let haves = haves_for_request(&view, &[h(99)], 5).unwrap();
+    let haves = haves_for_request(&view, &[h(99)], 5, crate::dag::DEFAULT_MAX_VISITS).unwrap();
     assert_eq!(haves, vec![h(99), h(98), h(97), h(95), h(91)]);
     // walks end at the root, which is sent too
-    let haves = haves_for_request(&view, &[h(99)], 100).unwrap();
+    let haves = haves_for_request(&view, &[h(99)], 100, crate::dag::DEFAULT_MAX_VISITS).unwrap();
     assert_eq!(haves, [99, 98, 97, 95, 91, 83, 67, 35, 0].map(h).to_vec());
     // two heads share the budget round-robin; an unknown head is still sent
     let side = mk(2, 50, put("s", 1), &[&chain[40]]);
     let mut view = view;
     view.insert(side.hash, side.clone());
     let ghost = Hash([0xee; 32]);
-    let haves = haves_for_request(&view, &[h(99), side.hash, ghost], 7).unwrap();
+    let haves = haves_for_request(
+        &view,
+        &[h(99), side.hash, ghost],
+        7,
+        crate::dag::DEFAULT_MAX_VISITS,
+    )
+    .unwrap();
     assert_eq!(
         haves,
         vec![h(99), side.hash, ghost, h(98), h(40), h(97), h(39)]
@@ -273,7 +293,7 @@ fn diamond_merge_conflicts() {
     } = branchy();
     let view = map(&[&r, &a1, &a2, &b1, &b2, &m, &c]);
     // x: a1 (branch a) vs b2 (branch b); y and z were written on one side only
-    let got = merge_conflicts(&view, &[a2.hash, b2.hash]).unwrap();
+    let got = merge_conflicts(&view, &[a2.hash, b2.hash], crate::dag::DEFAULT_MAX_VISITS).unwrap();
     assert_eq!(
         got,
         vec![Conflict {
@@ -290,18 +310,28 @@ fn diamond_merge_conflicts() {
     assert_eq!(union.get(&reg("x")), Some(&got[0].winner));
     // parent order and duplicates do not matter; one parent or an ancestor pair: nothing
     assert_eq!(
-        merge_conflicts(&view, &[b2.hash, a2.hash, b2.hash]).unwrap(),
+        merge_conflicts(
+            &view,
+            &[b2.hash, a2.hash, b2.hash],
+            crate::dag::DEFAULT_MAX_VISITS
+        )
+        .unwrap(),
         got
     );
-    assert_eq!(merge_conflicts(&view, &[a2.hash]).unwrap(), vec![]);
-    assert_eq!(merge_conflicts(&view, &[m.hash, a1.hash]).unwrap(), vec![]);
-    let many: Vec<Hash> = (0..65u8).map(|i| Hash([i; 32])).collect();
+    assert_eq!(
+        merge_conflicts(&view, &[a2.hash], crate::dag::DEFAULT_MAX_VISITS).unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        merge_conflicts(&view, &[m.hash, a1.hash], crate::dag::DEFAULT_MAX_VISITS).unwrap(),
+        vec![]
+    );
     assert!(matches!(
-        merge_conflicts(&view, &many),
-        Err(DagError::TooManyParents(65))
-    ));
-    assert!(matches!(
-        merge_conflicts(&view, &[a2.hash, Hash([1; 32])]),
+        merge_conflicts(
+            &view,
+            &[a2.hash, Hash([1; 32])],
+            crate::dag::DEFAULT_MAX_VISITS
+        ),
         Err(DagError::Missing(_))
     ));
 }
@@ -316,13 +346,16 @@ fn common_write_both_branches_show_is_no_conflict() {
     let p1 = mk(1, 30, Op::Merge, &[&w1, &c]);
     let p2 = mk(2, 31, Op::Merge, &[&w2, &c]);
     let view = map(&[&r, &w1, &w2, &c, &p1, &p2]);
-    assert_eq!(merge_conflicts(&view, &[p1.hash, p2.hash]).unwrap(), vec![]);
+    assert_eq!(
+        merge_conflicts(&view, &[p1.hash, p2.hash], crate::dag::DEFAULT_MAX_VISITS).unwrap(),
+        vec![]
+    );
     // ... but an older common write does not hide a real conflict
     let old = mk(3, 5, put("k", 4), &[&r]);
     let q1 = mk(1, 30, Op::Merge, &[&w1, &old]);
     let q2 = mk(2, 31, Op::Merge, &[&w2, &old]);
     let view = map(&[&r, &w1, &w2, &old, &q1, &q2]);
-    let got = merge_conflicts(&view, &[q1.hash, q2.hash]).unwrap();
+    let got = merge_conflicts(&view, &[q1.hash, q2.hash], crate::dag::DEFAULT_MAX_VISITS).unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].branch_winners, vec![write(&w1), write(&w2)]);
     // three parents, two agreeing: still one conflict with two distinct winners
@@ -331,7 +364,12 @@ fn common_write_both_branches_show_is_no_conflict() {
     let s3 = mk(3, 14, put("k", 7), &[&s1]);
     let t = mk(4, 15, put("u", 0), &[&s2]);
     let view = map(&[&r, &s1, &s2, &s3, &t]);
-    let got = merge_conflicts(&view, &[s2.hash, s3.hash, t.hash]).unwrap();
+    let got = merge_conflicts(
+        &view,
+        &[s2.hash, s3.hash, t.hash],
+        crate::dag::DEFAULT_MAX_VISITS,
+    )
+    .unwrap();
     assert_eq!(
         got,
         vec![Conflict {
@@ -587,7 +625,12 @@ fn merge_rule_converges_without_storm() {
             for (i, &seed) in seeds.iter().enumerate() {
                 let heads = reps[i].heads().with_keys();
                 if should_merge(&heads, &node(seed)) {
-                    let conflicts = merge_conflicts(&reps[i], &merge_parents(&heads)).unwrap();
+                    let conflicts = merge_conflicts(
+                        &reps[i],
+                        &merge_parents(&heads),
+                        crate::dag::DEFAULT_MAX_VISITS,
+                    )
+                    .unwrap();
                     for c in &conflicts {
                         assert_eq!(reps[i].view().get(&c.key), Some(&c.winner));
                     }
@@ -689,7 +732,7 @@ proptest! {
         // ancestry: asking for the heads with some haves returns exactly the difference
         let have: Vec<Hash> = shuffled.iter().take(3).map(|e| e.hash).collect();
         let heads = in_order.heads().hashes();
-        let got = ancestry_to_send(&in_order, &heads, &have, usize::MAX).unwrap();
+        let got = ancestry_to_send(&in_order, &heads, &have, usize::MAX, crate::dag::DEFAULT_MAX_VISITS).unwrap();
         let mut known: HashSet<Hash> = HashSet::new();
         let mut stack = have.clone();
         while let Some(h) = stack.pop() {
@@ -701,7 +744,7 @@ proptest! {
         prop_assert_eq!(got.hashes, expect);
 
         // merge conflicts of the heads match a brute force over ancestor sets
-        let got = merge_conflicts(&in_order, &heads).unwrap();
+        let got = merge_conflicts(&in_order, &heads, crate::dag::DEFAULT_MAX_VISITS).unwrap();
         prop_assert_eq!(got, brute_conflicts(&in_order, &heads));
     }
 }
@@ -1091,4 +1134,58 @@ fn children_of_a_parent_refused_in_the_same_call_are_refused() {
     assert!(matches!(r.outcomes[0].1, InsertOutcome::HeldBack { .. }));
     rep.insert([parent], 0, DRIFT, None);
     assert!(rep.contains(&child.hash));
+}
+
+/// A merge of 100 branches (more than one machine word of colours) that each wrote one register:
+/// one conflict, with every branch's write and the greatest as winner. A walk past its visit
+/// budget fails with `VisitBudget` instead of running on.
+#[test]
+fn wide_merges_and_visit_budgets() {
+    let root = mk(1, 1, put("r", 0), &[]);
+    let branches: Vec<LogEntry> = (0..100u64)
+        .map(|i| mk((i % 200) as u8 + 2, 10 + i, put("x", i as u8), &[&root]))
+        .collect();
+    let mut all: Vec<&LogEntry> = vec![&root];
+    all.extend(branches.iter());
+    let view = map(&all);
+    let parents: Vec<Hash> = branches.iter().map(|e| e.hash).collect();
+    let got = merge_conflicts(&view, &parents, DEFAULT_MAX_VISITS).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].branch_winners.len(), 100);
+    assert_eq!(got[0].winner, write(&branches[99]));
+    // 100 branch heads, their edges to the root and the root: about 201 visits
+    assert!(matches!(
+        merge_conflicts(&view, &parents, 150),
+        Err(DagError::VisitBudget { max: 150 })
+    ));
+    assert!(merge_conflicts(&view, &parents, 250).is_ok());
+
+    // a chain of 1,000: an ancestry request for its tip with no haves needs every entry
+    let mut chain = vec![mk(1, 1, put("c", 0), &[])];
+    for i in 1..1_000u64 {
+        let e = mk(
+            1,
+            1 + i,
+            put("c", (i % 250) as u8),
+            &[chain.last().unwrap()],
+        );
+        chain.push(e);
+    }
+    let view = map(&chain.iter().collect::<Vec<_>>());
+    let tip = chain.last().unwrap().hash;
+    let full = ancestry_to_send(&view, &[tip], &[], 10, DEFAULT_MAX_VISITS).unwrap();
+    assert_eq!(full.hashes.len(), 10);
+    assert!(full.truncated);
+    assert!(matches!(
+        ancestry_to_send(&view, &[tip], &[], 10, 500),
+        Err(DagError::VisitBudget { max: 500 })
+    ));
+    // with a recent have the walk is short, whatever the budget left
+    let have = chain[990].hash;
+    let near = ancestry_to_send(&view, &[tip], &[have], 100, 100).unwrap();
+    assert_eq!(near.hashes.len(), 9);
+    // haves stop at the budget rather than fail
+    let h = haves_for_request(&view, &[tip], 32, 40).unwrap();
+    assert!(!h.is_empty() && h.len() < 32);
+    assert_eq!(h[0], tip);
 }
