@@ -171,9 +171,7 @@ impl<A: Action> ReplicaState<A> for TxnState<'_, A> {
                 .deferred
                 .remove(hash)?
                 .map(|v| v.value().1.to_vec())
-                .ok_or_else(|| {
-                    Error::Corrupt("deferred_due names an entry deferred lacks".into())
-                })?;
+                .ok_or_else(|| Error::corrupt("deferred_due", "names an entry deferred lacks"))?;
             entries.push(decode_stored::<A>(&bytes, "deferred entry")?);
         }
         Ok(entries)

@@ -224,13 +224,13 @@ fn a_foreign_redb_file_is_not_taken_over() {
     }
     assert!(matches!(
         Store::<oplog_store::protocol::Op>::open(&path),
-        Err(Error::NotAStore(_))
+        Err(Error::NotAStore { .. })
     ));
     let garbage = dir.path().join("garbage.redb");
     std::fs::write(&garbage, vec![7u8; 10_000]).unwrap();
     assert!(matches!(
         Store::<oplog_store::protocol::Op>::open(&garbage),
-        Err(Error::Open { .. })
+        Err(Error::NotAStore { .. })
     ));
 }
 
