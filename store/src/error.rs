@@ -62,9 +62,10 @@ pub enum Error {
     Database(#[from] redb::Error),
     /// Stored data does not decode or contradicts itself. Opening reports the first such
     /// problem it meets; [`Store::verify`](crate::Store::verify) lists all of them.
-    #[error("stored data is corrupt in table `{table}`: {detail}; run verify() for the full list and restore the store from a backup or a peer")]
+    #[error("stored data is corrupt in table `{table}`: {detail}; restore the store from a backup or a peer (on a store that opened, verify() lists every problem)")]
     Corrupt {
-        /// The redb table (see [`schema`](crate::schema)) where the damage was found.
+        /// The redb table (see [`schema`](crate::schema)) where the damage was found, or
+        /// `"(file)"` when redb found the file itself damaged (a page checksum, a truncation).
         table: &'static str,
         /// What is wrong.
         detail: String,

@@ -83,6 +83,45 @@
 //! when it returns `Ok`, the batch is on disk; a process killed during it reopens with none of
 //! the batch. The in-memory index is only updated after the commit succeeded, and rebuilt
 //! from disk at open. [`Store::verify`] re-checks everything from scratch.
+//!
+//! # Opening and creating
+//!
+//! A store is created only where no file exists, so a damaged file can never come back as an
+//! empty store (silently forgetting the whole log):
+//!
+//! | call | no file at `path` | a file at `path` |
+//! | --- | --- | --- |
+//! | [`Store::open`], [`Store::open_with`] | creates a new store | opens it as [`Store::open_existing`] does |
+//! | [`Store::create`] | creates a new store | [`Error::AlreadyExists`], file untouched |
+//! | [`Store::open_existing`] | [`Error::NotFound`], nothing created | opens it, or a typed error |
+//!
+//! Opening an existing file checks, in this order, and stops at the first failure:
+//!
+//! 1. the file is not empty (a zero-byte file, which an interrupted creation or a truncation
+//!    leaves, is [`Error::NotAStore`]);
+//! 2. redb recognises it ([`Error::NotAStore`] otherwise) and, with
+//!    [`Options::check_integrity_on_open`] (the default), the checksum of every page of the
+//!    committed trees matches ([`Error::Corrupt`] with table `"(file)"` otherwise). This is
+//!    redb's own check; without it redb documents that a file damaged outside redb may make
+//!    it panic. It reads the whole file once more: about 45 ms more per 50 000 entries
+//!    (a 34 MB file: 125 ms to open without it, 170 ms with it, debug build of the store);
+//! 3. the `meta` table holds this build's [`schema::SCHEMA_VERSION`] ([`Error::NotAStore`]
+//!    without a `meta` table, [`Error::Corrupt`] if it lacks the version or it is malformed,
+//!    [`Error::UnknownSchemaVersion`] if it is another) and every table exists with its types
+//!    ([`Error::Corrupt`] naming the table);
+//! 4. the applied keys, read in one scan to build the range index, are strictly ascending with
+//!    every HLC at most [`MAX_HLC`](protocol::hlc::MAX_HLC), and `by_hash` holds exactly the
+//!    same `(hash, HLC)` pairs ([`Error::Corrupt`] otherwise), so the index is never built
+//!    from inconsistent input.
+//!
+//! The store writes nothing to a file it refuses (redb's page check may commit its own
+//! bookkeeping). Entry bodies and the other tables are not decoded at open: a row that does
+//! not decode is an [`Error::Corrupt`] naming its table when it is read, and
+//! [`Store::verify`] lists every such problem. With the page check on, no input file makes
+//! open, verify or a read panic: `tests/corrupt.rs` flips bytes across a whole store file
+//! (each probe in a child process, so a panic or an abort would be seen; with the check off,
+//! 21 of 1 872 flips made redb panic), truncates it, feeds it garbage and rewrites rows of
+//! every table through redb.
 #![warn(missing_docs)]
 
 mod error;
@@ -237,6 +276,11 @@ impl<A: Action> Store<A> {
                         path: path.to_path_buf(),
                         reason: format!("redb does not recognise it as a database ({e})"),
                     }
+                }
+                redb::DatabaseError::Storage(redb::StorageError::Io(e))
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
+                    Error::corrupt("(file)", format!("the file is truncated ({e})"))
                 }
                 redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => {
                     Error::corrupt("(file)", format!("redb: {detail}"))

@@ -170,11 +170,11 @@ fn flip_mask(offset: usize) -> u8 {
 /// Offsets probed: every `STRIDE`-th byte. The file is about 280 KiB (69 redb pages of
 /// 4 KiB). One probe (copy, open with redb's page check, verify 210 signatures, the reads)
 /// costs about 10 ms of CPU in a debug build, so every byte would take 80 s of CPU and several
-/// minutes of wall time on 2 shared cores. A stride of 151 probes about 1 900 offsets
-/// (about 20 s of CPU): every page about 27 times, and since 151 is prime (coprime to the
+/// minutes of wall time on 2 shared cores. A stride of 211 probes about 1 340 offsets
+/// (about 14 s of CPU): every page about 19 times, and since 211 is prime (coprime to the
 /// page size) the probed offsets fall at a different place in each page. Set
 /// `OPLOG_STORE_FLIP_STRIDE=1` for every byte.
-const STRIDE: usize = 151;
+const STRIDE: usize = 211;
 /// Overrides [`STRIDE`].
 const STRIDE_VAR: &str = "OPLOG_STORE_FLIP_STRIDE";
 
@@ -288,6 +288,7 @@ fn an_empty_file_is_not_a_store_and_is_left_alone() {
 
 #[test]
 fn a_truncated_file_is_an_error_never_a_smaller_store() {
+    // redb records the file's layout length in its header, so any cut is seen at open
     let dir = tempfile::tempdir().unwrap();
     let original = dir.path().join("log.redb");
     build_store(&original);
@@ -299,18 +300,11 @@ fn a_truncated_file_is_an_error_never_a_smaller_store() {
         let path = dir.path().join(format!("cut-{cut}.redb"));
         fs::write(&path, &bytes[..cut]).unwrap();
         match Store::<Op>::open_existing(&path, options()) {
-            Err(_) => {}
-            Ok(store) => {
-                // redb may recover an older commit from a cut file; it must then still be
-                // whole or say what it lacks, never pass as a clean smaller store
-                let report = store.verify();
-                let len = store.len();
-                assert!(
-                    len == APPLIED || !matches!(report, Ok(ref r) if r.is_ok()),
-                    "cut at {cut} of {}: opened as a clean store of {len} entries",
-                    bytes.len()
-                );
-            }
+            Err(Error::NotAStore { .. } | Error::Corrupt { .. }) => {}
+            other => panic!(
+                "cut at {cut} of {}: expected NotAStore or Corrupt, got {other:?}",
+                bytes.len()
+            ),
         }
     }
 }
@@ -571,7 +565,7 @@ impl Rng {
                 let i = self.below(v.len() as u64) as usize;
                 v[i] ^= 1 << self.below(8);
             }
-            1 => v.truncate(self.below(v.len() as u64 + 1) as usize),
+            1 if !v.is_empty() => v.truncate(self.below(v.len() as u64) as usize),
             _ => v = (0..self.below(80)).map(|_| self.next() as u8).collect(),
         }
         v
@@ -638,7 +632,7 @@ fn mutate(txn: &redb::WriteTransaction, rng: &mut Rng) -> String {
         5 => {
             let mut t = txn.open_table(DEFERRED).unwrap();
             let (k, v) = nth!(t, |k, v| (k, (v.0, v.1.to_vec())));
-            let v = (v.0 ^ rng.below(1 << 20), rng.bytes(&v.1));
+            let v = (v.0 ^ (1 + rng.below(1 << 20)), rng.bytes(&v.1));
             t.insert(k, (v.0, v.1.as_slice())).unwrap();
             "deferred value".into()
         }
@@ -671,9 +665,9 @@ fn mutate(txn: &redb::WriteTransaction, rng: &mut Rng) -> String {
     }
 }
 
-/// 120 stores, each with 1-3 rows of any table rewritten: open is Ok or a typed error; on Ok,
-/// `verify` returns (and lists a problem unless the edit happened to change nothing) and every
-/// read returns, in this process, so any panic fails the test.
+/// 120 stores, each with 1-3 rows of any table rewritten (every edit changes the row): open
+/// is a typed error, or `verify` lists a problem; every read returns. All in this process, so
+/// any panic fails the test.
 #[test]
 fn rewritten_rows_never_panic_open_verify_or_reads() {
     let dir = tempfile::tempdir().unwrap();
@@ -690,7 +684,7 @@ fn rewritten_rows_never_panic_open_verify_or_reads() {
         });
         let outcome = probe(&p);
         assert!(
-            !outcome.starts_with("LOST"),
+            outcome.starts_with("open-error") || outcome == "verify-problems",
             "seed {seed} ({what:?}): {outcome}"
         );
         *outcomes
@@ -699,5 +693,6 @@ fn rewritten_rows_never_panic_open_verify_or_reads() {
         let _ = fs::remove_file(&p);
     }
     eprintln!("{outcomes:?}");
-    assert!(outcomes.get("verify-problems").copied().unwrap_or(0) > 0);
+    // both ways of noticing are exercised
+    assert!(outcomes.len() == 2, "{outcomes:?}");
 }
