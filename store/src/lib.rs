@@ -114,14 +114,14 @@
 //!    same `(hash, HLC)` pairs ([`Error::Corrupt`] otherwise), so the index is never built
 //!    from inconsistent input.
 //!
-//! The store writes nothing to a file it refuses (redb's page check may commit its own
-//! bookkeeping). Entry bodies and the other tables are not decoded at open: a row that does
-//! not decode is an [`Error::Corrupt`] naming its table when it is read, and
-//! [`Store::verify`] lists every such problem. With the page check on, no input file makes
-//! open, verify or a read panic: `tests/corrupt.rs` flips bytes across a whole store file
-//! (each probe in a child process, so a panic or an abort would be seen; with the check off,
-//! 21 of 1 872 flips made redb panic), truncates it, feeds it garbage and rewrites rows of
-//! every table through redb.
+//! The store writes nothing to a file it refuses (redb's page check commits a transaction of
+//! its own, so the bytes may change, never the tables). Entry bodies and the other tables are
+//! not decoded at open: a row that does not decode is an [`Error::Corrupt`] naming its table
+//! when it is read, and [`Store::verify`] lists every such problem. With the page check on, no
+//! input file makes open, verify or a read panic: `tests/corrupt.rs` flips bytes across a
+//! whole store file (each probe in a child process, so a panic or an abort would be seen; with
+//! the check off, 21 of 1 872 flips made redb panic), truncates it, feeds it garbage and
+//! rewrites rows of every table through redb.
 #![warn(missing_docs)]
 
 mod error;
@@ -241,7 +241,9 @@ impl<A: Action> Store<A> {
     /// applied keys are validated while the range index is built from them: strictly
     /// ascending, every HLC at most [`MAX_HLC`](protocol::hlc::MAX_HLC), `by_hash` holding
     /// exactly the same `(hash, HLC)` pairs ([`Error::Corrupt`] otherwise). An empty file is
-    /// [`Error::NotAStore`]. Nothing is written to a file that is refused.
+    /// [`Error::NotAStore`]. The store writes nothing to a file it refuses (redb's page check
+    /// commits a transaction of its own, so the file's bytes may change, not its
+    /// tables).
     pub fn open_existing(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
         let path = path.as_ref();
         let span = info_span!("store.open", path = %path.display());

@@ -460,6 +460,17 @@ fn inconsistent_keys_are_refused_at_open_before_the_index_sees_them() {
             .unwrap();
     });
     expect_corrupt(&p, "meta");
+    // refused without repair: the store stamped nothing (redb's page check may commit a
+    // transaction of its own, so the bytes are not compared), and it is refused again
+    {
+        let db = redb::Database::open(&p).unwrap();
+        let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let meta = txn.open_table(META).unwrap();
+        assert!(meta.get("schema_version").unwrap().is_none());
+        let entries = txn.open_table(ENTRIES).unwrap();
+        assert_eq!(redb::ReadableTableMetadata::len(&entries).unwrap(), APPLIED);
+    }
+    expect_corrupt(&p, "meta");
 
     let p = edited(d, &original, "short-version.redb", |txn| {
         txn.open_table(META)
