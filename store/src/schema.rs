@@ -1,5 +1,9 @@
 //! The redb tables, the schema version and what opening a file checks.
 //!
+//! A new file gets the version and every table in one transaction. An existing file is only
+//! read: it must carry [`SCHEMA_VERSION`] in `meta` and have every table below with these key
+//! and value types (see the crate docs, *Opening and creating*, for the errors).
+//!
 //! | table | key | value | holds |
 //! | --- | --- | --- | --- |
 //! | `meta` | `&str` | `&[u8]` | `schema_version` (u32 LE) |
