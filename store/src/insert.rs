@@ -281,9 +281,9 @@ impl<A: Action> ReplicaState<A> for TxnState<'_, A> {
         }
         let mut entries = Vec::with_capacity(due.len());
         for hash in due {
-            let entry = self.remove_deferred(&hash)?.ok_or_else(|| {
-                Error::Corrupt("deferred_due names an entry deferred lacks".into())
-            })?;
+            let entry = self
+                .remove_deferred(&hash)?
+                .ok_or_else(|| Error::corrupt("deferred_due", "names an entry deferred lacks"))?;
             entries.push(entry);
         }
         Ok(entries)

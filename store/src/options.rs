@@ -1,4 +1,5 @@
-//! What a store is told at open: the drift bound, the clock and who may write.
+//! What a store is told at open: the drift bound, the clock, who may write and how much of
+//! the file to check.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -18,6 +19,12 @@ pub struct Options {
     pub allowed_authors: Option<HashSet<NodeId>>,
     /// The local wall clock, nanoseconds since the Unix epoch. Default: [`SystemClock`].
     pub clock: Arc<dyn WallClock + Send + Sync>,
+    /// Whether [`Store::open_existing`](crate::Store::open_existing) (and so
+    /// [`Store::open`](crate::Store::open) on an existing file) has redb verify the checksum of
+    /// every page before the store trusts the file. Default: `true`. It reads the whole file
+    /// once more at open; turned off, a file damaged outside redb may make redb panic instead
+    /// of returning an error (redb's own documented behaviour for a plain open).
+    pub check_integrity_on_open: bool,
 }
 
 impl Default for Options {
@@ -26,6 +33,7 @@ impl Default for Options {
             limits: Limits::default(),
             allowed_authors: None,
             clock: Arc::new(SystemClock),
+            check_integrity_on_open: true,
         }
     }
 }
@@ -36,6 +44,7 @@ impl fmt::Debug for Options {
             .field("limits", &self.limits)
             .field("allowed_authors", &self.allowed_authors)
             .field("now_nanos", &self.clock.now_nanos())
+            .field("check_integrity_on_open", &self.check_integrity_on_open)
             .finish()
     }
 }
@@ -56,6 +65,12 @@ impl Options {
     /// Accepts entries only from these authors.
     pub fn allowed_authors(mut self, authors: impl IntoIterator<Item = NodeId>) -> Self {
         self.allowed_authors = Some(authors.into_iter().collect());
+        self
+    }
+
+    /// Sets [`Options::check_integrity_on_open`].
+    pub fn check_integrity_on_open(mut self, check: bool) -> Self {
+        self.check_integrity_on_open = check;
         self
     }
 

@@ -122,10 +122,9 @@ impl ReadDag {
             return Ok(None);
         };
         let hlc = hlc.value();
-        let bytes = self
-            .entries
-            .get((hlc, hash.0))?
-            .ok_or_else(|| Error::Corrupt(format!("by_hash names {hash} but entries lacks it")))?;
+        let bytes = self.entries.get((hlc, hash.0))?.ok_or_else(|| {
+            Error::corrupt("by_hash", format!("names {hash} but entries lacks it"))
+        })?;
         Ok(Some(decode_stored(bytes.value(), "applied entry")?))
     }
 }

@@ -197,10 +197,16 @@ impl<A: Action> Store<A> {
         {
             let (_, hlc, hash) = row?.0.value();
             let entry: LogEntry<A> = dag.get(&Hash(hash))?.ok_or_else(|| {
-                Error::Corrupt(format!("history names {} which is not applied", Hash(hash)))
+                Error::corrupt(
+                    "writes",
+                    format!("history names {} which is not applied", Hash(hash)),
+                )
             })?;
             let (_, write) = LwwWrite::of(&entry).ok_or_else(|| {
-                Error::Corrupt(format!("history entry at {hlc} writes no register"))
+                Error::corrupt(
+                    "writes",
+                    format!("history entry at {hlc} writes no register"),
+                )
             })?;
             out.push(HistoryItem {
                 won: Some(write) == winner,
@@ -213,7 +219,7 @@ impl<A: Action> Store<A> {
 
 pub(crate) fn decode_register<A: Action>(bytes: &[u8]) -> Result<A::Key, Error> {
     postcard::from_bytes(bytes)
-        .map_err(|e| Error::Corrupt(format!("register key does not decode: {e}")))
+        .map_err(|e| Error::corrupt("view", format!("register key does not decode: {e}")))
 }
 
 impl Store<Op> {
@@ -234,14 +240,14 @@ impl Store<Op> {
                 action: Op::Put { object_id, .. },
                 ..
             }) => Ok(Some(object_id)),
-            Some(_) => Err(Error::Corrupt(format!(
-                "view winner {} is not a put",
-                w.key.hash
-            ))),
-            None => Err(Error::Corrupt(format!(
-                "view winner {} is not applied",
-                w.key.hash
-            ))),
+            Some(_) => Err(Error::corrupt(
+                "view",
+                format!("view winner {} is not a put", w.key.hash),
+            )),
+            None => Err(Error::corrupt(
+                "view",
+                format!("view winner {} is not applied", w.key.hash),
+            )),
         }
     }
 

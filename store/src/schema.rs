@@ -1,5 +1,9 @@
 //! The redb tables, the schema version and what opening a file checks.
 //!
+//! A new file gets the version and every table in one transaction. An existing file is only
+//! read: it must carry [`SCHEMA_VERSION`] in `meta` and have every table below with these key
+//! and value types (see the crate docs, *Opening and creating*, for the errors).
+//!
 //! | table | key | value | holds |
 //! | --- | --- | --- | --- |
 //! | `meta` | `&str` | `&[u8]` | `schema_version` (u32 LE) |
@@ -19,7 +23,12 @@
 //! | `view` | `postcard(A::Key)` | `(hlc, hash, author, is_delete)` | each register's winning write, tombstones included |
 //! | `writes` | `(postcard(A::Key), hlc, hash)` | `()` | every applied write of each register (its history) |
 
-use redb::{Database, ReadableTable, TableDefinition, TableHandle};
+use std::path::Path;
+
+use redb::{
+    Database, Key, ReadTransaction, ReadableDatabase, TableDefinition, TableError, TableHandle,
+    Value,
+};
 
 use crate::error::Error;
 
@@ -56,38 +65,12 @@ pub(crate) const WRITES: TableDefinition<(&[u8], u64, [u8; 32]), ()> =
 
 const VERSION_KEY: &str = "schema_version";
 
-/// Checks the schema version of an opened database, or stamps a new, empty one with
-/// [`SCHEMA_VERSION`] and creates every table. Never modifies a file it refuses.
-pub(crate) fn check_or_init(db: &Database, name: &str) -> Result<(), Error> {
+/// Stamps a database that was just created (by this process, in a file that did not exist)
+/// with [`SCHEMA_VERSION`] and creates every table.
+pub(crate) fn init(db: &Database) -> Result<(), Error> {
     let txn = db.begin_write()?;
-    let existing: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
-    {
-        let mut meta = txn.open_table(META)?;
-        let found = meta.get(VERSION_KEY)?.map(|v| v.value().to_vec());
-        match found {
-            Some(bytes) => {
-                let found = <[u8; 4]>::try_from(bytes.as_slice())
-                    .map(u32::from_le_bytes)
-                    .map_err(|_| {
-                        Error::Corrupt(format!(
-                            "schema version is {} bytes, expected 4",
-                            bytes.len()
-                        ))
-                    })?;
-                if found != SCHEMA_VERSION {
-                    return Err(Error::UnknownSchemaVersion {
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
-                }
-                return Ok(()); // read-only check: the transaction is dropped, nothing written
-            }
-            None if !existing.is_empty() => return Err(Error::NotAStore(name.to_string())),
-            None => {
-                meta.insert(VERSION_KEY, SCHEMA_VERSION.to_le_bytes().as_slice())?;
-            }
-        }
-    }
+    txn.open_table(META)?
+        .insert(VERSION_KEY, SCHEMA_VERSION.to_le_bytes().as_slice())?;
     txn.open_table(ENTRIES)?;
     txn.open_table(BY_HASH)?;
     txn.open_table(HEADS)?;
@@ -105,4 +88,84 @@ pub(crate) fn check_or_init(db: &Database, name: &str) -> Result<(), Error> {
     txn.open_table(WRITES)?;
     txn.commit()?;
     Ok(())
+}
+
+/// Checks an existing database, read-only: the schema version and that every table exists
+/// with its key and value types. A file is never stamped or repaired here: a redb database
+/// without the version is [`Error::NotAStore`] (no `meta` table) or [`Error::Corrupt`] (a
+/// `meta` table that lacks it).
+pub(crate) fn check(db: &Database, path: &Path) -> Result<(), Error> {
+    let not_a_store = |reason: String| Error::NotAStore {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let txn = db.begin_read()?;
+    let meta = match txn.open_table(META) {
+        Ok(meta) => meta,
+        Err(TableError::TableDoesNotExist(_)) => {
+            let tables: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
+            return Err(not_a_store(if tables.is_empty() {
+                "it is a redb database without any table".to_string()
+            } else {
+                format!("it is a redb database without a `meta` table (it has {tables:?})")
+            }));
+        }
+        Err(e) => return Err(table_error("meta", e)),
+    };
+    let bytes = meta
+        .get(VERSION_KEY)?
+        .ok_or_else(|| Error::corrupt("meta", "the schema version is missing"))?
+        .value()
+        .to_vec();
+    let found = <[u8; 4]>::try_from(bytes.as_slice())
+        .map(u32::from_le_bytes)
+        .map_err(|_| {
+            Error::corrupt(
+                "meta",
+                format!("the schema version is {} bytes, expected 4", bytes.len()),
+            )
+        })?;
+    if found != SCHEMA_VERSION {
+        return Err(Error::UnknownSchemaVersion {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    fn has<K: Key + 'static, V: Value + 'static>(
+        txn: &ReadTransaction,
+        name: &'static str,
+        def: TableDefinition<K, V>,
+    ) -> Result<(), Error> {
+        txn.open_table(def)
+            .map(drop)
+            .map_err(|e| table_error(name, e))
+    }
+    has(&txn, "entries", ENTRIES)?;
+    has(&txn, "by_hash", BY_HASH)?;
+    has(&txn, "heads", HEADS)?;
+    has(&txn, "held", HELD)?;
+    has(&txn, "waiting", WAITING)?;
+    has(&txn, "deferred", DEFERRED)?;
+    has(&txn, "deferred_due", DEFERRED_DUE)?;
+    has(&txn, "held_lacking", HELD_LACKING)?;
+    has(&txn, "held_order", HELD_ORDER)?;
+    has(&txn, "held_by_author", HELD_BY_AUTHOR)?;
+    has(&txn, "deferred_by_author", DEFERRED_BY_AUTHOR)?;
+    has(&txn, "kept_usage", KEPT_USAGE)?;
+    has(&txn, "kept_bytes", KEPT_BYTES)?;
+    has(&txn, "view", VIEW)?;
+    has(&txn, "writes", WRITES)?;
+    Ok(())
+}
+
+/// A table of a versioned store that cannot be opened: missing or of the wrong type is
+/// corruption; anything else is the engine's failure.
+fn table_error(table: &'static str, e: TableError) -> Error {
+    match e {
+        TableError::TableDoesNotExist(_) => Error::corrupt(table, "the table is missing"),
+        TableError::TableTypeMismatch { .. }
+        | TableError::TableIsMultimap(_)
+        | TableError::TypeDefinitionChanged { .. } => Error::corrupt(table, e.to_string()),
+        other => other.into(),
+    }
 }

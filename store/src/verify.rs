@@ -275,7 +275,7 @@ impl<A: Action> Store<A> {
             }
             let missing = missing_parents(&entry, dag).map_err(|e| match e {
                 oplog_protocol::dag::DagError::Store(e) => from_store_error(e),
-                other => Error::Corrupt(other.to_string()),
+                other => Error::corrupt("held", other.to_string()),
             })?;
             if missing.is_empty() {
                 report.push(Problem::Dag(format!(
