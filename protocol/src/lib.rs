@@ -62,6 +62,7 @@ pub mod reconcile;
 pub mod replica;
 pub mod store;
 pub mod transcript;
+pub mod wire;
 
 pub use action::{Action, ObjectId, Op};
 pub use dag::{DagView, Heads, View};
@@ -77,3 +78,4 @@ pub use replica::{InsertError, InsertOutcome, InsertReport, Limits, MemoryReplic
 pub use store::{RangeStore, StoreError};
 
 pub use ed25519_dalek::SigningKey;
+pub use wire::{AncestryAnswer, AncestryDecodeError, AncestryRequest};

@@ -890,8 +890,67 @@ pub struct DagFile {
     pub sequences: Vec<InsertSequence>,
     pub haves: Vec<HavesCase>,
     pub ancestry: Vec<AncestryCase>,
+    /// Ancestry requests and answers a decoder must refuse (SPEC 6.3, A.8).
+    pub ancestry_invalid: Vec<AncestryInvalid>,
     pub conflicts: Vec<ConflictCase>,
     pub merge_rule: Vec<MergeRuleCase>,
+}
+
+/// Bytes that must not decode as an ancestry request (`kind` = `request`) or as the answer
+/// to a request with `limit` (`kind` = `answer`), with the `AncestryDecodeError` name.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct AncestryInvalid {
+    pub name: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    pub hex: String,
+    pub error: String,
+}
+
+/// The name an [`AncestryDecodeError`](oplog_protocol::AncestryDecodeError) has in the vectors.
+pub fn ancestry_error_name(e: &oplog_protocol::AncestryDecodeError) -> &'static str {
+    use oplog_protocol::AncestryDecodeError as E;
+    match e {
+        E::Truncated(_) => "Truncated",
+        E::TrailingBytes(_) => "TrailingBytes",
+        E::BadVarint(_) => "BadVarint",
+        E::Count { .. } => "Count",
+        E::Unsorted(_) => "Unsorted",
+        E::Duplicate(_) => "Duplicate",
+        E::BadStatus(_) => "BadStatus",
+        E::EntryLength(_) => "EntryLength",
+        _ => "Unnamed",
+    }
+}
+
+/// Decodes invalid ancestry bytes and returns the error name (an error if they decode).
+pub fn refuse_ancestry(case: &AncestryInvalid) -> Result<String, String> {
+    let bytes = unhex(&case.hex)?;
+    let got = match case.kind.as_str() {
+        "request" => oplog_protocol::AncestryRequest::decode(&bytes).map(drop),
+        "answer" => {
+            oplog_protocol::AncestryAnswer::decode(&bytes, case.limit.unwrap_or(0)).map(drop)
+        }
+        other => return Err(format!("{}: unknown kind {other}", case.name)),
+    };
+    match got {
+        Ok(()) => Err(format!("{}: decodes, but must be refused", case.name)),
+        Err(e) => Ok(ancestry_error_name(&e).to_string()),
+    }
+}
+
+/// What [`run_ancestry`] computes: the walk's result and the wire bytes of the request and of
+/// the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AncestryRun {
+    /// The owed hashes by name and the cut flag, or the `DagError` name.
+    pub result: Result<(Vec<String>, bool), String>,
+    /// The request as sent (wants sorted by hash).
+    pub request_hex: String,
+    /// The answer as sent.
+    pub answer_hex: String,
 }
 
 /// An ed25519 key from a fixed seed.
@@ -1081,12 +1140,20 @@ pub struct AncestryCase {
     pub want: Vec<String>,
     pub have: Vec<String>,
     pub limit: usize,
+    /// The answerer's visit budget (decimal).
+    pub max_visits: String,
+    /// The answerer's size limit for the encoded answer.
+    pub max_answer_bytes: usize,
     /// The answer, in order; `null` when the call fails.
     pub hashes: Option<Vec<String>>,
     pub truncated: Option<bool>,
-    /// The `DagError` name when the call fails (`Missing`).
+    /// The `DagError` name when the call fails (`Missing`, `VisitBudget`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The request on the wire: the wants sorted by hash, the haves as given, the limit.
+    pub request_hex: String,
+    /// The answer on the wire (status, then entries or the reason), byte for byte.
+    pub answer_hex: String,
 }
 
 /// `merge_conflicts(view, parents, oplog_protocol::dag::DEFAULT_MAX_VISITS)` over every entry of a graph, applied.
@@ -1374,23 +1441,32 @@ pub fn run_ancestry(
     want: &[String],
     have: &[String],
     limit: usize,
-) -> Result<Result<(Vec<String>, bool), String>, String> {
+    max_visits: u64,
+    max_answer_bytes: usize,
+) -> Result<AncestryRun, String> {
     let r = g.replica()?;
     let want: Vec<Hash> = want.iter().map(|n| g.hash(n)).collect::<Result<_, _>>()?;
     let have: Vec<Hash> = have.iter().map(|n| g.hash(n)).collect::<Result<_, _>>()?;
-    Ok(
-        match dag::ancestry_to_send(
-            &r,
-            &want,
-            &have,
-            limit,
-            oplog_protocol::dag::DEFAULT_MAX_VISITS,
-        ) {
-            Ok(a) => Ok((a.hashes.iter().map(|h| g.name(h)).collect(), a.truncated)),
-            Err(dag::DagError::Missing(_)) => Err("Missing".into()),
-            Err(e) => return Err(e.to_string()),
-        },
-    )
+    let result = match dag::ancestry_to_send(&r, &want, &have, limit, max_visits) {
+        Ok(a) => Ok((a.hashes.iter().map(|h| g.name(h)).collect(), a.truncated)),
+        Err(dag::DagError::Missing(_)) => Err("Missing".into()),
+        Err(dag::DagError::VisitBudget { .. }) => Err("VisitBudget".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let limit = u32::try_from(limit).map_err(|e| e.to_string())?;
+    let req = oplog_protocol::AncestryRequest::new(want, have, limit).map_err(|e| e.to_string())?;
+    let answer = oplog_protocol::AncestryAnswer::answer(&r, &req, max_visits, max_answer_bytes)
+        .map_err(|e| e.to_string())?;
+    let answer_bytes = answer.encode();
+    // the bytes read back as what was sent
+    if oplog_protocol::AncestryAnswer::decode(&answer_bytes, req.limit) != Ok(answer) {
+        return Err("answer does not decode to itself".into());
+    }
+    Ok(AncestryRun {
+        result,
+        request_hex: hx(&req.encode()),
+        answer_hex: hx(&answer_bytes),
+    })
 }
 
 /// Rule 6.5, conflicts: `merge_conflicts` over the graph.

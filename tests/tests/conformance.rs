@@ -23,10 +23,11 @@ use oplog_protocol::{
 };
 use oplog_tests::vectors::{
     decode_error_name, entry_error_name, keys, merge_rule_heads, neg_decode_error_name, num,
-    replay_failure, run_ancestry, run_conflicts, run_haves, run_insert_sequence, run_merge_rule,
-    run_negentropy, unhex, unhex32, vectors_dir, DagFile, EntriesFile, FailuresFile,
-    FingerprintsFile, Graph, HlcFile, KeyRecipe, LimitsFile, MessagesFile, NegPartJson,
-    NegTranscript, NegentropyFile, PartJson, SetJson, TranscriptVector, TranscriptsFile,
+    refuse_ancestry, replay_failure, run_ancestry, run_conflicts, run_haves, run_insert_sequence,
+    run_merge_rule, run_negentropy, unhex, unhex32, vectors_dir, DagFile, EntriesFile,
+    FailuresFile, FingerprintsFile, Graph, HlcFile, KeyRecipe, LimitsFile, MessagesFile,
+    NegPartJson, NegTranscript, NegentropyFile, PartJson, SetJson, TranscriptVector,
+    TranscriptsFile,
 };
 use serde::de::DeserializeOwned;
 
@@ -1102,13 +1103,34 @@ fn check_dag(f: &DagFile) -> Check {
         );
     }
     for a in &f.ancestry {
-        let got = run_ancestry(graph(&a.graph)?, &a.want, &a.have, a.limit)?;
+        let got = run_ancestry(
+            graph(&a.graph)?,
+            &a.want,
+            &a.have,
+            a.limit,
+            num(&a.max_visits)?,
+            a.max_answer_bytes,
+        )?;
         let want = match (&a.hashes, a.truncated, &a.error) {
             (Some(h), Some(t), None) => Ok((h.clone(), t)),
             (None, None, Some(e)) => Err(e.clone()),
             _ => return Err(format!("{}: give hashes and truncated, or error", a.name)),
         };
-        ensure_eq!(got, want, "{}", a.name);
+        ensure_eq!(got.result, want, "{}", a.name);
+        ensure_eq!(got.request_hex, a.request_hex, "{}: request bytes", a.name);
+        ensure_eq!(got.answer_hex, a.answer_hex, "{}: answer bytes", a.name);
+        // what was sent reads back as the request
+        let req = oplog_protocol::AncestryRequest::decode(&unhex(&a.request_hex)?)
+            .map_err(|e| format!("{}: {e}", a.name))?;
+        ensure_eq!(
+            hex::encode(req.encode()),
+            a.request_hex,
+            "{}: re-encoded",
+            a.name
+        );
+    }
+    for c in &f.ancestry_invalid {
+        ensure_eq!(refuse_ancestry(c)?, c.error, "{}", c.name);
     }
     for c in &f.conflicts {
         let got = run_conflicts(graph(&c.graph)?, &c.parents)?;

@@ -33,7 +33,7 @@ pub struct Conflict<K> {
 /// conflict (the walk continues into the common part only as far back as the oldest candidate
 /// write's HLC to find those). Results are in register order. Parents are deduplicated; fewer
 /// than two give no conflicts. Any number of parents up to an entry's limit of 1,024 is handled
-/// (one colour per parent). The walk is bounded by `max_visits` (entries loaded plus parent
+/// (one colour per parent); more is [`DagError::TooManyParents`]. The walk is bounded by `max_visits` (entries loaded plus parent
 /// edges followed; [`DEFAULT_MAX_VISITS`](super::DEFAULT_MAX_VISITS)): past it the result is
 /// [`DagError::VisitBudget`]. Conflicts only explain a merge; the view never depends on them.
 pub fn merge_conflicts<A: Action>(
@@ -45,6 +45,9 @@ pub fn merge_conflicts<A: Action>(
     parents.sort_unstable();
     parents.dedup();
     let n = parents.len();
+    if n > crate::entry::MAX_PARENTS {
+        return Err(DagError::TooManyParents(n));
+    }
     if n < 2 {
         return Ok(Vec::new());
     }

@@ -96,6 +96,9 @@ pub enum DagError {
     /// The HLC order between an entry and a parent is broken.
     #[error(transparent)]
     ParentOrder(#[from] ParentOrderError),
+    /// [`merge_conflicts`] was given more distinct parents than an entry may name (1,024).
+    #[error("{0} distinct parents; a merge joins at most 1,024")]
+    TooManyParents(usize),
     /// The walk spent its visit budget (entries loaded plus parent edges followed) before it
     /// could finish. For an ancestry request: answer that the request is too deep and let the
     /// peer reconcile instead; for merge conflicts: raise the budget to see them.

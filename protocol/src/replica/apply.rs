@@ -229,6 +229,10 @@ impl<S: ?Sized> Pass<'_, S> {
             } else {
                 self.admit(VerifiedEntry::trusted(entry))?
             };
+            // An entry kept for a while and then refused leaves a trace in `dropped`.
+            if let InsertOutcome::Rejected(e) = &outcome {
+                self.report.dropped.push((hash, e.clone()));
+            }
             outcomes.push((hash, outcome));
         }
         Ok(outcomes)

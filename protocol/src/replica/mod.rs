@@ -129,10 +129,12 @@ pub struct InsertReport {
     /// held-back entries from earlier calls that it promoted.
     pub applied: Vec<Hash>,
     /// Held-back entries dropped because they (or an ancestor) turned out to break the parent
-    /// HLC order, and held-back or deferred entries evicted to stay within the [`Limits`]
-    /// ([`InsertError::HeldBackFull`], [`InsertError::DeferredFull`]), in the order it happened.
+    /// HLC order, held-back or deferred entries evicted to stay within the [`Limits`]
+    /// ([`InsertError::HeldBackFull`], [`InsertError::DeferredFull`]), and due entries refused
+    /// when admitted, in the order it happened.
     pub dropped: Vec<(Hash, InsertError)>,
-    /// Deferred entries that came due and were admitted at the start of the call (their
-    /// outcome shows in `applied`, `dropped` or the held-back set, not in `outcomes`).
+    /// Deferred entries that came due and were admitted at the start of the call, in key order
+    /// (for [`insert`] their outcome shows in `applied`, `dropped` or the held-back set, not in
+    /// `outcomes`).
     pub due: Vec<Hash>,
 }

@@ -1159,6 +1159,17 @@ fn wide_merges_and_visit_budgets() {
         Err(DagError::VisitBudget { max: 150 })
     ));
     assert!(merge_conflicts(&view, &parents, 250).is_ok());
+    let too_many: Vec<Hash> = (0..1_025u32)
+        .map(|i| {
+            let mut h = [0; 32];
+            h[..4].copy_from_slice(&i.to_be_bytes());
+            Hash(h)
+        })
+        .collect();
+    assert!(matches!(
+        merge_conflicts(&view, &too_many, DEFAULT_MAX_VISITS),
+        Err(DagError::TooManyParents(1_025))
+    ));
 
     // a chain of 1,000: an ancestry request for its tip with no haves needs every entry
     let mut chain = vec![mk(1, 1, put("c", 0), &[])];

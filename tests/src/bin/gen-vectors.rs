@@ -29,15 +29,15 @@ use oplog_protocol::{
 };
 use oplog_tests::vectors::{
     dec, decode_error_name, entry_error_name, hx, ih, keys_json, merge_rule_heads,
-    neg_decode_error_name, replay_failure, run_ancestry, run_conflicts, run_haves,
+    neg_decode_error_name, refuse_ancestry, replay_failure, run_ancestry, run_conflicts, run_haves,
     run_insert_sequence, run_merge_rule, run_negentropy, vectors_dir, ActionJson, AdmissionCase,
-    AggregateVector, AncestryCase, AuthorJson, CapsJson, ConfigJson, ConflictCase, DagEntryJson,
-    DagFile, EntriesFile, FailureCase, FailuresFile, FingerprintsFile, FpRecipe, Graph, GraphJson,
-    HavesCase, HeadJson, HeadsRecipe, HlcFile, HlcOp, HlcSequence, InsertSequence, InsertStep,
-    InvalidEntry, InvalidMessage, ItemVector, KeyRecipe, LimitCase, LimitsFile, MergeRuleCase,
-    MessageJson, MessagesFile, NegInvalid, NegMessage, NegPartJson, NegTranscript, NegentropyFile,
-    PartJson, ReplicaStateJson, SetJson, SideJson, TranscriptVector, TranscriptsFile, ValidEntry,
-    ValidMessage,
+    AggregateVector, AncestryCase, AncestryInvalid, AuthorJson, CapsJson, ConfigJson, ConflictCase,
+    DagEntryJson, DagFile, EntriesFile, FailureCase, FailuresFile, FingerprintsFile, FpRecipe,
+    Graph, GraphJson, HavesCase, HeadJson, HeadsRecipe, HlcFile, HlcOp, HlcSequence,
+    InsertSequence, InsertStep, InvalidEntry, InvalidMessage, ItemVector, KeyRecipe, LimitCase,
+    LimitsFile, MergeRuleCase, MessageJson, MessagesFile, NegInvalid, NegMessage, NegPartJson,
+    NegTranscript, NegentropyFile, PartJson, ReplicaStateJson, SetJson, SideJson, TranscriptVector,
+    TranscriptsFile, ValidEntry, ValidMessage,
 };
 use serde::Serialize;
 
@@ -2730,9 +2730,23 @@ fn dag_vectors() -> DagFile {
         ),
         (
             "unknown-want",
-            "Want an unknown hash: error Missing.",
+            "Want an unknown hash: error Missing; the answer is status 02 naming it.",
             vec![],
             vec![],
+            100,
+        ),
+        (
+            "over-budget",
+            "Want l19 with no haves under a visit budget of 20: the walk of 20 entries and their parent edges goes over it; error VisitBudget, answer status 03 with the budget.",
+            vec!["l19"],
+            vec![],
+            100,
+        ),
+        (
+            "size-cut",
+            "Want l19, have l5, with the answer limited to 700 bytes: only the oldest owed entries that fit are sent (status 01), although the walk owes l6 to l19.",
+            vec!["l19"],
+            vec!["l5".into()],
             100,
         ),
     ]
@@ -2742,11 +2756,17 @@ fn dag_vectors() -> DagFile {
         if name == "unknown-want" {
             want.push(unknown.clone());
         }
-        let (hashes, truncated, error) =
-            match run_ancestry(&graph("long"), &want, &have, limit).expect(name) {
-                Ok((h, t)) => (Some(h), Some(t), None),
-                Err(e) => (None, None, Some(e)),
-            };
+        let (max_visits, max_answer_bytes) = match name {
+            "over-budget" => (20, 4 << 20),
+            "size-cut" => (1 << 20, 700),
+            _ => (1 << 20, 4 << 20),
+        };
+        let run = run_ancestry(&graph("long"), &want, &have, limit, max_visits, max_answer_bytes)
+            .expect(name);
+        let (hashes, truncated, error) = match run.result {
+            Ok((h, t)) => (Some(h), Some(t), None),
+            Err(e) => (None, None, Some(e)),
+        };
         AncestryCase {
             name: name.into(),
             description: description.into(),
@@ -2754,10 +2774,164 @@ fn dag_vectors() -> DagFile {
             want,
             have,
             limit,
+            max_visits: dec(max_visits),
+            max_answer_bytes,
             hashes,
             truncated,
             error,
+            request_hex: run.request_hex,
+            answer_hex: run.answer_hex,
         }
+    })
+    .collect();
+    let h = |b: u8| hx(&[b; 32]);
+    let ancestry_invalid = [
+        ("request-empty", "request", None, String::new(), "Truncated"),
+        (
+            "request-no-wants",
+            "request",
+            None,
+            format!("00{}", "0001"),
+            "Count",
+        ),
+        (
+            "request-too-many-wants",
+            "request",
+            None,
+            "8108".to_string(),
+            "Count",
+        ),
+        (
+            "request-unsorted-wants",
+            "request",
+            None,
+            format!("02{}{}0001", h(2), h(1)),
+            "Unsorted",
+        ),
+        (
+            "request-repeated-want",
+            "request",
+            None,
+            format!("02{}{}0001", h(1), h(1)),
+            "Duplicate",
+        ),
+        (
+            "request-repeated-have",
+            "request",
+            None,
+            format!("01{}02{}{}01", h(1), h(5), h(5)),
+            "Duplicate",
+        ),
+        (
+            "request-too-many-haves",
+            "request",
+            None,
+            format!("01{}21", h(1)),
+            "Count",
+        ),
+        (
+            "request-limit-zero",
+            "request",
+            None,
+            format!("01{}0000", h(1)),
+            "Count",
+        ),
+        (
+            "request-limit-too-large",
+            "request",
+            None,
+            format!("01{}00818008", h(1)),
+            "Count",
+        ),
+        (
+            "request-non-minimal-varint",
+            "request",
+            None,
+            format!("8100{}0001", h(1)),
+            "BadVarint",
+        ),
+        (
+            "request-truncated-want",
+            "request",
+            None,
+            format!("01{}", &h(1)[..40]),
+            "Truncated",
+        ),
+        (
+            "request-trailing",
+            "request",
+            None,
+            format!("01{}000100", h(1)),
+            "TrailingBytes",
+        ),
+        (
+            "answer-empty",
+            "answer",
+            Some(10),
+            String::new(),
+            "Truncated",
+        ),
+        (
+            "answer-bad-status",
+            "answer",
+            Some(10),
+            "04".to_string(),
+            "BadStatus",
+        ),
+        (
+            "answer-over-limit",
+            "answer",
+            Some(1),
+            "0002".to_string(),
+            "Count",
+        ),
+        (
+            "answer-zero-length-entry",
+            "answer",
+            Some(10),
+            "000100".to_string(),
+            "EntryLength",
+        ),
+        (
+            "answer-entry-too-long",
+            "answer",
+            Some(10),
+            "0001818004".to_string(),
+            "EntryLength",
+        ),
+        (
+            "answer-truncated-entry",
+            "answer",
+            Some(10),
+            "000105aabb".to_string(),
+            "Truncated",
+        ),
+        (
+            "answer-trailing",
+            "answer",
+            Some(10),
+            "0000ff".to_string(),
+            "TrailingBytes",
+        ),
+        (
+            "answer-short-unknown-want",
+            "answer",
+            Some(10),
+            format!("02{}", &h(3)[..62]),
+            "Truncated",
+        ),
+    ]
+    .into_iter()
+    .map(|(name, kind, limit, hex, error)| {
+        let case = AncestryInvalid {
+            name: name.into(),
+            kind: kind.into(),
+            limit,
+            hex,
+            error: error.into(),
+        };
+        assert_eq!(refuse_ancestry(&case).expect(name), error, "{name}");
+        case
     })
     .collect();
 
@@ -2830,6 +3004,7 @@ fn dag_vectors() -> DagFile {
         sequences,
         haves,
         ancestry,
+        ancestry_invalid,
         conflicts,
         merge_rule,
     }
