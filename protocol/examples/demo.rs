@@ -10,9 +10,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use oplog_protocol::dag::{merge_conflicts, merge_parents, should_merge};
-use oplog_protocol::message::Payload;
-use oplog_protocol::transcript::{run, Transcript};
-use oplog_protocol::MemoryReplica;
+use oplog_protocol::replica::MemoryReplica;
+use oplog_protocol::testing::transcript::{run, Transcript};
+use oplog_protocol::wire::message::Payload;
 use oplog_protocol::{
     Config, EntryKey, HlcClock, LogEntry, MemoryStore, NodeId, ObjectId, Op, SigningKey, WallClock,
 };

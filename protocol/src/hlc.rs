@@ -129,7 +129,7 @@ fn duration_nanos(d: Duration) -> u64 {
 /// advances past every remote stamp it accepts.
 ///
 /// ```
-/// use oplog_protocol::hlc::{HlcClock, Hlc};
+/// use oplog_protocol::{HlcClock, Hlc};
 /// use std::time::Duration;
 ///
 /// let mut clock = HlcClock::new(|| 1_000u64, Duration::from_secs(60));

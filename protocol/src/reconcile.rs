@@ -42,9 +42,9 @@ use tracing::{debug, debug_span, trace};
 
 use crate::fingerprint::{Aggregate, Fingerprint};
 use crate::key::{EntryKey, Hash, Range};
-use crate::message::{self, DecodeError, Encoder, Part, Payload, MAX_LIST_ITEMS};
 use crate::negentropy;
-use crate::store::{for_each_chunk, RangeStore, StoreError};
+use crate::range::{for_each_chunk, RangeStore, StoreError};
+use crate::wire::message::{self, DecodeError, Encoder, Part, Payload, MAX_LIST_ITEMS};
 
 /// The smallest message size limit a [`Config`] may set; every part the reconciler produces
 /// fits in it with room to spare.
@@ -376,7 +376,7 @@ pub struct Step {
 /// Counters of one session, for logs and benchmarks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Stats {
+pub struct SessionStats {
     /// Messages sent.
     pub messages_sent: u64,
     /// Bytes sent.
@@ -455,7 +455,7 @@ pub struct Reconciler {
     /// Whether this side opened the session.
     initiator: bool,
     done: bool,
-    stats: Stats,
+    stats: SessionStats,
     /// Every key already reported in a [`Step`]: a range restarted after a carry-over can
     /// yield the same difference again, and each key is reported once.
     reported: HashSet<EntryKey>,
@@ -499,7 +499,7 @@ impl Reconciler {
             started: false,
             initiator: false,
             done: false,
-            stats: Stats::default(),
+            stats: SessionStats::default(),
             reported: HashSet::new(),
             reported_hashes: HashSet::new(),
         })
@@ -511,7 +511,7 @@ impl Reconciler {
     }
 
     /// Session counters so far.
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> SessionStats {
         self.stats
     }
 

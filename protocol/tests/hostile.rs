@@ -8,15 +8,15 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use oplog_protocol::hlc::MAX_HLC;
-use oplog_protocol::message::{self, Part, Payload};
-use oplog_protocol::reconcile::{
-    DEFAULT_MAX_MESSAGES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTS, MIN_PARTS,
-};
-use oplog_protocol::store::StoreError;
+use oplog_protocol::wire::message::{self, Part, Payload};
+use oplog_protocol::StoreError;
+use oplog_protocol::MAX_HLC;
 use oplog_protocol::{
     Aggregate, Config, EntryKey, Fingerprint, Limit, MemoryStore, Message, Range, RangeStore,
     ReconcileError, Reconciler,
+};
+use oplog_protocol::{
+    DEFAULT_MAX_MESSAGES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTS, MIN_PARTS,
 };
 use proptest::prelude::*;
 

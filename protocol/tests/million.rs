@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use oplog_protocol::transcript::run;
+use oplog_protocol::testing::transcript::run;
 use oplog_protocol::{Config, EntryKey, MemoryStore};
 use rand::{Rng, SeedableRng};
 

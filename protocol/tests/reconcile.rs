@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use oplog_protocol::transcript::{run, Transcript};
+use oplog_protocol::testing::transcript::{run, Transcript};
 use oplog_protocol::{
     Config, Dialect, EntryKey, Limit, MemoryStore, Message, ReconcileError, Reconciler,
 };
@@ -232,8 +232,8 @@ fn large_sets_default_config() {
 /// a valid stamp).
 #[test]
 fn bounds_at_the_top_of_the_key_space() {
-    use oplog_protocol::hlc::MAX_HLC;
-    use oplog_protocol::message::{encode, Part, Payload};
+    use oplog_protocol::wire::message::{encode, Part, Payload};
+    use oplog_protocol::MAX_HLC;
     use oplog_protocol::{Aggregate, Message, RangeStore, Reconciler};
 
     let store: MemoryStore = (1..=50).map(|i| key(i * 1000, i)).collect();

@@ -1,13 +1,13 @@
 //! The insert pipeline over redb: the rules of [`oplog_protocol::replica::insert`] (the same code
-//! [`oplog_protocol::MemoryReplica`] runs) over the tables of one write transaction, so
+//! [`oplog_protocol::replica::MemoryReplica`] runs) over the tables of one write transaction, so
 //! [`Store::insert`] returns the same [`InsertReport`] and a failed call writes nothing.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use oplog_protocol::dag::{lww_cmp, LwwWrite};
+use oplog_protocol::replica::InsertReport;
 use oplog_protocol::replica::{self as apply, ReplicaState, Usage};
-use oplog_protocol::InsertReport;
 use oplog_protocol::{verify_batch, Action, EntryKey, Hash, Hlc, LogEntry, NodeId};
 use redb::{ReadableTable, Table, WriteTransaction};
 use tracing::debug_span;

@@ -32,7 +32,7 @@
 //! reconciliation sees; it is closed under parents. An entry whose parents are not all applied
 //! is *held back* and applied as soon as they are; one stamped too far ahead of local time is
 //! *deferred* (see [`Store::retry_deferred`]). The insert rules are
-//! [`oplog_protocol::replica`], the code [`oplog_protocol::MemoryReplica`] runs too, here
+//! [`oplog_protocol::replica`], the code [`oplog_protocol::replica::MemoryReplica`] runs too, here
 //! over the tables of one write transaction; [`Store::insert`] returns the same
 //! [`InsertReport`], and the model tests check both agree.
 //!
@@ -124,7 +124,7 @@
 //!    [`Error::UnknownSchemaVersion`] if it is another) and every table exists with its types
 //!    ([`Error::Corrupt`] naming the table);
 //! 4. the applied keys, read in one scan to build the range index, are strictly ascending with
-//!    every HLC at most [`MAX_HLC`](protocol::hlc::MAX_HLC), and `by_hash` holds exactly the
+//!    every HLC at most [`MAX_HLC`](protocol::MAX_HLC), and `by_hash` holds exactly the
 //!    same `(hash, HLC)` pairs ([`Error::Corrupt`] otherwise), so the index is never built
 //!    from inconsistent input.
 //!
@@ -157,7 +157,7 @@ use tracing::info_span;
 pub use error::Error;
 pub use oplog_protocol as protocol;
 pub use oplog_protocol::dag::LwwWrite;
-pub use oplog_protocol::{InsertError, InsertOutcome, InsertReport};
+pub use oplog_protocol::replica::{InsertError, InsertOutcome, InsertReport, Limits};
 pub use options::Options;
 pub use range::{DagSnapshot, StoreSnapshot};
 pub use reads::{HistoryItem, Stats};
@@ -251,7 +251,7 @@ impl<A: Action> Store<A> {
     /// `"(file)"`) rather than trusted. Then the schema version and tables are checked
     /// ([`Error::NotAStore`], [`Error::UnknownSchemaVersion`], [`Error::Corrupt`]) and the
     /// applied keys are validated while the range index is built from them: strictly
-    /// ascending, every HLC at most [`MAX_HLC`](protocol::hlc::MAX_HLC), `by_hash` holding
+    /// ascending, every HLC at most [`MAX_HLC`](protocol::MAX_HLC), `by_hash` holding
     /// exactly the same `(hash, HLC)` pairs ([`Error::Corrupt`] otherwise). An empty file is
     /// [`Error::NotAStore`]. The store writes nothing to a file it refuses (redb's page check
     /// commits a transaction of its own, so the file's bytes may change, not its
@@ -415,7 +415,7 @@ fn load_keys(db: &Database) -> Result<Vec<EntryKey>, Error> {
     for row in entries.iter()? {
         let (hlc, hash) = row?.0.value();
         let key = EntryKey::new(hlc, hash);
-        if key.hlc > protocol::hlc::MAX_HLC {
+        if key.hlc > protocol::MAX_HLC {
             return Err(Error::corrupt(
                 "entries",
                 format!("key ({hlc}, {}) has an HLC above the maximum", key.hash),

@@ -6,7 +6,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oplog_protocol::{Limits, NodeId, SystemClock, WallClock};
+use oplog_protocol::replica::Limits;
+use oplog_protocol::{NodeId, SystemClock, WallClock};
 
 /// How a [`Store`](crate::Store) checks incoming entries.
 #[derive(Clone)]

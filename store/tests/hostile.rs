@@ -5,7 +5,8 @@
 mod common;
 
 use common::*;
-use oplog_store::protocol::{Hash, Hlc, Limits, LogEntry};
+use oplog_store::protocol::replica::Limits;
+use oplog_store::protocol::{Hash, Hlc, LogEntry};
 use oplog_store::{InsertError, InsertOutcome, Options, Store};
 
 const NOW: u64 = 1_780_000_000_000_000_000;
@@ -106,7 +107,7 @@ fn far_future_flood_is_capped_on_disk() {
         .limits(limits)
         .clock(ManualClock::new(NOW));
     let store: Store = Store::open_with(&path, options).unwrap();
-    let top = oplog_store::protocol::hlc::MAX_HLC.0;
+    let top = oplog_store::protocol::MAX_HLC.0;
     let future: Vec<LogEntry> = (0..5_000u64)
         .map(|i| mk(3, top - 10_000 + i, put("f", "k", 0), &[]))
         .collect();

@@ -1,4 +1,4 @@
-//! Model-based tests: random insert sequences against `oplog_protocol::MemoryReplica`.
+//! Model-based tests: random insert sequences against `oplog_protocol::replica::MemoryReplica`.
 //! Entries arrive shuffled, duplicated, child-first, on concurrent branches, some forged, some
 //! by strangers, some stamped in the future or older than a parent; after every call the
 //! store's report must equal the model's, and at the end the applied set, heads, view,
@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use common::*;
-use oplog_store::protocol::MemoryReplica;
+use oplog_store::protocol::replica::MemoryReplica;
 use oplog_store::protocol::{EntryKey, Hash, LogEntry, MemoryStore, NodeId, Op, Range, RangeStore};
 use oplog_store::{InsertOutcome, InsertReport, Options, Store};
 use proptest::prelude::*;

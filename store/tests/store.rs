@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use oplog_store::protocol::MemoryReplica;
+use oplog_store::protocol::replica::MemoryReplica;
 use oplog_store::protocol::{EntryKey, Hash, Hlc, ObjectId, Range, RangeStore};
 use oplog_store::{Error, InsertError, InsertOutcome, Options, Store};
 

@@ -14,10 +14,11 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use oplog_protocol::message::{DecodeError, Part, Payload};
+use oplog_protocol::replica::{InsertOutcome, MemoryReplica};
+use oplog_protocol::wire::message::{DecodeError, Part, Payload};
 use oplog_protocol::{
-    dag, negentropy, Config, EntryError, EntryKey, Fingerprint, Hash, InsertOutcome, LogEntry,
-    MemoryReplica, MemoryStore, NodeId, ObjectId, Op, Reconciler,
+    dag, negentropy, Config, EntryError, EntryKey, Fingerprint, Hash, LogEntry, MemoryStore,
+    NodeId, ObjectId, Op, Reconciler,
 };
 use serde::{Deserialize, Serialize};
 
@@ -909,9 +910,9 @@ pub struct AncestryInvalid {
     pub error: String,
 }
 
-/// The name an [`AncestryDecodeError`](oplog_protocol::AncestryDecodeError) has in the vectors.
-pub fn ancestry_error_name(e: &oplog_protocol::AncestryDecodeError) -> &'static str {
-    use oplog_protocol::AncestryDecodeError as E;
+/// The name an [`AncestryDecodeError`](oplog_protocol::wire::AncestryDecodeError) has in the vectors.
+pub fn ancestry_error_name(e: &oplog_protocol::wire::AncestryDecodeError) -> &'static str {
+    use oplog_protocol::wire::AncestryDecodeError as E;
     match e {
         E::Truncated(_) => "Truncated",
         E::TrailingBytes(_) => "TrailingBytes",
@@ -929,9 +930,9 @@ pub fn ancestry_error_name(e: &oplog_protocol::AncestryDecodeError) -> &'static 
 pub fn refuse_ancestry(case: &AncestryInvalid) -> Result<String, String> {
     let bytes = unhex(&case.hex)?;
     let got = match case.kind.as_str() {
-        "request" => oplog_protocol::AncestryRequest::decode(&bytes).map(drop),
+        "request" => oplog_protocol::wire::AncestryRequest::decode(&bytes).map(drop),
         "answer" => {
-            oplog_protocol::AncestryAnswer::decode(&bytes, case.limit.unwrap_or(0)).map(drop)
+            oplog_protocol::wire::AncestryAnswer::decode(&bytes, case.limit.unwrap_or(0)).map(drop)
         }
         other => return Err(format!("{}: unknown kind {other}", case.name)),
     };
@@ -1026,7 +1027,7 @@ pub struct InsertStep {
     pub due: Vec<String>,
 }
 
-/// The caps of a replica (`oplog_protocol::Limits` without the drift bound).
+/// The caps of a replica (`oplog_protocol::replica::Limits` without the drift bound).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct CapsJson {
@@ -1037,9 +1038,9 @@ pub struct CapsJson {
 }
 
 impl CapsJson {
-    /// The defaults of `oplog_protocol::Limits`.
+    /// The defaults of `oplog_protocol::replica::Limits`.
     pub fn defaults() -> Self {
-        let l = oplog_protocol::Limits::default();
+        let l = oplog_protocol::replica::Limits::default();
         CapsJson {
             max_held_per_author: l.max_held_per_author,
             max_held_bytes: l.max_held_bytes,
@@ -1049,8 +1050,8 @@ impl CapsJson {
     }
 
     /// These caps with drift bound `max_drift`.
-    pub fn limits(&self, max_drift: std::time::Duration) -> oplog_protocol::Limits {
-        let mut l = oplog_protocol::Limits::with_drift(max_drift);
+    pub fn limits(&self, max_drift: std::time::Duration) -> oplog_protocol::replica::Limits {
+        let mut l = oplog_protocol::replica::Limits::with_drift(max_drift);
         l.max_held_per_author = self.max_held_per_author;
         l.max_held_bytes = self.max_held_bytes;
         l.max_deferred_per_author = self.max_deferred_per_author;
@@ -1217,10 +1218,10 @@ pub struct HeadsRecipe {
     pub authors: Vec<String>,
 }
 
-/// The name an [`InsertError`](oplog_protocol::InsertError) has in the vectors:
+/// The name an [`InsertError`](oplog_protocol::replica::InsertError) has in the vectors:
 /// `Invalid(<EntryError name>)`, `NotAllowed`, `ParentOrder` or `AncestorRejected`.
-pub fn insert_error_name(e: &oplog_protocol::InsertError) -> String {
-    use oplog_protocol::InsertError as E;
+pub fn insert_error_name(e: &oplog_protocol::replica::InsertError) -> String {
+    use oplog_protocol::replica::InsertError as E;
     match e {
         E::Invalid(inner) => format!("Invalid({})", entry_error_name(inner)),
         E::NotAllowed(_) => "NotAllowed".into(),
@@ -1454,12 +1455,14 @@ pub fn run_ancestry(
         Err(e) => return Err(e.to_string()),
     };
     let limit = u32::try_from(limit).map_err(|e| e.to_string())?;
-    let req = oplog_protocol::AncestryRequest::new(want, have, limit).map_err(|e| e.to_string())?;
-    let answer = oplog_protocol::AncestryAnswer::answer(&r, &req, max_visits, max_answer_bytes)
-        .map_err(|e| e.to_string())?;
+    let req =
+        oplog_protocol::wire::AncestryRequest::new(want, have, limit).map_err(|e| e.to_string())?;
+    let answer =
+        oplog_protocol::wire::AncestryAnswer::answer(&r, &req, max_visits, max_answer_bytes)
+            .map_err(|e| e.to_string())?;
     let answer_bytes = answer.encode();
     // the bytes read back as what was sent
-    if oplog_protocol::AncestryAnswer::decode(&answer_bytes, req.limit) != Ok(answer) {
+    if oplog_protocol::wire::AncestryAnswer::decode(&answer_bytes, req.limit) != Ok(answer) {
         return Err("answer does not decode to itself".into());
     }
     Ok(AncestryRun {

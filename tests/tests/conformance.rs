@@ -12,15 +12,15 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::Duration;
 
-use oplog_protocol::fingerprint::{DIGEST_CONTEXT, ITEM_CONTEXT};
-use oplog_protocol::hlc::{admission, Admission};
-use oplog_protocol::message;
 use oplog_protocol::negentropy;
-use oplog_protocol::transcript;
+use oplog_protocol::testing::transcript;
+use oplog_protocol::wire::message;
+use oplog_protocol::{admission, Admission};
 use oplog_protocol::{
     Aggregate, Config, EntryKey, Hash, Hlc, HlcClock, HlcError, LogEntry, MemoryStore, Message,
     NodeId, Op, ReconcileError, Reconciler, SigningKey,
 };
+use oplog_protocol::{DIGEST_CONTEXT, ITEM_CONTEXT};
 use oplog_tests::vectors::{
     decode_error_name, entry_error_name, keys, merge_rule_heads, neg_decode_error_name, num,
     refuse_ancestry, replay_failure, run_ancestry, run_conflicts, run_haves, run_insert_sequence,
@@ -1120,7 +1120,7 @@ fn check_dag(f: &DagFile) -> Check {
         ensure_eq!(got.request_hex, a.request_hex, "{}: request bytes", a.name);
         ensure_eq!(got.answer_hex, a.answer_hex, "{}: answer bytes", a.name);
         // what was sent reads back as the request
-        let req = oplog_protocol::AncestryRequest::decode(&unhex(&a.request_hex)?)
+        let req = oplog_protocol::wire::AncestryRequest::decode(&unhex(&a.request_hex)?)
             .map_err(|e| format!("{}: {e}", a.name))?;
         ensure_eq!(
             hex::encode(req.encode()),

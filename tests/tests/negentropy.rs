@@ -377,7 +377,7 @@ fn transcript_runner_drives_the_dialect() {
     let (a, b) = make_sets(5_000, 0.05, Shape::Random, 3);
     let (oa, ob) = (ours_store(&a), ours_store(&b));
     let cfg = Config::negentropy(Some(8192));
-    let t = oplog_protocol::transcript::run(&oa, &ob, cfg.clone(), cfg).unwrap();
+    let t = oplog_protocol::testing::transcript::run(&oa, &ob, cfg.clone(), cfg).unwrap();
     let ids = |s: &[Item]| s.iter().map(|(_, id)| *id).collect::<BTreeSet<_>>();
     let a_only: Vec<_> = ids(&a).difference(&ids(&b)).copied().collect();
     let have: Vec<_> = t.initiator.have.iter().map(|k| k.hash.0).collect();
@@ -563,7 +563,7 @@ fn soak() {
 #[test]
 #[ignore]
 fn compare_with_oplog_v1() {
-    use oplog_protocol::transcript::run;
+    use oplog_protocol::testing::transcript::run;
     eprintln!(
         "{:>28} | {:>9} {:>12} {:>12} | {:>9} {:>12} {:>12}",
         "set / limit", "neg rt", "neg bytes", "neg max msg", "oplog rt", "oplog bytes", "oplog max"
@@ -583,11 +583,11 @@ fn compare_with_oplog_v1() {
         oplog.max_message_bytes = limit;
         let tn = run(&oa, &ob, neg.clone(), neg).unwrap();
         let to = run(&oa, &ob, oplog.clone(), oplog).unwrap();
-        let total = |t: &oplog_protocol::transcript::Transcript| {
+        let total = |t: &oplog_protocol::testing::transcript::Transcript| {
             let (x, y) = t.bytes();
             x + y
         };
-        let max = |t: &oplog_protocol::transcript::Transcript| {
+        let max = |t: &oplog_protocol::testing::transcript::Transcript| {
             t.messages.iter().map(Message::len).max().unwrap_or(0)
         };
         eprintln!(

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use oplog_protocol::dag::should_merge;
-use oplog_protocol::transcript::run;
+use oplog_protocol::testing::transcript::run;
 use oplog_protocol::{Config, EntryKey, Hash, Hlc, LogEntry, ObjectId, Op, RangeStore, SigningKey};
 use oplog_store::{Options, Store};
 

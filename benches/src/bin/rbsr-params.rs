@@ -2,7 +2,7 @@
 //! list thresholds and prefix lengths, at n = 10^6 (or the `N` environment variable).
 
 use oplog_benches::{replicas, universe};
-use oplog_protocol::transcript::run;
+use oplog_protocol::testing::transcript::run;
 use oplog_protocol::Config;
 
 fn main() {

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::action::Action;
+use crate::entry::Action;
 use crate::key::{EntryKey, Hash};
 
 use super::walk::{Colours, Walker};

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::action::Action;
+use crate::entry::Action;
 use crate::key::Hash;
 
 use super::lww::{lww_cmp, LwwWrite};

@@ -32,7 +32,7 @@ impl Heads {
         self.map.keys().copied().collect()
     }
 
-    /// The heads with their authors, ascending by key: the input of [`should_merge`].
+    /// The heads with their authors, ascending by key: the input of [`should_merge`](super::should_merge).
     pub fn with_keys(&self) -> Vec<(EntryKey, NodeId)> {
         let mut v: Vec<_> = self
             .map

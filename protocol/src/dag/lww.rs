@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use crate::action::Action;
+use crate::entry::Action;
 use crate::entry::LogEntry;
 use crate::key::{EntryKey, NodeId};
 

@@ -1,5 +1,6 @@
 //! DAG rules: parents, ancestry requests, heads, last-writer-wins, merge conflicts, the merge
-//! rule, and [`MemoryReplica`], the in-memory model every store is tested against.
+//! rule. The rules that apply entries to a replica live in [`crate::replica`], which uses these
+//! and which these never use.
 //!
 //! Everything here is pure. Graph walks read entries through the small [`DagView`] trait, so the
 //! same code runs over a `HashMap` in tests and over a database in a node.
@@ -28,11 +29,11 @@ pub use walk::DEFAULT_MAX_VISITS;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::action::Action;
+use crate::entry::Action;
 use crate::entry::LogEntry;
 use crate::hlc::Hlc;
 use crate::key::Hash;
-use crate::store::StoreError;
+use crate::range::StoreError;
 
 /// Read-only access to stored, applied entries by hash: what the DAG walks need from a store.
 ///

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BinaryHeap, HashMap};
 
-use crate::action::Action;
+use crate::entry::Action;
 use crate::entry::LogEntry;
 use crate::key::{EntryKey, Hash};
 

@@ -21,8 +21,8 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use crate::action::Action;
 use crate::dag::parent_order;
+use crate::entry::Action;
 use crate::entry::{LogEntry, Unverified, VerifiedEntry};
 use crate::hlc::{admission, Admission, Hlc};
 use crate::key::{EntryKey, Hash, NodeId};

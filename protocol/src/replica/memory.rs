@@ -6,12 +6,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::convert::Infallible;
 use std::time::Duration;
 
-use crate::action::Action;
 use crate::dag::{DagView, Heads, View};
+use crate::entry::Action;
 use crate::entry::{verify_batch, LogEntry};
 use crate::hlc::Hlc;
 use crate::key::{EntryKey, Hash, NodeId};
-use crate::store::StoreError;
+use crate::range::{MemoryStore, StoreError};
 
 use super::apply::{self, ReplicaState, Usage};
 use super::{InsertReport, Limits};
@@ -313,6 +313,11 @@ impl<A: Action> MemoryReplica<A> {
     /// Whether nothing is applied.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The applied keys as a [`MemoryStore`]: a snapshot for one reconciliation session.
+    pub fn key_set(&self) -> MemoryStore {
+        self.order.iter().copied().collect()
     }
 
     /// Keys of the applied entries, ascending (a topological order).

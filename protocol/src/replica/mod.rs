@@ -67,7 +67,7 @@ impl Limits {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InsertError {
-    /// The entry failed [`LogEntry::verify`].
+    /// The entry failed [`LogEntry::verify`](crate::LogEntry::verify).
     #[error(transparent)]
     Invalid(#[from] EntryError),
     /// The author is not in the allowed set.

@@ -4,15 +4,15 @@ use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use crate::action::Action;
 use crate::dag::*;
+use crate::entry::Action;
 use crate::entry::{LogEntry, MAX_PARENTS};
 use crate::hlc::Hlc;
 use crate::key::{EntryKey, Hash, NodeId};
 
 use super::*;
 
-use crate::action::{ObjectId, Op};
+use crate::entry::{ObjectId, Op};
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 use rand::rngs::StdRng;

@@ -2,7 +2,8 @@
 //! entries asks a peer, and the entries (or the reason there are none) that come back.
 //!
 //! ```
-//! use oplog_protocol::{AncestryAnswer, AncestryRequest, Hash};
+//! use oplog_protocol::wire::{AncestryAnswer, AncestryRequest};
+//! use oplog_protocol::Hash;
 //!
 //! let req = AncestryRequest::new(vec![Hash([2; 32]), Hash([1; 32])], vec![Hash([9; 32])], 100)?;
 //! let bytes = req.encode();
@@ -10,15 +11,15 @@
 //! // an answerer that does not hold a want says so
 //! let answer = AncestryAnswer::UnknownWant(Hash([1; 32]));
 //! assert_eq!(AncestryAnswer::decode(&answer.encode(), req.limit)?, answer);
-//! # Ok::<(), oplog_protocol::AncestryDecodeError>(())
+//! # Ok::<(), oplog_protocol::wire::AncestryDecodeError>(())
 //! ```
 
-use crate::action::Action;
 use crate::dag::{ancestry_to_send, DagError, DagView};
+use crate::entry::Action;
 use crate::entry::MAX_ENTRY_BYTES;
 use crate::key::Hash;
-use crate::message::{put_varint, DecodeError, Reader};
-use crate::store::StoreError;
+use crate::range::StoreError;
+use crate::wire::message::{put_varint, DecodeError, Reader};
 
 /// Most wants one request may carry (the most parents one entry names).
 pub const MAX_WANTS: usize = 1024;

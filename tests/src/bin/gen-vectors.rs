@@ -16,17 +16,17 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
-use oplog_protocol::action::{MAX_BUCKET_LEN, MAX_OBJECT_KEY_LEN};
-use oplog_protocol::entry::{MAX_ENTRY_BYTES, MAX_PARENTS, SIGNATURE_LEN};
-use oplog_protocol::fingerprint::{DIGEST_CONTEXT, ITEM_CONTEXT, STATE_BYTES};
-use oplog_protocol::hlc::{admission, Admission};
-use oplog_protocol::message::{self, Part, Payload, MESSAGE_TAG};
 use oplog_protocol::negentropy;
-use oplog_protocol::transcript::{self, Transcript};
+use oplog_protocol::testing::transcript::{self, Transcript};
+use oplog_protocol::wire::message::{self, Part, Payload, MESSAGE_TAG};
+use oplog_protocol::{admission, Admission};
 use oplog_protocol::{
     Aggregate, Config, EntryKey, Fingerprint, Hash, Hlc, HlcClock, HlcError, LogEntry, MemoryStore,
     NodeId, ObjectId, Op, Reconciler,
 };
+use oplog_protocol::{DIGEST_CONTEXT, ITEM_CONTEXT, STATE_BYTES};
+use oplog_protocol::{MAX_BUCKET_LEN, MAX_OBJECT_KEY_LEN};
+use oplog_protocol::{MAX_ENTRY_BYTES, MAX_PARENTS, SIGNATURE_LEN};
 use oplog_tests::vectors::{
     dec, decode_error_name, entry_error_name, hx, ih, keys_json, merge_rule_heads,
     neg_decode_error_name, refuse_ancestry, replay_failure, run_ancestry, run_conflicts, run_haves,
@@ -2998,7 +2998,7 @@ fn dag_vectors() -> DagFile {
     .collect();
 
     DagFile {
-        description: "The DAG rules of SPEC 6 on oplog_protocol::MemoryReplica. `authors`: ed25519 keys from fixed seeds. `graphs`: entries made from (author, hlc, action, parents) and signed (deterministic ed25519); `corrupt` entries then have the last signature byte XOR-ed with 1; every case uses the entries of one graph by name. `sequences`: calls on a fresh replica (insert of a batch in the given order at wall time `now` with `max_drift_ns` and the `allowed` authors, or retry_deferred at `now`), each with its reported outcomes (in batch order), applied entries (in application order) and dropped entries, then the replica's state: applied entries in key order; heads, held-back entries and deferred entries ascending by hash; hashes to fetch (parents that held-back entries wait for and that are neither held back nor deferred, ascending); and the last-writer-wins view in register order (bucket, then key, compared as bytes) with each register's winner and whether it is a tombstone. `haves` (haves_for_request), `ancestry` (ancestry_to_send: hashes in order and the cut flag, or the error) and `conflicts` (merge_conflicts) run over a replica holding the whole graph. `merge_rule`: should_merge and merge_parents over given heads. Names stand for entries of the graph; 64-hex strings are hashes no graph entry has. Outcome errors are InsertError names: Invalid(<EntryError name>), NotAllowed, ParentOrder, AncestorRejected, HeldBackFull, DeferredFull. `limits` gives each sequence's caps on held-back and deferred entries; `due` lists the deferred entries a call admitted first because they had come due.".into(),
+        description: "The DAG rules of SPEC 6 on oplog_protocol::replica::MemoryReplica. `authors`: ed25519 keys from fixed seeds. `graphs`: entries made from (author, hlc, action, parents) and signed (deterministic ed25519); `corrupt` entries then have the last signature byte XOR-ed with 1; every case uses the entries of one graph by name. `sequences`: calls on a fresh replica (insert of a batch in the given order at wall time `now` with `max_drift_ns` and the `allowed` authors, or retry_deferred at `now`), each with its reported outcomes (in batch order), applied entries (in application order) and dropped entries, then the replica's state: applied entries in key order; heads, held-back entries and deferred entries ascending by hash; hashes to fetch (parents that held-back entries wait for and that are neither held back nor deferred, ascending); and the last-writer-wins view in register order (bucket, then key, compared as bytes) with each register's winner and whether it is a tombstone. `haves` (haves_for_request), `ancestry` (ancestry_to_send: hashes in order and the cut flag, or the error) and `conflicts` (merge_conflicts) run over a replica holding the whole graph. `merge_rule`: should_merge and merge_parents over given heads. Names stand for entries of the graph; 64-hex strings are hashes no graph entry has. Outcome errors are InsertError names: Invalid(<EntryError name>), NotAllowed, ParentOrder, AncestorRejected, HeldBackFull, DeferredFull. `limits` gives each sequence's caps on held-back and deferred entries; `due` lists the deferred entries a call admitted first because they had come due.".into(),
         authors: authors_json,
         graphs,
         sequences,

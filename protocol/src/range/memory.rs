@@ -1,10 +1,10 @@
 //! [`MemoryStore`]: an in-memory [`RangeStore`] for tests, tools and small replicas.
 
 use crate::fingerprint::{Aggregate, Fingerprint};
-use crate::index::{IndexIter, RangeIndex};
 use crate::key::{EntryKey, Range};
 use crate::negentropy;
-use crate::store::{RangeStore, StoreError};
+use crate::range::index::{IndexIter, RangeIndex};
+use crate::range::{RangeStore, StoreError};
 
 /// An in-memory ordered key set with `O(log n)` range queries in both dialects.
 ///

@@ -2,8 +2,8 @@
 //! benchmarks. Real peers drive [`Reconciler`]s over a connection instead.
 
 use crate::key::EntryKey;
-use crate::reconcile::{Config, Limit, Message, ReconcileError, Reconciler, Stats};
-use crate::store::RangeStore;
+use crate::range::RangeStore;
+use crate::reconcile::{Config, Limit, Message, ReconcileError, Reconciler, SessionStats};
 
 /// Most messages [`run`] exchanges before it gives up on a session that does not end.
 pub const MAX_MESSAGES: usize = 100_000;
@@ -16,7 +16,7 @@ pub struct Outcome {
     /// Keys the other side holds that it lacks, sorted.
     pub need: Vec<EntryKey>,
     /// Its counters.
-    pub stats: Stats,
+    pub stats: SessionStats,
 }
 
 /// Every message of a session, in order, and what each side ended with.

@@ -1,4 +1,11 @@
-//! The storage interface reconciliation runs against.
+//! Ordered key sets that answer range queries: the [`RangeStore`] trait reconciliation runs
+//! against, the augmented [`RangeIndex`] both stores keep, and [`MemoryStore`].
+
+mod index;
+mod memory;
+
+pub use index::{IndexBuildError, IndexIter, RangeIndex};
+pub use memory::MemoryStore;
 
 use std::fmt;
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::fingerprint::{Aggregate, Fingerprint};
 use crate::key::{EntryKey, Range};
 use crate::negentropy::{self, Accumulator};
-use crate::store::{RangeStore, StoreError};
+use crate::range::{RangeStore, StoreError};
 
 use node::{Node, Summary, INNER_FILL, LEAF_FILL, LEAF_MAX};
 
