@@ -136,7 +136,7 @@ pub struct Fingerprint(pub [u8; FINGERPRINT_LEN]);
 
 impl fmt::Debug for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Fingerprint({})", crate::key::to_hex(&self.0))
+        write!(f, "Fingerprint({})", hex::encode(self.0))
     }
 }
 

@@ -66,6 +66,7 @@ impl WallClock for SystemClock {
 
 /// Why a clock refused to issue or accept a stamp.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HlcError {
     /// A remote stamp lies further ahead of local wall time than the configured maximum drift.
     /// The clock's state is unchanged; an entry carrying this stamp is deferred, not dropped.

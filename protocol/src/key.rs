@@ -21,7 +21,7 @@ impl Hash {
 
     /// Lower-case hex, 64 characters.
     pub fn to_hex(&self) -> String {
-        to_hex(&self.0)
+        hex::encode(self.0)
     }
 }
 
@@ -56,13 +56,13 @@ impl NodeId {
 
 impl fmt::Debug for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeId({})", &to_hex(&self.0)[..16])
+        write!(f, "NodeId({})", &hex::encode(self.0)[..16])
     }
 }
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&to_hex(&self.0))
+        f.write_str(&hex::encode(self.0))
     }
 }
 
@@ -148,16 +148,6 @@ impl Range {
     pub fn is_empty(&self) -> bool {
         self.end.is_some_and(|e| e <= self.start)
     }
-}
-
-pub(crate) fn to_hex(b: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(HEX[(x >> 4) as usize] as char);
-        s.push(HEX[(x & 15) as usize] as char);
-    }
-    s
 }
 
 #[cfg(test)]

@@ -162,6 +162,7 @@ impl From<&Op> for ActionJson {
                 key: key.clone(),
             },
             Op::Merge => ActionJson::Merge,
+            other => unimplemented!("the vectors have no form for {other:?} yet"),
         }
     }
 }
@@ -210,6 +211,7 @@ pub fn entry_error_name(e: &EntryError) -> &'static str {
         EntryError::HashMismatch { .. } => "HashMismatch",
         EntryError::InvalidAuthor(_) => "InvalidAuthor",
         EntryError::BadSignature(_) => "BadSignature",
+        _ => "Unnamed",
     }
 }
 

@@ -52,7 +52,7 @@ pub struct ObjectId(pub [u8; 32]);
 
 impl fmt::Debug for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ObjectId({})", &crate::key::to_hex(&self.0)[..16])
+        write!(f, "ObjectId({})", &hex::encode(self.0)[..16])
     }
 }
 
@@ -63,6 +63,7 @@ pub const MAX_OBJECT_KEY_LEN: usize = 1024;
 
 /// The default action set: the first three variants of Shoal's log, in Shoal's order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Op {
     /// Point `bucket/key` at an object (variant index 0).
     Put {

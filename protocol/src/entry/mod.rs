@@ -30,12 +30,13 @@ pub struct Signature(pub [u8; 64]);
 
 impl fmt::Debug for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Signature({}..)", &crate::key::to_hex(&self.0)[..16])
+        write!(f, "Signature({}..)", &hex::encode(self.0)[..16])
     }
 }
 
 /// Why an entry was refused. Every variant names the rule that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EntryError {
     /// The bytes are not a postcard-encoded entry body followed by a 64-byte signature.
     #[error("malformed entry: {0}")]

@@ -112,6 +112,7 @@ fn hand_body(hlc: u64, node_id: &[u8; 32], op: &Op, parents: &[Hash]) -> Vec<u8>
             string(&mut b, key);
         }
         Op::Merge => b.push(0x02),
+        other => unimplemented!("no hand-built body for {other:?} yet"),
     }
     put_varint(&mut b, parents.len() as u64);
     for p in parents {
