@@ -20,7 +20,7 @@
 //! assert_eq!(report.applied, vec![first.hash, second.hash]);
 //!
 //! assert_eq!(store.get("photos", "cat.jpg")?, None); // deleted: the tombstone wins
-//! assert_eq!(store.count(&Range::FULL)?, 2);
+//! assert_eq!(store.snapshot().count(&Range::FULL)?, 2);
 //! assert_eq!(store.heads()?.len(), 1);
 //! assert!(store.verify()?.is_ok());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -51,7 +51,7 @@
 //!
 //! [`Store::snapshot`] freezes the applied set in `O(1)` (nodes are shared through `Arc` and
 //! copied on write, one path per insert while a snapshot holds them): run each reconciliation
-//! session over one [`StoreSnapshot`] (spec 8.1, consistent reads), so that entries applied
+//! session over one [`Store::snapshot`] (spec 8.1, consistent reads), so that entries applied
 //! meanwhile can neither break a split nor keep the session from ending.
 //!
 //! Costs, measured by `store-bench`
@@ -159,7 +159,7 @@ pub use oplog_protocol as protocol;
 pub use oplog_protocol::dag::LwwWrite;
 pub use oplog_protocol::replica::{InsertError, InsertOutcome, InsertReport, Limits};
 pub use options::Options;
-pub use range::{DagSnapshot, StoreSnapshot};
+pub use range::DagSnapshot;
 pub use reads::{HistoryItem, Stats};
 pub use verify::{Problem, VerifyReport, MAX_PROBLEMS};
 
@@ -355,12 +355,16 @@ impl<A: Action> Store<A> {
             .snapshot()
     }
 
-    /// A frozen view of the applied set at this instant, in `O(1)`, for one reconciliation
-    /// session: it implements [`RangeStore`](protocol::RangeStore) from the index snapshot, so
-    /// entries applied while the session runs neither change its answers nor keep it from
-    /// ending; the next session sees them (spec section 8.12).
-    pub fn snapshot(&self) -> StoreSnapshot {
-        StoreSnapshot::new(self.read_index())
+    /// The applied set frozen at this instant, in `O(1)`: what one reconciliation session
+    /// reads. A [`RangeIndex`](protocol::RangeIndex) answers every
+    /// [`RangeStore`](protocol::RangeStore) query in `O(log n)` in both dialects, and entries
+    /// applied while the session runs neither change its answers nor keep it from ending; the
+    /// next session sees them (spec 8.1, consistent reads). It shares the index's nodes; the
+    /// store copies a node only when it changes one a snapshot still holds (`O(log n)` nodes
+    /// per insert). A `Store` is deliberately not a `RangeStore` itself: a session must not
+    /// read a set that moves under it.
+    pub fn snapshot(&self) -> RangeIndex {
+        self.read_index()
     }
 
     /// Runs after a successful commit: the index and subscribers learn the applied entries.
@@ -515,14 +519,17 @@ mod tests {
         let b = entry(6, vec![a.hash]);
         let rx = store.subscribe();
         store.insert([b.clone()]).unwrap();
-        assert_eq!(store.count(&protocol::Range::FULL).unwrap(), 0);
+        let before = store.snapshot();
+        assert_eq!(before.count(&protocol::Range::FULL).unwrap(), 0);
         store.insert([a.clone()]).unwrap();
+        assert_eq!(before.count(&protocol::Range::FULL).unwrap(), 0);
+        let after = store.snapshot();
         assert_eq!(
-            store.keys(&protocol::Range::FULL, 10).unwrap(),
+            after.keys(&protocol::Range::FULL, 10).unwrap(),
             vec![a.key(), b.key()]
         );
         assert_eq!(
-            store.aggregate(&protocol::Range::FULL).unwrap(),
+            after.aggregate(&protocol::Range::FULL).unwrap(),
             protocol::Aggregate::of_keys([a.key(), b.key()].iter())
         );
         assert_eq!(

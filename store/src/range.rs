@@ -1,106 +1,15 @@
-//! The protocol's read traits on a [`Store`]: [`RangeStore`] (answered by the in-memory index)
-//! and [`DagView`] (answered by redb).
+//! The protocol's DAG reads on a [`Store`]: [`DagView`], answered by redb. Range queries
+//! come from [`Store::snapshot`], a frozen [`RangeIndex`](oplog_protocol::RangeIndex).
 
 use std::borrow::Cow;
 
 use oplog_protocol::dag::DagView;
-use oplog_protocol::{
-    negentropy, Action, Aggregate, EntryKey, Fingerprint, Hash, LogEntry, Range, RangeIndex,
-    RangeStore, StoreError,
-};
+use oplog_protocol::{Action, Hash, LogEntry, StoreError};
 use redb::{ReadOnlyTable, ReadableDatabase};
 
 use crate::error::Error;
 use crate::schema::{BY_HASH, ENTRIES};
 use crate::{decode_stored, Store};
-
-/// Each call answers from a snapshot of the index taken when the call starts, so one call
-/// sees one consistent set; the set only contains applied entries (never held-back or
-/// deferred ones). Between calls the set may grow: for a whole reconciliation session, use
-/// [`Store::snapshot`] instead, which freezes it.
-impl<A: Action> RangeStore for Store<A> {
-    fn count(&self, range: &Range) -> Result<u64, StoreError> {
-        self.read_index().count(range)
-    }
-
-    fn aggregate(&self, range: &Range) -> Result<Aggregate, StoreError> {
-        self.read_index().aggregate(range)
-    }
-
-    fn key_at(&self, range: &Range, rank: u64) -> Result<Option<EntryKey>, StoreError> {
-        self.read_index().key_at(range, rank)
-    }
-
-    fn keys(&self, range: &Range, limit: usize) -> Result<Vec<EntryKey>, StoreError> {
-        self.read_index().keys(range, limit)
-    }
-
-    fn fingerprint(&self, range: &Range) -> Result<Fingerprint, StoreError> {
-        self.read_index().fingerprint(range)
-    }
-
-    fn negentropy_fingerprint(&self, range: &Range) -> Result<negentropy::Fingerprint, StoreError> {
-        self.read_index().negentropy_fingerprint(range)
-    }
-}
-
-/// The applied set of a [`Store`] frozen at one instant ([`Store::snapshot`]): a
-/// [`RangeStore`] whose answers never change, however many entries the store applies
-/// meanwhile. Taking one costs `O(1)`; it shares the index's nodes, and the store copies a
-/// node only when it changes one that a snapshot still holds (a path of `O(log n)` nodes per
-/// insert). Drop it when the session ends.
-#[derive(Clone, Debug)]
-pub struct StoreSnapshot {
-    index: RangeIndex,
-}
-
-impl StoreSnapshot {
-    pub(crate) fn new(index: RangeIndex) -> Self {
-        StoreSnapshot { index }
-    }
-
-    /// Number of applied entries in the snapshot.
-    pub fn len(&self) -> u64 {
-        self.index.len()
-    }
-
-    /// Whether the snapshot holds no entry.
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
-    /// The index the snapshot answers from.
-    pub fn index(&self) -> &RangeIndex {
-        &self.index
-    }
-}
-
-/// `O(log n)` per query in both dialects; nothing scans.
-impl RangeStore for StoreSnapshot {
-    fn count(&self, range: &Range) -> Result<u64, StoreError> {
-        self.index.count(range)
-    }
-
-    fn aggregate(&self, range: &Range) -> Result<Aggregate, StoreError> {
-        self.index.aggregate(range)
-    }
-
-    fn key_at(&self, range: &Range, rank: u64) -> Result<Option<EntryKey>, StoreError> {
-        self.index.key_at(range, rank)
-    }
-
-    fn keys(&self, range: &Range, limit: usize) -> Result<Vec<EntryKey>, StoreError> {
-        self.index.keys(range, limit)
-    }
-
-    fn fingerprint(&self, range: &Range) -> Result<Fingerprint, StoreError> {
-        self.index.fingerprint(range)
-    }
-
-    fn negentropy_fingerprint(&self, range: &Range) -> Result<negentropy::Fingerprint, StoreError> {
-        self.index.negentropy_fingerprint(range)
-    }
-}
 
 /// Applied entries of one redb snapshot, for the protocol's DAG walks.
 pub(crate) struct ReadDag {

@@ -115,9 +115,9 @@ fn probe(path: &Path) -> String {
     let _ = store.get("b", "k3");
     let _ = store.list("b", "k");
     let _ = store.history(&("b".to_string(), "k5".to_string()));
-    let _ = store.count(&Range::FULL);
-    let _ = store.aggregate(&Range::FULL);
-    let _ = store.keys(&Range::FULL, 10);
+    let _ = store.snapshot().count(&Range::FULL);
+    let _ = store.snapshot().aggregate(&Range::FULL);
+    let _ = store.snapshot().keys(&Range::FULL, 10);
     let _ = store.insert([mk(5, 9_000, put("e", "new", 4), &[])]);
     verdict
 }

@@ -103,7 +103,7 @@ fn kill_mid_batch_then_reopen() {
         assert!(report.is_ok(), "round {round}: {:?}", report.problems);
         // the chain is whole: one head, every HLC from the first to the last present
         assert_eq!(store.heads().unwrap().len(), 1);
-        let keys = store.keys(&Range::FULL, usize::MAX).unwrap();
+        let keys = store.snapshot().keys(&Range::FULL, usize::MAX).unwrap();
         assert!(keys
             .iter()
             .zip(1_000u64..)

@@ -74,7 +74,10 @@ fn allowed() -> HashSet<NodeId> {
 fn assert_same(store: &Store, model: &MemoryReplica<Op>, rng: &mut StdRng) {
     let model_keys: Vec<EntryKey> = model.keys().copied().collect();
     assert_eq!(store.len(), model_keys.len() as u64);
-    assert_eq!(store.keys(&Range::FULL, usize::MAX).unwrap(), model_keys);
+    assert_eq!(
+        store.snapshot().keys(&Range::FULL, usize::MAX).unwrap(),
+        model_keys
+    );
     let heads: Vec<Hash> = store.heads().unwrap().iter().map(|(k, _)| k.hash).collect();
     let mut heads_sorted = heads.clone();
     heads_sorted.sort();
@@ -120,20 +123,20 @@ fn assert_same(store: &Store, model: &MemoryReplica<Op>, rng: &mut StdRng) {
             },
         );
         assert_eq!(
-            store.count(&range).unwrap(),
+            store.snapshot().count(&range).unwrap(),
             reference.count(&range).unwrap()
         );
         assert_eq!(
-            store.fingerprint(&range).unwrap(),
+            store.snapshot().fingerprint(&range).unwrap(),
             reference.fingerprint(&range).unwrap()
         );
         let rank = rng.gen_range(0..8);
         assert_eq!(
-            store.key_at(&range, rank).unwrap(),
+            store.snapshot().key_at(&range, rank).unwrap(),
             reference.key_at(&range, rank).unwrap()
         );
         assert_eq!(
-            store.keys(&range, 5).unwrap(),
+            store.snapshot().keys(&range, 5).unwrap(),
             reference.keys(&range, 5).unwrap()
         );
     }

@@ -32,7 +32,7 @@ fn long_chain_arriving_child_first_is_promoted_in_one_go() {
     assert_eq!(store.len(), 0);
     assert_eq!(store.missing().unwrap(), vec![chain[0].hash]);
     assert_eq!(
-        store.count(&Range::FULL).unwrap(),
+        store.snapshot().count(&Range::FULL).unwrap(),
         0,
         "held entries are not reconciled"
     );
@@ -163,8 +163,8 @@ fn reopening_keeps_everything_and_rebuilds_the_range_index() {
         store.insert([held.clone()]).unwrap();
         let r = Range::new(entries[100].key(), Some(entries[400].key()));
         (
-            store.fingerprint(&Range::FULL).unwrap(),
-            store.fingerprint(&r).unwrap(),
+            store.snapshot().fingerprint(&Range::FULL).unwrap(),
+            store.snapshot().fingerprint(&r).unwrap(),
             store.heads().unwrap(),
             store.view().unwrap(),
         )
@@ -172,10 +172,16 @@ fn reopening_keeps_everything_and_rebuilds_the_range_index() {
     let store = open(&dir);
     let r = Range::new(entries[100].key(), Some(entries[400].key()));
     assert_eq!(store.len(), 500);
-    assert_eq!(store.fingerprint(&Range::FULL).unwrap(), before.0);
-    assert_eq!(store.fingerprint(&r).unwrap(), before.1);
-    assert_eq!(store.count(&r).unwrap(), 300);
-    assert_eq!(store.key_at(&r, 5).unwrap(), Some(entries[105].key()));
+    assert_eq!(
+        store.snapshot().fingerprint(&Range::FULL).unwrap(),
+        before.0
+    );
+    assert_eq!(store.snapshot().fingerprint(&r).unwrap(), before.1);
+    assert_eq!(store.snapshot().count(&r).unwrap(), 300);
+    assert_eq!(
+        store.snapshot().key_at(&r, 5).unwrap(),
+        Some(entries[105].key())
+    );
     assert_eq!(store.heads().unwrap(), before.2);
     assert_eq!(store.view().unwrap(), before.3);
     assert_eq!(store.missing().unwrap(), vec![Hash([9; 32])]);

@@ -41,9 +41,9 @@ struct Session {
     b_to_a: Vec<EntryKey>,
 }
 
-/// Runs a session between the two stores (`RangeStore` on redb), with `a` opening.
+/// Runs a session between snapshots of the two stores, with `a` opening.
 fn reconcile(a: &Store, b: &Store, config: &Config) -> Session {
-    let t = run(a, b, config.clone(), config.clone()).unwrap();
+    let t = run(&a.snapshot(), &b.snapshot(), config.clone(), config.clone()).unwrap();
     if let Some(limit) = config.max_message_bytes {
         assert!(t.messages.iter().all(|m| m.len() <= limit));
     }
@@ -176,6 +176,9 @@ fn partitioned_replicas_converge_over_redb() {
         // and it all survives a reopen
         let (a3, b3) = (open(&dir2, "a.redb"), open(&dir2, "b.redb"));
         same_replica(&a3, &b3);
-        assert_eq!(a3.count(&oplog_protocol::Range::FULL).unwrap(), 3_203);
+        assert_eq!(
+            a3.snapshot().count(&oplog_protocol::Range::FULL).unwrap(),
+            3_203
+        );
     }
 }
