@@ -30,7 +30,7 @@ pub enum Problem {
     /// A derived table (`by_hash`, `heads`, `view`, `writes`, `waiting`, `deferred_due`, or
     /// one of the cap tables `held_lacking`, `held_order`, `held_by_author`,
     /// `deferred_by_author`, `kept_usage`, `kept_bytes`) disagrees with a replay of the
-    /// entries. The text starts with the table's name.
+    /// entries. For the cap tables the text starts with the table's name.
     Index(String),
     /// The in-memory range index disagrees with the `entries` table.
     RangeIndex(String),
