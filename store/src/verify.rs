@@ -27,8 +27,10 @@ pub enum Problem {
     /// The DAG rules are broken: a parent is missing or not older, or a held-back entry has
     /// all its parents applied.
     Dag(String),
-    /// A derived table (`by_hash`, `heads`, `view`, `writes`, `waiting`, `deferred_due`)
-    /// disagrees with a replay of the entries.
+    /// A derived table (`by_hash`, `heads`, `view`, `writes`, `waiting`, `deferred_due`, or
+    /// one of the cap tables `held_lacking`, `held_order`, `held_by_author`,
+    /// `deferred_by_author`, `kept_usage`, `kept_bytes`) disagrees with a replay of the
+    /// entries. For the cap tables the text starts with the table's name.
     Index(String),
     /// The in-memory range index disagrees with the `entries` table.
     RangeIndex(String),
@@ -85,7 +87,10 @@ impl<A: Action> Store<A> {
     /// Walks the whole store: checks every entry's hash and signature (and author, if the
     /// store restricts authors), every parent link and the parent HLC order, the `by_hash`,
     /// `heads`, `view`, `writes`, held-back and deferred tables against a replay of the
-    /// entries with the protocol's rules, and the in-memory range index against the entries.
+    /// entries with the protocol's rules, the tables behind the caps on held-back and deferred
+    /// entries (`held_lacking`, `held_order`, `held_by_author`, `deferred_by_author`,
+    /// `kept_usage`, `kept_bytes`) against the held-back and deferred entries, and the
+    /// in-memory range index against the entries.
     ///
     /// Costs a full scan and one signature check per entry (about 30 000 per second per core).
     /// Inserts wait while it runs. `Err` only when the store cannot be read at all; what is
@@ -214,6 +219,7 @@ impl<A: Action> Store<A> {
 
         self.verify_held(&txn, &dag, &mut report)?;
         self.verify_deferred(&txn, &mut report)?;
+        self.verify_caps(&txn, &mut report)?;
 
         // the in-memory range index
         let index = self.read_index();
@@ -333,5 +339,249 @@ impl<A: Action> Store<A> {
             ));
         }
         Ok(())
+    }
+
+    /// Checks the cap tables against the held-back and deferred entries they describe:
+    /// `held_lacking` against `waiting`, the order tables against each entry's key, author and
+    /// due time, and the counters of `kept_usage` and `kept_bytes` against a recount.
+    fn verify_caps(
+        &self,
+        txn: &redb::ReadTransaction,
+        report: &mut VerifyReport,
+    ) -> Result<(), Error> {
+        let mut counts = KeptCounts::default();
+
+        // the held-back set; undecodable entries (already listed) are counted in bytes only,
+        // and rows naming them are neither expected nor stray
+        let mut held_hashes = BTreeSet::new();
+        let mut undecodable = BTreeSet::new();
+        let mut expected_order = BTreeSet::new();
+        let mut expected_by_author = BTreeSet::new();
+        for row in txn.open_table(HELD)?.iter()? {
+            let (k, v) = row?;
+            let hash = k.value();
+            held_hashes.insert(hash);
+            let bytes = v.value();
+            counts.add_bytes(HELD_SET, bytes.len());
+            match LogEntry::<A>::decode(bytes) {
+                Ok(e) => {
+                    expected_order.insert((e.hlc.0, hash));
+                    expected_by_author.insert((e.node_id.0, e.hlc.0, hash));
+                    counts.add_entry(HELD_SET, e.node_id.0);
+                }
+                Err(_) => {
+                    undecodable.insert(hash);
+                }
+            }
+        }
+
+        // held_lacking: one row per held entry, equal to its waiting rows
+        let mut waiting_per_child: BTreeMap<[u8; 32], u64> = BTreeMap::new();
+        for row in txn.open_table(WAITING)?.iter()? {
+            *waiting_per_child.entry(row?.0.value().1).or_default() += 1;
+        }
+        let mut lacking = BTreeMap::new();
+        for row in txn.open_table(HELD_LACKING)?.iter()? {
+            let (k, v) = row?;
+            lacking.insert(k.value(), v.value());
+        }
+        for hash in &held_hashes {
+            let waits = waiting_per_child.get(hash).copied().unwrap_or(0);
+            match lacking.get(hash) {
+                None => report.push(Problem::Index(format!(
+                    "held_lacking has no row for held entry {} ({waits} waiting rows name it)",
+                    Hash(*hash)
+                ))),
+                Some(&n) if u64::from(n) != waits => report.push(Problem::Index(format!(
+                    "held_lacking says held entry {} lacks {n} parents, waiting names it {waits} times",
+                    Hash(*hash)
+                ))),
+                Some(_) => {}
+            }
+        }
+        let stray: Vec<[u8; 32]> = lacking
+            .keys()
+            .filter(|h| !held_hashes.contains(*h))
+            .copied()
+            .collect();
+        if let Some(first) = stray.first() {
+            report.push(Problem::Index(format!(
+                "held_lacking has {} rows without a held entry (first: {})",
+                stray.len(),
+                Hash(*first)
+            )));
+        }
+
+        let stored_order = read_keys(txn, HELD_ORDER)?;
+        compare_rows(
+            "held_order",
+            "held",
+            &expected_order,
+            &stored_order,
+            |(_, h)| undecodable.contains(h),
+            |(hlc, h)| format!("({hlc}, {})", Hash(*h)),
+            report,
+        );
+        let stored_by_author = read_keys(txn, HELD_BY_AUTHOR)?;
+        compare_rows(
+            "held_by_author",
+            "held",
+            &expected_by_author,
+            &stored_by_author,
+            |(_, _, h)| undecodable.contains(h),
+            |(a, hlc, h)| format!("({}, {hlc}, {})", Hash(*a), Hash(*h)),
+            report,
+        );
+
+        // the deferred set
+        let mut undecodable = BTreeSet::new();
+        let mut expected_by_author = BTreeSet::new();
+        for row in txn.open_table(DEFERRED)?.iter()? {
+            let (k, v) = row?;
+            let hash = k.value();
+            let (not_before, bytes) = v.value();
+            counts.add_bytes(DEFERRED_SET, bytes.len());
+            match LogEntry::<A>::decode(bytes) {
+                Ok(e) => {
+                    expected_by_author.insert((e.node_id.0, not_before, hash));
+                    counts.add_entry(DEFERRED_SET, e.node_id.0);
+                }
+                Err(_) => {
+                    undecodable.insert(hash);
+                }
+            }
+        }
+        let stored_by_author = read_keys(txn, DEFERRED_BY_AUTHOR)?;
+        compare_rows(
+            "deferred_by_author",
+            "deferred",
+            &expected_by_author,
+            &stored_by_author,
+            |(_, _, h)| undecodable.contains(h),
+            |(a, nb, h)| format!("({}, {nb}, {})", Hash(*a), Hash(*h)),
+            report,
+        );
+
+        // the counters the caps are checked against
+        for row in txn.open_table(KEPT_USAGE)?.iter()? {
+            let (k, v) = row?;
+            let (set, author) = k.value();
+            let n = v.value();
+            let expected = counts.usage.remove(&(set, author));
+            if n == 0 {
+                report.push(Problem::Index(format!(
+                    "kept_usage has a row of count 0 for ({set}, {}): zero counts are removed",
+                    Hash(author)
+                )));
+            } else if set != HELD_SET && set != DEFERRED_SET {
+                report.push(Problem::Index(format!(
+                    "kept_usage has a row for set {set}, which is neither held (0) nor deferred (1)"
+                )));
+            } else if expected != Some(n) {
+                report.push(Problem::Index(format!(
+                    "kept_usage counts {n} entries of {} in set {set}, the set holds {}",
+                    Hash(author),
+                    expected.unwrap_or(0)
+                )));
+            }
+        }
+        // authors with entries but no row
+        for ((set, author), n) in &counts.usage {
+            report.push(Problem::Index(format!(
+                "kept_usage has no row for {} in set {set}, the set holds {n} of their entries",
+                Hash(*author)
+            )));
+        }
+        let mut stored_bytes = BTreeMap::new();
+        for row in txn.open_table(KEPT_BYTES)?.iter()? {
+            let (k, v) = row?;
+            stored_bytes.insert(k.value(), v.value());
+        }
+        for set in [HELD_SET, DEFERRED_SET] {
+            // a set never written to has no row, which counts as 0
+            let stored = stored_bytes.remove(&set).unwrap_or(0);
+            let expected = counts.bytes[usize::from(set)];
+            if stored != expected {
+                report.push(Problem::Index(format!(
+                    "kept_bytes says set {set} holds {stored} bytes, its entries encode to {expected}"
+                )));
+            }
+        }
+        if let Some((set, _)) = stored_bytes.first_key_value() {
+            report.push(Problem::Index(format!(
+                "kept_bytes has {} rows for sets other than held (0) and deferred (1) (first: {set})",
+                stored_bytes.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The held-back set in `kept_usage` and `kept_bytes`.
+const HELD_SET: u8 = 0;
+/// The deferred set in `kept_usage` and `kept_bytes`.
+const DEFERRED_SET: u8 = 1;
+
+/// A recount of what `kept_usage` and `kept_bytes` should hold.
+#[derive(Default)]
+struct KeptCounts {
+    /// Entries per `(set, author)`.
+    usage: BTreeMap<(u8, [u8; 32]), u64>,
+    /// Encoded bytes of the held (0) and deferred (1) sets.
+    bytes: [u64; 2],
+}
+
+impl KeptCounts {
+    fn add_entry(&mut self, set: u8, author: [u8; 32]) {
+        *self.usage.entry((set, author)).or_default() += 1;
+    }
+
+    fn add_bytes(&mut self, set: u8, len: usize) {
+        let b = &mut self.bytes[usize::from(set)];
+        *b = b.saturating_add(len as u64);
+    }
+}
+
+/// Every key of a table whose values are `()`.
+fn read_keys<K>(
+    txn: &redb::ReadTransaction,
+    def: redb::TableDefinition<K, ()>,
+) -> Result<BTreeSet<K>, Error>
+where
+    K: redb::Key + for<'a> redb::Value<SelfType<'a> = K> + Ord + 'static,
+{
+    let mut out = BTreeSet::new();
+    for row in txn.open_table(def)?.iter()? {
+        out.insert(row?.0.value());
+    }
+    Ok(out)
+}
+
+/// Reports the rows `expected` has and `stored` lacks, and the rows `stored` has that are not
+/// expected (except those `skip` says belong to an entry already reported as undecodable).
+fn compare_rows<T: Ord>(
+    table: &str,
+    set: &str,
+    expected: &BTreeSet<T>,
+    stored: &BTreeSet<T>,
+    skip: impl Fn(&T) -> bool,
+    show: impl Fn(&T) -> String,
+    report: &mut VerifyReport,
+) {
+    let mut lacking = expected.difference(stored);
+    if let Some(first) = lacking.next() {
+        report.push(Problem::Index(format!(
+            "{table} lacks the rows of {} {set} entries (first: {})",
+            1 + lacking.count(),
+            show(first)
+        )));
+    }
+    let mut stray = stored.difference(expected).filter(|r| !skip(r));
+    if let Some(first) = stray.next() {
+        report.push(Problem::Index(format!(
+            "{table} has {} rows matching no {set} entry (first: {})",
+            1 + stray.count(),
+            show(first)
+        )));
     }
 }

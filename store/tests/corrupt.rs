@@ -374,6 +374,14 @@ const DEFERRED: TableDefinition<Key32, (u64, &[u8])> = TableDefinition::new("def
 const DEFERRED_DUE: TableDefinition<(u64, Key32), ()> = TableDefinition::new("deferred_due");
 const VIEW: TableDefinition<&[u8], (u64, Key32, Key32, bool)> = TableDefinition::new("view");
 const WRITES: TableDefinition<(&[u8], u64, Key32), ()> = TableDefinition::new("writes");
+const HELD_LACKING: TableDefinition<Key32, u32> = TableDefinition::new("held_lacking");
+const HELD_ORDER: TableDefinition<(u64, Key32), ()> = TableDefinition::new("held_order");
+const HELD_BY_AUTHOR: TableDefinition<(Key32, u64, Key32), ()> =
+    TableDefinition::new("held_by_author");
+const DEFERRED_BY_AUTHOR: TableDefinition<(Key32, u64, Key32), ()> =
+    TableDefinition::new("deferred_by_author");
+const KEPT_USAGE: TableDefinition<(u8, Key32), u64> = TableDefinition::new("kept_usage");
+const KEPT_BYTES: TableDefinition<u8, u64> = TableDefinition::new("kept_bytes");
 
 /// A copy of `original` at `name`, with `edit` applied in one redb write transaction.
 fn edited(
@@ -588,7 +596,8 @@ impl Rng {
     }
 }
 
-/// Rewrites one row of a random table with a random value or key through redb.
+/// Rewrites one row of a random table (every table but `meta`, the cap tables included) with a
+/// random value or key through redb.
 fn mutate(txn: &redb::WriteTransaction, rng: &mut Rng) -> String {
     // a random row, made owned by `$own` (given the row's key and value)
     macro_rules! nth {
@@ -603,7 +612,7 @@ fn mutate(txn: &redb::WriteTransaction, rng: &mut Rng) -> String {
             $own
         }};
     }
-    match rng.below(9) {
+    match rng.below(15) {
         0 => {
             let mut t = txn.open_table(ENTRIES).unwrap();
             let (k, v) = nth!(t, |k, v| (k, v.to_vec()));
@@ -663,6 +672,54 @@ fn mutate(txn: &redb::WriteTransaction, rng: &mut Rng) -> String {
             t.remove(k.as_slice()).unwrap();
             t.insert(k2.as_slice(), v).unwrap();
             "view row".into()
+        }
+        9 => {
+            let mut t = txn.open_table(HELD_LACKING).unwrap();
+            let (k, v) = nth!(t, |k, v| (k, v));
+            t.insert(k, v.wrapping_add(1 + rng.below(3) as u32))
+                .unwrap();
+            "held_lacking value".into()
+        }
+        10 => {
+            let mut t = txn.open_table(HELD_ORDER).unwrap();
+            let k = nth!(t, |k, _v| k);
+            t.remove(k).unwrap();
+            let k2 = if rng.below(2) == 0 {
+                (k.0 ^ (1 << rng.below(64)), k.1)
+            } else {
+                (k.0, rng.k32(k.1))
+            };
+            t.insert(k2, ()).unwrap();
+            "held_order key".into()
+        }
+        11 => {
+            let mut t = txn.open_table(HELD_BY_AUTHOR).unwrap();
+            let k = nth!(t, |k, _v| k);
+            t.remove(k).unwrap();
+            t.insert((rng.k32(k.0), k.1, k.2), ()).unwrap();
+            "held_by_author key".into()
+        }
+        12 => {
+            let mut t = txn.open_table(DEFERRED_BY_AUTHOR).unwrap();
+            let k = nth!(t, |k, _v| k);
+            t.remove(k).unwrap();
+            t.insert((k.0, k.1 ^ (1 + rng.below(1 << 20)), k.2), ())
+                .unwrap();
+            "deferred_by_author key".into()
+        }
+        13 => {
+            let mut t = txn.open_table(KEPT_USAGE).unwrap();
+            let (k, v) = nth!(t, |k, v| (k, v));
+            // another count, possibly the zero a live store never writes
+            t.insert(k, v.wrapping_add(1 + rng.below(u64::MAX - 1)))
+                .unwrap();
+            "kept_usage value".into()
+        }
+        14 => {
+            let mut t = txn.open_table(KEPT_BYTES).unwrap();
+            let (k, v) = nth!(t, |k, v| (k, v));
+            t.insert(k, v.wrapping_add(1 + rng.below(1 << 16))).unwrap();
+            "kept_bytes value".into()
         }
         _ => {
             let mut t = txn.open_table(WRITES).unwrap();
