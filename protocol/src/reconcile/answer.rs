@@ -1,0 +1,290 @@
+//! How one part of the peer's message is answered in the OplogV1 dialect (`spec/SPEC.md` 8).
+
+use std::collections::BTreeMap;
+
+use tracing::debug;
+
+use super::pending::Pending;
+use super::{listed_keys, ReconcileError, Reconciler};
+use crate::fingerprint::Aggregate;
+use crate::key::{EntryKey, Range};
+use crate::range::RangeStore;
+use crate::wire::message::{Part, Payload};
+
+/// The output being built for one reply, with its effects held until the part is committed.
+pub(super) struct Out {
+    pub(super) parts: Vec<Part>,
+    pub(super) have: Vec<EntryKey>,
+    pub(super) need: Vec<EntryKey>,
+    pub(super) pending: Vec<(EntryKey, Pending)>,
+    pub(super) collisions: u64,
+}
+
+impl Out {
+    pub(super) fn new() -> Self {
+        Out {
+            parts: Vec::new(),
+            have: Vec::new(),
+            need: Vec::new(),
+            pending: Vec::new(),
+            collisions: 0,
+        }
+    }
+
+    pub(super) fn part(&mut self, upper: Option<EntryKey>, payload: Payload) {
+        self.parts.push(Part { upper, payload });
+    }
+}
+
+impl Reconciler {
+    /// Works out the answer to one part of the peer's message.
+    pub(super) fn answer<S: RangeStore + ?Sized>(
+        &mut self,
+        store: &S,
+        range: &Range,
+        payload: &Payload,
+        out: &mut Out,
+    ) -> Result<(), ReconcileError> {
+        let overlapping = self.take_overlapping(range);
+        let exact =
+            |start: &EntryKey, end: Option<EntryKey>| *start == range.start && end == range.end;
+        let unexpected = |what: &str| {
+            Err(ReconcileError::Protocol(format!(
+                "{} for [{:?}, {:?}) does not match what we are waiting on there",
+                what, range.start, range.end
+            )))
+        };
+        match payload {
+            Payload::Skip => {
+                for (start, p) in overlapping {
+                    let inside = start >= range.start
+                        && match (p.end(), range.end) {
+                            (_, None) => true,
+                            (Some(e), Some(re)) => e <= re,
+                            (None, Some(_)) => false,
+                        };
+                    match p {
+                        Pending::Resolved {
+                            mine_only, wanted, ..
+                        } if inside && wanted.is_empty() => out.have.extend(mine_only),
+                        _ => return unexpected("Skip"),
+                    }
+                }
+                out.part(range.end, Payload::Skip);
+            }
+            Payload::Fingerprint(fp) => {
+                // Whatever we waited on inside this range, the peer has started it over.
+                let mine = store.aggregate(range)?;
+                if mine.fingerprint() == *fp {
+                    out.part(range.end, Payload::Skip);
+                } else if mine.count() <= self.config.list_threshold as u64 {
+                    let keys = listed_keys(store, range, self.config.list_threshold)?;
+                    let len = self.config.prefix_len;
+                    let prefixes = keys
+                        .iter()
+                        .flat_map(|k| k.hash.0[..len as usize].iter().copied())
+                        .collect();
+                    out.part(range.end, Payload::PrefixList { len, prefixes });
+                    out.pending.push((
+                        range.start,
+                        Pending::Listed {
+                            end: range.end,
+                            peer_fp: *fp,
+                            keys,
+                            full: false,
+                        },
+                    ));
+                } else {
+                    self.split(store, range, mine.count(), out)?;
+                }
+            }
+            Payload::PrefixList { len, prefixes } => {
+                if !overlapping.is_empty() {
+                    return unexpected("PrefixList");
+                }
+                let count = store.count(range)?;
+                if count > self.config.list_threshold as u64 {
+                    return self.split(store, range, count, out);
+                }
+                let mine = listed_keys(store, range, self.config.list_threshold)?;
+                let len = *len as usize;
+                let mut unmatched: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
+                for (i, k) in mine.iter().enumerate().rev() {
+                    unmatched.entry(&k.hash.0[..len]).or_default().push(i);
+                }
+                let mut matched = vec![false; mine.len()];
+                let mut missing = Vec::new();
+                let mut wanted = Vec::new();
+                for (pos, p) in prefixes.chunks_exact(len).enumerate() {
+                    match unmatched.get_mut(p).and_then(Vec::pop) {
+                        Some(i) => matched[i] = true,
+                        None => {
+                            missing.push(pos as u32);
+                            wanted.extend_from_slice(p);
+                        }
+                    }
+                }
+                let mine_only: Vec<EntryKey> = mine
+                    .iter()
+                    .zip(&matched)
+                    .filter(|(_, m)| !**m)
+                    .map(|(k, _)| *k)
+                    .collect();
+                out.part(
+                    range.end,
+                    Payload::Resolve {
+                        missing,
+                        keys: mine_only.clone(),
+                    },
+                );
+                // Nothing to wait for when both sides listed the same keys: the peer answers
+                // with a Skip, which needs no pending state.
+                if !mine_only.is_empty() || !wanted.is_empty() {
+                    out.pending.push((
+                        range.start,
+                        Pending::Resolved {
+                            end: range.end,
+                            mine_only,
+                            wanted,
+                            wanted_len: len,
+                        },
+                    ));
+                }
+            }
+            Payload::FullList(theirs) => {
+                // Allowed only as the fallback for a prefix list we resolved.
+                for (start, p) in &overlapping {
+                    if !matches!(p, Pending::Resolved { end, .. } if exact(start, *end)) {
+                        return unexpected("FullList");
+                    }
+                }
+                let count = store.count(range)?;
+                if count > self.config.list_threshold as u64 {
+                    return self.split(store, range, count, out);
+                }
+                let mine = listed_keys(store, range, self.config.list_threshold)?;
+                let missing = theirs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, k)| mine.binary_search(k).is_err())
+                    .map(|(i, _)| i as u32)
+                    .collect::<Vec<_>>();
+                let mine_only: Vec<EntryKey> = mine
+                    .iter()
+                    .filter(|k| theirs.binary_search(k).is_err())
+                    .copied()
+                    .collect();
+                out.need.extend(missing.iter().map(|&i| theirs[i as usize]));
+                out.have.extend(mine_only.iter().copied());
+                out.part(
+                    range.end,
+                    Payload::Resolve {
+                        missing,
+                        keys: mine_only,
+                    },
+                );
+            }
+            Payload::Resolve { missing, keys } => {
+                let mut overlapping = overlapping.into_iter();
+                let (Some((start, listed)), None) = (overlapping.next(), overlapping.next()) else {
+                    return unexpected("Resolve");
+                };
+                let Pending::Listed {
+                    end,
+                    peer_fp,
+                    keys: listed,
+                    full,
+                } = listed
+                else {
+                    return unexpected("Resolve");
+                };
+                if !exact(&start, end) {
+                    return unexpected("Resolve");
+                }
+                if missing.last().is_some_and(|&m| m as usize >= listed.len()) {
+                    return Err(ReconcileError::Protocol(format!(
+                        "Resolve names position {} of a list of {}",
+                        missing.last().copied().unwrap_or_default(),
+                        listed.len()
+                    )));
+                }
+                let mut flagged = vec![false; listed.len()];
+                for &m in missing {
+                    flagged[m as usize] = true;
+                }
+                // The peer's set as the Resolve describes it must have the peer's fingerprint;
+                // otherwise a prefix collision (or a change under our feet) hid a difference.
+                let mut theirs: Vec<EntryKey> = listed
+                    .iter()
+                    .zip(&flagged)
+                    .filter(|(_, f)| !**f)
+                    .map(|(k, _)| *k)
+                    .chain(keys.iter().copied())
+                    .collect();
+                theirs.sort_unstable();
+                theirs.dedup();
+                if Aggregate::of_keys(&theirs).fingerprint() == peer_fp {
+                    let gave: Vec<EntryKey> = missing.iter().map(|&m| listed[m as usize]).collect();
+                    out.have.extend(gave.iter().copied());
+                    out.need
+                        .extend(keys.iter().filter(|k| listed.binary_search(k).is_err()));
+                    if full || gave.is_empty() {
+                        out.part(range.end, Payload::Skip);
+                    } else {
+                        out.part(range.end, Payload::Keys(gave));
+                    }
+                } else if !full {
+                    debug!(range = ?range.start, "reconcile: prefix collision, resending the range in full");
+                    out.collisions += 1;
+                    out.part(range.end, Payload::FullList(listed.clone()));
+                    out.pending.push((
+                        start,
+                        Pending::Listed {
+                            end,
+                            peer_fp,
+                            keys: listed,
+                            full: true,
+                        },
+                    ));
+                } else {
+                    // Even full keys do not reproduce the peer's fingerprint: a store changed
+                    // during the session, or the peer is lying. Start the range over.
+                    debug!(range = ?range.start, "reconcile: peer's answer contradicts its fingerprint, restarting range");
+                    out.part(range.end, Payload::Fingerprint(store.fingerprint(range)?));
+                }
+            }
+            Payload::Keys(theirs) => {
+                let mut overlapping = overlapping.into_iter();
+                let (Some((start, p)), None) = (overlapping.next(), overlapping.next()) else {
+                    return unexpected("Keys");
+                };
+                let Pending::Resolved {
+                    end,
+                    mine_only,
+                    wanted,
+                    wanted_len,
+                } = p
+                else {
+                    return unexpected("Keys");
+                };
+                if !exact(&start, end) {
+                    return unexpected("Keys");
+                }
+                let answers = theirs.len() * wanted_len == wanted.len()
+                    && theirs
+                        .iter()
+                        .zip(wanted.chunks_exact(wanted_len))
+                        .all(|(k, w)| k.hash.0.starts_with(w));
+                if !answers {
+                    return Err(ReconcileError::Protocol(
+                        "Keys do not match the prefixes we asked for".into(),
+                    ));
+                }
+                out.have.extend(mine_only);
+                out.need.extend(theirs.iter().copied());
+                out.part(range.end, Payload::Skip);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,374 @@
+//! The reconciliation state machine: two peers find out which keys each lacks by exchanging
+//! [`Message`]s, recursively splitting ranges whose fingerprints differ.
+//!
+//! The machine never touches a socket or a clock: [`Reconciler::initiate`] produces the first
+//! message, [`Reconciler::handle`] consumes one and returns a [`Step`] with the reply to send
+//! (if any) and the differences learned. The caller moves bytes, like `quinn` drives
+//! `quinn-proto`.
+//!
+//! Nothing a peer sends can make a reconciler panic, send an invalid message, or spend
+//! without bound: each received message is checked against the [`Config`]'s size, part and
+//! message-count limits before it is acted on, replies are cut to the same limits, and
+//! pending state and reported keys are charged against a session memory budget. Every such
+//! refusal is a typed [`ReconcileError::Limit`] naming the [`Limit`] hit (`spec/SPEC.md` 8.11).
+//!
+//! ```
+//! use oplog_protocol::{EntryKey, MemoryStore, Reconciler, Config};
+//!
+//! let a: MemoryStore = (1..=1000u64).map(|i| EntryKey::new(i, [1; 32])).collect();
+//! let b: MemoryStore = (1..=1000u64).filter(|i| i % 100 != 0).map(|i| EntryKey::new(i, [1; 32])).collect();
+//!
+//! let mut alice = Reconciler::new(Config::default()).unwrap();
+//! let mut bob = Reconciler::new(Config::default()).unwrap();
+//! let mut msg = Some(alice.initiate(&a).unwrap());
+//! let (mut alice_has, mut bob_needs) = (Vec::new(), Vec::new());
+//! let mut turn = 0;
+//! while let Some(m) = msg.take() {
+//!     let step = if turn % 2 == 0 { bob.handle(&b, &m).unwrap() } else { alice.handle(&a, &m).unwrap() };
+//!     if turn % 2 == 0 { bob_needs.extend(step.need) } else { alice_has.extend(step.have) }
+//!     msg = step.reply;
+//!     turn += 1;
+//! }
+//! bob_needs.sort();
+//! alice_has.sort();
+//! assert_eq!(bob_needs.len(), 10);
+//! assert_eq!(alice_has, bob_needs);
+//! assert!(alice.is_done() && bob.is_done());
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+
+use tracing::{debug, debug_span, trace};
+
+use crate::key::{EntryKey, Hash, Range};
+use crate::negentropy;
+use crate::range::RangeStore;
+use crate::wire::message::{self, Encoder, Part, Payload, MAX_LIST_ITEMS};
+
+mod answer;
+mod config;
+mod error;
+mod negentropy_dialect;
+mod pending;
+mod split;
+mod step;
+
+use answer::Out;
+use error::inconsistent;
+use negentropy_dialect::{neg_range, neg_split};
+use pending::{Pending, REPORTED_HASH_BYTES, REPORTED_KEY_BYTES};
+
+pub use config::{
+    Config, Dialect, DEFAULT_MAX_MESSAGES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTS,
+    DEFAULT_MAX_SESSION_MEMORY, MIN_MESSAGE_BYTES, MIN_PARTS, MIN_SESSION_MEMORY,
+    PENDING_PER_TRAFFIC_BYTE,
+};
+pub use error::{Limit, ReconcileError};
+pub use step::{Message, SessionStats, Step};
+
+/// Up to `limit` keys of `range`, checked: ascending, inside the range, at most `limit`.
+/// Lists built from them are sent and searched, so a store answering otherwise is an error.
+fn listed_keys<S: RangeStore + ?Sized>(
+    store: &S,
+    range: &Range,
+    limit: usize,
+) -> Result<Vec<EntryKey>, ReconcileError> {
+    let keys = store.keys(range, limit)?;
+    if keys.len() > limit
+        || keys.windows(2).any(|w| w[0] >= w[1])
+        || !keys.iter().all(|k| range.contains(k))
+    {
+        return Err(inconsistent(
+            "keys out of order, outside the range or more than asked",
+        ));
+    }
+    Ok(keys)
+}
+
+/// One side of a reconciliation session.
+#[derive(Debug)]
+pub struct Reconciler {
+    config: Config,
+    /// Ranges awaiting an answer, by start key; disjoint.
+    pending: BTreeMap<EntryKey, Pending>,
+    /// Sum of [`Pending::bytes`] over `pending`.
+    pending_bytes: usize,
+    started: bool,
+    /// Whether this side opened the session.
+    initiator: bool,
+    done: bool,
+    stats: SessionStats,
+    /// Every key already reported in a [`Step`]: a range restarted after a carry-over can
+    /// yield the same difference again, and each key is reported once.
+    reported: HashSet<EntryKey>,
+    /// Negentropy dialect: every hash already reported in [`Step::need_hashes`].
+    reported_hashes: HashSet<Hash>,
+}
+
+impl Reconciler {
+    /// A reconciler with `config`, which is validated.
+    pub fn new(config: Config) -> Result<Self, ReconcileError> {
+        config.validate()?;
+        Ok(Reconciler {
+            config,
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
+            started: false,
+            initiator: false,
+            done: false,
+            stats: SessionStats::default(),
+            reported: HashSet::new(),
+            reported_hashes: HashSet::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Session counters so far.
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    /// Bytes of session state held now (pending ranges and reported keys), as charged
+    /// against [`Config::max_session_memory`].
+    pub fn session_memory(&self) -> usize {
+        self.pending_bytes
+            + self.reported.len() * REPORTED_KEY_BYTES
+            + self.reported_hashes.len() * REPORTED_HASH_BYTES
+    }
+
+    /// Number of ranges this side is waiting on.
+    pub fn pending_ranges(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether this side opened the session with [`Reconciler::initiate`].
+    pub fn is_initiator(&self) -> bool {
+        self.initiator
+    }
+
+    /// Whether the session is over: nothing is pending and no reply is expected.
+    ///
+    /// In the Negentropy dialect the initiator is done once its answer would be empty (just
+    /// the version byte), which it then does not send. The responder keeps no state between
+    /// messages: it is done after every reply and answers whatever the initiator sends next.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The first message of a session, for the side that opens it.
+    pub fn initiate<S: RangeStore + ?Sized>(
+        &mut self,
+        store: &S,
+    ) -> Result<Message, ReconcileError> {
+        let _span =
+            debug_span!("reconcile", dialect = ?self.config.dialect, initiator = true).entered();
+        if self.started {
+            return Err(ReconcileError::Misuse(
+                "initiate called on a started session",
+            ));
+        }
+        self.started = true;
+        self.initiator = true;
+        if self.config.dialect == Dialect::NegentropyV1 {
+            // Negentropy always splits the whole key space, whatever the frame limit.
+            let mut enc = negentropy::Encoder::new();
+            let everything = neg_range(EntryKey::MIN, &negentropy::Bound::INFINITY);
+            for p in neg_split(store, &everything, negentropy::Bound::INFINITY)? {
+                enc.push(&p).map_err(inconsistent)?;
+            }
+            let msg = Message(enc.finish());
+            self.sent(&msg);
+            debug!(bytes = msg.len(), "reconcile: initiate (negentropy)");
+            return Ok(msg);
+        }
+        let mut out = Out::new();
+        let count = store.count(&Range::FULL)?;
+        if self.config.initial_split && count > self.config.list_threshold as u64 {
+            self.split(store, &Range::FULL, count, &mut out)?;
+        } else {
+            out.part(None, Payload::Fingerprint(store.fingerprint(&Range::FULL)?));
+        }
+        let mut enc = Encoder::new();
+        for p in &out.parts {
+            enc.push(p).map_err(inconsistent)?;
+        }
+        let msg = Message(enc.finish());
+        self.sent(&msg);
+        debug!(bytes = msg.len(), count, "reconcile: initiate");
+        Ok(msg)
+    }
+
+    fn sent(&mut self, msg: &Message) {
+        self.stats.messages_sent += 1;
+        self.stats.bytes_sent += msg.len() as u64;
+    }
+
+    /// The checks every received message passes first, in this order: the session has not
+    /// ended, the message count, the message size.
+    fn admit(&mut self, msg: &Message) -> Result<(), ReconcileError> {
+        let stateless_responder = self.config.dialect == Dialect::NegentropyV1 && !self.initiator;
+        if self.done && !stateless_responder {
+            return Err(ReconcileError::Protocol(
+                "peer sent a message after the session ended".into(),
+            ));
+        }
+        if self.stats.messages_received >= self.config.max_messages {
+            return Err(Limit::Messages {
+                limit: self.config.max_messages,
+            }
+            .into());
+        }
+        self.started = true;
+        self.stats.messages_received += 1;
+        self.stats.bytes_received += msg.len() as u64;
+        if let Some(limit) = self.config.max_message_bytes {
+            if msg.len() > limit {
+                return Err(Limit::MessageBytes {
+                    size: msg.len(),
+                    limit,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles a message from the peer and returns the reply (if one is due) and the
+    /// differences learned. After an error the session must be abandoned.
+    ///
+    /// Checks, in order: a message after the session ended ([`ReconcileError::Protocol`]),
+    /// [`Limit::Messages`], [`Limit::MessageBytes`], then the whole message is decoded
+    /// ([`ReconcileError::Decode`], or [`Limit::Parts`] at the first part over the limit)
+    /// before any part is acted on; then each part in order may fail with
+    /// [`ReconcileError::Protocol`], [`Limit::SessionMemory`] or [`ReconcileError::Store`].
+    pub fn handle<S: RangeStore + ?Sized>(
+        &mut self,
+        store: &S,
+        msg: &Message,
+    ) -> Result<Step, ReconcileError> {
+        let _span = debug_span!(
+            "reconcile",
+            dialect = ?self.config.dialect,
+            initiator = self.initiator,
+            round = self.stats.messages_received + 1
+        )
+        .entered();
+        self.admit(msg)?;
+        if self.config.dialect == Dialect::NegentropyV1 {
+            return self.handle_negentropy(store, msg);
+        }
+        // First pass: the whole message must be valid, and within the part limit, before
+        // anything is acted on. Parts are decoded one at a time and dropped.
+        let max_parts = self.config.max_parts;
+        let mut count = 0usize;
+        let mut expects_reply = false;
+        for part in message::parts(&msg.0)? {
+            let part = part?;
+            count += 1;
+            if count > max_parts {
+                return Err(Limit::Parts { limit: max_parts }.into());
+            }
+            expects_reply |= part.payload.is_open();
+        }
+        trace!(parts = count, bytes = msg.len(), "reconcile: received");
+
+        let limit = self.config.max_message_bytes.unwrap_or(usize::MAX);
+        let mut enc = Encoder::new();
+        let mut step = Step::default();
+        let mut reply_open = false;
+        let mut lower = EntryKey::MIN;
+        let mut parts = message::parts(&msg.0)?;
+        let mut at_end = false;
+        let mut created = 0usize;
+        loop {
+            // the parts, then the implicit trailing Skip up to the end of the key space
+            let part = match parts.next() {
+                Some(part) => part?,
+                None if at_end => break,
+                None => Part {
+                    upper: None,
+                    payload: Payload::Skip,
+                },
+            };
+            at_end |= part.upper.is_none();
+            let range = Range::new(lower, part.upper);
+            let mut out = Out::new();
+            self.answer(store, &range, &part.payload, &mut out)?;
+            let mark = enc.mark();
+            for p in &out.parts {
+                enc.push(p).map_err(inconsistent)?;
+            }
+            if enc.len() > limit.saturating_sub(CARRY_RESERVE) || enc.parts() > max_parts - 2 {
+                // Out of room: everything from here on goes into one fingerprint that the
+                // peer answers next round; what we were waiting on there starts over.
+                enc.rollback(mark);
+                for (_, p) in self.pending.split_off(&range.start) {
+                    self.pending_bytes -= p.bytes();
+                }
+                enc.push(&Part {
+                    upper: None,
+                    payload: Payload::Fingerprint(
+                        store.fingerprint(&Range::new(range.start, None))?,
+                    ),
+                })
+                .map_err(inconsistent)?;
+                reply_open = true;
+                self.stats.carried_over += 1;
+                debug!(from = ?range.start, "reconcile: message limit reached, carrying ranges over");
+                break;
+            }
+            let added: usize = out.pending.iter().map(|(_, p)| p.bytes()).sum();
+            created += added;
+            let allowed = PENDING_PER_TRAFFIC_BYTE * (msg.len() + enc.len());
+            if created > allowed {
+                return Err(Limit::PendingState {
+                    needed: created,
+                    limit: allowed,
+                }
+                .into());
+            }
+            self.charge(added + (out.have.len() + out.need.len()) * REPORTED_KEY_BYTES)?;
+            self.pending_bytes += added;
+            self.pending.extend(out.pending);
+            let reported = &mut self.reported;
+            step.have
+                .extend(out.have.into_iter().filter(|k| reported.insert(*k)));
+            step.need
+                .extend(out.need.into_iter().filter(|k| reported.insert(*k)));
+            reply_open |= out.parts.iter().any(|p| p.payload.is_open());
+            self.stats.prefix_collisions += out.collisions;
+            lower = part.upper.unwrap_or(lower);
+        }
+        if expects_reply {
+            let reply = Message(enc.finish());
+            self.sent(&reply);
+            step.reply = Some(reply);
+            self.done = !reply_open && self.pending.is_empty();
+        } else if !self.pending.is_empty() {
+            return Err(ReconcileError::Protocol(format!(
+                "peer ended the session with {} ranges still open",
+                self.pending.len()
+            )));
+        } else {
+            self.done = true;
+        }
+        debug!(
+            have = step.have.len(),
+            need = step.need.len(),
+            reply = step.reply.as_ref().map(Message::len),
+            done = self.done,
+            "reconcile: handled message"
+        );
+        Ok(step)
+    }
+}
+
+/// Room kept in every limited message for the Skip and Fingerprint parts that carry leftover
+/// ranges into the next round.
+const CARRY_RESERVE: usize = 2 * (1 + 1 + 10 + 32) + 16;
+
+const _: () = assert!(MAX_LIST_ITEMS >= 64);
