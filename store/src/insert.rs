@@ -13,7 +13,10 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use tracing::debug_span;
 
 use crate::error::Error;
-use crate::schema::*;
+use crate::schema::{
+    ViewRow, BY_HASH, DEFERRED, DEFERRED_BY_AUTHOR, DEFERRED_DUE, ENTRIES, HEADS, HELD,
+    HELD_BY_AUTHOR, HELD_LACKING, HELD_ORDER, KEPT_BYTES, KEPT_USAGE, VIEW, WAITING, WRITES,
+};
 use crate::{decode_stored, register_bytes, Store};
 
 /// The tables one insert transaction writes.
@@ -394,7 +397,7 @@ impl<A: Action> Store<A> {
             dropped = report.dropped.len(),
             "committed"
         );
-        self.publish(applied);
+        self.publish(&applied);
         Ok(report)
     }
 }

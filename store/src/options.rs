@@ -52,30 +52,35 @@ impl fmt::Debug for Options {
 
 impl Options {
     /// Sets the maximum drift.
+    #[must_use]
     pub fn max_drift(mut self, max_drift: Duration) -> Self {
         self.limits.max_drift = max_drift;
         self
     }
 
     /// Sets the drift bound and the caps on held-back and deferred entries.
+    #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
     }
 
     /// Accepts entries only from these authors.
+    #[must_use]
     pub fn allowed_authors(mut self, authors: impl IntoIterator<Item = NodeId>) -> Self {
         self.allowed_authors = Some(authors.into_iter().collect());
         self
     }
 
     /// Sets [`Options::check_integrity_on_open`].
+    #[must_use]
     pub fn check_integrity_on_open(mut self, check: bool) -> Self {
         self.check_integrity_on_open = check;
         self
     }
 
     /// Uses `clock` as local wall time (tests inject a manual clock).
+    #[must_use]
     pub fn clock(mut self, clock: impl WallClock + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
         self

@@ -10,7 +10,7 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use crate::error::Error;
 use crate::insert::write_of;
 use crate::range::ReadDag;
-use crate::schema::*;
+use crate::schema::{BY_HASH, DEFERRED, ENTRIES, HEADS, HELD, VIEW, WAITING, WRITES};
 use crate::{decode_stored, register_bytes, Store};
 
 /// One write to a register, as returned by [`Store::history`].

@@ -95,6 +95,15 @@ pub(crate) fn init(db: &Database) -> Result<(), Error> {
 /// without the version is [`Error::NotAStore`] (no `meta` table) or [`Error::Corrupt`] (a
 /// `meta` table that lacks it).
 pub(crate) fn check(db: &Database, path: &Path) -> Result<(), Error> {
+    fn has<K: Key + 'static, V: Value + 'static>(
+        txn: &ReadTransaction,
+        name: &'static str,
+        def: TableDefinition<K, V>,
+    ) -> Result<(), Error> {
+        txn.open_table(def)
+            .map(drop)
+            .map_err(|e| table_error(name, e))
+    }
     let not_a_store = |reason: String| Error::NotAStore {
         path: path.to_path_buf(),
         reason,
@@ -130,15 +139,6 @@ pub(crate) fn check(db: &Database, path: &Path) -> Result<(), Error> {
             found,
             supported: SCHEMA_VERSION,
         });
-    }
-    fn has<K: Key + 'static, V: Value + 'static>(
-        txn: &ReadTransaction,
-        name: &'static str,
-        def: TableDefinition<K, V>,
-    ) -> Result<(), Error> {
-        txn.open_table(def)
-            .map(drop)
-            .map_err(|e| table_error(name, e))
     }
     has(&txn, "entries", ENTRIES)?;
     has(&txn, "by_hash", BY_HASH)?;

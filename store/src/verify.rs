@@ -11,7 +11,10 @@ use tracing::info_span;
 use crate::error::{from_store_error, Error};
 use crate::insert::write_of;
 use crate::range::ReadDag;
-use crate::schema::*;
+use crate::schema::{
+    DEFERRED, DEFERRED_BY_AUTHOR, DEFERRED_DUE, ENTRIES, HEADS, HELD, HELD_BY_AUTHOR, HELD_LACKING,
+    HELD_ORDER, KEPT_BYTES, KEPT_USAGE, VIEW, WAITING, WRITES,
+};
 use crate::{register_bytes, Store};
 
 /// One inconsistency found by [`Store::verify`].
@@ -219,7 +222,7 @@ impl<A: Action> Store<A> {
 
         self.verify_held(&txn, &dag, &mut report)?;
         self.verify_deferred(&txn, &mut report)?;
-        self.verify_caps(&txn, &mut report)?;
+        Self::verify_caps(&txn, &mut report)?;
 
         // the in-memory range index
         let index = self.read_index();
@@ -344,11 +347,7 @@ impl<A: Action> Store<A> {
     /// Checks the cap tables against the held-back and deferred entries they describe:
     /// `held_lacking` against `waiting`, the order tables against each entry's key, author and
     /// due time, and the counters of `kept_usage` and `kept_bytes` against a recount.
-    fn verify_caps(
-        &self,
-        txn: &redb::ReadTransaction,
-        report: &mut VerifyReport,
-    ) -> Result<(), Error> {
+    fn verify_caps(txn: &redb::ReadTransaction, report: &mut VerifyReport) -> Result<(), Error> {
         let mut counts = KeptCounts::default();
 
         // the held-back set; undecodable entries (already listed) are counted in bytes only,

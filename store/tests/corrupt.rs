@@ -40,7 +40,8 @@ fn build_store(path: &Path) -> Vec<Hash> {
     let mut tips: [Option<Hash>; 2] = [None, None];
     let mut batch = Vec::new();
     for i in 0..APPLIED {
-        let who = (i % 2) as usize;
+        let odd = i % 2 == 1;
+        let who = usize::from(odd);
         let mut parents: Vec<Hash> = tips[who].into_iter().collect();
         if i % 10 == 9 {
             parents.extend(tips[1 - who]); // a merge of both authors' tips
@@ -49,9 +50,9 @@ fn build_store(path: &Path) -> Vec<Hash> {
         let action = if i % 13 == 12 {
             del("b", &format!("k{}", i % 11))
         } else {
-            put("b", &format!("k{}", i % 11), i as u8)
+            put("b", &format!("k{}", i % 11), i.to_le_bytes()[0])
         };
-        let e = mk(who as u8 + 1, 1_000 + i, action, &parents);
+        let e = mk(1 + u8::from(odd), 1_000 + i, action, &parents);
         tips[who] = Some(e.hash);
         applied.push(e.hash);
         batch.push(e);
@@ -183,7 +184,7 @@ fn every_byte_flip_is_an_error_or_a_listed_problem() {
     let dir = tempfile::tempdir().unwrap();
     let original = dir.path().join("log.redb");
     build_store(&original);
-    let len = fs::metadata(&original).unwrap().len() as usize;
+    let len = usize::try_from(fs::metadata(&original).unwrap().len()).unwrap();
     let exe = std::env::current_exe().unwrap();
     let stderr_path = dir.path().join("child.stderr");
 
@@ -319,7 +320,7 @@ fn garbage_files_are_typed_errors() {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
-                seed as u8
+                seed.to_le_bytes()[0]
             })
             .collect();
         let path = dir.path().join(format!("garbage-{i}.redb"));
@@ -577,21 +578,33 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
+    /// [`Rng::below`] for an index into something `n` long.
+    fn index(&mut self, n: usize) -> usize {
+        usize::try_from(self.below(n as u64)).expect("a value below a usize fits one")
+    }
+    /// [`Rng::below`] for a byte.
+    fn small(&mut self, n: u8) -> u8 {
+        u8::try_from(self.below(u64::from(n))).expect("a value below a u8 fits one")
+    }
     fn bytes(&mut self, like: &[u8]) -> Vec<u8> {
         let mut v = like.to_vec();
         match self.below(3) {
             0 if !v.is_empty() => {
-                let i = self.below(v.len() as u64) as usize;
+                let i = self.index(v.len());
                 v[i] ^= 1 << self.below(8);
             }
-            1 if !v.is_empty() => v.truncate(self.below(v.len() as u64) as usize),
-            _ => v = (0..self.below(80)).map(|_| self.next() as u8).collect(),
+            1 if !v.is_empty() => v.truncate(self.index(v.len())),
+            _ => {
+                v = (0..self.below(80))
+                    .map(|_| self.next().to_le_bytes()[0])
+                    .collect();
+            }
         }
         v
     }
     fn k32(&mut self, like: Key32) -> Key32 {
         let mut k = like;
-        k[self.below(32) as usize] ^= 1 + self.below(255) as u8;
+        k[self.index(32)] ^= 1 + self.small(255);
         k
     }
 }
@@ -606,7 +619,7 @@ fn mutate(txn: &redb::WriteTransaction, rng: &mut Rng) -> String {
             if n == 0 {
                 return "empty table".into();
             }
-            let i = rng.below(n) as usize;
+            let i = usize::try_from(rng.below(n)).unwrap();
             let row = $t.iter().unwrap().nth(i).unwrap().unwrap();
             let ($k, $v) = (row.0.value(), row.1.value());
             $own
@@ -676,7 +689,7 @@ fn mutate(txn: &redb::WriteTransaction, rng: &mut Rng) -> String {
         9 => {
             let mut t = txn.open_table(HELD_LACKING).unwrap();
             let (k, v) = nth!(t, |k, v| (k, v));
-            t.insert(k, v.wrapping_add(1 + rng.below(3) as u32))
+            t.insert(k, v.wrapping_add(1 + u32::from(rng.small(3))))
                 .unwrap();
             "held_lacking value".into()
         }
@@ -746,7 +759,7 @@ fn rewritten_rows_never_panic_open_verify_or_reads() {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut what = Vec::new();
         let p = edited(dir.path(), &original, &format!("m{seed}.redb"), |txn| {
-            for _ in 0..1 + rng.below(3) {
+            for _ in 0..=rng.below(3) {
                 what.push(mutate(txn, &mut rng));
             }
         });

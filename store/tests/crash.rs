@@ -27,7 +27,7 @@ fn crash_child_writer() {
     loop {
         let len = store.len();
         let mut parent: Vec<Hash> = store.heads().unwrap().iter().map(|(k, _)| k.hash).collect();
-        let mut batch = Vec::with_capacity(BATCH as usize);
+        let mut batch = Vec::new();
         for i in 0..BATCH {
             let hlc = 1_000 + len + i;
             let e = mk(

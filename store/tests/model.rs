@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-const DRIFT: Duration = Duration::from_nanos(1_000);
+const DRIFT: Duration = Duration::from_micros(1);
 const START: u64 = 1_000_000;
 
 /// A random DAG of `n` entries over 3 allowed authors and 1 stranger.
@@ -145,7 +145,7 @@ fn assert_same(store: &Store, model: &MemoryReplica<Op>, rng: &mut StdRng) {
 /// Reports must agree exactly on every outcome. Applied and dropped entries must be the same
 /// sets; their order is any order that puts parents first (the model follows its hash-map
 /// waiting lists, the store its `waiting` table), which is checked on the store's order.
-fn same_report(store: &Store, got: InsertReport, want: InsertReport, seed: u64) {
+fn same_report(store: &Store, got: &InsertReport, want: &InsertReport, seed: u64) {
     assert_eq!(got.outcomes, want.outcomes, "outcomes differ (seed {seed})");
     let as_set = |v: &[Hash]| v.iter().copied().collect::<BTreeSet<Hash>>();
     assert_eq!(
@@ -154,16 +154,16 @@ fn same_report(store: &Store, got: InsertReport, want: InsertReport, seed: u64) 
         "applied differ (seed {seed})"
     );
     assert_eq!(got.applied.len(), want.applied.len());
-    let mut seen = HashSet::new();
+    let mut placed = HashSet::new();
     for h in &got.applied {
         let e = store.entry(h).unwrap().expect("applied entries are stored");
         for p in &e.parents {
             assert!(
-                seen.contains(p) || !got.applied.contains(p),
+                placed.contains(p) || !got.applied.contains(p),
                 "child {h} applied before its parent {p} (seed {seed})"
             );
         }
-        seen.insert(*h);
+        placed.insert(*h);
     }
     let mut got_dropped = got.dropped.clone();
     let mut want_dropped = want.dropped.clone();
@@ -198,7 +198,7 @@ impl Seen {
 }
 
 fn run(seed: u64, n: usize) -> Seen {
-    let mut seen = Seen::default();
+    let mut tally = Seen::default();
     let mut rng = StdRng::seed_from_u64(seed);
     let entries = random_entries(&mut rng, n);
     let dir = tempfile::tempdir().unwrap();
@@ -232,13 +232,13 @@ fn run(seed: u64, n: usize) -> Seen {
         i += len;
         let got = store.insert(batch.clone()).unwrap();
         let want = model.insert(batch, clock.get(), DRIFT, Some(&allowed));
-        seen.count(&want);
-        same_report(&store, got, want, seed);
+        tally.count(&want);
+        same_report(&store, &got, &want, seed);
         if rng.gen_bool(0.2) {
             clock.set(clock.get() + rng.gen_range(0..2_000));
             let got = store.retry_deferred().unwrap();
             let want = model.retry_deferred(clock.get());
-            same_report(&store, got, want, seed);
+            same_report(&store, &got, &want, seed);
         }
         if rng.gen_bool(0.05) {
             drop(store);
@@ -254,15 +254,15 @@ fn run(seed: u64, n: usize) -> Seen {
     clock.set(u64::MAX / 2);
     same_report(
         &store,
-        store.retry_deferred().unwrap(),
-        model.retry_deferred(clock.get()),
+        &store.retry_deferred().unwrap(),
+        &model.retry_deferred(clock.get()),
         seed,
     );
     drop(store);
     let store: Store = Store::open_with(&path, options).unwrap();
     assert_same(&store, &model, &mut rng);
     assert!(store.verify().unwrap().is_ok());
-    seen
+    tally
 }
 
 proptest! {

@@ -122,7 +122,7 @@ fn entries_too_far_ahead_are_deferred_then_admitted() {
             dir.path().join("log.redb"),
             Options::default()
                 .clock(clock.clone())
-                .max_drift(Duration::from_nanos(1_000)),
+                .max_drift(Duration::from_micros(1)),
         )
         .unwrap()
     };
@@ -208,7 +208,7 @@ fn unknown_schema_version_is_refused_without_rewriting() {
                 found: 99,
                 supported,
             }) => {
-                assert_eq!(supported, oplog_store::schema::SCHEMA_VERSION)
+                assert_eq!(supported, oplog_store::schema::SCHEMA_VERSION);
             }
             other => panic!("expected a version error, got {other:?}"),
         }
@@ -295,7 +295,7 @@ fn reads_get_list_history_log_replay_and_subscription() {
 
     let log = store.log(EntryKey::MIN, 100).unwrap();
     let mut sorted = all.clone();
-    sorted.sort_by_key(|e| e.key());
+    sorted.sort_by_key(oplog_store::protocol::LogEntry::key);
     assert_eq!(log, sorted);
     assert_eq!(store.log(c.key(), 2).unwrap(), sorted[2..4].to_vec());
 
@@ -312,8 +312,13 @@ fn reads_get_list_history_log_replay_and_subscription() {
     let seen: Vec<_> = rx.try_iter().collect();
     assert_eq!(seen.len(), 6);
     assert_eq!(
-        seen.iter().map(|e| e.key()).collect::<Vec<_>>(),
-        sorted.iter().map(|e| e.key()).collect::<Vec<_>>()
+        seen.iter()
+            .map(oplog_store::protocol::LogEntry::key)
+            .collect::<Vec<_>>(),
+        sorted
+            .iter()
+            .map(oplog_store::protocol::LogEntry::key)
+            .collect::<Vec<_>>()
     );
     assert!(store.insert(all).unwrap().applied.is_empty());
     assert_eq!(rx.try_iter().count(), 0, "duplicates are not re-announced");
@@ -414,7 +419,7 @@ fn verify_finds_tampering_in_every_kind_of_table() {
                 assert!(!report.is_ok(), "{what} went unnoticed");
             }
             Err(Error::Corrupt { table, .. }) => {
-                assert_eq!((what, table), ("lost by_hash row", "by_hash"))
+                assert_eq!((what, table), ("lost by_hash row", "by_hash"));
             }
             Err(e) => panic!("{what}: {e}"),
         }

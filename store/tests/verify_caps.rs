@@ -53,6 +53,8 @@ struct Fixture {
 /// entries by author 2 waiting for an unsent parent, one of them also naming an applied entry,
 /// a child of a held-back entry, and an entry by author 3 that lacked three parents and, after
 /// one of them was sent, lacks two; deferred: 2 entries by author 4 and 1 by author 5.
+// `held2a`, `held2b`, `held2c`: author 2's held-back entries, told apart by their last letter
+#[allow(clippy::similar_names)]
 fn build(path: &Path) -> Fixture {
     let store: Store = Store::create(path, options()).unwrap();
     let applied = chain(10, 1_000);
@@ -374,7 +376,7 @@ fn each_damaged_cap_table_is_named_by_verify() {
     let fixture = build(&original);
     for (i, (what, table, phrase, tamper)) in tampers().into_iter().enumerate() {
         let p = edited(dir.path(), &original, &format!("t{i}.redb"), |txn| {
-            tamper(txn, &fixture)
+            tamper(txn, &fixture);
         });
         let report = verify(&p);
         assert!(!report.is_ok(), "{what} went unnoticed");
@@ -434,8 +436,23 @@ fn the_counters_are_checked_against_the_encoded_entries() {
         ((1, node(4).0), 2),
         ((1, node(5).0), 1),
     ];
-    want.sort();
+    want.sort_unstable();
     assert_eq!(rows, want);
+}
+
+/// Adds the entries `r` turned away by a cap to `turned_away`: held back first, deferred second.
+fn tally(r: &oplog_store::InsertReport, turned_away: &mut [BTreeSet<Hash>; 2]) {
+    let refused = r.outcomes.iter().filter_map(|(h, o)| match o {
+        InsertOutcome::Rejected(e) => Some((h, e)),
+        _ => None,
+    });
+    for (h, e) in r.dropped.iter().map(|(h, e)| (h, e)).chain(refused) {
+        match e {
+            InsertError::HeldBackFull => turned_away[0].insert(*h),
+            InsertError::DeferredFull => turned_away[1].insert(*h),
+            _ => false,
+        };
+    }
 }
 
 /// Small caps: floods of held-back and deferred entries from a few authors, evicting by the
@@ -466,19 +483,6 @@ fn a_store_evicting_by_small_caps_verifies_clean() {
     // what the caps turned away, per set: evicted (dropped) or refused on arrival (an entry
     // evicted by a later one of the same call is listed in both, so hashes are counted once)
     let mut turned_away: [BTreeSet<Hash>; 2] = Default::default();
-    fn tally(r: &oplog_store::InsertReport, turned_away: &mut [BTreeSet<Hash>; 2]) {
-        let refused = r.outcomes.iter().filter_map(|(h, o)| match o {
-            InsertOutcome::Rejected(e) => Some((h, e)),
-            _ => None,
-        });
-        for (h, e) in r.dropped.iter().map(|(h, e)| (h, e)).chain(refused) {
-            match e {
-                InsertError::HeldBackFull => turned_away[0].insert(*h),
-                InsertError::DeferredFull => turned_away[1].insert(*h),
-                _ => false,
-            };
-        }
-    }
     let counts = |t: &[BTreeSet<Hash>; 2]| [t[0].len(), t[1].len()];
 
     // the author caps: one author sends 5 held-back and another 4 deferred entries, all

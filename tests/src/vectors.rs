@@ -250,7 +250,7 @@ pub struct HlcOp {
     /// The issued stamp of a successful tick.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stamp: Option<String>,
-    /// TooFarAhead: how far ahead the remote stamp was (remote - wall).
+    /// `TooFarAhead`: how far ahead the remote stamp was (remote - wall).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ahead_ns: Option<String>,
     /// Exhausted: the stamp the clock is stuck at.
@@ -1069,7 +1069,7 @@ pub struct OutcomeJson {
     pub entry: String,
     /// `Applied`, `Duplicate`, `HeldBack`, `Deferred` or `Rejected`.
     pub outcome: String,
-    /// HeldBack: the parents not applied yet, ascending.
+    /// `HeldBack`: the parents not applied yet, ascending.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missing_hex: Option<Vec<String>>,
     /// Deferred: the wall time from which it is admissible.
@@ -1522,11 +1522,8 @@ pub fn merge_rule_heads(
         if r.authors.is_empty() {
             return Err("recipe without authors".into());
         }
-        for i in 0..r.count {
-            heads.push((
-                EntryKey::new(base + i, ih(i)),
-                node(&r.authors[(i % r.authors.len() as u64) as usize])?,
-            ));
+        for (i, author) in (0..r.count).zip(r.authors.iter().cycle()) {
+            heads.push((EntryKey::new(base + i, ih(i)), node(author)?));
         }
     }
     Ok(heads)
@@ -1556,8 +1553,8 @@ pub fn replay_failure(c: &FailureCase) -> Result<(String, Option<String>), Strin
         }
         Ok(set.into_iter().collect())
     };
-    let a = build(&c.initiator_set)?;
-    let b = build(&c.responder_set)?;
+    let set_a = build(&c.initiator_set)?;
+    let set_b = build(&c.responder_set)?;
     let mut ra = Reconciler::new(c.config_initiator.config()?).map_err(|e| e.to_string())?;
     let mut rb = Reconciler::new(c.config_responder.config()?).map_err(|e| e.to_string())?;
     let msgs: Vec<Vec<u8>> = c
@@ -1572,16 +1569,16 @@ pub fn replay_failure(c: &FailureCase) -> Result<(String, Option<String>), Strin
             return Err(format!("{}: message {i} is from {}", c.name, m.from));
         }
     }
-    let first = ra.initiate(&a).map_err(|e| e.to_string())?;
+    let first = ra.initiate(&set_a).map_err(|e| e.to_string())?;
     if last > 0 && first.as_bytes() != msgs[0] {
         return Err(format!("{}: message 0 is not the initiator's", c.name));
     }
     for (i, bytes) in msgs.iter().enumerate() {
         let msg = oplog_protocol::Message::from_bytes(bytes.clone());
         let step = if i % 2 == 0 {
-            rb.handle(&b, &msg)
+            rb.handle(&set_b, &msg)
         } else {
-            ra.handle(&a, &msg)
+            ra.handle(&set_a, &msg)
         };
         match step {
             Err(e) if i == last => {
@@ -1596,7 +1593,7 @@ pub fn replay_failure(c: &FailureCase) -> Result<(String, Option<String>), Strin
             Err(e) => return Err(format!("{}: honest message {i} refused: {e}", c.name)),
             Ok(_) if i == last => return Err(format!("{}: the bad message was accepted", c.name)),
             Ok(step) => {
-                let reply = step.reply.map(|r| r.into_bytes());
+                let reply = step.reply.map(oplog_protocol::Message::into_bytes);
                 if i + 1 < last && reply.as_ref() != Some(&msgs[i + 1]) {
                     return Err(format!(
                         "{}: message {} is not the honest reply",

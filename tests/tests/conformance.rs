@@ -83,7 +83,11 @@ fn every_vector_file_is_checked() {
     let mut names: Vec<String> = std::fs::read_dir(vectors_dir())
         .expect("spec/vectors exists")
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".json"))
+        .filter(|n| {
+            std::path::Path::new(n)
+                .extension()
+                .is_some_and(|e| e == "json")
+        })
         .collect();
     names.sort();
     assert_eq!(
@@ -111,10 +115,11 @@ fn every_vector_file_is_checked() {
 fn shoal_put_body(hlc: u64, node: &[u8; 32], op: &Op, parents: &[Hash]) -> Option<Vec<u8>> {
     fn varint(out: &mut Vec<u8>, mut v: u64) {
         while v >= 0x80 {
-            out.push((v as u8) | 0x80);
+            // the low seven bits, with the continuation bit
+            out.push(v.to_le_bytes()[0] | 0x80);
             v >>= 7;
         }
-        out.push(v as u8);
+        out.push(u8::try_from(v).expect("below 0x80 after the loop"));
     }
     let Op::Put {
         bucket,
@@ -724,7 +729,7 @@ fn a_flipped_byte_elsewhere_is_detected() {
         match field {
             0 => {
                 f.aggregates[last].fingerprint_hex =
-                    flip_hex(&f.aggregates[last].fingerprint_hex, 15)
+                    flip_hex(&f.aggregates[last].fingerprint_hex, 15);
             }
             1 => f.aggregates[last].sum_hex = flip_hex(&f.aggregates[last].sum_hex, 511),
             _ => f.items[0].term_hex = f.items[0].term_hex.as_deref().map(|t| flip_hex(t, 300)),
@@ -746,7 +751,7 @@ fn a_flipped_byte_elsewhere_is_detected() {
     }
 }
 
-/// The seeds are what they claim: a NodeId in the vectors is the ed25519 public key of its seed.
+/// The seeds are what they claim: a `NodeId` in the vectors is the ed25519 public key of its seed.
 #[test]
 fn node_ids_are_public_keys() {
     let f: EntriesFile = load("entries.json");
@@ -1141,20 +1146,17 @@ fn check_dag(f: &DagFile) -> Check {
         let me = f.authors.iter().find(|a| a.name == m.me).ok_or("me")?;
         let (should, parents) = run_merge_rule(&heads, &NodeId(unhex32(&me.public_key_hex)?));
         ensure_eq!(should, m.should_merge, "{}: should_merge", m.name);
-        match &m.merge_parents_indices {
-            Some(idx) => {
-                let want: Vec<Hash> = idx.iter().map(|&i| oplog_tests::vectors::ih(i)).collect();
-                ensure_eq!(parents, want, "{}: merge_parents", m.name);
-                ensure!(
-                    m.merge_parents_hex.is_empty(),
-                    "{}: indices or hex, not both",
-                    m.name
-                );
-            }
-            None => {
-                let got: Vec<String> = parents.iter().map(|h| hex::encode(h.0)).collect();
-                ensure_eq!(got, m.merge_parents_hex, "{}: merge_parents", m.name);
-            }
+        if let Some(idx) = &m.merge_parents_indices {
+            let want: Vec<Hash> = idx.iter().map(|&i| oplog_tests::vectors::ih(i)).collect();
+            ensure_eq!(parents, want, "{}: merge_parents", m.name);
+            ensure!(
+                m.merge_parents_hex.is_empty(),
+                "{}: indices or hex, not both",
+                m.name
+            );
+        } else {
+            let got: Vec<String> = parents.iter().map(|h| hex::encode(h.0)).collect();
+            ensure_eq!(got, m.merge_parents_hex, "{}: merge_parents", m.name);
         }
     }
     // every outcome and error kind appears somewhere

@@ -251,6 +251,12 @@ fn make_sets(n: usize, diff: f64, shape: Shape, seed: u64) -> (Vec<Item>, Vec<It
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let (mut a, mut b) = (Vec::new(), Vec::new());
     let mut ts = rng.gen_range(0..1_700_000_000u64);
+    // a fraction (0 to 1) of a test-sized count: non-negative, and exact far below 2^52
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
     let run_len = (n as f64 * diff) as usize;
     let run_start = rng.gen_range(0..=n - run_len.min(n));
     let mut prev_id = [0u8; 32];
@@ -315,7 +321,7 @@ proptest! {
         if let Ok(parts) = neg::decode(&bytes) {
             prop_assert_eq!(neg::encode(&parts).unwrap(), bytes.clone());
         }
-        let store: MemoryStore = (0..100u64).map(|i| EntryKey::new(i * 7, [i as u8; 32])).collect();
+        let store: MemoryStore = (0..100u8).map(|i| EntryKey::new(u64::from(i) * 7, [i; 32])).collect();
         let mut responder = Reconciler::new(Config::negentropy(None)).unwrap();
         let _ = responder.handle(&store, &Message::from_bytes(bytes.clone()));
         let mut initiator = Reconciler::new(Config::negentropy(Some(4096))).unwrap();
@@ -382,7 +388,7 @@ fn transcript_runner_drives_the_dialect() {
     let a_only: Vec<_> = ids(&a).difference(&ids(&b)).copied().collect();
     let have: Vec<_> = t.initiator.have.iter().map(|k| k.hash.0).collect();
     let mut have_sorted = have.clone();
-    have_sorted.sort();
+    have_sorted.sort_unstable();
     assert_eq!(have_sorted, a_only);
     assert!(t.responder.have.is_empty() && t.responder.need.is_empty());
 }
@@ -527,7 +533,7 @@ fn harness_reports_errors() {
 /// A longer randomized comparison, not run by default: `NEGENTROPY_SOAK=<cases> cargo test
 /// -p oplog-tests --test negentropy soak -- --ignored`.
 #[test]
-#[ignore]
+#[ignore = "a long soak: NEGENTROPY_SOAK=<cases> sets how long"]
 fn soak() {
     let cases: u64 = std::env::var("NEGENTROPY_SOAK")
         .ok()
@@ -561,7 +567,7 @@ fn soak() {
 /// Bytes and round trips of the Negentropy dialect next to oplog-v1 on the same sets, not run
 /// by default: `cargo test -p oplog-tests --test negentropy compare -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "a measurement that prints figures and asserts nothing; run with --nocapture"]
 fn compare_with_oplog_v1() {
     use oplog_protocol::testing::transcript::run;
     eprintln!(

@@ -83,6 +83,8 @@ fn same_replica(a: &Store, b: &Store) {
 }
 
 #[test]
+// `a` and `b` are the two replicas, as the comments of the scenario name them
+#[allow(clippy::many_single_char_names)]
 fn partitioned_replicas_converge_over_redb() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (open(&dir, "a.redb"), open(&dir, "b.redb"));

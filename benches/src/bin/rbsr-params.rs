@@ -20,23 +20,23 @@ fn main() {
         "{:>3} {:>3} {:>3} | {:>22} | {:>22} | {:>22}",
         "B", "L", "P", "1000 random", "10% random", "1000 newest"
     );
-    for b in [8usize, 16, 32] {
-        for l in [16usize, 24, 32, 48, 64] {
-            for p in [3u8, 4] {
+    for branching in [8usize, 16, 32] {
+        for threshold in [16usize, 24, 32, 48, 64] {
+            for prefix in [3u8, 4] {
                 let mut cfg = Config::default();
-                cfg.branching = b;
-                cfg.list_threshold = l;
-                cfg.prefix_len = p;
+                cfg.branching = branching;
+                cfg.list_threshold = threshold;
+                cfg.prefix_len = prefix;
                 let cells: Vec<String> = sets
                     .iter()
                     .map(|(_, _, (sa, sb))| {
-                        let t = run(sa, sb, cfg.clone(), cfg.clone()).expect("session");
-                        let (x, y) = t.bytes();
-                        format!("{:>12} B {:>2} rt", x + y, t.rounds())
+                        let transcript = run(sa, sb, cfg.clone(), cfg.clone()).expect("session");
+                        let (out, back) = transcript.bytes();
+                        format!("{:>12} B {:>2} rt", out + back, transcript.rounds())
                     })
                     .collect();
                 println!(
-                    "{b:>3} {l:>3} {p:>3} | {} | {} | {}",
+                    "{branching:>3} {threshold:>3} {prefix:>3} | {} | {} | {}",
                     cells[0], cells[1], cells[2]
                 );
             }

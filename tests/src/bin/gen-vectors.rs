@@ -49,15 +49,14 @@ fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) {
     println!(
         "wrote {} ({} bytes)",
         path.display(),
-        std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
+        std::fs::metadata(&path).map_or(0, |m| m.len())
     );
 }
 
 fn main() {
     let dir: PathBuf = std::env::args_os()
         .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(vectors_dir);
+        .map_or_else(vectors_dir, PathBuf::from);
     std::fs::create_dir_all(&dir).expect("create output dir");
     write_json(&dir, "entries.json", &entries());
     write_json(&dir, "hlc.json", &hlc());
@@ -75,10 +74,11 @@ fn main() {
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        // the low seven bits, with the continuation bit
+        out.push(v.to_le_bytes()[0] | 0x80);
         v >>= 7;
     }
-    out.push(v as u8);
+    out.push(u8::try_from(v).expect("below 0x80 after the loop"));
 }
 
 /// The entry body built byte by byte from SPEC section 5, without postcard. For `Put` this is
@@ -286,7 +286,7 @@ fn entries() -> EntriesFile {
         1,
         Op::Delete {
             bucket: "b".into(),
-            key: "".into(),
+            key: String::new(),
         },
         vec![],
     );
@@ -1624,8 +1624,8 @@ fn recipe_parents(n: u64) -> Vec<Hash> {
     v
 }
 
-fn limit_case(name: &str, description: &str, bytes: Vec<u8>) -> LimitCase {
-    let (stage, error, hash) = match LogEntry::<Op>::decode(&bytes) {
+fn limit_case(name: &str, description: &str, bytes: &[u8]) -> LimitCase {
+    let (stage, error, hash) = match LogEntry::<Op>::decode(bytes) {
         Err(e) => ("decode", Some(entry_error_name(&e).to_string()), None),
         Ok(e) => match e.verify() {
             Err(err) => (
@@ -1640,7 +1640,7 @@ fn limit_case(name: &str, description: &str, bytes: Vec<u8>) -> LimitCase {
         name: name.into(),
         description: description.into(),
         size: bytes.len(),
-        encoded_hex: hx(&bytes),
+        encoded_hex: hx(bytes),
         stage: stage.into(),
         error,
         hash_hex: hash,
@@ -1676,7 +1676,7 @@ fn limits() -> LimitsFile {
     cases.push(limit_case(
         "largest-default-entry",
         "The largest entry the default actions allow, 34,192 bytes: HLC 2^64-2, Put with a 255-byte bucket of 'b' and a 1024-byte key of 'k', object id BLAKE3(\"limits\"), 1,024 parents (BLAKE3(i as u64 LE) for i < 1024, sorted), seed 41 repeated. Accepted. With the default actions no entry can reach the 65,536-byte limit.",
-        bytes,
+        &bytes,
     ));
 
     let p1025 = recipe_parents(MAX_PARENTS as u64 + 1);
@@ -1684,13 +1684,13 @@ fn limits() -> LimitsFile {
     cases.push(limit_case(
         "parents-1024",
         "Exactly 1,024 parents (the limit): Put b/k, HLC 2026-01-01T00:00:00Z, parents BLAKE3(i as u64 LE) for i < 1025, sorted, the first 1,024 of them. Accepted.",
-        ok1024,
+        &ok1024,
     ));
     let bad1025 = signed_body(&key, T2026, &names(1, 1), &p1025);
     cases.push(limit_case(
         "parents-1025",
         "1,025 parents, one over the limit, otherwise canonical and validly signed: refused while decoding with TooManyParents.",
-        bad1025,
+        &bad1025,
     ));
 
     // Exactly 65,536 bytes: 2,043 parents (2-byte count varint) and a Put with 13-byte names:
@@ -1701,14 +1701,14 @@ fn limits() -> LimitsFile {
     cases.push(limit_case(
         "size-65536",
         "Exactly 65,536 bytes (the size limit): HLC 1, Put with a 13-byte bucket and a 13-byte key, 2,043 parents (BLAKE3(i as u64 LE) for i < 2043, sorted). The size check passes; the next check refuses it: TooManyParents. The size limit is checked first, before the body is parsed.",
-        at_limit,
+        &at_limit,
     ));
     let over = signed_body(&key, 1, &names(13, 14), &p2043);
     assert_eq!(over.len(), MAX_ENTRY_BYTES + 1);
     cases.push(limit_case(
         "size-65537",
         "65,537 bytes, one over the size limit (the same entry with a 14-byte key): refused with TooLarge before anything else is looked at.",
-        over,
+        &over,
     ));
 
     // Signature with S + L: the same R, a scalar that is not reduced below the group order.
@@ -1718,15 +1718,15 @@ fn limits() -> LimitsFile {
     let s = &mut bytes[n - 32..];
     let mut carry = 0u16;
     for (b, l) in s.iter_mut().zip(GROUP_ORDER) {
-        let v = *b as u16 + l as u16 + carry;
-        *b = v as u8;
-        carry = v >> 8;
+        let [low, high] = (u16::from(*b) + u16::from(l) + carry).to_le_bytes();
+        *b = low;
+        carry = u16::from(high);
     }
     assert_eq!(carry, 0);
     cases.push(limit_case(
         "non-canonical-s",
         "A valid signature with L (the ed25519 group order, 2^252 + 27742317777372353535851937790883648493) added to its S half (little-endian, bytes 32..64 of the signature): the same point equation holds, but S >= L is not canonical. Refused at verification: BadSignature.",
-        bytes,
+        &bytes,
     ));
 
     // The identity point as public key, R = identity, S = 0: the cofactorless equation
@@ -1752,7 +1752,7 @@ fn limits() -> LimitsFile {
     cases.push(limit_case(
         "small-order-key",
         "Author key 0100..00 (the identity point, order 1), signature R = 0100..00 (identity), S = 0: non-strict verification accepts it for any message; strict verification refuses the small-order key: BadSignature.",
-        bytes,
+        &bytes,
     ));
 
     // A 32-byte string that is no point on the curve.
@@ -1770,7 +1770,7 @@ fn limits() -> LimitsFile {
     cases.push(limit_case(
         "key-not-a-point",
         "Author key whose y coordinate (the first byte, then zeros; the smallest such y) has no x on the curve: it does not decompress. Refused at verification: InvalidAuthor.",
-        bytes,
+        &bytes,
     ));
 
     // y = p + 1 (non-canonical encoding of y = 1, the identity): decompresses (reduced mod
@@ -1786,7 +1786,7 @@ fn limits() -> LimitsFile {
     cases.push(limit_case(
         "non-canonical-key",
         "Author key eeff..ff7f: y = p + 1 with p = 2^255 - 19, the non-canonical encoding of y = 1 (the identity); signature R = identity, S = 0. Refused at verification: BadSignature (strict verification refuses the small-order key; a key that is not canonically encoded is never the output of key generation).",
-        bytes,
+        &bytes,
     ));
 
     // y = 1 with the sign bit set: x = 0 has no negative, and RFC 8032 refuses this encoding.
@@ -1800,7 +1800,7 @@ fn limits() -> LimitsFile {
     cases.push(limit_case(
         "identity-with-sign-bit",
         "Author key 0100..0080: y = 1 (the identity, x = 0) with the sign bit set, an encoding RFC 8032 refuses; signature R = identity, S = 0. The reference decompresses it to the identity (a sign bit on x = 0 is ignored) and refuses the small-order key: BadSignature.",
-        bytes,
+        &bytes,
     ));
 
     // what each description claims
@@ -1899,7 +1899,7 @@ fn failures() -> FailuresFile {
             bad: |h| {
                 let mut parts = parts_of(&h[1]);
                 let Payload::PrefixList { len, prefixes } = &parts[0].payload else { unreachable!() };
-                let n = (prefixes.len() / *len as usize) as u32;
+                let n = u32::try_from(prefixes.len() / *len as usize).unwrap();
                 parts[0].payload = Payload::Resolve { missing: vec![n], keys: vec![] };
                 enc(&parts)
             },
@@ -2094,6 +2094,7 @@ fn nbound(ts: u64, prefix: &[u8]) -> negentropy::Bound {
 }
 
 fn negentropy_vectors() -> NegentropyFile {
+    type Runs = Vec<[u64; 3]>;
     use negentropy::{Part as NPart, Payload as NP};
     let mut valid = Vec::new();
     let mut ok = |name: &str, description: &str, bytes: Vec<u8>| {
@@ -2258,7 +2259,6 @@ fn negentropy_vectors() -> NegentropyFile {
     );
 
     let recipe = recipe(T2026, 1000, 1);
-    type Runs = Vec<[u64; 3]>;
     let cases: Vec<(&str, &str, Option<usize>, Runs, Runs)> = vec![
         ("small-differences", "20 keys each, 18 shared: fewer than 32 keys, so the initiator's first message is one IdList of all its ids; the responder answers with its own ids over the same range; the initiator's answer would be empty and is not sent.", None, vec![[0, 20, 1]], vec![[2, 22, 1]]),
         ("equal-sets", "Equal sets of 100 keys: the initiator's 16 bucket fingerprints all match; the responder answers with 61 alone and the initiator ends.", None, vec![[0, 100, 1]], vec![[0, 100, 1]]),
@@ -2342,7 +2342,7 @@ impl GraphBuilder {
         GraphBuilder {
             authors: authors.to_vec(),
             entries: Vec::new(),
-            hashes: Default::default(),
+            hashes: std::collections::HashMap::default(),
         }
     }
 
@@ -2363,7 +2363,8 @@ impl GraphBuilder {
                     .unwrap_or_else(|| panic!("{name}: no parent {p}")),
             })
             .collect();
-        let e = LogEntry::sign(key, Hlc(hlc), op.clone(), parents).expect(name);
+        let action = ActionJson::from(&op);
+        let e = LogEntry::sign(key, Hlc(hlc), op, parents).expect(name);
         let mut bytes = e.encode();
         if corrupt {
             *bytes.last_mut().unwrap() ^= 1;
@@ -2373,7 +2374,7 @@ impl GraphBuilder {
             name: name.into(),
             author: author.into(),
             hlc: dec(hlc),
-            action: ActionJson::from(&op),
+            action,
             parents_hex: e.parents.iter().map(|h| hx(&h.0)).collect(),
             corrupt,
             hash_hex: hx(&e.hash.0),
@@ -2394,7 +2395,7 @@ fn step(op: &str, now: u64, entries: &[&str]) -> InsertStep {
     InsertStep {
         op: op.into(),
         now: dec(now),
-        entries: entries.iter().map(|s| s.to_string()).collect(),
+        entries: entries.iter().copied().map(String::from).collect(),
         outcomes: vec![],
         applied: vec![],
         dropped: vec![],
@@ -2413,6 +2414,8 @@ fn empty_state() -> ReplicaStateJson {
     }
 }
 
+// the scenarios read as a table: `t` the base time, `b` a put to bucket "b", `g` the graph
+#[allow(clippy::many_single_char_names)]
 fn dag_vectors() -> DagFile {
     let authors: Vec<(String, SigningKey)> = [("alice", 51u8), ("bob", 52), ("carol", 53)]
         .iter()
@@ -2600,7 +2603,7 @@ fn dag_vectors() -> DagFile {
             description: description.into(),
             graph: gname.into(),
             max_drift_ns: dec(drift),
-            allowed: allowed.map(|a| a.iter().map(|s| s.to_string()).collect()),
+            allowed: allowed.map(|a| a.iter().copied().map(String::from).collect()),
             limits,
             steps,
             result: empty_state(),
