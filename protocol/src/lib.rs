@@ -86,8 +86,10 @@ mod range;
 mod reconcile;
 
 pub mod dag;
+#[cfg(feature = "negentropy")]
 pub mod negentropy;
 pub mod replica;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod wire;
 

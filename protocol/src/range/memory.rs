@@ -2,6 +2,7 @@
 
 use crate::fingerprint::{Aggregate, Fingerprint};
 use crate::key::{EntryKey, Range};
+#[cfg(feature = "negentropy")]
 use crate::negentropy;
 use crate::range::index::{IndexIter, RangeIndex};
 use crate::range::{RangeStore, StoreError};
@@ -114,6 +115,7 @@ impl RangeStore for MemoryStore {
         self.index.fingerprint(range)
     }
 
+    #[cfg(feature = "negentropy")]
     fn negentropy_fingerprint(&self, range: &Range) -> Result<negentropy::Fingerprint, StoreError> {
         self.index.negentropy_fingerprint(range)
     }

@@ -11,6 +11,7 @@ use std::fmt;
 
 use crate::fingerprint::{Aggregate, Fingerprint};
 use crate::key::{EntryKey, Range};
+#[cfg(feature = "negentropy")]
 use crate::negentropy;
 
 /// A failure of the storage behind a [`RangeStore`] (I/O, corruption, a closed database).
@@ -74,6 +75,7 @@ pub trait RangeStore {
         Ok(self.aggregate(range)?.fingerprint())
     }
 
+    #[cfg(feature = "negentropy")]
     /// The Negentropy V1 fingerprint of `range`, used only by the Negentropy dialect.
     ///
     /// The default scans the range in chunks of [`KEY_CHUNK`] keys (so it never holds more
@@ -109,6 +111,7 @@ impl<T: RangeStore + ?Sized> RangeStore for &T {
     fn fingerprint(&self, range: &Range) -> Result<Fingerprint, StoreError> {
         (**self).fingerprint(range)
     }
+    #[cfg(feature = "negentropy")]
     fn negentropy_fingerprint(&self, range: &Range) -> Result<negentropy::Fingerprint, StoreError> {
         (**self).negentropy_fingerprint(range)
     }
@@ -119,6 +122,7 @@ impl<T: RangeStore + ?Sized> RangeStore for &T {
 pub const KEY_CHUNK: usize = 1024;
 
 /// The smallest key above `k`, if any.
+#[cfg(feature = "negentropy")]
 fn successor(k: &EntryKey) -> Option<EntryKey> {
     let mut hash = k.hash.0;
     for b in hash.iter_mut().rev() {
@@ -137,6 +141,7 @@ fn successor(k: &EntryKey) -> Option<EntryKey> {
 ///
 /// A store that returns keys outside the range asked for, or out of order, gets a
 /// [`StoreError`] rather than a loop that never ends.
+#[cfg(feature = "negentropy")]
 pub(crate) fn for_each_chunk<S: RangeStore + ?Sized>(
     store: &S,
     range: &Range,

@@ -1,6 +1,7 @@
 //! [`Config`], the [`Dialect`] it selects, and the defaults and bounds of its limits.
 
 use super::ReconcileError;
+#[cfg(feature = "negentropy")]
 use crate::negentropy;
 
 #[cfg(doc)]
@@ -33,6 +34,7 @@ pub const MIN_SESSION_MEMORY: usize = 1 << 20;
 
 /// The wire format and splitting policy a [`Reconciler`] speaks. Both peers must use the same.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Dialect {
     /// oplog-sync's own format (`spec/SPEC.md`): secure 4096-bit fingerprints, prefix lists,
     /// both sides learn the difference.
@@ -42,7 +44,8 @@ pub enum Dialect {
     /// peers and for comparison: SHA-256 over a 256-bit id sum as fingerprint, 16 buckets per
     /// split, id lists below 32 items, and only the initiator learns the difference. Keys are
     /// items with the HLC as timestamp and the hash as id. `branching`, `list_threshold`,
-    /// `prefix_len` and `initial_split` are ignored: Negentropy fixes them.
+    /// `prefix_len` and `initial_split` are ignored: Negentropy fixes them. Needs the
+    /// `negentropy` feature; without it a config naming it fails validation.
     NegentropyV1,
 }
 
@@ -116,6 +119,7 @@ impl Config {
     /// A configuration that speaks Negentropy V1 with Negentropy's fixed parameters, with an
     /// optional frame size limit (at least [`MIN_MESSAGE_BYTES`], as Negentropy requires;
     /// `None`: no limit, as Negentropy's frame limit 0) and the default session limits.
+    #[cfg(feature = "negentropy")]
     pub fn negentropy(frame_limit: Option<usize>) -> Config {
         Config {
             dialect: Dialect::NegentropyV1,
@@ -130,6 +134,11 @@ impl Config {
     /// Checks that every value is in range.
     pub fn validate(&self) -> Result<(), ReconcileError> {
         let bad = |why: String| Err(ReconcileError::Config(why));
+        if cfg!(not(feature = "negentropy")) && self.dialect == Dialect::NegentropyV1 {
+            return bad(
+                "the Negentropy dialect needs oplog-protocol's `negentropy` feature; enable it or use Dialect::OplogV1".into(),
+            );
+        }
         if !(2..=32).contains(&self.branching) {
             return bad(format!("branching is {}; use 2 to 32", self.branching));
         }

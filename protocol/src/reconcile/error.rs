@@ -1,6 +1,7 @@
 //! Why a session fails: [`ReconcileError`], and the [`Limit`] a peer's traffic hit.
 
 use super::PENDING_PER_TRAFFIC_BYTE;
+#[cfg(feature = "negentropy")]
 use crate::negentropy;
 use crate::range::StoreError;
 use crate::wire::message::DecodeError;
@@ -69,6 +70,7 @@ pub enum ReconcileError {
     #[error("malformed message from peer: {0}")]
     Decode(#[from] DecodeError),
     /// The peer's Negentropy message is malformed or of a version we do not speak.
+    #[cfg(feature = "negentropy")]
     #[error("malformed negentropy message from peer: {0}")]
     NegentropyDecode(#[from] negentropy::DecodeError),
     /// The peer sent a part that does not fit the session's state (a Resolve for a range we

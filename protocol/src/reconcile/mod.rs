@@ -41,6 +41,7 @@ use std::collections::{BTreeMap, HashSet};
 use tracing::{debug, debug_span, trace};
 
 use crate::key::{EntryKey, Hash, Range};
+#[cfg(feature = "negentropy")]
 use crate::negentropy;
 use crate::range::RangeStore;
 use crate::wire::message::{self, Encoder, Part, Payload, MAX_LIST_ITEMS};
@@ -48,6 +49,7 @@ use crate::wire::message::{self, Encoder, Part, Payload, MAX_LIST_ITEMS};
 mod answer;
 mod config;
 mod error;
+#[cfg(feature = "negentropy")]
 mod negentropy_dialect;
 mod pending;
 mod split;
@@ -55,6 +57,7 @@ mod step;
 
 use answer::Out;
 use error::inconsistent;
+#[cfg(feature = "negentropy")]
 use negentropy_dialect::{neg_range, neg_split};
 use pending::{Pending, REPORTED_HASH_BYTES, REPORTED_KEY_BYTES};
 
@@ -173,6 +176,7 @@ impl Reconciler {
         }
         self.started = true;
         self.initiator = true;
+        #[cfg(feature = "negentropy")]
         if self.config.dialect == Dialect::NegentropyV1 {
             // Negentropy always splits the whole key space, whatever the frame limit.
             let mut enc = negentropy::Encoder::new();
@@ -258,6 +262,7 @@ impl Reconciler {
         )
         .entered();
         self.admit(msg)?;
+        #[cfg(feature = "negentropy")]
         if self.config.dialect == Dialect::NegentropyV1 {
             return self.handle_negentropy(store, msg);
         }

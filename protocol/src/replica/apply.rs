@@ -297,7 +297,9 @@ impl<S: ?Sized> Pass<'_, S> {
                     break;
                 };
                 match victim {
-                    Some(v) if v > mine => {
+                    // A victim the state names but does not hold (a damaged index) would
+                    // never free room: refuse rather than loop.
+                    Some(v) if v > mine && self.state.deferred_until(&v.1)?.is_some() => {
                         self.state.undefer(&v.1)?;
                         self.report.dropped.push((v.1, InsertError::DeferredFull));
                     }
@@ -356,7 +358,9 @@ impl<S: ?Sized> Pass<'_, S> {
                 break;
             };
             match victim {
-                Some(v) if v < mine => self.evict_held(&v.hash)?,
+                // A victim the state names but does not hold (a damaged index) frees no room:
+                // refuse rather than loop.
+                Some(v) if v < mine && self.evict_held(&v.hash)? => {}
                 _ => return Ok(InsertOutcome::Rejected(InsertError::HeldBackFull)),
             }
         }
@@ -365,18 +369,19 @@ impl<S: ?Sized> Pass<'_, S> {
     }
 
     /// Removes a held-back entry and its waiting records. Entries waiting for it stay held:
-    /// its hash is now one to fetch.
-    fn evict_held<A: Action>(&mut self, hash: &Hash) -> Result<(), S::Error>
+    /// its hash is now one to fetch. Returns whether it was held back (and is now evicted).
+    fn evict_held<A: Action>(&mut self, hash: &Hash) -> Result<bool, S::Error>
     where
         S: ReplicaState<A>,
     {
-        if let Some(held) = self.state.take_held(hash)? {
-            for p in &held.parents {
-                self.state.unwait(p, hash)?;
-            }
-            self.report.dropped.push((*hash, InsertError::HeldBackFull));
+        let Some(held) = self.state.take_held(hash)? else {
+            return Ok(false);
+        };
+        for p in &held.parents {
+            self.state.unwait(p, hash)?;
         }
-        Ok(())
+        self.report.dropped.push((*hash, InsertError::HeldBackFull));
+        Ok(true)
     }
 
     /// Applies an entry whose parents are all applied, then every held-back entry this makes

@@ -3,11 +3,13 @@
 //! every store is tested against.
 
 mod apply;
+#[cfg(any(test, feature = "testing"))]
 mod memory;
 #[cfg(test)]
 mod tests;
 
 pub use apply::{insert, retry_deferred, ReplicaState, Usage};
+#[cfg(any(test, feature = "testing"))]
 pub use memory::MemoryReplica;
 
 use crate::dag::ParentOrderError;

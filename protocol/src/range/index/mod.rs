@@ -2,8 +2,8 @@
 //! from, with `O(1)` immutable snapshots.
 //!
 //! Leaves hold sorted [`EntryKey`]s (at most 32); every node caches the number of keys below it,
-//! their 4096-bit fingerprint [`Aggregate`] and their Negentropy id sum
-//! ([`negentropy::Accumulator`]). Both sums form groups, so the sum of `[a, b)` is
+//! their 4096-bit fingerprint [`Aggregate`] and, with the `negentropy` feature, their
+//! Negentropy id sum. Both sums form groups, so the sum of `[a, b)` is
 //! `prefix(b) - prefix(a)`, and each prefix is one root-to-leaf descent that adds the cached
 //! sums left of the path and measures at most half a leaf (16 keys) directly. Count, rank and
 //! `key_at` are the same descent on counts.
@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use crate::fingerprint::{Aggregate, Fingerprint};
 use crate::key::{EntryKey, Range};
+#[cfg(feature = "negentropy")]
 use crate::negentropy::{self, Accumulator};
 use crate::range::{RangeStore, StoreError};
 
@@ -273,6 +274,7 @@ impl RangeIndex {
     }
 
     /// The Negentropy accumulator (id sum and count) of the keys in `range`.
+    #[cfg(feature = "negentropy")]
     pub fn range_accumulator(&self, range: &Range) -> Accumulator {
         self.measure::<Accumulator>(range)
     }
@@ -358,7 +360,7 @@ impl<'a> Iterator for IndexIter<'a> {
 }
 
 /// Every query is answered from the tree alone in `O(log n)` (`keys`: `O(log n + limit)`),
-/// including [`negentropy_fingerprint`](RangeStore::negentropy_fingerprint), which never scans.
+/// including the Negentropy fingerprint (feature `negentropy`), which never scans.
 impl RangeStore for RangeIndex {
     fn count(&self, range: &Range) -> Result<u64, StoreError> {
         let (lo, hi) = self.span(range);
@@ -387,6 +389,7 @@ impl RangeStore for RangeIndex {
         Ok(self.range_aggregate(range).fingerprint())
     }
 
+    #[cfg(feature = "negentropy")]
     fn negentropy_fingerprint(&self, range: &Range) -> Result<negentropy::Fingerprint, StoreError> {
         Ok(self.range_accumulator(range).fingerprint())
     }

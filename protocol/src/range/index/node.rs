@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::fingerprint::Aggregate;
 use crate::key::EntryKey;
+#[cfg(feature = "negentropy")]
 use crate::negentropy::Accumulator;
 
 /// Most keys in a leaf before it splits in two.
@@ -18,38 +19,41 @@ pub(super) const LEAF_FILL: usize = 24;
 /// Children per inner node when the tree is built from a sorted list.
 pub(super) const INNER_FILL: usize = 24;
 
-/// What every node caches about the keys below it: both dialects' sums (each carries the
-/// count).
+/// What every node caches about the keys below it: the oplog-v1 aggregate and, with the
+/// `negentropy` feature, Negentropy's id sum (each carries the count).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub(super) struct Summary {
     pub(super) agg: Aggregate,
+    #[cfg(feature = "negentropy")]
     pub(super) neg: Accumulator,
 }
 
 impl Summary {
     pub(super) fn of_key(key: &EntryKey) -> Self {
-        let mut neg = Accumulator::EMPTY;
-        neg.add(&key.hash);
         Summary {
             agg: Aggregate::of_key(key),
-            neg,
+            #[cfg(feature = "negentropy")]
+            neg: Accumulator::of_keys(std::slice::from_ref(key)),
         }
     }
 
     pub(super) fn of_keys(keys: &[EntryKey]) -> Self {
         Summary {
             agg: Aggregate::of_keys(keys),
+            #[cfg(feature = "negentropy")]
             neg: Accumulator::of_keys(keys),
         }
     }
 
     pub(super) fn add(&mut self, other: &Summary) {
         self.agg.add(&other.agg);
+        #[cfg(feature = "negentropy")]
         self.neg.add_set(&other.neg);
     }
 
     pub(super) fn sub(&mut self, other: &Summary) {
         self.agg.sub(&other.agg);
+        #[cfg(feature = "negentropy")]
         self.neg.sub_set(&other.neg);
     }
 
@@ -97,6 +101,7 @@ impl Measure for Aggregate {
     }
 }
 
+#[cfg(feature = "negentropy")]
 impl Measure for Accumulator {
     const EMPTY: Self = Accumulator::EMPTY;
     fn cached(summary: &Summary) -> &Self {
@@ -140,6 +145,7 @@ impl Node {
         keys: Vec::new(),
         sum: Summary {
             agg: Aggregate::EMPTY,
+            #[cfg(feature = "negentropy")]
             neg: Accumulator::EMPTY,
         },
     };
