@@ -65,8 +65,9 @@ impl Aggregate {
         let mut bytes = [0u8; STATE_BYTES];
         hasher.finalize_xof().fill(&mut bytes);
         let mut sum = [0u64; LIMBS];
-        for (limb, chunk) in sum.iter_mut().zip(bytes.chunks_exact(8)) {
-            *limb = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let (chunks, _) = bytes.as_chunks::<8>();
+        for (limb, chunk) in sum.iter_mut().zip(chunks) {
+            *limb = u64::from_le_bytes(*chunk);
         }
         Aggregate { sum, count: 1 }
     }
@@ -90,7 +91,7 @@ impl Aggregate {
         let mut carry = false;
         for (a, b) in self.sum.iter_mut().zip(other.sum.iter()) {
             let (s1, c1) = a.overflowing_add(*b);
-            let (s2, c2) = s1.overflowing_add(carry as u64);
+            let (s2, c2) = s1.overflowing_add(u64::from(carry));
             *a = s2;
             carry = c1 | c2;
         }
@@ -102,7 +103,7 @@ impl Aggregate {
         let mut borrow = false;
         for (a, b) in self.sum.iter_mut().zip(other.sum.iter()) {
             let (d1, b1) = a.overflowing_sub(*b);
-            let (d2, b2) = d1.overflowing_sub(borrow as u64);
+            let (d2, b2) = d1.overflowing_sub(u64::from(borrow));
             *a = d2;
             borrow = b1 | b2;
         }

@@ -62,7 +62,7 @@ pub enum DecodeError {
     /// A varint has a leading zero digit or does not fit in 64 bits.
     #[error("invalid varint while reading {0}")]
     BadVarint(&'static str),
-    /// A mode other than Skip (0), Fingerprint (1) and IdList (2).
+    /// A mode other than Skip (0), Fingerprint (1) and `IdList` (2).
     #[error("unknown negentropy range mode {0}")]
     UnknownMode(u64),
     /// A bound is longer than 32 bytes, below the previous bound, or follows infinity.
@@ -248,14 +248,15 @@ impl Bound {
 
     /// A bound at `timestamp` with the id prefix `prefix` (at most 32 bytes).
     pub fn new(timestamp: u64, prefix: &[u8]) -> Result<Bound, DecodeError> {
-        if prefix.len() > 32 {
-            return Err(DecodeError::BadBound("id prefix longer than 32 bytes"));
-        }
+        let prefix_len = u8::try_from(prefix.len())
+            .ok()
+            .filter(|len| *len <= 32)
+            .ok_or(DecodeError::BadBound("id prefix longer than 32 bytes"))?;
         let mut hash = [0u8; 32];
         hash[..prefix.len()].copy_from_slice(prefix);
         Ok(Bound {
             key: EntryKey::new(Hlc(timestamp), Hash(hash)),
-            prefix_len: prefix.len() as u8,
+            prefix_len,
         })
     }
 
@@ -289,9 +290,12 @@ impl Bound {
         let len = (shared + 1).min(32);
         let mut hash = [0u8; 32];
         hash[..len].copy_from_slice(&curr.hash.0[..len]);
+        // at most 32, so it fits a byte
+        #[allow(clippy::cast_possible_truncation)]
+        let prefix_len = len as u8;
         Bound {
             key: EntryKey::new(curr.hlc, Hash(hash)),
-            prefix_len: len as u8,
+            prefix_len,
         }
     }
 
@@ -456,7 +460,7 @@ impl Encoder {
             );
         }
         self.last_timestamp = ts;
-        put_varint(out, part.upper.prefix_len as u64);
+        put_varint(out, u64::from(part.upper.prefix_len));
         out.extend_from_slice(part.upper.prefix());
         put_varint(out, part.payload.mode());
         match &part.payload {
@@ -577,11 +581,11 @@ impl PartReader<'_> {
                 .ok_or(DecodeError::BadBound("timestamp overflows"))?
         };
         self.last_timestamp = timestamp;
-        let len = r.varint("bound prefix length")?;
-        if len > 32 {
-            return Err(DecodeError::BadBound("id prefix longer than 32 bytes"));
-        }
-        let upper = Bound::new(timestamp, r.bytes(len as usize, "bound prefix")?)?;
+        let len = usize::try_from(r.varint("bound prefix length")?)
+            .ok()
+            .filter(|len| *len <= 32)
+            .ok_or(DecodeError::BadBound("id prefix longer than 32 bytes"))?;
+        let upper = Bound::new(timestamp, r.bytes(len, "bound prefix")?)?;
         if upper.key < self.lower {
             return Err(DecodeError::BadBound("bound below the previous one"));
         }
@@ -600,11 +604,11 @@ impl PartReader<'_> {
                 Payload::Fingerprint(Fingerprint(fp))
             }
             2 => {
-                let n = r.varint("id count")?;
-                if n > (r.buf.len() / 32) as u64 {
-                    return Err(DecodeError::BadIdList("more ids than the message holds"));
-                }
-                let raw = r.bytes(n as usize * 32, "ids")?;
+                let n = usize::try_from(r.varint("id count")?)
+                    .ok()
+                    .filter(|n| *n <= r.buf.len() / 32)
+                    .ok_or(DecodeError::BadIdList("more ids than the message holds"))?;
+                let raw = r.bytes(n * 32, "ids")?;
                 let ids = raw
                     .chunks_exact(32)
                     .map(|c| {

@@ -28,6 +28,7 @@ pub use walk::DEFAULT_MAX_VISITS;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 
 use crate::entry::Action;
 use crate::entry::LogEntry;
@@ -49,7 +50,7 @@ pub trait DagView<A: Action> {
     }
 }
 
-impl<A: Action> DagView<A> for HashMap<Hash, LogEntry<A>> {
+impl<A: Action, S: BuildHasher> DagView<A> for HashMap<Hash, LogEntry<A>, S> {
     fn get(&self, hash: &Hash) -> Result<Option<Cow<'_, LogEntry<A>>>, StoreError> {
         Ok(HashMap::get(self, hash).map(Cow::Borrowed))
     }

@@ -102,6 +102,11 @@ pub struct LogEntry<A = Op> {
 }
 
 /// The hashed part of an entry: `postcard((hlc, node_id, action, parents))`.
+///
+/// # Panics
+///
+/// Only if `A`'s `Serialize` implementation returns an error (postcard itself cannot fail
+/// writing into a `Vec`); the actions of this crate never do.
 pub fn body_bytes<A: Action>(hlc: Hlc, node_id: &NodeId, action: &A, parents: &[Hash]) -> Vec<u8> {
     postcard::to_allocvec(&(hlc.0, node_id.0, action, parents))
         .expect("postcard encoding into a Vec cannot fail")
@@ -173,13 +178,12 @@ impl<A: Action> LogEntry<A> {
                 max: MAX_ENTRY_BYTES,
             });
         }
-        if bytes.len() < SIGNATURE_LEN {
+        let Some((body, sig)) = bytes.split_last_chunk::<SIGNATURE_LEN>() else {
             return Err(EntryError::Malformed(format!(
                 "{} bytes is shorter than a signature",
                 bytes.len()
             )));
-        }
-        let (body, sig) = bytes.split_at(bytes.len() - SIGNATURE_LEN);
+        };
         let ((hlc, node_id, action, parents), rest): ((u64, [u8; 32], A, Vec<Hash>), _) =
             postcard::take_from_bytes(body).map_err(|e| EntryError::Malformed(e.to_string()))?;
         if !rest.is_empty() {
@@ -194,7 +198,7 @@ impl<A: Action> LogEntry<A> {
             action,
             parents,
             hash: Hash(*blake3::hash(body).as_bytes()),
-            signature: Signature(sig.try_into().expect("split at 64")),
+            signature: Signature(*sig),
         };
         if entry.body() != body {
             return Err(EntryError::NonCanonical);

@@ -69,6 +69,7 @@ impl MemoryStore {
 
     /// An `O(1)` copy of the store as it is now; later changes to either do not show in the
     /// other. Answer every message of one session from one snapshot (spec section 8.12).
+    #[must_use]
     pub fn snapshot(&self) -> MemoryStore {
         self.clone()
     }
@@ -118,6 +119,15 @@ impl RangeStore for MemoryStore {
     #[cfg(feature = "negentropy")]
     fn negentropy_fingerprint(&self, range: &Range) -> Result<negentropy::Fingerprint, StoreError> {
         self.index.negentropy_fingerprint(range)
+    }
+}
+
+impl<'a> IntoIterator for &'a MemoryStore {
+    type Item = &'a EntryKey;
+    type IntoIter = IndexIter<'a>;
+
+    fn into_iter(self) -> IndexIter<'a> {
+        self.iter()
     }
 }
 

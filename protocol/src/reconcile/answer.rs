@@ -1,4 +1,4 @@
-//! How one part of the peer's message is answered in the OplogV1 dialect (`spec/SPEC.md` 8).
+//! How one part of the peer's message is answered in the `OplogV1` dialect (`spec/SPEC.md` 8).
 
 use std::collections::BTreeMap;
 
@@ -116,12 +116,11 @@ impl Reconciler {
                 let mut missing = Vec::new();
                 let mut wanted = Vec::new();
                 for (pos, p) in prefixes.chunks_exact(len).enumerate() {
-                    match unmatched.get_mut(p).and_then(Vec::pop) {
-                        Some(i) => matched[i] = true,
-                        None => {
-                            missing.push(pos as u32);
-                            wanted.extend_from_slice(p);
-                        }
+                    if let Some(i) = unmatched.get_mut(p).and_then(Vec::pop) {
+                        matched[i] = true;
+                    } else {
+                        missing.push(list_position(pos)?);
+                        wanted.extend_from_slice(p);
                     }
                 }
                 let mine_only: Vec<EntryKey> = mine
@@ -167,8 +166,8 @@ impl Reconciler {
                     .iter()
                     .enumerate()
                     .filter(|(_, k)| mine.binary_search(k).is_err())
-                    .map(|(i, _)| i as u32)
-                    .collect::<Vec<_>>();
+                    .map(|(i, _)| list_position(i))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let mine_only: Vec<EntryKey> = mine
                     .iter()
                     .filter(|k| theirs.binary_search(k).is_err())
@@ -287,4 +286,13 @@ impl Reconciler {
         }
         Ok(())
     }
+}
+
+/// A position in a list the peer sent, as the wire's `u32`. Decoded lists hold at most
+/// [`MAX_LIST_ITEMS`](crate::wire::message::MAX_LIST_ITEMS) items, so this fails only for a
+/// list that did not come through the decoder.
+fn list_position(pos: usize) -> Result<u32, ReconcileError> {
+    u32::try_from(pos).map_err(|_| {
+        ReconcileError::Protocol(format!("list position {pos} does not fit the wire's u32"))
+    })
 }

@@ -120,6 +120,8 @@ impl Config {
     /// optional frame size limit (at least [`MIN_MESSAGE_BYTES`], as Negentropy requires;
     /// `None`: no limit, as Negentropy's frame limit 0) and the default session limits.
     #[cfg(feature = "negentropy")]
+    // BUCKETS (16) and ID_LIST_BELOW (32) are small constants: the casts are exact
+    #[allow(clippy::cast_possible_truncation)]
     pub fn negentropy(frame_limit: Option<usize>) -> Config {
         Config {
             dialect: Dialect::NegentropyV1,

@@ -207,6 +207,8 @@ pub(super) fn neg_range(lower: EntryKey, upper: &negentropy::Bound) -> Range {
 /// Negentropy's answer for a range whose fingerprints differ, and its opening message: the
 /// ids if we hold fewer than 32 keys in it, otherwise 16 fingerprinted buckets of (nearly)
 /// equal size by rank, the larger ones first, separated by minimal bounds.
+// BUCKETS (16) and ID_LIST_BELOW (32) are small constants: their casts to usize are exact
+#[allow(clippy::cast_possible_truncation)]
 pub(super) fn neg_split<S: RangeStore + ?Sized>(
     store: &S,
     range: &Range,

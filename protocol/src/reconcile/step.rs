@@ -78,7 +78,7 @@ pub struct SessionStats {
     /// Bytes received.
     pub bytes_received: u64,
     /// Prefix lists this side sent whose Resolve failed the fingerprint check, so that it
-    /// resent the same keys as a FullList (spec 8.4, 8.5).
+    /// resent the same keys as a `FullList` (spec 8.4, 8.5).
     pub prefix_collisions: u64,
     /// Replies this side cut short at a size or part limit, ending them with one Fingerprint
     /// of the rest of the key space (spec 8.8); at most one per reply.

@@ -142,6 +142,8 @@ pub trait ReplicaState<A: Action> {
 ///    its parent order.
 ///
 /// The report gives one outcome per entry in input order, as of the end of the call.
+// a generic hasher for `allowed` would make every caller that passes `None` name one
+#[allow(clippy::implicit_hasher)]
 pub fn insert<A: Action, S: ReplicaState<A> + ?Sized>(
     state: &mut S,
     entries: impl IntoIterator<Item = Result<VerifiedEntry<A>, Unverified>>,

@@ -102,6 +102,25 @@ fn count(what: &'static str, value: u64, min: u64, max: u64) -> Result<u64, Ance
     }
 }
 
+/// [`count`] against a bound that is a capacity: the checked value as a `usize`.
+fn capacity(
+    what: &'static str,
+    value: u64,
+    min: usize,
+    max: usize,
+) -> Result<usize, AncestryDecodeError> {
+    let error = AncestryDecodeError::Count {
+        what,
+        value,
+        min: min as u64,
+        max: max as u64,
+    };
+    usize::try_from(value)
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .ok_or(error)
+}
+
 fn hash(r: &mut Reader<'_>, what: &'static str) -> Result<Hash, AncestryDecodeError> {
     let b = r.bytes(32, what)?;
     let mut h = [0; 32];
@@ -169,9 +188,9 @@ impl AncestryRequest {
     /// most 1,056 hashes whatever the input.
     pub fn decode(bytes: &[u8]) -> Result<Self, AncestryDecodeError> {
         let mut r = Reader::new(bytes);
-        let n = count("want count", r.varint("want count")?, 1, MAX_WANTS as u64)?;
-        let mut want: Vec<Hash> = Vec::with_capacity(n as usize);
-        for i in 0..n as usize {
+        let n = capacity("want count", r.varint("want count")?, 1, MAX_WANTS)?;
+        let mut want: Vec<Hash> = Vec::with_capacity(n);
+        for i in 0..n {
             let w = hash(&mut r, "want")?;
             if let Some(prev) = want.last() {
                 if w == *prev {
@@ -183,8 +202,8 @@ impl AncestryRequest {
             }
             want.push(w);
         }
-        let h = count("have count", r.varint("have count")?, 0, MAX_HAVES as u64)?;
-        let mut have: Vec<Hash> = Vec::with_capacity(h as usize);
+        let h = capacity("have count", r.varint("have count")?, 0, MAX_HAVES)?;
+        let mut have: Vec<Hash> = Vec::with_capacity(h);
         for _ in 0..h {
             let x = hash(&mut r, "have")?;
             if have.contains(&x) {
@@ -314,10 +333,11 @@ impl AncestryAnswer {
                 let mut entries = Vec::new();
                 for _ in 0..m {
                     let len = r.varint("entry length")?;
-                    if len == 0 || len > MAX_ENTRY_BYTES as u64 {
-                        return Err(AncestryDecodeError::EntryLength(len));
-                    }
-                    entries.push(r.bytes(len as usize, "entry")?.to_vec());
+                    let size = usize::try_from(len)
+                        .ok()
+                        .filter(|size| (1..=MAX_ENTRY_BYTES).contains(size))
+                        .ok_or(AncestryDecodeError::EntryLength(len))?;
+                    entries.push(r.bytes(size, "entry")?.to_vec());
                 }
                 AncestryAnswer::Entries {
                     complete: status == COMPLETE,

@@ -167,10 +167,12 @@ pub enum EncodeError {
 
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        // the low seven bits, with the continuation bit
+        out.push(v.to_le_bytes()[0] | 0x80);
         v >>= 7;
     }
-    out.push(v as u8);
+    // below 0x80 here: the low byte is the whole value
+    out.push(v.to_le_bytes()[0]);
 }
 
 #[cfg(test)]
@@ -217,7 +219,7 @@ impl<'a> Reader<'a> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let b = self.byte(what)?;
-            let chunk = (b & 0x7f) as u64;
+            let chunk = u64::from(b & 0x7f);
             if i == 9 && b > 1 {
                 return Err(DecodeError::BadVarint(what));
             }
@@ -234,14 +236,13 @@ impl<'a> Reader<'a> {
 
     /// A count of items each at least `min_item_bytes` long, checked against what is left.
     fn count(&mut self, what: &'static str, min_item_bytes: usize) -> Result<usize, DecodeError> {
-        let n = self.varint(what)?;
-        if n > MAX_LIST_ITEMS as u64 {
-            return Err(DecodeError::BadPayload {
+        let n = usize::try_from(self.varint(what)?)
+            .ok()
+            .filter(|n| *n <= MAX_LIST_ITEMS)
+            .ok_or(DecodeError::BadPayload {
                 what,
                 why: "more than 256 items",
-            });
-        }
-        let n = n as usize;
+            })?;
         if n * min_item_bytes > self.remaining() {
             return Err(DecodeError::Truncated(what));
         }
@@ -343,10 +344,10 @@ fn check_part(index: usize, lower: Option<&EntryKey>, part: &Part) -> Result<(),
             }
         }
         Payload::FullList(keys) => {
-            check_keys(keys, lower, upper).map_err(|why| payload("full list", why))?
+            check_keys(keys, lower, upper).map_err(|why| payload("full list", why))?;
         }
         Payload::Keys(keys) => {
-            check_keys(keys, lower, upper).map_err(|why| payload("keys", why))?
+            check_keys(keys, lower, upper).map_err(|why| payload("keys", why))?;
         }
         Payload::Resolve { missing, keys } => {
             if missing.len() > MAX_LIST_ITEMS {
@@ -361,7 +362,7 @@ fn check_part(index: usize, lower: Option<&EntryKey>, part: &Part) -> Result<(),
             {
                 return Err(payload("resolve", "position beyond the longest list"));
             }
-            check_keys(keys, lower, upper).map_err(|why| payload("resolve keys", why))?
+            check_keys(keys, lower, upper).map_err(|why| payload("resolve keys", why))?;
         }
     }
     Ok(())
@@ -374,6 +375,8 @@ pub(crate) struct Mark {
     prev_hlc: u64,
     lower: EntryKey,
     ended: bool,
+    // as in `Encoder`
+    #[allow(clippy::option_option)]
     skip_upper: Option<Option<EntryKey>>,
     parts: usize,
     pushed: usize,
@@ -388,6 +391,9 @@ pub(crate) struct Encoder {
     /// The lower bound of the next part: the previous part's upper bound.
     lower: EntryKey,
     ended: bool,
+    /// A Skip part held back to merge with the next one: `None` when there is none,
+    /// `Some(None)` for one up to the end, `Some(Some(k))` for one up to `k`.
+    #[allow(clippy::option_option)]
     skip_upper: Option<Option<EntryKey>>,
     /// Parts written (a held-back Skip not counted).
     parts: usize,
@@ -478,10 +484,12 @@ impl Encoder {
     fn write(&mut self, part: &Part) {
         let out = &mut self.buf;
         let plen = part.upper.as_ref().map_or(0, prefix_len);
-        let field = plen.min(31) as u8;
+        // `check_part` accepted the part: its prefix is at most 32 bytes, so both casts are exact
+        #[allow(clippy::cast_possible_truncation)]
+        let (field, plen_byte) = (plen.min(31) as u8, plen as u8);
         out.push(part.payload.mode() | (field << 3));
         if field == 31 {
-            out.push(plen as u8);
+            out.push(plen_byte);
         }
         match part.upper {
             None => put_varint(out, 0),
@@ -505,8 +513,8 @@ impl Encoder {
                 put_varint(out, missing.len() as u64);
                 let mut next = 0u64;
                 for &m in missing {
-                    put_varint(out, m as u64 - next);
-                    next = m as u64 + 1;
+                    put_varint(out, u64::from(m) - next);
+                    next = u64::from(m) + 1;
                 }
                 put_keys(out, lower_hlc, keys);
             }
@@ -691,12 +699,13 @@ impl PartReader<'_> {
                     let pos = next
                         .checked_add(gap)
                         .filter(|p| *p < MAX_LIST_ITEMS as u64)
+                        .and_then(|p| u32::try_from(p).ok())
                         .ok_or(DecodeError::BadPayload {
                             what: "resolve",
                             why: "position beyond the longest list",
                         })?;
-                    missing.push(pos as u32);
-                    next = pos + 1;
+                    missing.push(pos);
+                    next = u64::from(pos) + 1;
                 }
                 let keys = read_keys(r, lower, upper, "resolve keys")?;
                 Payload::Resolve { missing, keys }

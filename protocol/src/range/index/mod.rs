@@ -97,6 +97,8 @@ impl RangeIndex {
 
     /// Like [`from_sorted`](RangeIndex::from_sorted), but hashes the keys on up to `threads`
     /// scoped threads (the hashing is nearly all of the work; `0` counts as `1`).
+    // takes the Vec as `from_sorted` does; a slice would change a signature callers use
+    #[allow(clippy::needless_pass_by_value)]
     pub fn from_sorted_parallel(
         keys: Vec<EntryKey>,
         threads: usize,
@@ -154,6 +156,7 @@ impl RangeIndex {
 
     /// An immutable copy of the index as it is now, in `O(1)`: later inserts into `self` (or
     /// into the copy) do not show in the other.
+    #[must_use]
     pub fn snapshot(&self) -> RangeIndex {
         self.clone()
     }
@@ -258,7 +261,10 @@ impl RangeIndex {
     fn measure<M: node::Measure>(&self, range: &Range) -> M {
         let (lo, hi) = self.span(range);
         if hi - lo <= DIRECT_MAX {
-            return M::of_keys(&self.keys_from(lo, (hi - lo) as usize));
+            // at most DIRECT_MAX (16)
+            #[allow(clippy::cast_possible_truncation)]
+            let n = (hi - lo) as usize;
+            return M::of_keys(&self.keys_from(lo, n));
         }
         let mut m = match &range.end {
             Some(end) => self.root.prefix::<M>(end),
@@ -335,6 +341,15 @@ pub struct IndexIter<'a> {
     /// Inner nodes still being walked, with the next child to visit.
     stack: Vec<(&'a Node, usize)>,
     leaf: std::slice::Iter<'a, EntryKey>,
+}
+
+impl<'a> IntoIterator for &'a RangeIndex {
+    type Item = &'a EntryKey;
+    type IntoIter = IndexIter<'a>;
+
+    fn into_iter(self) -> IndexIter<'a> {
+        self.iter()
+    }
 }
 
 impl<'a> Iterator for IndexIter<'a> {

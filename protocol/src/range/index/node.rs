@@ -94,10 +94,10 @@ impl Measure for Aggregate {
         Aggregate::of_keys(keys)
     }
     fn add(&mut self, other: &Self) {
-        Aggregate::add(self, other)
+        Aggregate::add(self, other);
     }
     fn sub(&mut self, other: &Self) {
-        Aggregate::sub(self, other)
+        Aggregate::sub(self, other);
     }
 }
 
@@ -111,10 +111,10 @@ impl Measure for Accumulator {
         Accumulator::of_keys(keys)
     }
     fn add(&mut self, other: &Self) {
-        self.add_set(other)
+        self.add_set(other);
     }
     fn sub(&mut self, other: &Self) {
-        self.sub_set(other)
+        self.sub_set(other);
     }
 }
 
