@@ -249,7 +249,7 @@ mod tests {
     #[test]
     fn next_stamp_exceeds_observed_remote() {
         let (_t, c) = manual(1_000);
-        let mut clock = HlcClock::new(c, Duration::from_nanos(10_000));
+        let mut clock = HlcClock::new(c, Duration::from_micros(10));
         clock.observe(Hlc(9_000)).unwrap();
         assert!(clock.tick().unwrap() > Hlc(9_000));
         // an older remote stamp does not move the clock back

@@ -683,6 +683,8 @@ mod tests {
     }
 
     #[test]
+    // `a`, `b`, `c`: three keys of a worked example, `m` a bound between two of them
+    #[allow(clippy::many_single_char_names)]
     fn minimal_bounds() {
         let a = EntryKey::new(10, [7; 32]);
         let b = EntryKey::new(20, [1; 32]);

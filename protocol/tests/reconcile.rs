@@ -105,7 +105,7 @@ fn frame_limit_is_respected_and_session_ends() {
 }
 
 /// The round bound from the issue: without a frame limit, round trips never exceed
-/// ceil(log_B(n)) + 3.
+/// `ceil(log_B(n))` + 3.
 fn round_bound(n: usize, b: usize) -> usize {
     let mut levels = 0;
     let mut cap = 1usize;
@@ -116,7 +116,7 @@ fn round_bound(n: usize, b: usize) -> usize {
     levels + 3
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 enum Shape {
     Random,
     Clustered,
@@ -153,6 +153,12 @@ fn make_sets(
     let mut b = BTreeSet::new();
     let mut hlc = 1_700_000_000_000_000_000u64;
     let cluster_start = rng.gen_range(0..=n);
+    // a fraction (0 to 1) of a test-sized count: non-negative, and exact far below 2^52
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
     let cluster_len = (n as f64 * diff) as usize;
     for i in 0..n {
         hlc += rng.gen_range(1..5_000_000);
@@ -219,7 +225,7 @@ fn large_sets_default_config() {
         (100_000, 0.01, Shape::Clustered),
         (100_000, 0.01, Shape::Newest),
     ] {
-        let (a, b) = make_sets(n, diff, shape.clone(), 7, 0.5);
+        let (a, b) = make_sets(n, diff, shape, 7, 0.5);
         let (sa, sb) = stores(&a, &b);
         let t = run(&sa, &sb, Config::default(), Config::default()).unwrap();
         check(&a, &b, &t);
@@ -278,6 +284,8 @@ fn bounds_at_the_top_of_the_key_space() {
 /// A session between `a` and `b` in which the message at index `at` is replaced by
 /// `corrupt(message)` before delivery. Returns the error that ended it, if any; checks on the
 /// way that every message sent fits the sender's limits and decodes.
+// `a`, `b`: the two sets; `r`, `s`: the receiver of a message and its set
+#[allow(clippy::many_single_char_names)]
 fn corrupted_session(
     a: &MemoryStore,
     b: &MemoryStore,
@@ -307,9 +315,7 @@ fn corrupted_session(
         };
         next = r.handle(s, &msg)?.reply;
         i += 1;
-        if i > 10_000 {
-            panic!("no limit ended the session");
-        }
+        assert!(i <= 10_000, "no limit ended the session");
     }
     Ok(())
 }

@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn index_follows_mutations() {
         let mut s = MemoryStore::new();
-        let k = |i: u64| EntryKey::new(i, [i as u8; 32]);
+        let k = |i: u64| EntryKey::new(i, [i.to_le_bytes()[0]; 32]);
         for i in 0..100 {
             s.insert(k(i));
         }

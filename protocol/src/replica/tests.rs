@@ -198,7 +198,12 @@ fn ancestry_on_branching_dag() {
 fn haves_are_exponentially_spaced() {
     let mut chain = vec![mk(1, 1, put("k", 0), &[])];
     for i in 1..100u64 {
-        let e = mk(1, i + 1, put("k", i as u8), &[chain.last().unwrap()]);
+        let e = mk(
+            1,
+            i + 1,
+            put("k", i.to_le_bytes()[0]),
+            &[chain.last().unwrap()],
+        );
         chain.push(e);
     }
     let view: HashMap<Hash, LogEntry> = chain.iter().map(|e| (e.hash, e.clone())).collect();
@@ -251,6 +256,8 @@ fn heads_incremental_and_from_scratch() {
 }
 
 #[test]
+// `x`, `y`, `a`, `b`: writes of two small worked examples, `v` the view they go into
+#[allow(clippy::many_single_char_names)]
 fn lww_tie_at_identical_stamp() {
     // one author, one stamp, two writes to the same register: the higher hash wins
     let x = mk(1, 5, put("k", 1), &[]);
@@ -415,9 +422,9 @@ fn long_chain_child_first() {
     let mut chain = vec![mk(1, 1, put("k", 0), &[])];
     for i in 1..N {
         let e = mk(
-            1 + (i % 3) as u8,
+            1 + u8::try_from(i % 3).unwrap(),
             i as u64 + 1,
-            put("k", i as u8),
+            put("k", i.to_le_bytes()[0]),
             &[&chain[i - 1]],
         );
         chain.push(e);
@@ -682,7 +689,7 @@ fn random_dag(spec: &[(u8, u8, bool, Vec<prop::sample::Index>, u64)]) -> Vec<Log
         } else if *is_del {
             del(&key)
         } else {
-            put(&key, i as u8)
+            put(&key, i.to_le_bytes()[0])
         };
         let e = mk(*author, hlc, action, &parents);
         if !out.iter().any(|o| o.hash == e.hash) {
@@ -1143,7 +1150,14 @@ fn children_of_a_parent_refused_in_the_same_call_are_refused() {
 fn wide_merges_and_visit_budgets() {
     let root = mk(1, 1, put("r", 0), &[]);
     let branches: Vec<LogEntry> = (0..100u64)
-        .map(|i| mk((i % 200) as u8 + 2, 10 + i, put("x", i as u8), &[&root]))
+        .map(|i| {
+            mk(
+                u8::try_from(i % 200).unwrap() + 2,
+                10 + i,
+                put("x", i.to_le_bytes()[0]),
+                &[&root],
+            )
+        })
         .collect();
     let mut all: Vec<&LogEntry> = vec![&root];
     all.extend(branches.iter());

@@ -403,7 +403,7 @@ mod tests {
             AncestryRequest::new(vec![h], vec![], MAX_ANCESTRY_LIMIT + 1),
             Err(AncestryDecodeError::Count { .. })
         ));
-        let wants: Vec<Hash> = (0..=MAX_WANTS as u32)
+        let wants: Vec<Hash> = (0..=u32::try_from(MAX_WANTS).unwrap())
             .map(|i| {
                 let mut b = [0; 32];
                 b[..4].copy_from_slice(&i.to_be_bytes());

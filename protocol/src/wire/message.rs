@@ -776,7 +776,7 @@ mod tests {
 
     #[test]
     fn varint_canonical() {
-        for v in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
+        for v in [0u64, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
             let mut b = Vec::new();
             put_varint(&mut b, v);
             assert_eq!(b.len(), varint_len(v));
@@ -792,6 +792,8 @@ mod tests {
     }
 
     #[test]
+    // `a`, `b`, `c`, `d`: four keys of a worked example, `s` a separator between two of them
+    #[allow(clippy::many_single_char_names)]
     fn separator_is_between_and_short() {
         let a = key(10, 1);
         let b = key(20, 0);
@@ -895,7 +897,7 @@ mod tests {
         // a count larger than the input
         assert!(matches!(
             decode(&[1, 5, 0, 0x80, 0x02]),
-            Err(DecodeError::BadPayload { .. }) | Err(DecodeError::Truncated(_))
+            Err(DecodeError::BadPayload { .. } | DecodeError::Truncated(_))
         ));
     }
 
@@ -951,7 +953,7 @@ mod tests {
                 missing: vec![256],
                 keys: vec![],
             },
-            Payload::FullList((0..257).map(|i| key(6, i as u8)).collect()),
+            Payload::FullList((0..257u32).map(|i| key(6, i.to_le_bytes()[0])).collect()),
         ] {
             let r = encode(&[part(Some(key(10, 0)), payload.clone())]);
             if payload == Payload::Keys(vec![]) {

@@ -143,13 +143,13 @@ proptest! {
                 }
                 Err(IndexBuildError::Duplicate { position, key }) => {
                     prop_assert!(!strictly_ascending);
-                    let p = position as usize;
+                    let p = usize::try_from(position).unwrap();
                     prop_assert_eq!(keys[p], key);
                     prop_assert_eq!(keys[p - 1], key);
                 }
                 Err(IndexBuildError::Unsorted { position, key }) => {
                     prop_assert!(!strictly_ascending);
-                    let p = position as usize;
+                    let p = usize::try_from(position).unwrap();
                     prop_assert_eq!(keys[p], key);
                     prop_assert!(keys[p - 1] > key);
                 }
@@ -242,7 +242,7 @@ fn negentropy_messages_do_not_scan_at_100k_keys() {
     let reads = |f: &mut dyn FnMut()| {
         KEYS_READ.with(|c| c.set(0));
         f();
-        KEYS_READ.with(|c| c.get())
+        KEYS_READ.with(std::cell::Cell::get)
     };
     let mut ra = Reconciler::new(Config::negentropy(None)).unwrap();
     let mut rb = Reconciler::new(Config::negentropy(None)).unwrap();
