@@ -2,7 +2,6 @@
 //!
 //! Run `cargo run --release -p oplog-benches --bin rbsr-params` to see how the reconciler's
 //! branching factor, list threshold and prefix length trade bytes for rounds.
-#![warn(missing_docs)]
 
 use oplog_protocol::{EntryKey, MemoryStore};
 use rand::{Rng, SeedableRng};

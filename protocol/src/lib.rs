@@ -76,7 +76,6 @@
 //! messages per session and session memory ([`Config`], [`Limit`]), held-back and deferred
 //! entries ([`replica::Limits`]), and DAG walks ([`dag::DEFAULT_MAX_VISITS`]). Spec appendix B
 //! lists them all.
-#![warn(missing_docs)]
 
 mod entry;
 mod fingerprint;

@@ -136,7 +136,6 @@
 //! whole store file (each probe in a child process, so a panic or an abort would be seen; with
 //! the check off, 21 of 1 872 flips made redb panic), truncates it, feeds it garbage and
 //! rewrites rows of every table through redb.
-#![warn(missing_docs)]
 
 mod error;
 mod insert;
