@@ -9,7 +9,6 @@
 //! The binaries in `src/bin/` are `gen-vectors` and `negentropy-harness` (Negentropy's
 //! conformance-harness line protocol in front of oplog-sync's reconciler).
 
-
 // The schema types mirror the JSON files field for field; `spec/vectors/README.md` and each
 // file's `description` document the fields, so they carry no doc comments of their own.
 #[allow(missing_docs)]

@@ -827,6 +827,8 @@ fn brute_conflicts(rep: &MemoryReplica<Op>, parents: &[Hash]) -> Vec<Conflict<(S
 struct Counting<S> {
     inner: S,
     calls: u64,
+    /// Name eviction victims the state does not hold, as a damaged index would.
+    lie: bool,
 }
 
 impl<A: Action, S: ReplicaState<A>> ReplicaState<A> for Counting<S> {
@@ -865,6 +867,9 @@ impl<A: Action, S: ReplicaState<A>> ReplicaState<A> for Counting<S> {
         self.inner.held_usage(author)
     }
     fn oldest_held(&self, author: Option<&NodeId>) -> Result<Option<EntryKey>, S::Error> {
+        if self.lie {
+            return Ok(Some(EntryKey::new(1, [0; 32])));
+        }
         self.inner.oldest_held(author)
     }
     fn defer(&mut self, entry: LogEntry<A>, not_before: u64) -> Result<(), S::Error> {
@@ -886,6 +891,9 @@ impl<A: Action, S: ReplicaState<A>> ReplicaState<A> for Counting<S> {
         self.inner.deferred_usage(author)
     }
     fn latest_deferred(&self, author: Option<&NodeId>) -> Result<Option<(u64, Hash)>, S::Error> {
+        if self.lie {
+            return Ok(Some((u64::MAX, Hash([0xff; 32]))));
+        }
         self.inner.latest_deferred(author)
     }
 }
@@ -979,6 +987,7 @@ fn shared_missing_parents_promote_in_linear_work() {
         inner: Counting {
             inner: super::memory::Maps(&mut rep),
             calls: 0,
+            lie: false,
         },
         reads: std::cell::Cell::new(0),
     };
@@ -1213,4 +1222,49 @@ fn wide_merges_and_visit_budgets() {
     let h = haves_for_request(&view, &[tip], 32, 40).unwrap();
     assert!(!h.is_empty() && h.len() < 32);
     assert_eq!(h[0], tip);
+}
+
+/// A state whose cap indexes name victims it does not hold (a damaged store) makes the caps
+/// refuse the incoming entry; the call ends instead of evicting forever.
+#[test]
+fn eviction_ends_on_a_damaged_state() {
+    let limits = Limits {
+        max_held_per_author: 1,
+        max_deferred_per_author: 1,
+        ..Limits::default()
+    };
+    let mut rep: MemoryReplica<Op> = MemoryReplica::with_limits(limits.clone());
+    let mut state = Counting {
+        inner: super::memory::Maps(&mut rep),
+        calls: 0,
+        lie: true,
+    };
+    let first = LogEntry::sign(&sk(1), Hlc(10), put("o", 0), vec![Hash([7; 32])]).unwrap();
+    let second = LogEntry::sign(&sk(1), Hlc(11), put("o", 1), vec![Hash([8; 32])]).unwrap();
+    let r = insert(
+        &mut state,
+        verified(vec![first, second.clone()]),
+        0,
+        &limits,
+        None,
+    )
+    .unwrap();
+    assert!(matches!(r.outcomes[0].1, InsertOutcome::HeldBack { .. }));
+    assert_eq!(
+        r.outcomes[1],
+        (
+            second.hash,
+            InsertOutcome::Rejected(InsertError::HeldBackFull)
+        )
+    );
+    let top = crate::MAX_HLC.0;
+    let far: Vec<LogEntry> = (0..2)
+        .map(|i| LogEntry::sign(&sk(2), Hlc(top - 10 + i), put("f", 0), vec![]).unwrap())
+        .collect();
+    let r = insert(&mut state, verified(far), 0, &limits, None).unwrap();
+    assert!(matches!(r.outcomes[0].1, InsertOutcome::Deferred { .. }));
+    assert_eq!(
+        r.outcomes[1].1,
+        InsertOutcome::Rejected(InsertError::DeferredFull)
+    );
 }
