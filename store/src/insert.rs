@@ -1,5 +1,5 @@
 //! The insert pipeline over redb: the rules of [`oplog_protocol::replica::insert`] (the same code
-//! [`oplog_protocol::replica::MemoryReplica`] runs) over the tables of one write transaction, so
+//! reference `MemoryReplica` runs) over the tables of one write transaction, so
 //! [`Store::insert`] returns the same [`InsertReport`] and a failed call writes nothing.
 
 use std::borrow::Cow;
@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 use oplog_protocol::dag::{lww_cmp, LwwWrite};
 use oplog_protocol::replica::InsertReport;
 use oplog_protocol::replica::{self as apply, ReplicaState, Usage};
-use oplog_protocol::{verify_batch, Action, EntryKey, Hash, Hlc, LogEntry, NodeId};
+use oplog_protocol::{verify_batch, Action, EntryKey, Hash, Hlc, LogEntry, NodeId, VerifiedEntry};
 use redb::{ReadableTable, Table, WriteTransaction};
 use tracing::debug_span;
 
@@ -352,6 +352,30 @@ impl<A: Action> Store<A> {
         // Signatures are checked on all cores before the write transaction starts (they are
         // about a third of the insert cost); only verified entries reach the tables.
         let checked = verify_batch(entries);
+        let now = self.options.clock.now_nanos();
+        let options = &self.options;
+        self.write(|state| {
+            apply::insert(
+                state,
+                checked,
+                now,
+                &options.limits,
+                options.allowed_authors.as_ref(),
+            )
+        })
+    }
+
+    /// Stores entries that are already verified (a node's own writes, signed as
+    /// [`VerifiedEntry`]s, or entries verified elsewhere with
+    /// [`verify_batch`]) by the same rules as [`Store::insert`], without checking their
+    /// signatures a second time.
+    pub fn insert_verified(
+        &self,
+        entries: impl IntoIterator<Item = VerifiedEntry<A>>,
+    ) -> Result<InsertReport, Error> {
+        let checked: Vec<_> = entries.into_iter().map(Ok).collect();
+        let span = debug_span!("store.insert_verified", entries = checked.len());
+        let _guard = span.enter();
         let now = self.options.clock.now_nanos();
         let options = &self.options;
         self.write(|state| {

@@ -32,7 +32,7 @@
 //! reconciliation sees; it is closed under parents. An entry whose parents are not all applied
 //! is *held back* and applied as soon as they are; one stamped too far ahead of local time is
 //! *deferred* (see [`Store::retry_deferred`]). The insert rules are
-//! [`oplog_protocol::replica`], the code [`oplog_protocol::replica::MemoryReplica`] runs too, here
+//! [`oplog_protocol::replica`], the code the reference `MemoryReplica` runs too, here
 //! over the tables of one write transaction; [`Store::insert`] returns the same
 //! [`InsertReport`], and the model tests check both agree.
 //!
@@ -355,7 +355,7 @@ impl<A: Action> Store<A> {
     }
 
     /// The applied set frozen at this instant, in `O(1)`: what one reconciliation session
-    /// reads. A [`RangeIndex`](protocol::RangeIndex) answers every
+    /// reads. A [`RangeIndex`] answers every
     /// [`RangeStore`](protocol::RangeStore) query in `O(log n)` in both dialects, and entries
     /// applied while the session runs neither change its answers nor keep it from ending; the
     /// next session sees them (spec 8.1, consistent reads). It shares the index's nodes; the
