@@ -55,28 +55,28 @@
 //! meanwhile can neither break a split nor keep the session from ending.
 //!
 //! Costs, measured by `store-bench`
-//! (`cargo run --release -p oplog-benches --bin store-bench -- --max 100000`; 2 cores, release,
-//! batches of 10 000 entries per commit). The rows up to 10^5 were measured with the shared
-//! index while other builds loaded the machine (load average 7 on 2 cores), so their times are
-//! upper bounds; the 10^6 row is the earlier measurement of the previous, store-only tree:
+//! (`cargo run --release -p oplog-benches --bin store-bench`; 2 cores, release, batches of
+//! 10 000 entries per commit; rows up to 10^5 from `-- --max 100000` on an idle machine, the
+//! 10^6 row from a full run):
 //!
 //! | entries | insert/s | open | fingerprint of a random range | Negentropy fingerprint | count + `key_at` | flat scan of the range | disk B/entry | index B/entry |
 //! | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-//! | 10^3 | 8 900 | 1.3 ms | 8.9 µs | 4.5 µs | 0.3 µs | 90 µs | 598 | 86 |
-//! | 10^4 | 8 700 | 23 ms | 17.5 µs | 1.7 µs | 2.6 µs | 2.1 ms | 875 | 84 |
-//! | 10^5 | 8 400 | 87 ms | 15.0 µs | 8.0 µs | 5.8 µs | 12.2 ms | 1 352 | 84 |
-//! | 10^6 | 10 900 | 698 ms | 18.9 µs | - | 3.9 µs | - | 570 | 82 |
+//! | 10^3 | 29 100 | 1.4 ms | 4.9 µs | 0.4 µs | 0.3 µs | 90 µs | 598 | 86 |
+//! | 10^4 | 31 700 | 9.2 ms | 5.7 µs | 0.5 µs | 0.4 µs | 0.8 ms | 875 | 84 |
+//! | 10^5 | 26 600 | 101 ms | 7.4 µs | 0.8 µs | 0.6 µs | 6.8 ms | 1 352 | 84 |
+//! | 10^6 | 13 800 | 1.4 s | 16.7 µs | 4.0 µs | 3.4 µs | - | 570 | 84 |
 //!
 //! - memory: the 40-byte key plus, per leaf of 16-32 keys, one 520-byte aggregate and one
 //!   40-byte Negentropy sum: about 84 bytes per applied entry (84 MB for 10^6 entries). An
 //!   open snapshot adds at most one copied path (a few KB) per insert made while it is held;
-//! - open time: one ordered scan of `entries` and one BLAKE3-XOF expansion per key, spread
-//!   over the cores: about 0.7 s per 10^6 entries, linear in `n`; keys out of order in the
-//!   table (a damaged file) are an [`Error::Corrupt`], not a panic;
+//! - open time: redb's page checksums, one ordered scan of `entries` checked against
+//!   `by_hash`, and one BLAKE3-XOF expansion per key spread over the cores: about 1.4 s per
+//!   10^6 entries, linear in `n`; keys out of order in the table (a damaged file) are an
+//!   [`Error::Corrupt`], not a panic;
 //! - write amplification: nothing of the index is on disk; in memory, one addition of each sum
 //!   per tree level per inserted key, plus hashing 16 keys when a leaf splits;
-//! - query time: a range fingerprint costs 7-28 µs from 10^3 to 10^6 entries (ratio 1.7 to
-//!   2.6 at the largest size over 10^3 across runs), dominated by the at most 32 keys hashed
+//! - query time: a range fingerprint costs 5-28 µs from 10^3 to 10^6 entries (ratio 1.7 to
+//!   3.1 at the largest size over 10^3 across runs), dominated by the at most 32 keys hashed
 //!   at the two leaf edges; the Negentropy fingerprint adds 32-byte ids instead and costs a
 //!   few µs; a flat scan (iroh-docs' approach) grows with the range.
 //!
@@ -88,7 +88,7 @@
 //! The alternative, a persisted tree of cached aggregates, would make open read `n / 24`
 //! aggregates instead of hashing `n` keys, at the price of a 520-byte read-modify-write per
 //! tree level on every insert (more copy-on-write pages per commit). Open at 10^6 entries
-//! already takes about a second, so the in-memory tree is kept; persisting leaf aggregates as
+//! takes about 1.4 seconds, so the in-memory tree is kept; persisting leaf aggregates as
 //! an open-time cache is the upgrade path if logs grow to 10^7 and beyond.
 //!
 //! # Crash safety
