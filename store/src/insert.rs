@@ -8,7 +8,9 @@ use std::cmp::Ordering;
 use oplog_protocol::dag::{lww_cmp, LwwWrite};
 use oplog_protocol::replica::InsertReport;
 use oplog_protocol::replica::{self as apply, ReplicaState, Usage};
-use oplog_protocol::{verify_batch, Action, EntryKey, Hash, Hlc, LogEntry, NodeId, VerifiedEntry};
+use oplog_protocol::{
+    verify_batch, Action, EntryKey, Hash, Hlc, LogEntry, NodeId, Unverified, VerifiedEntry,
+};
 use redb::{ReadableTable, Table, WriteTransaction};
 use tracing::debug_span;
 
@@ -351,18 +353,7 @@ impl<A: Action> Store<A> {
         let _guard = span.enter();
         // Signatures are checked on all cores before the write transaction starts (they are
         // about a third of the insert cost); only verified entries reach the tables.
-        let checked = verify_batch(entries);
-        let now = self.options.clock.now_nanos();
-        let options = &self.options;
-        self.write(|state| {
-            apply::insert(
-                state,
-                checked,
-                now,
-                &options.limits,
-                options.allowed_authors.as_ref(),
-            )
-        })
+        self.insert_checked(verify_batch(entries))
     }
 
     /// Stores entries that are already verified (a node's own writes, signed as
@@ -376,6 +367,14 @@ impl<A: Action> Store<A> {
         let checked: Vec<_> = entries.into_iter().map(Ok).collect();
         let span = debug_span!("store.insert_verified", entries = checked.len());
         let _guard = span.enter();
+        self.insert_checked(checked)
+    }
+
+    /// One write transaction running [`apply::insert`] over verification verdicts.
+    fn insert_checked(
+        &self,
+        checked: Vec<Result<VerifiedEntry<A>, Unverified>>,
+    ) -> Result<InsertReport, Error> {
         let now = self.options.clock.now_nanos();
         let options = &self.options;
         self.write(|state| {
