@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::tables::*;
 use common::*;
 use oplog_store::protocol::{EntryKey, Hash, Op, Range, RangeStore};
 use oplog_store::{Error, Options, Store};
@@ -363,42 +364,6 @@ fn create_refuses_an_existing_path_and_open_existing_a_missing_one() {
 // Damage that redb's page checksums cannot see: rows rewritten through redb itself (a bug, a
 // tool, an attacker with write access). Open must refuse inconsistent keys with a typed error;
 // verify and the reads must report anything else without panicking.
-
-type Key32 = [u8; 32];
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const ENTRIES: TableDefinition<(u64, Key32), &[u8]> = TableDefinition::new("entries");
-const BY_HASH: TableDefinition<Key32, u64> = TableDefinition::new("by_hash");
-const HEADS: TableDefinition<Key32, (u64, Key32)> = TableDefinition::new("heads");
-const HELD: TableDefinition<Key32, &[u8]> = TableDefinition::new("held");
-const WAITING: TableDefinition<(Key32, Key32), ()> = TableDefinition::new("waiting");
-const DEFERRED: TableDefinition<Key32, (u64, &[u8])> = TableDefinition::new("deferred");
-const DEFERRED_DUE: TableDefinition<(u64, Key32), ()> = TableDefinition::new("deferred_due");
-const VIEW: TableDefinition<&[u8], (u64, Key32, Key32, bool)> = TableDefinition::new("view");
-const WRITES: TableDefinition<(&[u8], u64, Key32), ()> = TableDefinition::new("writes");
-const HELD_LACKING: TableDefinition<Key32, u32> = TableDefinition::new("held_lacking");
-const HELD_ORDER: TableDefinition<(u64, Key32), ()> = TableDefinition::new("held_order");
-const HELD_BY_AUTHOR: TableDefinition<(Key32, u64, Key32), ()> =
-    TableDefinition::new("held_by_author");
-const DEFERRED_BY_AUTHOR: TableDefinition<(Key32, u64, Key32), ()> =
-    TableDefinition::new("deferred_by_author");
-const KEPT_USAGE: TableDefinition<(u8, Key32), u64> = TableDefinition::new("kept_usage");
-const KEPT_BYTES: TableDefinition<u8, u64> = TableDefinition::new("kept_bytes");
-
-/// A copy of `original` at `name`, with `edit` applied in one redb write transaction.
-fn edited(
-    dir: &Path,
-    original: &Path,
-    name: &str,
-    edit: impl FnOnce(&redb::WriteTransaction),
-) -> PathBuf {
-    let path = dir.join(name);
-    fs::copy(original, &path).unwrap();
-    let db = redb::Database::open(&path).unwrap();
-    let txn = db.begin_write().unwrap();
-    edit(&txn);
-    txn.commit().unwrap();
-    path
-}
 
 fn first_entry(txn: &redb::WriteTransaction) -> ((u64, Key32), Vec<u8>) {
     let t = txn.open_table(ENTRIES).unwrap();

@@ -8,28 +8,19 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use common::tables::*;
 use common::*;
 use oplog_store::protocol::replica::Limits;
 use oplog_store::protocol::{Hash, LogEntry, Op};
 use oplog_store::{InsertError, InsertOutcome, Options, Problem, Store, VerifyReport};
-use redb::{ReadableTable, TableDefinition};
+use redb::ReadableTable;
 
 /// The wall clock of every store here (ns); entries stamped an hour later are deferred.
 const NOW: u64 = 10_000_000_000_000;
 const HOUR: u64 = 3_600_000_000_000;
-
-type Key32 = [u8; 32];
-const HELD_LACKING: TableDefinition<Key32, u32> = TableDefinition::new("held_lacking");
-const HELD_ORDER: TableDefinition<(u64, Key32), ()> = TableDefinition::new("held_order");
-const HELD_BY_AUTHOR: TableDefinition<(Key32, u64, Key32), ()> =
-    TableDefinition::new("held_by_author");
-const DEFERRED_BY_AUTHOR: TableDefinition<(Key32, u64, Key32), ()> =
-    TableDefinition::new("deferred_by_author");
-const KEPT_USAGE: TableDefinition<(u8, Key32), u64> = TableDefinition::new("kept_usage");
-const KEPT_BYTES: TableDefinition<u8, u64> = TableDefinition::new("kept_bytes");
 
 fn options() -> Options {
     Options::default()
@@ -100,22 +91,6 @@ fn build(path: &Path) -> Fixture {
         deferred4: (d4a.clone(), not_before),
         bytes,
     }
-}
-
-/// A copy of `original` at `name`, with `edit` applied in one redb write transaction.
-fn edited(
-    dir: &Path,
-    original: &Path,
-    name: &str,
-    edit: impl FnOnce(&redb::WriteTransaction),
-) -> PathBuf {
-    let path = dir.join(name);
-    fs::copy(original, &path).unwrap();
-    let db = redb::Database::open(&path).unwrap();
-    let txn = db.begin_write().unwrap();
-    edit(&txn);
-    txn.commit().unwrap();
-    path
 }
 
 fn verify(path: &Path) -> VerifyReport {

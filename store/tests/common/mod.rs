@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: keys, entries, a manual clock.
 #![allow(dead_code)]
 
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -69,4 +71,47 @@ impl WallClock for ManualClock {
     fn now_nanos(&self) -> u64 {
         self.get()
     }
+}
+
+/// The store's tables as its schema defines them, for tests that damage a file through redb.
+pub mod tables {
+    use redb::TableDefinition;
+
+    pub type Key32 = [u8; 32];
+    pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    pub const ENTRIES: TableDefinition<(u64, Key32), &[u8]> = TableDefinition::new("entries");
+    pub const BY_HASH: TableDefinition<Key32, u64> = TableDefinition::new("by_hash");
+    pub const HEADS: TableDefinition<Key32, (u64, Key32)> = TableDefinition::new("heads");
+    pub const HELD: TableDefinition<Key32, &[u8]> = TableDefinition::new("held");
+    pub const WAITING: TableDefinition<(Key32, Key32), ()> = TableDefinition::new("waiting");
+    pub const DEFERRED: TableDefinition<Key32, (u64, &[u8])> = TableDefinition::new("deferred");
+    pub const DEFERRED_DUE: TableDefinition<(u64, Key32), ()> =
+        TableDefinition::new("deferred_due");
+    pub const VIEW: TableDefinition<&[u8], (u64, Key32, Key32, bool)> =
+        TableDefinition::new("view");
+    pub const WRITES: TableDefinition<(&[u8], u64, Key32), ()> = TableDefinition::new("writes");
+    pub const HELD_LACKING: TableDefinition<Key32, u32> = TableDefinition::new("held_lacking");
+    pub const HELD_ORDER: TableDefinition<(u64, Key32), ()> = TableDefinition::new("held_order");
+    pub const HELD_BY_AUTHOR: TableDefinition<(Key32, u64, Key32), ()> =
+        TableDefinition::new("held_by_author");
+    pub const DEFERRED_BY_AUTHOR: TableDefinition<(Key32, u64, Key32), ()> =
+        TableDefinition::new("deferred_by_author");
+    pub const KEPT_USAGE: TableDefinition<(u8, Key32), u64> = TableDefinition::new("kept_usage");
+    pub const KEPT_BYTES: TableDefinition<u8, u64> = TableDefinition::new("kept_bytes");
+}
+
+/// A copy of `original` at `name`, with `edit` applied in one redb write transaction.
+pub fn edited(
+    dir: &Path,
+    original: &Path,
+    name: &str,
+    edit: impl FnOnce(&redb::WriteTransaction),
+) -> PathBuf {
+    let path = dir.join(name);
+    fs::copy(original, &path).unwrap();
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_write().unwrap();
+    edit(&txn);
+    txn.commit().unwrap();
+    path
 }
