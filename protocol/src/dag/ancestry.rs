@@ -133,7 +133,7 @@ pub fn ancestry_to_send<A: Action>(
     const THEIRS: usize = 1;
     let theirs = Colours::one(2, THEIRS);
     let ours = Colours::one(2, OURS);
-    let mut walk = Walker::<A, _>::new(view, theirs.clone(), max_visits);
+    let mut walk = Walker::<A, _>::new(view, theirs.clone(), max_visits, false);
     for h in have {
         walk.paint(h, &theirs)?;
     }

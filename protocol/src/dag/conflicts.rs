@@ -52,7 +52,7 @@ pub fn merge_conflicts<A: Action>(
         return Ok(Vec::new());
     }
     let all = Colours::all(n);
-    let mut walk = Walker::<A, _>::new(view, all.clone(), max_visits);
+    let mut walk = Walker::<A, _>::new(view, all.clone(), max_visits, true);
     for (i, p) in parents.iter().enumerate() {
         if !walk.paint(p, &Colours::one(n, i))? {
             return Err(DagError::Missing(*p));
@@ -63,7 +63,7 @@ pub fn merge_conflicts<A: Action>(
     // register -> best common write seen (common entries interleave with the others)
     let mut common: HashMap<A::Key, LwwWrite> = HashMap::new();
     while let Some((hash, colours)) = walk.pop(false) {
-        if let Some((key, write)) = walk.entry(&hash).and_then(LwwWrite::of) {
+        if let Some((key, write)) = walk.take_write(&hash) {
             if colours.covers(&all) {
                 keep_max(common.entry(key).or_insert(write), write);
             } else {
@@ -87,7 +87,7 @@ pub fn merge_conflicts<A: Action>(
         let Some((hash, colours)) = walk.pop(true) else {
             break;
         };
-        if let Some((key, write)) = walk.entry(&hash).and_then(LwwWrite::of) {
+        if let Some((key, write)) = walk.take_write(&hash) {
             if slots.contains_key(&key) {
                 keep_max(common.entry(key).or_insert(write), write);
             }

@@ -1,20 +1,22 @@
 //! The painting walk shared by the ancestry and conflict computations, with its visit budget.
 
-use std::borrow::Cow;
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BinaryHeap, HashMap};
 
 use crate::entry::Action;
-use crate::entry::LogEntry;
 use crate::key::{EntryKey, Hash};
 
+use super::lww::LwwWrite;
 use super::{DagError, DagView};
 
 /// Default visit budget of every DAG walk: entries loaded plus parent edges followed.
 ///
-/// A walk holds each visited entry and its parents' hashes, so this bounds its memory to a few
-/// tens of MB even over entries with 1,024 parents; at about a microsecond per visit from an
-/// in-memory view it also bounds the time a peer's request can cost.
+/// A walk keeps, per visited entry, its parents' hashes (32 bytes per edge, each edge a visit)
+/// and about 130 bytes of bookkeeping (plus the register name, in a conflict walk), never the
+/// entry itself. So the default bounds one walk to about 140 MB in the worst case (2^20
+/// parentless entries) and about 85 MB when every entry has a parent (each then costs two
+/// visits); at about a microsecond per visit from an in-memory view it also bounds the time a
+/// peer's request can cost.
 pub const DEFAULT_MAX_VISITS: u64 = 1 << 20;
 
 /// A set of colours, one bit per branch or side of a walk (any number of them).
@@ -64,8 +66,13 @@ impl Colours {
     }
 }
 
-struct Node<'v, A: Action> {
-    entry: Cow<'v, LogEntry<A>>,
+/// What a walk keeps of a visited entry: its parents and, for walks that ask, the register
+/// write it makes; never the entry itself (names and object ids would multiply the memory a
+/// walk holds by the size of an entry).
+struct Node<A: Action> {
+    /// Taken (left empty) when the entry is popped and its parents are painted.
+    parents: Box<[Hash]>,
+    write: Option<Box<(A::Key, LwwWrite)>>,
     colours: Colours,
     popped: bool,
 }
@@ -79,7 +86,9 @@ struct Node<'v, A: Action> {
 pub(super) struct Walker<'v, A: Action, V: ?Sized> {
     view: &'v V,
     heap: BinaryHeap<EntryKey>,
-    nodes: HashMap<Hash, Node<'v, A>>,
+    nodes: HashMap<Hash, Node<A>>,
+    /// Whether nodes keep the register write of their entry.
+    keep_writes: bool,
     done: Colours,
     pending: usize,
     visits: u64,
@@ -87,11 +96,14 @@ pub(super) struct Walker<'v, A: Action, V: ?Sized> {
 }
 
 impl<'v, A: Action, V: DagView<A> + ?Sized> Walker<'v, A, V> {
-    pub(super) fn new(view: &'v V, done: Colours, max_visits: u64) -> Self {
+    /// A walk that stops once every queued entry has all colours of `done`; `keep_writes`
+    /// keeps each entry's register write for [`Walker::take_write`].
+    pub(super) fn new(view: &'v V, done: Colours, max_visits: u64, keep_writes: bool) -> Self {
         Walker {
             view,
             heap: BinaryHeap::new(),
             nodes: HashMap::new(),
+            keep_writes,
             done,
             pending: 0,
             visits: 0,
@@ -136,10 +148,16 @@ impl<'v, A: Action, V: DagView<A> + ?Sized> Walker<'v, A, V> {
         if !colours.covers(&self.done) {
             self.pending += 1;
         }
+        let write = if self.keep_writes {
+            LwwWrite::of(&entry).map(Box::new)
+        } else {
+            None
+        };
         self.nodes.insert(
             *hash,
             Node {
-                entry,
+                parents: entry.parents.clone().into_boxed_slice(),
+                write,
                 colours: colours.clone(),
                 popped: false,
             },
@@ -165,14 +183,20 @@ impl<'v, A: Action, V: DagView<A> + ?Sized> Walker<'v, A, V> {
         self.heap.peek()
     }
 
-    pub(super) fn entry(&self, hash: &Hash) -> Option<&LogEntry<A>> {
-        self.nodes.get(hash).map(|n| &*n.entry)
+    /// The register write of a visited entry (walks made with `keep_writes`), once.
+    pub(super) fn take_write(&mut self, hash: &Hash) -> Option<(A::Key, LwwWrite)> {
+        self.nodes
+            .get_mut(hash)
+            .and_then(|n| n.write.take())
+            .map(|w| *w)
     }
 
+    /// Paints the parents of the popped entry `hash` with its (final) colours.
     pub(super) fn paint_parents(&mut self, hash: &Hash, colours: &Colours) -> Result<(), DagError> {
         let parents = self
-            .entry(hash)
-            .map(|e| e.parents.clone())
+            .nodes
+            .get_mut(hash)
+            .map(|n| std::mem::take(&mut n.parents))
             .unwrap_or_default();
         self.visit(parents.len() as u64)?;
         for p in &parents {
