@@ -88,6 +88,7 @@ pub mod dag;
 #[cfg(feature = "negentropy")]
 pub mod negentropy;
 pub mod replica;
+pub mod session;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wire;

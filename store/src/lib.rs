@@ -143,6 +143,7 @@ mod options;
 mod range;
 mod reads;
 pub mod schema;
+mod session;
 mod verify;
 
 use std::marker::PhantomData;
