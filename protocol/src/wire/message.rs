@@ -1001,6 +1001,64 @@ mod tests {
     }
 
     #[test]
+    fn carried_form_moves_only_answer_keys() {
+        let parts = vec![
+            Part {
+                upper: Some(key(100, 0)),
+                payload: Payload::FullList(vec![key(30, 5), key(99, 1)]),
+            },
+            Part {
+                upper: Some(key(200, 0)),
+                payload: Payload::Resolve {
+                    missing: vec![0, 3],
+                    keys: vec![key(150, 1), key(151, 2)],
+                },
+            },
+            Part {
+                upper: Some(key(300, 0)),
+                payload: Payload::Skip,
+            },
+            Part {
+                upper: None,
+                payload: Payload::Keys(vec![key(600, 1)]),
+            },
+        ];
+        let inline = encode(&parts).unwrap();
+        let (bytes, carried) = encode_carried(&parts).unwrap();
+        assert_eq!(carried, vec![key(150, 1), key(151, 2), key(600, 1)]);
+        // each carried key saves its delta varint and its 32 hash bytes; FullList stays inline
+        let saved: usize = [(150 - 100, 151 - 150), (600 - 300, 0)]
+            .iter()
+            .map(|&(a, b)| varint_len(a) + 32 + if b > 0 { varint_len(b) + 32 } else { 0 })
+            .sum();
+        assert_eq!(inline.len() - bytes.len(), saved);
+        assert_eq!(decode_carried(&bytes, &carried).unwrap(), parts);
+        // the same bytes read inline are a different (truncated) message
+        assert!(decode(&bytes).is_err());
+        // the list must be taken exactly
+        assert_eq!(
+            decode_carried(&bytes, &carried[..2]),
+            Err(DecodeError::CarriedKeysShort { asked: 1, left: 0 })
+        );
+        let mut long = carried.clone();
+        long.push(key(700, 1));
+        assert_eq!(
+            decode_carried(&bytes, &long),
+            Err(DecodeError::CarriedKeysLeft(1))
+        );
+        // the encoder's rollback drops the carried keys of the parts it forgets
+        let mut enc = Encoder::in_form(KeyForm::Carried);
+        enc.push(&parts[0]).unwrap();
+        let mark = enc.mark();
+        enc.push(&parts[1]).unwrap();
+        assert_eq!(enc.carried_len(), 2);
+        enc.rollback(mark);
+        assert_eq!(enc.carried_len(), 0);
+        enc.push(&parts[1]).unwrap();
+        assert_eq!(enc.finish_carried().1, carried[..2].to_vec());
+    }
+
+    #[test]
     fn skips_merge_and_trailing_skip_is_implicit() {
         let parts = vec![
             Part {
@@ -1123,6 +1181,22 @@ mod tests {
                 prop_assert_eq!(encode(&parts).unwrap(), b);
             }
             let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn carried_decoder_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+            hlcs in proptest::collection::vec(0u64..600, 0..8),
+        ) {
+            let mut b = bytes.clone();
+            if let Some(first) = b.first_mut() { *first = MESSAGE_TAG; }
+            let mut list: Vec<EntryKey> = hlcs.iter().map(|h| key(*h, 3)).collect();
+            list.sort_unstable();
+            if let Ok(parts) = decode_carried(&b, &list) {
+                // whatever decodes re-encodes to the same bytes and the same list
+                prop_assert_eq!(encode_carried(&parts).unwrap(), (b, list.clone()));
+            }
+            let _ = decode_carried(&bytes, &list);
         }
     }
 }
