@@ -176,8 +176,8 @@ fn inline_key_bytes(parts: &[Part]) -> usize {
 /// 2 clustered runs.
 fn sets(n: u64, da: u64, db: u64, kind: u8, seed: u64) -> (BTreeSet<EntryKey>, BTreeSet<EntryKey>) {
     let total = n + da + db;
-    let mut a = BTreeSet::new();
-    let mut b = BTreeSet::new();
+    let mut set_a = BTreeSet::new();
+    let mut set_b = BTreeSet::new();
     // which side each of the `total` keys (in key order) is on: 0 both, 1 a only, 2 b only
     let mut owner = vec![0u8; usize::try_from(total).unwrap()];
     let pick = |i: u64| {
@@ -247,23 +247,22 @@ fn sets(n: u64, da: u64, db: u64, kind: u8, seed: u64) -> (BTreeSet<EntryKey>, B
             }
         }
     }
-    for (i, o) in owner.iter().enumerate() {
-        let i = i as u64 + 1;
-        let k = key(i * 3 + (i % 5), i ^ seed.rotate_left(17));
+    for (slot, o) in (1u64..).zip(&owner) {
+        let k = key(slot * 3 + (slot % 5), slot ^ seed.rotate_left(17));
         match o {
             0 => {
-                a.insert(k);
-                b.insert(k);
+                set_a.insert(k);
+                set_b.insert(k);
             }
             1 => {
-                a.insert(k);
+                set_a.insert(k);
             }
             _ => {
-                b.insert(k);
+                set_b.insert(k);
             }
         }
     }
-    (a, b)
+    (set_a, set_b)
 }
 
 proptest! {
@@ -312,7 +311,10 @@ fn full_list_fallback_is_answered_with_keys() {
     config.prefix_len = 1;
     let (inline, c) = check_both_forms(&a, &b, &config);
     let collisions = c.initiator.prefix_collisions + c.responder.prefix_collisions;
-    assert!(collisions > 0, "no prefix collision: the FullList path did not run");
+    assert!(
+        collisions > 0,
+        "no prefix collision: the FullList path did not run"
+    );
     assert_eq!(
         collisions,
         inline.initiator.stats.prefix_collisions + inline.responder.stats.prefix_collisions
@@ -366,8 +368,14 @@ fn carried_list_limit_cuts_replies() {
     config.max_message_bytes = None;
     config.max_carried_keys = MIN_CARRIED_KEYS;
     let (_, c) = check_both_forms(&a, &b, &config);
-    assert!(c.initiator.carried_over + c.responder.carried_over > 0, "no cut");
-    assert!(c.messages.iter().any(|(_, l)| l.len() > MIN_CARRIED_KEYS / 2));
+    assert!(
+        c.initiator.carried_over + c.responder.carried_over > 0,
+        "no cut"
+    );
+    assert!(c
+        .messages
+        .iter()
+        .any(|(_, l)| l.len() > MIN_CARRIED_KEYS / 2));
 }
 
 #[test]
@@ -375,7 +383,10 @@ fn carried_form_saves_the_inline_key_bytes() {
     for (kind, seed) in [(0, 1), (1, 2), (2, 3)] {
         let (a, b) = sets(5000, 400, 250, kind, seed);
         let (inline, c) = check_both_forms(&a, &b, &Config::default());
-        assert_eq!(c.initiator.prefix_collisions + c.responder.prefix_collisions, 0);
+        assert_eq!(
+            c.initiator.prefix_collisions + c.responder.prefix_collisions,
+            0
+        );
         assert_eq!(c.initiator.carried_over + c.responder.carried_over, 0);
         // Without collisions or cuts both forms send the same parts: the carried session,
         // re-encoded inline, is the inline session byte for byte.
@@ -384,7 +395,10 @@ fn carried_form_saves_the_inline_key_bytes() {
         for ((msg, list), inline_msg) in c.messages.iter().zip(&inline.messages) {
             let parts = decode_carried(msg.as_bytes(), list).unwrap();
             assert_eq!(encode(&parts).unwrap(), inline_msg.as_bytes());
-            assert_eq!(encode_carried(&parts).unwrap(), (msg.as_bytes().to_vec(), list.clone()));
+            assert_eq!(
+                encode_carried(&parts).unwrap(),
+                (msg.as_bytes().to_vec(), list.clone())
+            );
             carried_bytes += msg.len();
             inline_bytes += inline_msg.len();
             key_bytes += inline_key_bytes(&parts);
@@ -472,14 +486,20 @@ fn hostile_carried_lists_are_typed_errors() {
     unsorted.swap(2, 3);
     assert!(matches!(
         decode_error(responder().handle_carried(&store, &msg, &unsorted)),
-        DecodeError::BadPayload { why: "keys not strictly ascending", .. }
+        DecodeError::BadPayload {
+            why: "keys not strictly ascending",
+            ..
+        }
     ));
     // a key outside its part's range: the Resolve part ends at 100
     let mut outside = list.clone();
     outside[1] = k(120, 2);
     assert!(matches!(
         decode_error(responder().handle_carried(&store, &msg, &outside)),
-        DecodeError::BadPayload { why: "key outside the part's range", .. }
+        DecodeError::BadPayload {
+            why: "key outside the part's range",
+            ..
+        }
     ));
     // keys in order but shifted one part over: the Keys part gets a key below its range
     let shifted = vec![k(10, 1), k(150, 3), k(20, 2), k(160, 4)];
@@ -492,10 +512,13 @@ fn hostile_carried_lists_are_typed_errors() {
     high[3] = EntryKey::new(u64::MAX, [9; 32]);
     assert!(matches!(
         decode_error(responder().handle_carried(&store, &msg, &high)),
-        DecodeError::BadPayload { why: "hlc above 2^64 - 2", .. }
+        DecodeError::BadPayload {
+            why: "hlc above 2^64 - 2",
+            ..
+        }
     ));
     // over max_carried_keys: refused before decoding, even for a message that would not decode
-    let many: Vec<EntryKey> = (0..MIN_CARRIED_KEYS as u64 + 1).map(|i| k(i + 1, i)).collect();
+    let many: Vec<EntryKey> = (0..=MIN_CARRIED_KEYS as u64).map(|i| k(i + 1, i)).collect();
     let mut config = carried(Config::default());
     config.max_carried_keys = MIN_CARRIED_KEYS;
     let mut r = Reconciler::new(config).unwrap();

@@ -176,9 +176,7 @@ fn carried_keys_flood_decodes_in_bounded_memory() {
         })
         .collect();
     assert_eq!(list.len(), DEFAULT_MAX_CARRIED_KEYS);
-    let carried = || {
-        Reconciler::new(config(|c| c.key_form = KeyForm::Carried)).unwrap()
-    };
+    let carried = || Reconciler::new(config(|c| c.key_form = KeyForm::Carried)).unwrap();
     // the whole message decodes; then the first Keys part is refused: nothing was listed
     let mut r = carried();
     let (res, peak, _) = measure(|| r.handle_carried(&store, &msg, &list));

@@ -1,10 +1,10 @@
 //! [`Config`], the [`Dialect`] it selects, and the defaults and bounds of its limits.
 
 use super::ReconcileError;
-pub use crate::wire::message::KeyForm;
-use crate::wire::message::MAX_LIST_ITEMS;
 #[cfg(feature = "negentropy")]
 use crate::negentropy;
+pub use crate::wire::message::KeyForm;
+use crate::wire::message::MAX_LIST_ITEMS;
 
 #[cfg(doc)]
 use super::{Limit, Reconciler};
