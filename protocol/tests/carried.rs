@@ -361,21 +361,28 @@ fn find_part(parts: &[Part], lower: EntryKey, upper: Option<EntryKey>) -> Option
 }
 
 #[test]
-fn carried_list_limit_cuts_replies() {
-    // No byte limit: only max_carried_keys cuts, and the session still finds everything.
+fn limits_cut_replies_and_everything_is_still_found() {
     let (a, b) = sets(3000, 900, 900, 0, 11);
+    let cuts = |c: &CarriedTranscript| c.initiator.carried_over + c.responder.carried_over;
+    // only max_carried_keys cuts (no byte limit)
     let mut config = Config::default();
     config.max_message_bytes = None;
     config.max_carried_keys = MIN_CARRIED_KEYS;
     let (_, c) = check_both_forms(&a, &b, &config);
-    assert!(
-        c.initiator.carried_over + c.responder.carried_over > 0,
-        "no cut"
-    );
+    assert!(cuts(&c) > 0, "no cut at the carried-key limit");
     assert!(c
         .messages
         .iter()
         .any(|(_, l)| l.len() > MIN_CARRIED_KEYS / 2));
+    // only the byte limit cuts
+    let mut config = Config::default();
+    config.max_message_bytes = Some(4096);
+    let (_, c) = check_both_forms(&a, &b, &config);
+    assert!(cuts(&c) > 0, "no cut at the byte limit");
+    // both
+    config.max_carried_keys = MIN_CARRIED_KEYS;
+    let (_, c) = check_both_forms(&a, &b, &config);
+    assert!(cuts(&c) > 0, "no cut at both limits");
 }
 
 #[test]

@@ -531,11 +531,19 @@ proptest! {
     }
 
     /// A store that answers nonsense (counts that do not match, keys out of range or order,
-    /// the reserved HLC) never makes either dialect panic or send an invalid message.
+    /// the reserved HLC) never makes either dialect, or the carried key form, panic or send
+    /// an invalid message.
     #[test]
-    fn lying_store_never_panics(answers in proptest::collection::vec((0u64..80, arb_key()), 1..40), negentropy in any::<bool>(), msg in proptest::collection::vec(any::<u8>(), 0..200)) {
+    fn lying_store_never_panics(answers in proptest::collection::vec((0u64..80, arb_key()), 1..40), negentropy in any::<bool>(), carried in any::<bool>(), msg in proptest::collection::vec(any::<u8>(), 0..200)) {
         let store = Liar { answers, calls: Cell::new(0) };
-        let cfg = if negentropy { Config::negentropy(Some(4096)) } else { Config::default() };
+        let carried = carried && !negentropy;
+        let cfg = if negentropy {
+            Config::negentropy(Some(4096))
+        } else if carried {
+            config(|c| c.key_form = KeyForm::Carried)
+        } else {
+            Config::default()
+        };
         let mut a = Reconciler::new(cfg.clone()).unwrap();
         let first = a.initiate(&store);
         if let Ok(m) = &first {
@@ -550,11 +558,14 @@ proptest! {
         if let Some(f) = bytes.first_mut() {
             *f = if negentropy { 0x61 } else { 0x01 };
         }
-        let step = b.handle(&store, &Message::from_bytes(bytes));
+        let msg = Message::from_bytes(bytes);
+        let step = if carried { b.handle_carried(&store, &msg, &[]) } else { b.handle(&store, &msg) };
         if let Ok(step) = step {
             if let Some(reply) = step.reply {
                 if negentropy {
                     prop_assert!(oplog_protocol::negentropy::decode(reply.as_bytes()).is_ok());
+                } else if carried {
+                    prop_assert!(reply.parts_carried(&step.carried).is_ok());
                 } else {
                     prop_assert!(reply.parts().is_ok());
                 }
