@@ -418,6 +418,9 @@ fn carried_form_saves_the_inline_key_bytes() {
         // exactly the keys' inline bytes are saved (the count varints stay), at least 33 per key
         assert_eq!(inline_bytes - carried_bytes, key_bytes);
         assert!(key_bytes >= 33 * keys, "{key_bytes} < 33 × {keys}");
+        eprintln!(
+            "pattern {kind}: {keys} keys carried, inline {inline_bytes} B, carried {carried_bytes} B, saved {key_bytes} B"
+        );
         let (ia, ib) = inline.bytes();
         assert_eq!(ia + ib, inline_bytes as u64);
     }
