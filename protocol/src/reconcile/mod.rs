@@ -104,7 +104,8 @@ pub struct Reconciler {
     done: bool,
     stats: SessionStats,
     /// Every key already reported in a [`Step`]: a range restarted after a carry-over can
-    /// yield the same difference again, and each key is reported once.
+    /// yield the same difference again, and each key is reported once. Empty in the carried
+    /// form, which keeps no such record (spec 8.12).
     reported: HashSet<EntryKey>,
     /// Negentropy dialect: every hash already reported in [`Step::need_hashes`].
     reported_hashes: HashSet<Hash>,
@@ -402,14 +403,24 @@ impl Reconciler {
                 }
                 .into());
             }
-            self.charge(added + (out.have.len() + out.need.len()) * REPORTED_KEY_BYTES)?;
-            self.pending_bytes += added;
-            self.pending.extend(out.pending);
-            let reported = &mut self.reported;
-            step.have
-                .extend(out.have.into_iter().filter(|k| reported.insert(*k)));
-            step.need
-                .extend(out.need.into_iter().filter(|k| reported.insert(*k)));
+            if self.config.key_form == KeyForm::Carried {
+                // No record of reported keys (spec 8.12): session memory stays independent
+                // of the size of the difference; a key may be reported twice.
+                self.charge(added)?;
+                self.pending_bytes += added;
+                self.pending.extend(out.pending);
+                step.have.extend(out.have);
+                step.need.extend(out.need);
+            } else {
+                self.charge(added + (out.have.len() + out.need.len()) * REPORTED_KEY_BYTES)?;
+                self.pending_bytes += added;
+                self.pending.extend(out.pending);
+                let reported = &mut self.reported;
+                step.have
+                    .extend(out.have.into_iter().filter(|k| reported.insert(*k)));
+                step.need
+                    .extend(out.need.into_iter().filter(|k| reported.insert(*k)));
+            }
             reply_open |= out.parts.iter().any(|p| p.payload.is_open());
             self.stats.prefix_collisions += out.collisions;
             lower = part.upper.unwrap_or(lower);
