@@ -67,7 +67,7 @@ use tracing::{debug, debug_span, warn};
 use crate::entry::{verify_batch, Action, LogEntry, VerifiedEntry};
 use crate::key::EntryKey;
 use crate::range::RangeStore;
-use crate::reconcile::{Message, ReconcileError, Reconciler};
+use crate::reconcile::{KeyForm, Message, ReconcileError, Reconciler};
 use crate::wire::{AncestryAnswer, AncestryRequest, MAX_HAVES, MAX_WANTS};
 
 mod config;
@@ -190,6 +190,8 @@ impl<A: Action, R: RangeStore> Session<A, R> {
         snapshot: R,
         now: Instant,
     ) -> Result<Self, SessionError> {
+        let mut config = config;
+        config.reconcile.key_form = KeyForm::Carried;
         config.validate().map_err(SessionError::Config)?;
         let mut reconciler =
             Reconciler::new(config.reconcile.clone()).map_err(SessionError::Config)?;
@@ -537,12 +539,14 @@ impl<A: Action, R: RangeStore> Session<A, R> {
         }
         let _span = debug_span!("session", role = ?self.report.role).entered();
         let carried = std::mem::take(&mut self.turn_keys);
-        let (reply, to_send) = reconcile_turn(&mut self.reconciler, &self.snapshot, msg, &carried)
+        let step = self
+            .reconciler
+            .handle_carried(&self.snapshot, msg, &carried)
             .map_err(|e| (end_code(&e), e.to_string()))?;
         self.report.messages_received += 1;
         self.their_turn = false;
-        if let Some(reply) = reply {
-            self.out_keys.extend(to_send);
+        if let Some(reply) = step.reply {
+            self.out_keys.extend(step.carried);
             self.out_message = Some(reply);
         }
         self.events.push_back(Event::Progress(self.report));
@@ -553,7 +557,7 @@ impl<A: Action, R: RangeStore> Session<A, R> {
         if !self.their_turn {
             return Err((EndCode::Protocol, "entries outside the peer's turn".into()));
         }
-        let max = MAX_CARRIED_SHIM;
+        let max = self.reconciler.config().max_carried_keys;
         if self.turn_keys.len() + entries.len() > max {
             return Err((
                 EndCode::Limit,
@@ -747,16 +751,4 @@ fn end_code(e: &ReconcileError) -> EndCode {
         }
         _ => EndCode::Protocol,
     }
-}
-
-// TEMPORARY until the carried key form lands: inline messages, entries for `have`.
-const MAX_CARRIED_SHIM: usize = 65_536;
-fn reconcile_turn<R: RangeStore>(
-    rec: &mut Reconciler,
-    snapshot: &R,
-    msg: &Message,
-    _carried: &[EntryKey],
-) -> Result<(Option<Message>, Vec<EntryKey>), ReconcileError> {
-    let step = rec.handle(snapshot, msg)?;
-    Ok((step.reply, step.have))
 }
