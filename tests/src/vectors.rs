@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use oplog_protocol::replica::{InsertOutcome, MemoryReplica};
 use oplog_protocol::session::{EndCode, Event, Role, Session, SessionConfig, SyncReport};
 use oplog_protocol::wire::message::{DecodeError, Part, Payload};
+use oplog_protocol::VerifiedEntry;
 use oplog_protocol::{
     dag, negentropy, Config, EntryError, EntryKey, Fingerprint, Hash, LogEntry, MemoryStore,
     NodeId, ObjectId, Op, Reconciler,
@@ -1944,7 +1945,7 @@ pub fn decode_frame(g: &Graph, frame: &[u8]) -> Result<DecodedFrame, String> {
             if len > oplog_protocol::session::MAX_REASON_BYTES as u64 {
                 return Err("reason over 256 bytes".into());
             }
-            let end = at + len as usize;
+            let end = at + usize::try_from(len).map_err(|e| e.to_string())?;
             let reason = payload.get(at..end).ok_or("reason truncated")?;
             if end != payload.len() {
                 return Err("bytes after the reason".into());
@@ -2018,7 +2019,7 @@ impl SessionSide {
                 Event::Apply(entries) => {
                     n += entries.len();
                     let entries: Vec<LogEntry> =
-                        entries.into_iter().map(|e| e.into_inner()).collect();
+                        entries.into_iter().map(VerifiedEntry::into_inner).collect();
                     self.store.insert(entries, u64::MAX, Duration::ZERO, None);
                 }
                 Event::Done(r) => self.ended = Some((r, EndCode::Done, String::new(), false)),

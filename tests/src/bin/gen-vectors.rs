@@ -3070,8 +3070,8 @@ fn hand_entries(entries: &[&[u8]]) -> Vec<u8> {
 
 fn session_side(store: &[&str], snapshot: Option<&[&str]>, batch: usize) -> SessionSideJson {
     SessionSideJson {
-        store: store.iter().map(|s| s.to_string()).collect(),
-        snapshot: snapshot.map(|s| s.iter().map(|n| n.to_string()).collect()),
+        store: store.iter().map(ToString::to_string).collect(),
+        snapshot: snapshot.map(|s| s.iter().map(ToString::to_string).collect()),
         config: SessionConfigJson::with_batch(batch),
     }
 }
@@ -3163,10 +3163,10 @@ fn session_vectors() -> SessionFile {
         },
     ];
     for tr in &mut transcripts {
-        let (frames, [i, r]) = run_session(&g, tr).expect("session runs");
+        let (frames, [init, resp]) = run_session(&g, tr).expect("session runs");
         tr.frames = frames;
-        tr.initiator_result = i;
-        tr.responder_result = r;
+        tr.initiator_result = init;
+        tr.responder_result = resp;
         assert_eq!(tr.initiator_result.end, "Done", "{}", tr.name);
         assert_eq!(tr.responder_result.end, "Done", "{}", tr.name);
         let mut union = tr.responder_result.applied.clone();
@@ -3314,7 +3314,7 @@ fn session_vectors() -> SessionFile {
     let trailing = entries_payload(&[&a4], 1, &[0]);
     let lying = entries_payload(&[&a4], 200, &[]);
     let short_count = entries_payload(&[&a4], 2, &[]);
-    let max = oplog_protocol::session::DEFAULT_MAX_FRAME_BYTES as u32;
+    let max = u32::try_from(oplog_protocol::session::DEFAULT_MAX_FRAME_BYTES).expect("fits");
     let fresh = |name: &str, desc: &str, frames: Vec<Vec<u8>>, code: u8| InvalidFrameCase {
         name: name.into(),
         description: desc.into(),
