@@ -1797,7 +1797,8 @@ pub struct SessionResultJson {
 /// replayed through the transcript's first `after` frames, then given `frames` in order
 /// (whole frames; a frame whose length header is refused is given as the header alone). All
 /// but the last are accepted; the last makes the side send an END frame with `code` as its
-/// next frame, and nothing of that frame is applied.
+/// next frame, and nothing of that frame is applied. `config`, when given, replaces the side's
+/// config (the replayed frames must come out the same).
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct InvalidFrameCase {
@@ -1806,6 +1807,8 @@ pub struct InvalidFrameCase {
     pub transcript: String,
     pub side: String,
     pub after: usize,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub config: Option<SessionConfigJson>,
     pub frames: Vec<String>,
     pub code: u8,
     pub code_name: String,
@@ -2246,7 +2249,14 @@ pub fn feed_invalid(
     if c.after >= t.frames.len() {
         return Err(format!("{}: the side must not be finished", c.name));
     }
-    let mut side = replay_side(g, t, role, c.after)?;
+    let mut t = t.clone();
+    if let Some(config) = &c.config {
+        match role {
+            Role::Initiator => t.initiator.config = config.clone(),
+            Role::Responder => t.responder.config = config.clone(),
+        }
+    }
+    let mut side = replay_side(g, &t, role, c.after)?;
     let last = c.frames.len().checked_sub(1).ok_or("no frames")?;
     for (i, hex) in c.frames.iter().enumerate() {
         let bytes = unhex(hex)?;

@@ -1318,7 +1318,7 @@ fn check_session(f: &SessionFile) -> Check {
         .collect();
     ensure_eq!(kinds.len(), 5, "every frame type in the transcripts");
     let codes: BTreeSet<u8> = f.invalid.iter().map(|c| c.code).collect();
-    for code in [1u8, 2, 4] {
+    for code in [1u8, 2, 3, 4] {
         ensure!(codes.contains(&code), "no invalid case ending with {code}");
     }
     ensure!(
@@ -1378,4 +1378,11 @@ fn session_frames_transcripts_and_invalid_frames() {
         .unwrap();
     c.after = 0;
     assert!(check_session(&t).is_err(), "the message in turn");
+    let mut t = f.clone();
+    let c = t.invalid.iter_mut().find(|c| c.config.is_some()).unwrap();
+    c.config = None;
+    assert!(
+        check_session(&t).is_err(),
+        "a budget case without its budget"
+    );
 }

@@ -3321,6 +3321,7 @@ fn session_vectors() -> SessionFile {
         transcript: "equal".into(),
         side: "responder".into(),
         after: 0,
+        config: None,
         frames: frames.iter().map(|f| hx(f)).collect(),
         code,
         code_name: end_code_name(code).into(),
@@ -3355,6 +3356,7 @@ fn session_vectors() -> SessionFile {
         transcript: "equal".into(),
         side: "responder".into(),
         after: reconciled,
+        config: None,
         frames: frames.iter().map(|f| hx(f)).collect(),
         code,
         code_name: end_code_name(code).into(),
@@ -3386,6 +3388,34 @@ fn session_vectors() -> SessionFile {
             1,
         ),
     ]);
+    // budgets: the responder of `equal` with one budget lowered
+    let mut small_bytes = SessionConfigJson::with_batch(default_batch);
+    small_bytes.max_bytes_received = dec(64);
+    let mut no_requests = SessionConfigJson::with_batch(default_batch);
+    no_requests.max_ancestry_requests = 0;
+    let entries_a4 = hand_entries(&[&a4]);
+    invalid.push(InvalidFrameCase {
+        name: "bytes-received-over-budget".into(),
+        description: "A fresh responder whose max_bytes_received is 64 gets the header of an ENTRIES frame that would pass it: refused at the header (4 header bytes counted, plus the announced length).".into(),
+        transcript: "equal".into(),
+        side: "responder".into(),
+        after: 0,
+        config: Some(small_bytes),
+        frames: vec![hx(&entries_a4[..4])],
+        code: 3,
+        code_name: "Limit".into(),
+    });
+    invalid.push(InvalidFrameCase {
+        name: "ancestry-requests-over-budget".into(),
+        description: "A responder whose max_ancestry_requests is 0, after reconciliation, gets a valid ancestry request: counted before it is decoded, and over the budget.".into(),
+        transcript: "equal".into(),
+        side: "responder".into(),
+        after: reconciled,
+        config: Some(no_requests),
+        frames: vec![hx(&request)],
+        code: 3,
+        code_name: "Limit".into(),
+    });
     // a second END Done: the initiator of `equal` after the responder's END
     invalid.push(InvalidFrameCase {
         name: "end-done-twice".into(),
@@ -3393,6 +3423,7 @@ fn session_vectors() -> SessionFile {
         transcript: "equal".into(),
         side: "initiator".into(),
         after: reconciled,
+        config: None,
         frames: vec![hx(&hand_frame(0x05, &[0, 0]))],
         code: 1,
         code_name: "Protocol".into(),
