@@ -249,8 +249,9 @@ impl<A: Action, R: RangeStore> Session<A, R> {
     }
 
     /// The length header of the next frame. `false` means the frame is refused (longer than
-    /// [`SessionConfig::max_frame_bytes`], empty, or the session is ending): read nothing
-    /// more, send what [`poll_transmit`](Self::poll_transmit) gives, and close.
+    /// [`SessionConfig::max_frame_bytes`], empty, past [`SessionConfig::max_bytes_received`],
+    /// or the session is ending): read nothing more, send what
+    /// [`poll_transmit`](Self::poll_transmit) gives, and close.
     pub fn handle_frame_len(&mut self, len: u32) -> bool {
         if self.ending.is_some() || self.finished {
             return false;
