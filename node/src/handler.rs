@@ -1,0 +1,378 @@
+//! [`OplogSync`]: the iroh protocol handler (the responder side) and [`OplogSync::sync_with`]
+//! (the initiator side).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use iroh::endpoint::{Connection, ConnectionError, VarInt};
+use iroh::protocol::{AcceptError, ProtocolHandler};
+use iroh::{Endpoint, EndpointAddr, EndpointId};
+use oplog_protocol::{Action, Op};
+use oplog_store::Store;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::driver::{run_session, SessionOutcome, FLUSH_TIMEOUT};
+use crate::error::SyncError;
+use crate::session::{EndCode, Role, Session, SessionConfig, SyncReport};
+use crate::ALPN;
+
+/// Connection close code: the session completed (or ended by its END frame).
+pub const CLOSE_DONE: u32 = 0;
+/// Connection close code: the dialing node is not in the allowed peer set; nothing it sent
+/// was read.
+pub const CLOSE_NOT_ALLOWED: u32 = 1;
+/// Connection close code: this node ended the session because the peer broke the protocol
+/// or a budget (the END frame before the close names the reason).
+pub const CLOSE_SESSION_ERROR: u32 = 2;
+
+/// How long, after its last frame was delivered, a responder waits for the initiator to close
+/// the connection before dropping it itself.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a responder waits for an allowed peer that connected to open its stream.
+const ACCEPT_WAIT: Duration = Duration::from_secs(10);
+
+/// The oplog-sync protocol on an iroh endpoint, over one [`Store`]: register it on a
+/// `Router` to answer peers, call [`sync_with`](Self::sync_with) to start a session.
+///
+/// Cheap to clone (one `Arc`): every clone shares the store, the allowed peer set and the set
+/// of peers a session is running with. At most one session runs per pair of peers at a time:
+/// a second [`sync_with`](Self::sync_with) to a peer returns [`SyncError::Busy`] at once (it
+/// does not wait), and a session the peer opens meanwhile is answered with END
+/// [`EndCode::Busy`]. Two peers that dial each other at the same instant may both get `Busy`;
+/// retry after a random delay.
+pub struct OplogSync<A: Action = Op> {
+    inner: Arc<Inner<A>>,
+}
+
+struct Inner<A: Action> {
+    store: Arc<Store<A>>,
+    allowed: RwLock<HashSet<EndpointId>>,
+    config: SessionConfig,
+    alpn: Vec<u8>,
+    active: Mutex<HashSet<EndpointId>>,
+}
+
+impl<A: Action> Clone for OplogSync<A> {
+    fn clone(&self) -> Self {
+        OplogSync {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<A: Action> fmt::Debug for OplogSync<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OplogSync")
+            .field("alpn", &String::from_utf8_lossy(&self.inner.alpn))
+            .field("allowed_peers", &read(&self.inner.allowed).len())
+            .field("active_sessions", &lock(&self.inner.active).len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Action> OplogSync<A> {
+    /// Syncs `store` with the peers in `allowed` (their iroh endpoint ids), under [`ALPN`]
+    /// with the default [`SessionConfig`]. Connections from any other peer are refused before
+    /// anything is read.
+    pub fn new(store: Arc<Store<A>>, allowed: impl IntoIterator<Item = EndpointId>) -> Self {
+        OplogSync {
+            inner: Arc::new(Inner {
+                store,
+                allowed: RwLock::new(allowed.into_iter().collect()),
+                config: SessionConfig::default(),
+                alpn: ALPN.to_vec(),
+                active: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    /// The same handler with the session configuration `config` (budgets and deadlines).
+    /// Call it before cloning: clones made earlier keep the old configuration.
+    #[must_use]
+    pub fn with_config(self, config: SessionConfig) -> Self {
+        self.rebuild(|inner| inner.config = config)
+    }
+
+    /// The same handler dialing under `alpn` instead of [`ALPN`], e.g. a
+    /// [`cluster_alpn`](crate::cluster_alpn); register it on the `Router` under the same
+    /// [`alpn`](Self::alpn). Call it before cloning.
+    #[must_use]
+    pub fn with_alpn(self, alpn: impl Into<Vec<u8>>) -> Self {
+        let alpn = alpn.into();
+        self.rebuild(|inner| inner.alpn = alpn)
+    }
+
+    fn rebuild(self, change: impl FnOnce(&mut Inner<A>)) -> Self {
+        let mut inner = Inner {
+            store: Arc::clone(&self.inner.store),
+            allowed: RwLock::new(read(&self.inner.allowed).clone()),
+            config: self.inner.config.clone(),
+            alpn: self.inner.alpn.clone(),
+            active: Mutex::new(HashSet::new()),
+        };
+        change(&mut inner);
+        OplogSync {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The ALPN this handler dials under; register it on the `Router` under the same one.
+    pub fn alpn(&self) -> &[u8] {
+        &self.inner.alpn
+    }
+
+    /// The store sessions read from and apply to.
+    pub fn store(&self) -> &Arc<Store<A>> {
+        &self.inner.store
+    }
+
+    /// Adds `peer` to the allowed set (takes effect for the next connection).
+    pub fn allow(&self, peer: EndpointId) {
+        write(&self.inner.allowed).insert(peer);
+    }
+
+    /// Removes `peer` from the allowed set (a session already running with it goes on).
+    pub fn disallow(&self, peer: &EndpointId) {
+        write(&self.inner.allowed).remove(peer);
+    }
+
+    /// Whether connections from `peer` are accepted.
+    pub fn is_allowed(&self, peer: &EndpointId) -> bool {
+        read(&self.inner.allowed).contains(peer)
+    }
+
+    /// Whether a session with `peer` is running now (either role).
+    pub fn is_syncing(&self, peer: &EndpointId) -> bool {
+        lock(&self.inner.active).contains(peer)
+    }
+
+    /// Marks a session with `peer` as running, or `None` if one already is.
+    fn begin(&self, peer: EndpointId) -> Option<ActiveGuard<A>> {
+        lock(&self.inner.active).insert(peer).then(|| ActiveGuard {
+            inner: Arc::clone(&self.inner),
+            peer,
+        })
+    }
+
+    fn new_session(&self, role: Role) -> Result<Session<A, oplog_protocol::RangeIndex>, SyncError> {
+        Session::new(
+            self.inner.config.clone(),
+            role,
+            self.inner.store.snapshot(),
+            Instant::now(),
+        )
+        .map_err(|e| SyncError::Config {
+            reason: format!("{e:?}"),
+        })
+    }
+
+    /// Dials `peer`, opens one stream and runs one session as the initiator; returns its
+    /// report when both stores hold the union of their entries (as far as each side's
+    /// budgets allowed: the report says what crossed).
+    ///
+    /// Waits for the peer to have received the session's last frame before closing the
+    /// connection (bounded by [`FLUSH_TIMEOUT`](crate::FLUSH_TIMEOUT)). A second call for the
+    /// same peer while this one runs returns [`SyncError::Busy`] at once.
+    pub async fn sync_with(
+        &self,
+        endpoint: &Endpoint,
+        peer: impl Into<EndpointAddr>,
+    ) -> Result<SyncReport, SyncError> {
+        let peer: EndpointAddr = peer.into();
+        let id = peer.id;
+        let span = info_span!("oplog.session", peer = %id.fmt_short(), role = "initiator");
+        async move {
+            let Some(_active) = self.begin(id) else {
+                info!("a session with this peer is already running");
+                return Err(SyncError::Busy {
+                    peer: id,
+                    by_peer: false,
+                });
+            };
+            let conn = endpoint
+                .connect(peer, &self.inner.alpn)
+                .await
+                .map_err(|source| SyncError::Connect { peer: id, source })?;
+            let (mut send, mut recv) = conn
+                .open_bi()
+                .await
+                .map_err(|source| SyncError::Connection { peer: id, source })?;
+            let session = self.new_session(Role::Initiator)?;
+            let outcome =
+                run_session(session, Arc::clone(&self.inner.store), &mut recv, &mut send).await;
+            // The last frame is delivered once the peer acknowledged the whole stream.
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, send.stopped()).await;
+            let refused = refusal(&conn);
+            conn.close(CLOSE_DONE.into(), b"done");
+            log_outcome(&outcome);
+            classify(id, outcome, refused)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Answers one incoming connection from an allowed peer: one stream, one session as the
+    /// responder.
+    async fn respond(&self, conn: Connection, peer: EndpointId) -> Result<(), AcceptError> {
+        // A peer that connects and never opens a stream is not waited for forever.
+        let Ok(accepted) = tokio::time::timeout(ACCEPT_WAIT, conn.accept_bi()).await else {
+            info!("the peer opened no stream in time; closing");
+            conn.close(CLOSE_SESSION_ERROR.into(), b"no stream opened");
+            return Ok(());
+        };
+        let (mut send, mut recv) = accepted?;
+        let active = self.begin(peer);
+        let mut session = self
+            .new_session(Role::Responder)
+            .map_err(AcceptError::from_err)?;
+        if active.is_none() {
+            info!("a session with this peer is already running; answering Busy");
+            session.close(
+                EndCode::Busy,
+                "a session with this peer is already running; retry after it ends",
+            );
+        }
+        let outcome =
+            run_session(session, Arc::clone(&self.inner.store), &mut recv, &mut send).await;
+        drop(active);
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, send.stopped()).await;
+        log_outcome(&outcome);
+        match &outcome.end {
+            Some(end) if !end.by_peer && end.code != EndCode::Busy => {
+                // This side ended it for cause: close now, naming the reason.
+                let reason = truncate(&end.reason, 512);
+                conn.close(CLOSE_SESSION_ERROR.into(), reason.as_bytes());
+            }
+            _ => {
+                // The initiator closes once it has read everything; give it a bound.
+                let _ = tokio::time::timeout(CLOSE_WAIT, conn.closed()).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<A: Action> ProtocolHandler for OplogSync<A> {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let peer = conn.remote_id();
+        if !self.is_allowed(&peer) {
+            warn!(peer = %peer, "refused an oplog-sync connection from a peer outside the allowed set");
+            conn.close(
+                CLOSE_NOT_ALLOWED.into(),
+                b"not in this node's allowed peer set",
+            );
+            return Ok(());
+        }
+        let span = info_span!("oplog.session", peer = %peer.fmt_short(), role = "responder");
+        self.respond(conn, peer).instrument(span).await
+    }
+}
+
+/// Removes its peer from the running set when dropped.
+struct ActiveGuard<A: Action> {
+    inner: Arc<Inner<A>>,
+    peer: EndpointId,
+}
+
+impl<A: Action> Drop for ActiveGuard<A> {
+    fn drop(&mut self) {
+        lock(&self.inner.active).remove(&self.peer);
+    }
+}
+
+/// The peer's application close, if it closed the connection with a non-zero code.
+fn refusal(conn: &Connection) -> Option<(u64, String)> {
+    match conn.close_reason() {
+        Some(ConnectionError::ApplicationClosed(close)) if close.error_code != VarInt::from_u32(CLOSE_DONE) => Some((
+            close.error_code.into_inner(),
+            String::from_utf8_lossy(&close.reason).into_owned(),
+        )),
+        _ => None,
+    }
+}
+
+fn classify(
+    peer: EndpointId,
+    outcome: SessionOutcome,
+    refused: Option<(u64, String)>,
+) -> Result<SyncReport, SyncError> {
+    let SessionOutcome {
+        report,
+        end,
+        store_error,
+    } = outcome;
+    let Some(end) = end else {
+        return Ok(report);
+    };
+    if let Some(reason) = store_error {
+        return Err(SyncError::Store {
+            peer,
+            reason,
+            report,
+        });
+    }
+    if end.code == EndCode::Busy && end.by_peer {
+        return Err(SyncError::Busy {
+            peer,
+            by_peer: true,
+        });
+    }
+    // A peer that closed the connection with a code said why more precisely than the end
+    // of stream this side saw.
+    if !end.by_peer {
+        if let Some((code, reason)) = refused {
+            return Err(SyncError::Refused { peer, code, reason });
+        }
+    }
+    if end.code == EndCode::Timeout {
+        return Err(SyncError::Timeout {
+            peer,
+            reason: end.reason,
+            report,
+        });
+    }
+    Err(SyncError::Ended {
+        peer,
+        code: end.code,
+        reason: end.reason,
+        by_peer: end.by_peer,
+        report,
+    })
+}
+
+fn log_outcome(outcome: &SessionOutcome) {
+    let report = &outcome.report;
+    match &outcome.end {
+        None => info!(?report, "sync session completed"),
+        Some(end) => info!(
+            ?report,
+            code = ?end.code,
+            reason = %end.reason,
+            by_peer = end.by_peer,
+            "sync session ended"
+        ),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(PoisonError::into_inner)
+}
