@@ -199,7 +199,7 @@ impl<A: Action> OplogSync<A> {
             let (mut send, mut recv) = conn
                 .open_bi()
                 .await
-                .map_err(|source| SyncError::Connection { peer: id, source })?;
+                .map_err(|source| connection_error(id, source))?;
             let session = self.new_session(Role::Initiator)?;
             let outcome =
                 run_session(session, Arc::clone(&self.inner.store), &mut recv, &mut send).await;
@@ -285,12 +285,28 @@ impl<A: Action> Drop for ActiveGuard<A> {
 
 /// The peer's application close, if it closed the connection with a non-zero code.
 fn refusal(conn: &Connection) -> Option<(u64, String)> {
-    match conn.close_reason() {
-        Some(ConnectionError::ApplicationClosed(close)) if close.error_code != VarInt::from_u32(CLOSE_DONE) => Some((
-            close.error_code.into_inner(),
-            String::from_utf8_lossy(&close.reason).into_owned(),
-        )),
+    conn.close_reason().as_ref().and_then(application_close)
+}
+
+fn application_close(error: &ConnectionError) -> Option<(u64, String)> {
+    match error {
+        ConnectionError::ApplicationClosed(close)
+            if close.error_code != VarInt::from_u32(CLOSE_DONE) =>
+        {
+            Some((
+                close.error_code.into_inner(),
+                String::from_utf8_lossy(&close.reason).into_owned(),
+            ))
+        }
         _ => None,
+    }
+}
+
+/// A refusal if the peer closed the connection with a code, else a connection failure.
+fn connection_error(peer: EndpointId, source: ConnectionError) -> SyncError {
+    match application_close(&source) {
+        Some((code, reason)) => SyncError::Refused { peer, code, reason },
+        None => SyncError::Connection { peer, source },
     }
 }
 
