@@ -88,6 +88,7 @@ pub mod dag;
 #[cfg(feature = "negentropy")]
 pub mod negentropy;
 pub mod replica;
+pub mod session;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wire;
@@ -108,9 +109,10 @@ pub use range::{
     IndexBuildError, IndexIter, MemoryStore, RangeIndex, RangeStore, StoreError, KEY_CHUNK,
 };
 pub use reconcile::{
-    Config, Dialect, Limit, Message, ReconcileError, Reconciler, SessionStats, Step,
-    DEFAULT_MAX_MESSAGES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTS, DEFAULT_MAX_SESSION_MEMORY,
-    MIN_MESSAGE_BYTES, MIN_PARTS, MIN_SESSION_MEMORY, PENDING_PER_TRAFFIC_BYTE,
+    Config, Dialect, KeyForm, Limit, Message, ReconcileError, Reconciler, SessionStats, Step,
+    DEFAULT_MAX_CARRIED_KEYS, DEFAULT_MAX_MESSAGES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTS,
+    DEFAULT_MAX_SESSION_MEMORY, MIN_CARRIED_KEYS, MIN_MESSAGE_BYTES, MIN_PARTS, MIN_SESSION_MEMORY,
+    PENDING_PER_TRAFFIC_BYTE,
 };
 
 pub use ed25519_dalek::SigningKey;

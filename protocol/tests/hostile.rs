@@ -16,7 +16,8 @@ use oplog_protocol::{
     ReconcileError, Reconciler,
 };
 use oplog_protocol::{
-    DEFAULT_MAX_MESSAGES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTS, MIN_PARTS,
+    KeyForm, DEFAULT_MAX_CARRIED_KEYS, DEFAULT_MAX_MESSAGES, DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_PARTS, MIN_PARTS,
 };
 use proptest::prelude::*;
 
@@ -148,6 +149,48 @@ fn keys_flood_decodes_in_bounded_memory() {
         Limit::MessageBytes {
             size: msg.len(),
             limit: DEFAULT_MAX_MESSAGE_BYTES
+        }
+    );
+    assert_eq!(peak, 0);
+}
+
+/// Carried key form: 256 `Keys` parts of 256 carried keys each, a carried list of 65,536
+/// keys (2.6 MB, the caller's). The message is validated one part at a time against the
+/// caller's slice, so decoding holds one part's keys (10 KB) at most, and a list one key over
+/// `max_carried_keys` is refused before anything is decoded or allocated.
+#[test]
+fn carried_keys_flood_decodes_in_bounded_memory() {
+    let store: MemoryStore = (1..=1000).map(|i| key(i * 7, i)).collect();
+    store.count(&Range::FULL).unwrap();
+    // part i covers HLC i exactly (bounds one HLC apart), and takes 256 keys of that HLC
+    let bytes = flood(5, 256, &[0x80, 0x02]);
+    let msg = Message::from_bytes(bytes);
+    let mut list: Vec<EntryKey> = (0..256u64)
+        .flat_map(|i| {
+            (0..256u16).map(move |j| {
+                let mut hash = [0u8; 32];
+                hash[0] = 1;
+                hash[1..3].copy_from_slice(&j.to_be_bytes());
+                EntryKey::new(i, hash)
+            })
+        })
+        .collect();
+    assert_eq!(list.len(), DEFAULT_MAX_CARRIED_KEYS);
+    let carried = || Reconciler::new(config(|c| c.key_form = KeyForm::Carried)).unwrap();
+    // the whole message decodes; then the first Keys part is refused: nothing was listed
+    let mut r = carried();
+    let (res, peak, _) = measure(|| r.handle_carried(&store, &msg, &list));
+    assert!(matches!(res, Err(ReconcileError::Protocol(_))), "{res:?}");
+    assert!(peak < 64 << 10, "decoding allocated {peak} bytes");
+    // one key more than the limit: refused before decoding
+    list.push(EntryKey::new(300, [1; 32]));
+    let mut r = carried();
+    let (res, peak, _) = measure(|| r.handle_carried(&store, &msg, &list));
+    assert_eq!(
+        limit(res),
+        Limit::CarriedKeys {
+            count: DEFAULT_MAX_CARRIED_KEYS + 1,
+            limit: DEFAULT_MAX_CARRIED_KEYS
         }
     );
     assert_eq!(peak, 0);
@@ -488,11 +531,19 @@ proptest! {
     }
 
     /// A store that answers nonsense (counts that do not match, keys out of range or order,
-    /// the reserved HLC) never makes either dialect panic or send an invalid message.
+    /// the reserved HLC) never makes either dialect, or the carried key form, panic or send
+    /// an invalid message.
     #[test]
-    fn lying_store_never_panics(answers in proptest::collection::vec((0u64..80, arb_key()), 1..40), negentropy in any::<bool>(), msg in proptest::collection::vec(any::<u8>(), 0..200)) {
+    fn lying_store_never_panics(answers in proptest::collection::vec((0u64..80, arb_key()), 1..40), negentropy in any::<bool>(), carried in any::<bool>(), msg in proptest::collection::vec(any::<u8>(), 0..200)) {
         let store = Liar { answers, calls: Cell::new(0) };
-        let cfg = if negentropy { Config::negentropy(Some(4096)) } else { Config::default() };
+        let carried = carried && !negentropy;
+        let cfg = if negentropy {
+            Config::negentropy(Some(4096))
+        } else if carried {
+            config(|c| c.key_form = KeyForm::Carried)
+        } else {
+            Config::default()
+        };
         let mut a = Reconciler::new(cfg.clone()).unwrap();
         let first = a.initiate(&store);
         if let Ok(m) = &first {
@@ -507,11 +558,14 @@ proptest! {
         if let Some(f) = bytes.first_mut() {
             *f = if negentropy { 0x61 } else { 0x01 };
         }
-        let step = b.handle(&store, &Message::from_bytes(bytes));
+        let msg = Message::from_bytes(bytes);
+        let step = if carried { b.handle_carried(&store, &msg, &[]) } else { b.handle(&store, &msg) };
         if let Ok(step) = step {
             if let Some(reply) = step.reply {
                 if negentropy {
                     prop_assert!(oplog_protocol::negentropy::decode(reply.as_bytes()).is_ok());
+                } else if carried {
+                    prop_assert!(reply.parts_carried(&step.carried).is_ok());
                 } else {
                     prop_assert!(reply.parts().is_ok());
                 }

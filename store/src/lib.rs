@@ -143,6 +143,7 @@ mod options;
 mod range;
 mod reads;
 pub mod schema;
+mod session;
 mod verify;
 
 use std::marker::PhantomData;
@@ -157,7 +158,7 @@ pub use error::Error;
 pub use oplog_protocol as protocol;
 pub use oplog_protocol::dag::LwwWrite;
 pub use oplog_protocol::replica::{InsertError, InsertOutcome, InsertReport, Limits};
-pub use options::Options;
+pub use options::{Options, DEFAULT_CACHE_BYTES};
 pub use range::DagSnapshot;
 pub use reads::{HistoryItem, Stats};
 pub use verify::{Problem, VerifyReport, MAX_PROBLEMS};
@@ -224,7 +225,11 @@ impl<A: Action> Store<A> {
                 _ => io_open_error(path, e),
             })?;
         let created = redb::backends::FileBackend::new(file)
-            .and_then(|backend| Database::builder().create_with_backend(backend))
+            .and_then(|backend| {
+                Database::builder()
+                    .set_cache_size(options.cache_bytes)
+                    .create_with_backend(backend)
+            })
             .map_err(|source| Error::Open {
                 path: path.to_path_buf(),
                 source,
@@ -279,6 +284,7 @@ impl<A: Action> Store<A> {
             });
         }
         let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
             .set_check_integrity_on_open(options.check_integrity_on_open)
             .open(path)
             .map_err(|source| match source {

@@ -26,7 +26,14 @@ pub struct Options {
     /// once more at open; turned off, a file damaged outside redb may make redb panic instead
     /// of returning an error (redb's own documented behaviour for a plain open).
     pub check_integrity_on_open: bool,
+    /// Most bytes of file pages redb keeps cached in memory. Default:
+    /// [`DEFAULT_CACHE_BYTES`] (redb's own default, 1 GiB). With the store's key index
+    /// (about 60 bytes per entry) it bounds the store's memory.
+    pub cache_bytes: usize,
 }
+
+/// Default [`Options::cache_bytes`]: 1 GiB, redb's default.
+pub const DEFAULT_CACHE_BYTES: usize = 1 << 30;
 
 impl Default for Options {
     fn default() -> Self {
@@ -35,6 +42,7 @@ impl Default for Options {
             allowed_authors: None,
             clock: Arc::new(SystemClock),
             check_integrity_on_open: true,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -46,11 +54,19 @@ impl fmt::Debug for Options {
             .field("allowed_authors", &self.allowed_authors)
             .field("now_nanos", &self.clock.now_nanos())
             .field("check_integrity_on_open", &self.check_integrity_on_open)
+            .field("cache_bytes", &self.cache_bytes)
             .finish()
     }
 }
 
 impl Options {
+    /// Sets the most bytes of file pages redb caches in memory.
+    #[must_use]
+    pub fn cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
     /// Sets the maximum drift.
     #[must_use]
     pub fn max_drift(mut self, max_drift: Duration) -> Self {

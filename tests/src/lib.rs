@@ -6,6 +6,10 @@
 //!   `gen-vectors` binary (`cargo run -p oplog-tests --bin gen-vectors`) and read by
 //!   `tests/tests/conformance.rs`.
 //!
+//! - [`fixture`]: signed histories (chains of writes by one author) for tests and benchmarks.
+//! - [`link`]: two sync sessions over real stores joined by an in-process link with a virtual
+//!   clock (a set RTT) and an optional cut after any frame.
+//!
 //! The binaries in `src/bin/` are `gen-vectors` and `negentropy-harness` (Negentropy's
 //! conformance-harness line protocol in front of oplog-sync's reconciler).
 
@@ -13,3 +17,6 @@
 // file's `description` document the fields, so they carry no doc comments of their own.
 #[allow(missing_docs)]
 pub mod vectors;
+
+pub mod fixture;
+pub mod link;

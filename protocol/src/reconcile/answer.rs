@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use tracing::debug;
 
 use super::pending::Pending;
-use super::{listed_keys, ReconcileError, Reconciler};
+use super::{listed_keys, KeyForm, ReconcileError, Reconciler};
 use crate::fingerprint::Aggregate;
 use crate::key::{EntryKey, Range};
 use crate::range::RangeStore;
@@ -175,6 +175,23 @@ impl Reconciler {
                     .collect();
                 out.need.extend(missing.iter().map(|&i| theirs[i as usize]));
                 out.have.extend(mine_only.iter().copied());
+                // Carried form: we know the listed keys we lack but not their entries, so the
+                // lister answers with Keys carrying them; wait for exactly those keys.
+                if self.config.key_form == KeyForm::Carried && !missing.is_empty() {
+                    let wanted: Vec<u8> = missing
+                        .iter()
+                        .flat_map(|&i| theirs[i as usize].hash.0)
+                        .collect();
+                    out.pending.push((
+                        range.start,
+                        Pending::Resolved {
+                            end: range.end,
+                            mine_only: Vec::new(),
+                            wanted,
+                            wanted_len: 32,
+                        },
+                    ));
+                }
                 out.part(
                     range.end,
                     Payload::Resolve {
@@ -227,7 +244,9 @@ impl Reconciler {
                     out.have.extend(gave.iter().copied());
                     out.need
                         .extend(keys.iter().filter(|k| listed.binary_search(k).is_err()));
-                    if full || gave.is_empty() {
+                    // After a full list the peer knows the keys it lacks; in inline form that
+                    // is all it needs, in carried form it still needs their entries.
+                    if gave.is_empty() || (full && self.config.key_form == KeyForm::Inline) {
                         out.part(range.end, Payload::Skip);
                     } else {
                         out.part(range.end, Payload::Keys(gave));

@@ -3,6 +3,8 @@
 use super::ReconcileError;
 #[cfg(feature = "negentropy")]
 use crate::negentropy;
+pub use crate::wire::message::KeyForm;
+use crate::wire::message::MAX_LIST_ITEMS;
 
 #[cfg(doc)]
 use super::{Limit, Reconciler};
@@ -31,6 +33,13 @@ pub const DEFAULT_MAX_SESSION_MEMORY: usize = 256 << 20;
 pub const PENDING_PER_TRAFFIC_BYTE: usize = 64;
 /// The smallest [`Config::max_session_memory`]: 1 MiB.
 pub const MIN_SESSION_MEMORY: usize = 1 << 20;
+/// The default [`Config::max_carried_keys`]: 2^16 keys (with entries of a few hundred bytes,
+/// a carried list of this length travels with about as many entry bytes as the 4 MiB
+/// message limit allows in message bytes, times a few).
+pub const DEFAULT_MAX_CARRIED_KEYS: usize = 1 << 16;
+/// The smallest [`Config::max_carried_keys`]: 256, the most keys one part carries, so that
+/// every reply can answer at least one part.
+pub const MIN_CARRIED_KEYS: usize = MAX_LIST_ITEMS;
 
 /// The wire format and splitting policy a [`Reconciler`] speaks. Both peers must use the same.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -97,6 +106,18 @@ pub struct Config {
     /// session with [`Limit::SessionMemory`]; differences reported before stay valid, and a
     /// new session continues with a smaller difference. At least [`MIN_SESSION_MEMORY`].
     pub max_session_memory: usize,
+    /// How the keys of Resolve and Keys payloads travel (default [`KeyForm::Inline`]). With
+    /// [`KeyForm::Carried`] (`spec/SPEC.md` 8.12) messages are handled with
+    /// [`Reconciler::handle_carried`], and each [`Step`](super::Step) names in
+    /// `carried` the keys whose entries must be sent just before its reply. Both peers must
+    /// use the same form; only the `OplogV1` dialect has a carried form.
+    pub key_form: KeyForm,
+    /// Carried form: most keys in the carried list of a message this side accepts or sends
+    /// (default [`DEFAULT_MAX_CARRIED_KEYS`]). A received list longer than this ends the
+    /// session with [`Limit::CarriedKeys`] before decoding; a reply that would carry more is
+    /// cut and the rest carried over (8.8). At least [`MIN_CARRIED_KEYS`]. Ignored in inline
+    /// form.
+    pub max_carried_keys: usize,
 }
 
 impl Default for Config {
@@ -111,6 +132,8 @@ impl Default for Config {
             max_messages: DEFAULT_MAX_MESSAGES,
             max_parts: DEFAULT_MAX_PARTS,
             max_session_memory: DEFAULT_MAX_SESSION_MEMORY,
+            key_form: KeyForm::Inline,
+            max_carried_keys: DEFAULT_MAX_CARRIED_KEYS,
         }
     }
 }
@@ -174,6 +197,17 @@ impl Config {
                 "max_session_memory is {}; it must be at least {MIN_SESSION_MEMORY}",
                 self.max_session_memory
             ));
+        }
+        if self.max_carried_keys < MIN_CARRIED_KEYS {
+            return bad(format!(
+                "max_carried_keys is {}; it must be at least {MIN_CARRIED_KEYS}",
+                self.max_carried_keys
+            ));
+        }
+        if self.key_form == KeyForm::Carried && self.dialect == Dialect::NegentropyV1 {
+            return bad(
+                "the Negentropy dialect has no carried key form; use KeyForm::Inline or Dialect::OplogV1".into(),
+            );
         }
         Ok(())
     }

@@ -23,6 +23,15 @@ pub enum Limit {
         /// The configured limit.
         limit: usize,
     },
+    /// Carried form: a received message's carried key list is longer than
+    /// [`Config::max_carried_keys`].
+    #[error("carried key list of {count} keys exceeds max_carried_keys = {limit}; refused before decoding")]
+    CarriedKeys {
+        /// Keys in the received carried list.
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
     /// A received message has more parts than [`Config::max_parts`].
     #[error("message has more than max_parts = {limit} parts")]
     Parts {
@@ -86,7 +95,9 @@ pub enum ReconcileError {
     /// during a call. Nothing invalid was sent; retry the session.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// `initiate` was called twice, or on a reconciler that already handled a message.
+    /// `initiate` was called twice, or on a reconciler that already handled a message; or
+    /// `handle` / `handle_carried` was called on a reconciler configured for the other
+    /// [`KeyForm`](super::KeyForm).
     #[error("reconciler misuse: {0}")]
     Misuse(&'static str),
 }

@@ -4,7 +4,9 @@
 //! The machine never touches a socket or a clock: [`Reconciler::initiate`] produces the first
 //! message, [`Reconciler::handle`] consumes one and returns a [`Step`] with the reply to send
 //! (if any) and the differences learned. The caller moves bytes, like `quinn` drives
-//! `quinn-proto`.
+//! `quinn-proto`. In the carried key form ([`KeyForm::Carried`], spec 8.12) the caller uses
+//! [`Reconciler::handle_carried`] instead, passing the keys of the entries the peer sent just
+//! before the message, and sends the entries of [`Step::carried`] just before each reply.
 //!
 //! Nothing a peer sends can make a reconciler panic, send an invalid message, or spend
 //! without bound: each received message is checked against the [`Config`]'s size, part and
@@ -62,9 +64,9 @@ use negentropy_dialect::{neg_range, neg_split};
 use pending::{Pending, REPORTED_HASH_BYTES, REPORTED_KEY_BYTES};
 
 pub use config::{
-    Config, Dialect, DEFAULT_MAX_MESSAGES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTS,
-    DEFAULT_MAX_SESSION_MEMORY, MIN_MESSAGE_BYTES, MIN_PARTS, MIN_SESSION_MEMORY,
-    PENDING_PER_TRAFFIC_BYTE,
+    Config, Dialect, KeyForm, DEFAULT_MAX_CARRIED_KEYS, DEFAULT_MAX_MESSAGES,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTS, DEFAULT_MAX_SESSION_MEMORY, MIN_CARRIED_KEYS,
+    MIN_MESSAGE_BYTES, MIN_PARTS, MIN_SESSION_MEMORY, PENDING_PER_TRAFFIC_BYTE,
 };
 pub use error::{Limit, ReconcileError};
 pub use step::{Message, SessionStats, Step};
@@ -102,7 +104,8 @@ pub struct Reconciler {
     done: bool,
     stats: SessionStats,
     /// Every key already reported in a [`Step`]: a range restarted after a carry-over can
-    /// yield the same difference again, and each key is reported once.
+    /// yield the same difference again, and each key is reported once. Empty in the carried
+    /// form, which keeps no such record (spec 8.12).
     reported: HashSet<EntryKey>,
     /// Negentropy dialect: every hash already reported in [`Step::need_hashes`].
     reported_hashes: HashSet<Hash>,
@@ -244,6 +247,10 @@ impl Reconciler {
     /// Handles a message from the peer and returns the reply (if one is due) and the
     /// differences learned. After an error the session must be abandoned.
     ///
+    /// This is for the inline key form (the default); a reconciler configured with
+    /// [`KeyForm::Carried`] fails with [`ReconcileError::Misuse`] and takes
+    /// [`Reconciler::handle_carried`] instead.
+    ///
     /// Checks, in order: a message after the session ended ([`ReconcileError::Protocol`]),
     /// [`Limit::Messages`], [`Limit::MessageBytes`], then the whole message is decoded
     /// ([`ReconcileError::Decode`], or [`Limit::Parts`] at the first part over the limit)
@@ -253,6 +260,47 @@ impl Reconciler {
         &mut self,
         store: &S,
         msg: &Message,
+    ) -> Result<Step, ReconcileError> {
+        if self.config.key_form != KeyForm::Inline {
+            return Err(ReconcileError::Misuse(
+                "handle is for the inline key form; this reconciler is configured for KeyForm::Carried, call handle_carried",
+            ));
+        }
+        self.handle_in(store, msg, None)
+    }
+
+    /// Handles a message in the carried key form (`spec/SPEC.md` 8.12): `carried` is the
+    /// message's carried key list, the keys of the entries the peer sent just before it, in
+    /// the order sent. Returns the reply (if one is due), the differences learned, and in
+    /// [`Step::carried`] the keys whose entries must be sent just before the reply.
+    ///
+    /// A reconciler configured with [`KeyForm::Inline`] fails with
+    /// [`ReconcileError::Misuse`]. Checks, in order: as [`Reconciler::handle`] up to
+    /// [`Limit::MessageBytes`]; then [`Limit::CarriedKeys`]; then the whole message is decoded
+    /// against `carried` ([`ReconcileError::Decode`], including a list that the message does
+    /// not take exactly, or [`Limit::Parts`]); then each part as in [`Reconciler::handle`].
+    /// `carried` is read twice (validation, then handling) and never copied whole.
+    pub fn handle_carried<S: RangeStore + ?Sized>(
+        &mut self,
+        store: &S,
+        msg: &Message,
+        carried: &[EntryKey],
+    ) -> Result<Step, ReconcileError> {
+        if self.config.key_form != KeyForm::Carried {
+            return Err(ReconcileError::Misuse(
+                "handle_carried is for the carried key form; this reconciler is configured for KeyForm::Inline, call handle",
+            ));
+        }
+        self.handle_in(store, msg, Some(carried))
+    }
+
+    /// [`Reconciler::handle`] and [`Reconciler::handle_carried`]: `carried` is `None` in
+    /// inline form.
+    fn handle_in<S: RangeStore + ?Sized>(
+        &mut self,
+        store: &S,
+        msg: &Message,
+        carried: Option<&[EntryKey]>,
     ) -> Result<Step, ReconcileError> {
         let _span = debug_span!(
             "reconcile",
@@ -266,12 +314,24 @@ impl Reconciler {
         if self.config.dialect == Dialect::NegentropyV1 {
             return self.handle_negentropy(store, msg);
         }
+        let carried_in = carried.map_or(0, <[EntryKey]>::len);
+        if carried_in > self.config.max_carried_keys {
+            return Err(Limit::CarriedKeys {
+                count: carried_in,
+                limit: self.config.max_carried_keys,
+            }
+            .into());
+        }
+        let read = |bytes| match carried {
+            None => message::parts(bytes),
+            Some(c) => message::parts_carried(bytes, c),
+        };
         // First pass: the whole message must be valid, and within the part limit, before
         // anything is acted on. Parts are decoded one at a time and dropped.
         let max_parts = self.config.max_parts;
         let mut count = 0usize;
         let mut expects_reply = false;
-        for part in message::parts(&msg.0)? {
+        for part in read(&msg.0)? {
             let part = part?;
             count += 1;
             if count > max_parts {
@@ -282,11 +342,12 @@ impl Reconciler {
         trace!(parts = count, bytes = msg.len(), "reconcile: received");
 
         let limit = self.config.max_message_bytes.unwrap_or(usize::MAX);
-        let mut enc = Encoder::new();
+        let max_carried = self.config.max_carried_keys;
+        let mut enc = Encoder::in_form(self.config.key_form);
         let mut step = Step::default();
         let mut reply_open = false;
         let mut lower = EntryKey::MIN;
-        let mut parts = message::parts(&msg.0)?;
+        let mut parts = read(&msg.0)?;
         let mut at_end = false;
         let mut created = 0usize;
         loop {
@@ -307,7 +368,10 @@ impl Reconciler {
             for p in &out.parts {
                 enc.push(p).map_err(inconsistent)?;
             }
-            if enc.len() > limit.saturating_sub(CARRY_RESERVE) || enc.parts() > max_parts - 2 {
+            if enc.len() > limit.saturating_sub(CARRY_RESERVE)
+                || enc.parts() > max_parts - 2
+                || enc.carried_len() > max_carried
+            {
                 // Out of room: everything from here on goes into one fingerprint that the
                 // peer answers next round; what we were waiting on there starts over.
                 enc.rollback(mark);
@@ -328,7 +392,10 @@ impl Reconciler {
             }
             let added: usize = out.pending.iter().map(|(_, p)| p.bytes()).sum();
             created += added;
-            let allowed = PENDING_PER_TRAFFIC_BYTE * (msg.len() + enc.len());
+            // carried keys travel as entries beside the messages: at least 40 bytes each
+            let traffic =
+                msg.len() + enc.len() + CARRIED_KEY_BYTES * (carried_in + enc.carried_len());
+            let allowed = PENDING_PER_TRAFFIC_BYTE * traffic;
             if created > allowed {
                 return Err(Limit::PendingState {
                     needed: created,
@@ -336,22 +403,34 @@ impl Reconciler {
                 }
                 .into());
             }
-            self.charge(added + (out.have.len() + out.need.len()) * REPORTED_KEY_BYTES)?;
-            self.pending_bytes += added;
-            self.pending.extend(out.pending);
-            let reported = &mut self.reported;
-            step.have
-                .extend(out.have.into_iter().filter(|k| reported.insert(*k)));
-            step.need
-                .extend(out.need.into_iter().filter(|k| reported.insert(*k)));
+            if self.config.key_form == KeyForm::Carried {
+                // No record of reported keys (spec 8.12): session memory stays independent
+                // of the size of the difference; a key may be reported twice.
+                self.charge(added)?;
+                self.pending_bytes += added;
+                self.pending.extend(out.pending);
+                step.have.extend(out.have);
+                step.need.extend(out.need);
+            } else {
+                self.charge(added + (out.have.len() + out.need.len()) * REPORTED_KEY_BYTES)?;
+                self.pending_bytes += added;
+                self.pending.extend(out.pending);
+                let reported = &mut self.reported;
+                step.have
+                    .extend(out.have.into_iter().filter(|k| reported.insert(*k)));
+                step.need
+                    .extend(out.need.into_iter().filter(|k| reported.insert(*k)));
+            }
             reply_open |= out.parts.iter().any(|p| p.payload.is_open());
             self.stats.prefix_collisions += out.collisions;
             lower = part.upper.unwrap_or(lower);
         }
         if expects_reply {
-            let reply = Message(enc.finish());
+            let (bytes, carried_out) = enc.finish_carried();
+            let reply = Message(bytes);
             self.sent(&reply);
             step.reply = Some(reply);
+            step.carried = carried_out;
             self.done = !reply_open && self.pending.is_empty();
         } else if !self.pending.is_empty() {
             return Err(ReconcileError::Protocol(format!(
@@ -375,5 +454,9 @@ impl Reconciler {
 /// Room kept in every limited message for the Skip and Fingerprint parts that carry leftover
 /// ranges into the next round.
 const CARRY_RESERVE: usize = 2 * (1 + 1 + 10 + 32) + 16;
+
+/// Bytes of traffic a carried key stands for when bounding pending state (8.11): the key's
+/// own 40 bytes (HLC and hash), which its entry carries beside the message.
+const CARRIED_KEY_BYTES: usize = 40;
 
 const _: () = assert!(MAX_LIST_ITEMS >= 64);

@@ -37,9 +37,15 @@ impl Message {
         self.0.is_empty()
     }
 
-    /// Decodes the parts, for inspection and logging.
+    /// Decodes the parts of an inline-form message, for inspection and logging.
     pub fn parts(&self) -> Result<Vec<Part>, DecodeError> {
         message::decode(&self.0)
+    }
+
+    /// Decodes the parts of a carried-form message (`spec/SPEC.md` 8.12), taking the keys of
+    /// its Resolve and Keys parts from `carried`, for inspection and logging.
+    pub fn parts_carried(&self, carried: &[EntryKey]) -> Result<Vec<Part>, DecodeError> {
+        message::decode_carried(&self.0, carried)
     }
 }
 
@@ -63,6 +69,9 @@ pub struct Step {
     /// Negentropy id lists carry no timestamps, so these cannot be full keys; `need` stays
     /// empty in that dialect.
     pub need_hashes: Vec<Hash>,
+    /// Carried key form only: the keys, in order, whose entries must be sent just before
+    /// `reply` (the reply's carried key list, `spec/SPEC.md` 8.12). Empty in inline form.
+    pub carried: Vec<EntryKey>,
 }
 
 /// Counters of one session, for logs and benchmarks.

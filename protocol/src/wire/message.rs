@@ -2,7 +2,9 @@
 //! half-open range of the key space that starts where the previous part ended.
 //!
 //! `spec/SPEC.md` ("Reconciliation messages") is the normative description of every byte; this
-//! module is its only implementation. Decoding is strict: every accepted message re-encodes to
+//! module is its only implementation. Messages come in two [`KeyForm`]s: inline (8.3), and
+//! carried (8.12), where Resolve and Keys payloads write only their key count and the keys
+//! travel beside the message ([`encode_carried`], [`parts_carried`]). Decoding is strict: every accepted message re-encodes to
 //! the same bytes, and nothing a peer sends can make the decoder panic or allocate more than a
 //! small multiple of the input.
 
@@ -14,6 +16,21 @@ use crate::key::{EntryKey, Hash};
 pub const MESSAGE_TAG: u8 = 0x01;
 /// Most items a list, key or index payload may carry.
 pub const MAX_LIST_ITEMS: usize = 256;
+
+/// How the keys of `Resolve` and `Keys` payloads travel (`spec/SPEC.md` 8.12).
+///
+/// Both sides of a session must use the same form; the session layer chooses it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyForm {
+    /// Keys are written in the message in full (8.3): `varint m || m × (delta hlc, hash)`.
+    #[default]
+    Inline,
+    /// Only the count `m` is written; the keys are the next `m` keys of a *carried key list*
+    /// that travels beside the message: the keys of the entries the sender sent just before
+    /// it, in key order. See [`encode_carried`] and [`parts_carried`].
+    Carried,
+}
 
 /// Part modes, the low three bits of a part's header byte.
 pub(crate) mod mode {
@@ -133,6 +150,19 @@ pub enum DecodeError {
     /// shorter canonical form.
     #[error("non-canonical skip parts")]
     NonCanonicalSkip,
+    /// Carried form: a part takes more keys than remain in the carried key list, so the
+    /// entries sent before the message do not match it.
+    #[error("a part takes {asked} carried keys but only {left} remain in the carried list; the entries sent before the message do not match it")]
+    CarriedKeysShort {
+        /// Keys the part's count asks for.
+        asked: usize,
+        /// Keys left in the carried list at that part.
+        left: usize,
+    },
+    /// Carried form: keys of the carried list are left over after the last part, so entries
+    /// were sent before the message that it does not name.
+    #[error("{0} carried keys left over after the last part; every entry sent before a message must be named by one of its parts")]
+    CarriedKeysLeft(usize),
 }
 
 /// Why parts cannot be encoded as a valid message: the parts break a rule of the wire format
@@ -380,6 +410,7 @@ pub(crate) struct Mark {
     skip_upper: Option<Option<EntryKey>>,
     parts: usize,
     pushed: usize,
+    carried: usize,
 }
 
 /// Builds a message part by part, merging adjacent Skip parts and dropping a trailing one.
@@ -399,10 +430,19 @@ pub(crate) struct Encoder {
     parts: usize,
     /// Parts pushed, for error messages.
     pushed: usize,
+    /// Carried form: the keys of Resolve and Keys payloads written so far, in order; `None`
+    /// in inline form.
+    carried: Option<Vec<EntryKey>>,
 }
 
 impl Encoder {
+    /// An encoder for the inline key form.
     pub(crate) fn new() -> Self {
+        Self::in_form(KeyForm::Inline)
+    }
+
+    /// An encoder for `form`.
+    pub(crate) fn in_form(form: KeyForm) -> Self {
         Encoder {
             buf: vec![MESSAGE_TAG],
             prev_hlc: 0,
@@ -411,7 +451,13 @@ impl Encoder {
             skip_upper: None,
             parts: 0,
             pushed: 0,
+            carried: (form == KeyForm::Carried).then(Vec::new),
         }
+    }
+
+    /// Keys collected into the carried list so far (always 0 in inline form).
+    pub(crate) fn carried_len(&self) -> usize {
+        self.carried.as_ref().map_or(0, Vec::len)
     }
 
     /// Encoded length so far, not counting a pending Skip that a later part would flush.
@@ -434,6 +480,7 @@ impl Encoder {
             skip_upper: self.skip_upper,
             parts: self.parts,
             pushed: self.pushed,
+            carried: self.carried_len(),
         }
     }
 
@@ -446,6 +493,9 @@ impl Encoder {
         self.skip_upper = mark.skip_upper;
         self.parts = mark.parts;
         self.pushed = mark.pushed;
+        if let Some(c) = &mut self.carried {
+            c.truncate(mark.carried);
+        }
     }
 
     /// Where the next part starts (`None`: after the end bound, where no part may follow).
@@ -500,6 +550,15 @@ impl Encoder {
             }
         }
         let lower_hlc = self.lower.hlc.0;
+        let carried = &mut self.carried;
+        // Resolve and Keys keys: inline, or only their count with the keys carried beside
+        let mut put_answer_keys = |out: &mut Vec<u8>, keys: &[EntryKey]| match carried {
+            None => put_keys(out, lower_hlc, keys),
+            Some(c) => {
+                put_varint(out, keys.len() as u64);
+                c.extend_from_slice(keys);
+            }
+        };
         match &part.payload {
             Payload::Skip => {}
             Payload::Fingerprint(fp) => out.extend_from_slice(&fp.0),
@@ -508,7 +567,8 @@ impl Encoder {
                 put_varint(out, (prefixes.len() / *len as usize) as u64);
                 out.extend_from_slice(prefixes);
             }
-            Payload::FullList(keys) | Payload::Keys(keys) => put_keys(out, lower_hlc, keys),
+            Payload::FullList(keys) => put_keys(out, lower_hlc, keys),
+            Payload::Keys(keys) => put_answer_keys(out, keys),
             Payload::Resolve { missing, keys } => {
                 put_varint(out, missing.len() as u64);
                 let mut next = 0u64;
@@ -516,7 +576,7 @@ impl Encoder {
                     put_varint(out, u64::from(m) - next);
                     next = u64::from(m) + 1;
                 }
-                put_keys(out, lower_hlc, keys);
+                put_answer_keys(out, keys);
             }
         }
         self.parts += 1;
@@ -532,6 +592,12 @@ impl Encoder {
     /// The finished message bytes (a trailing Skip is implicit and dropped).
     pub(crate) fn finish(self) -> Vec<u8> {
         self.buf
+    }
+
+    /// The finished message bytes and the carried key list to send beside them (empty in
+    /// inline form).
+    pub(crate) fn finish_carried(self) -> (Vec<u8>, Vec<EntryKey>) {
+        (self.buf, self.carried.unwrap_or_default())
     }
 }
 
@@ -560,6 +626,20 @@ pub fn encode(parts: &[Part]) -> Result<Vec<u8>, EncodeError> {
     Ok(enc.finish())
 }
 
+/// Encodes parts into a message in the carried key form (`spec/SPEC.md` 8.12): as [`encode`],
+/// except that each Resolve and Keys payload writes only its key count, and its keys are
+/// appended, in order, to the carried key list returned beside the bytes.
+///
+/// The keys of the returned list are strictly ascending (parts cover ascending ranges), and
+/// [`decode_carried`] with that list gives back `parts` (after Skip merging, as [`encode`]).
+pub fn encode_carried(parts: &[Part]) -> Result<(Vec<u8>, Vec<EntryKey>), EncodeError> {
+    let mut enc = Encoder::in_form(KeyForm::Carried);
+    for p in parts {
+        enc.push(p)?;
+    }
+    Ok(enc.finish_carried())
+}
+
 // ---------------------------------------------------------------------------------------------
 // decoding
 
@@ -570,12 +650,41 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Part>, DecodeError> {
     parts(bytes)?.collect()
 }
 
+/// Decodes and validates a message in the carried key form (`spec/SPEC.md` 8.12) into its
+/// parts, taking the keys of its Resolve and Keys parts from `carried` in order.
+///
+/// This holds every part in memory; [`parts_carried`] reads them one at a time instead.
+pub fn decode_carried(bytes: &[u8], carried: &[EntryKey]) -> Result<Vec<Part>, DecodeError> {
+    parts_carried(bytes, carried)?.collect()
+}
+
 /// Reads a message's parts one at a time, validating each as it goes, so that at most one
 /// part (at most about 10 KB) is decoded in memory at once whatever the message's size.
 ///
 /// Fails at once on a bad tag byte; each later error is yielded in place of a part and ends
 /// the iteration. A message is valid if and only if every item is `Ok`.
 pub fn parts(bytes: &[u8]) -> Result<PartReader<'_>, DecodeError> {
+    reader(bytes, None)
+}
+
+/// As [`parts`], for a message in the carried key form (`spec/SPEC.md` 8.12): each Resolve or
+/// Keys part's count `m` takes the next `m` keys of `carried`, which are checked exactly as
+/// inline keys are (at most 256 per part, HLC at most 2^64 - 2, strictly ascending, inside the
+/// part's range). A part asking for more keys than remain yields
+/// [`DecodeError::CarriedKeysShort`]; keys left after the last part yield
+/// [`DecodeError::CarriedKeysLeft`] as the last item. Nothing of `carried` is copied beyond
+/// the keys of the part being yielded.
+pub fn parts_carried<'a>(
+    bytes: &'a [u8],
+    carried: &'a [EntryKey],
+) -> Result<PartReader<'a>, DecodeError> {
+    reader(bytes, Some(carried))
+}
+
+fn reader<'a>(
+    bytes: &'a [u8],
+    carried: Option<&'a [EntryKey]>,
+) -> Result<PartReader<'a>, DecodeError> {
     let mut r = Reader::new(bytes);
     match r.byte("tag") {
         Ok(MESSAGE_TAG) => {}
@@ -589,10 +698,11 @@ pub fn parts(bytes: &[u8]) -> Result<PartReader<'_>, DecodeError> {
         ended: false,
         last_skip: false,
         finished: false,
+        carried,
     })
 }
 
-/// An iterator over the parts of a message; see [`parts`].
+/// An iterator over the parts of a message; see [`parts`] and [`parts_carried`].
 #[derive(Debug)]
 pub struct PartReader<'a> {
     r: Reader<'a>,
@@ -601,6 +711,8 @@ pub struct PartReader<'a> {
     ended: bool,
     last_skip: bool,
     finished: bool,
+    /// Carried form: the keys of the carried list not yet taken; `None` in inline form.
+    carried: Option<&'a [EntryKey]>,
 }
 
 impl Iterator for PartReader<'_> {
@@ -612,7 +724,11 @@ impl Iterator for PartReader<'_> {
         }
         if self.r.is_empty() {
             self.finished = true;
-            return self.last_skip.then_some(Err(DecodeError::NonCanonicalSkip));
+            if self.last_skip {
+                return Some(Err(DecodeError::NonCanonicalSkip));
+            }
+            let left = self.carried.map_or(0, <[EntryKey]>::len);
+            return (left > 0).then_some(Err(DecodeError::CarriedKeysLeft(left)));
         }
         let result = self.read_part();
         if result.is_err() {
@@ -623,6 +739,36 @@ impl Iterator for PartReader<'_> {
 }
 
 impl PartReader<'_> {
+    /// The keys of a Resolve or Keys payload: inline, or taken from the carried list.
+    fn answer_keys(
+        &mut self,
+        lower: EntryKey,
+        upper: Option<EntryKey>,
+        what: &'static str,
+    ) -> Result<Vec<EntryKey>, DecodeError> {
+        let Some(carried) = &mut self.carried else {
+            return read_keys(&mut self.r, lower, upper, what);
+        };
+        let n = usize::try_from(self.r.varint(what)?)
+            .ok()
+            .filter(|n| *n <= MAX_LIST_ITEMS)
+            .ok_or(DecodeError::BadPayload {
+                what,
+                why: "more than 256 items",
+            })?;
+        if n > carried.len() {
+            return Err(DecodeError::CarriedKeysShort {
+                asked: n,
+                left: carried.len(),
+            });
+        }
+        let (keys, rest) = carried.split_at(n);
+        check_keys(keys, &lower, upper.as_ref())
+            .map_err(|why| DecodeError::BadPayload { what, why })?;
+        *carried = rest;
+        Ok(keys.to_vec())
+    }
+
     fn read_part(&mut self) -> Result<Part, DecodeError> {
         let r = &mut self.r;
         if self.ended {
@@ -707,10 +853,10 @@ impl PartReader<'_> {
                     missing.push(pos);
                     next = u64::from(pos) + 1;
                 }
-                let keys = read_keys(r, lower, upper, "resolve keys")?;
+                let keys = self.answer_keys(lower, upper, "resolve keys")?;
                 Payload::Resolve { missing, keys }
             }
-            mode::KEYS => Payload::Keys(read_keys(r, lower, upper, "keys")?),
+            mode::KEYS => Payload::Keys(self.answer_keys(lower, upper, "keys")?),
             other => return Err(DecodeError::UnknownMode(other)),
         };
         if let Some(u) = upper {
@@ -855,6 +1001,64 @@ mod tests {
     }
 
     #[test]
+    fn carried_form_moves_only_answer_keys() {
+        let parts = vec![
+            Part {
+                upper: Some(key(100, 0)),
+                payload: Payload::FullList(vec![key(30, 5), key(99, 1)]),
+            },
+            Part {
+                upper: Some(key(200, 0)),
+                payload: Payload::Resolve {
+                    missing: vec![0, 3],
+                    keys: vec![key(150, 1), key(151, 2)],
+                },
+            },
+            Part {
+                upper: Some(key(300, 0)),
+                payload: Payload::Skip,
+            },
+            Part {
+                upper: None,
+                payload: Payload::Keys(vec![key(600, 1)]),
+            },
+        ];
+        let inline = encode(&parts).unwrap();
+        let (bytes, carried) = encode_carried(&parts).unwrap();
+        assert_eq!(carried, vec![key(150, 1), key(151, 2), key(600, 1)]);
+        // each carried key saves its delta varint and its 32 hash bytes; FullList stays inline
+        let saved: usize = [(150 - 100, 151 - 150), (600 - 300, 0)]
+            .iter()
+            .map(|&(a, b)| varint_len(a) + 32 + if b > 0 { varint_len(b) + 32 } else { 0 })
+            .sum();
+        assert_eq!(inline.len() - bytes.len(), saved);
+        assert_eq!(decode_carried(&bytes, &carried).unwrap(), parts);
+        // the same bytes read inline are a different (truncated) message
+        assert!(decode(&bytes).is_err());
+        // the list must be taken exactly
+        assert_eq!(
+            decode_carried(&bytes, &carried[..2]),
+            Err(DecodeError::CarriedKeysShort { asked: 1, left: 0 })
+        );
+        let mut long = carried.clone();
+        long.push(key(700, 1));
+        assert_eq!(
+            decode_carried(&bytes, &long),
+            Err(DecodeError::CarriedKeysLeft(1))
+        );
+        // the encoder's rollback drops the carried keys of the parts it forgets
+        let mut enc = Encoder::in_form(KeyForm::Carried);
+        enc.push(&parts[0]).unwrap();
+        let mark = enc.mark();
+        enc.push(&parts[1]).unwrap();
+        assert_eq!(enc.carried_len(), 2);
+        enc.rollback(mark);
+        assert_eq!(enc.carried_len(), 0);
+        enc.push(&parts[1]).unwrap();
+        assert_eq!(enc.finish_carried().1, carried[..2].to_vec());
+    }
+
+    #[test]
     fn skips_merge_and_trailing_skip_is_implicit() {
         let parts = vec![
             Part {
@@ -977,6 +1181,22 @@ mod tests {
                 prop_assert_eq!(encode(&parts).unwrap(), b);
             }
             let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn carried_decoder_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+            hlcs in proptest::collection::vec(0u64..600, 0..8),
+        ) {
+            let mut b = bytes.clone();
+            if let Some(first) = b.first_mut() { *first = MESSAGE_TAG; }
+            let mut list: Vec<EntryKey> = hlcs.iter().map(|h| key(*h, 3)).collect();
+            list.sort_unstable();
+            if let Ok(parts) = decode_carried(&b, &list) {
+                // whatever decodes re-encodes to the same bytes and the same list
+                prop_assert_eq!(encode_carried(&parts).unwrap(), (b, list.clone()));
+            }
+            let _ = decode_carried(&bytes, &list);
         }
     }
 }
