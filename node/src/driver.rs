@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn, Span};
 
-use crate::session::{EndCode, Event, Session, SessionStore, SyncReport};
+use oplog_protocol::session::{EndCode, Event, Session, SessionStore, SyncReport};
 
 /// Frames queued at most in each direction between the streams and the session.
 pub const FRAME_QUEUE: usize = 4;
@@ -190,6 +190,7 @@ where
                         by_peer,
                     });
                 }
+                other => debug!(event = ?other, "session event not handled by this driver"),
             }
         }
     }
@@ -342,8 +343,8 @@ where
     S: SyncStore<A>,
 {
     let span = Span::current();
+    let mut report = core.session.report();
     let mut core = Some(core);
-    let mut report = SyncReport::default();
     let mut input = Input::Pull;
     let mut verdict_to: Option<oneshot::Sender<bool>> = None;
     let mut inbound_open = true;
@@ -396,7 +397,9 @@ where
             let _ = deadline_tx.send(Some(Instant::now() + FLUSH_TIMEOUT));
             return outcome(core, report);
         }
-        if report_has_ended(&report) && flush_at.is_none() {
+        // No deadline while not finished: the session is ending (its END is queued or the
+        // peer's came) and waits only for its last frames to be taken.
+        if out.timeout.is_none() && flush_at.is_none() {
             let at = Instant::now() + FLUSH_TIMEOUT;
             flush_at = Some(at);
             let _ = deadline_tx.send(Some(at));
@@ -429,15 +432,16 @@ where
             },
             permit = out_tx.reserve(), if pull => {
                 if permit.is_err() {
+                    // The stream to the peer broke: the connection is gone for the session.
                     writer_open = false;
-                    Input::Close(EndCode::Internal, "the stream to the peer failed".into())
+                    Input::Eof
                 } else {
                     Input::Pull
                 }
             }
             () = out_tx.closed(), if writer_open => {
                 writer_open = false;
-                Input::Close(EndCode::Internal, "the stream to the peer failed".into())
+                Input::Eof
             }
             () = sleep_until_opt(timeout), if timeout.is_some() => Input::Timeout,
             () = sleep_until_opt(flush_at), if flush_at.is_some() => {
@@ -474,11 +478,6 @@ fn outcome<A: Action, R: RangeStore, S>(
             store_error: None,
         },
     }
-}
-
-/// Whether the session has decided how it ends (its END is queued or sent).
-fn report_has_ended(report: &SyncReport) -> bool {
-    report.end.is_some()
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

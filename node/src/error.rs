@@ -3,7 +3,7 @@
 use iroh::endpoint::{ConnectError, ConnectionError};
 use iroh::EndpointId;
 
-use crate::session::{EndCode, SyncReport};
+use oplog_protocol::session::{EndCode, SyncReport};
 
 /// Why a sync with a peer did not complete. Each message says what to do.
 #[derive(Debug, thiserror::Error)]

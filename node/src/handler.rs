@@ -15,7 +15,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::driver::{run_session, SessionOutcome, FLUSH_TIMEOUT};
 use crate::error::SyncError;
-use crate::session::{EndCode, Role, Session, SessionConfig, SyncReport};
+use oplog_protocol::session::{EndCode, Role, Session, SessionConfig, SyncReport};
 use crate::ALPN;
 
 /// Connection close code: the session completed (or ended by its END frame).
@@ -165,7 +165,7 @@ impl<A: Action> OplogSync<A> {
             Instant::now(),
         )
         .map_err(|e| SyncError::Config {
-            reason: format!("{e:?}"),
+            reason: e.to_string(),
         })
     }
 

@@ -68,8 +68,6 @@
 
 mod alpn;
 mod driver;
-#[path = "session_stub.rs"]
-mod session;
 
 #[cfg(feature = "iroh")]
 mod error;
@@ -81,7 +79,9 @@ mod offline;
 pub use driver::{
     run_session, SessionEnd, SessionOutcome, SyncStore, FLUSH_TIMEOUT, FRAME_QUEUE,
 };
-pub use session::{EndCode, Role, Session, SessionConfig, SyncReport};
+pub use oplog_protocol::session::{
+    EndCode, Event, Role, Session, SessionConfig, SessionError, SessionStore, SyncReport,
+};
 
 pub use alpn::{cluster_alpn, ALPN};
 #[cfg(feature = "iroh")]
