@@ -21,7 +21,7 @@
 use std::fmt;
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use oplog_protocol::{Action, RangeStore, VerifiedEntry};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -32,10 +32,6 @@ use oplog_protocol::session::{EndCode, Event, Session, SessionStore, SyncReport}
 
 /// Frames queued at most in each direction between the streams and the session.
 pub const FRAME_QUEUE: usize = 4;
-
-/// How long the driver keeps trying to deliver the session's last frames (its END) once the
-/// session has ended, before it gives up on a peer that does not read and drops the stream.
-pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A store the driver can run a session against: the session's reads ([`SessionStore`]) plus
 /// applying the verified entries the session hands out ([`Event::Apply`]).
@@ -55,7 +51,10 @@ impl<A: Action> SyncStore<A> for oplog_store::Store<A> {
 
     fn apply(&self, entries: Vec<VerifiedEntry<A>>) -> Result<(), Self::Error> {
         let report = self.insert_verified(entries)?;
-        debug!(applied = report.applied.len(), "applied entries from the peer");
+        debug!(
+            applied = report.applied.len(),
+            "applied entries from the peer"
+        );
         Ok(())
     }
 }
@@ -63,7 +62,10 @@ impl<A: Action> SyncStore<A> for oplog_store::Store<A> {
 /// What the reader hands the driver, in stream order.
 enum Inbound {
     /// A frame header was read: the driver asks the session and answers whether to read on.
-    Header { len: u32, verdict: oneshot::Sender<bool> },
+    Header {
+        len: u32,
+        verdict: oneshot::Sender<bool>,
+    },
     /// The body of the frame whose header was accepted.
     Body(Vec<u8>),
     /// The peer's stream ended or failed: nothing more will come.
@@ -169,10 +171,8 @@ where
                     if let Err(e) = self.store.apply(entries) {
                         warn!(error = %e, "store failed while applying entries from the peer; ending the session");
                         self.store_error.get_or_insert_with(|| e.to_string());
-                        self.session.close(
-                            EndCode::Internal,
-                            "the receiving store failed; retry later",
-                        );
+                        self.session
+                            .close(EndCode::Internal, "the receiving store failed; retry later");
                     }
                 }
                 Event::Progress(report) => debug!(?report, "session progress"),
@@ -202,8 +202,10 @@ where
 /// Frames are a 4-byte big-endian length and that many bytes. Reading and writing run
 /// concurrently (see the module docs), so neither side's flow control can stall the other. A
 /// silent or slow peer is cut by the session's own deadlines ([`Session::poll_timeout`]); once
-/// the session has ended, its last frames get [`FLUSH_TIMEOUT`] to be written, after which a
-/// peer that does not read is dropped. On return the send stream has been shut down (for a
+/// the session is ending, its last frames get the session's idle timeout
+/// ([`SessionConfig::idle_timeout`](oplog_protocol::session::SessionConfig::idle_timeout)) to
+/// be written, after which a peer that does not read is dropped and the session ends as if
+/// the connection broke (its [`SessionEnd`] keeps the code it was ending with). On return the send stream has been shut down (for a
 /// QUIC stream: finished) unless writing to it failed or timed out; whether the peer received
 /// the end is the caller's to wait for (on QUIC, `SendStream::stopped`).
 ///
@@ -343,6 +345,7 @@ where
     S: SyncStore<A>,
 {
     let span = Span::current();
+    let flush_bound = core.session.config().idle_timeout;
     let mut report = core.session.report();
     let mut core = Some(core);
     let mut input = Input::Pull;
@@ -394,13 +397,13 @@ where
         }
         if out.finished {
             // Dropping `out_tx` (on return) lets the writer finish the stream.
-            let _ = deadline_tx.send(Some(Instant::now() + FLUSH_TIMEOUT));
+            let _ = deadline_tx.send(Some(Instant::now() + flush_bound));
             return outcome(core, report);
         }
         // No deadline while not finished: the session is ending (its END is queued or the
         // peer's came) and waits only for its last frames to be taken.
         if out.timeout.is_none() && flush_at.is_none() {
-            let at = Instant::now() + FLUSH_TIMEOUT;
+            let at = Instant::now() + flush_bound;
             flush_at = Some(at);
             let _ = deadline_tx.send(Some(at));
         }
@@ -446,6 +449,21 @@ where
             () = sleep_until_opt(timeout), if timeout.is_some() => Input::Timeout,
             () = sleep_until_opt(flush_at), if flush_at.is_some() => {
                 debug!("the session's end could not be delivered in time; dropping the stream");
+                // The END cannot go out: the session ends as on a broken connection, keeping
+                // the code it was ending with.
+                if let Some(mut taken) = core.take() {
+                    let step_span = span.clone();
+                    if let Ok((taken, out)) = tokio::task::spawn_blocking(move || {
+                        let _guard = step_span.enter();
+                        let out = taken.step(Input::Eof, 0);
+                        (taken, out)
+                    })
+                    .await
+                    {
+                        report = out.report;
+                        core = Some(taken);
+                    }
+                }
                 return outcome(core, report);
             }
             else => {

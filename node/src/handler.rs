@@ -13,10 +13,10 @@ use oplog_protocol::{Action, Op};
 use oplog_store::Store;
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::driver::{run_session, SessionOutcome, FLUSH_TIMEOUT};
+use crate::driver::{run_session, SessionOutcome};
 use crate::error::SyncError;
-use oplog_protocol::session::{EndCode, Role, Session, SessionConfig, SyncReport};
 use crate::ALPN;
+use oplog_protocol::session::{EndCode, Role, Session, SessionConfig, SyncReport};
 
 /// Connection close code: the session completed (or ended by its END frame).
 pub const CLOSE_DONE: u32 = 0;
@@ -174,7 +174,7 @@ impl<A: Action> OplogSync<A> {
     /// budgets allowed: the report says what crossed).
     ///
     /// Waits for the peer to have received the session's last frame before closing the
-    /// connection (bounded by [`FLUSH_TIMEOUT`](crate::FLUSH_TIMEOUT)). A second call for the
+    /// connection (bounded by the session's idle timeout). A second call for the
     /// same peer while this one runs returns [`SyncError::Busy`] at once.
     pub async fn sync_with(
         &self,
@@ -204,7 +204,7 @@ impl<A: Action> OplogSync<A> {
             let outcome =
                 run_session(session, Arc::clone(&self.inner.store), &mut recv, &mut send).await;
             // The last frame is delivered once the peer acknowledged the whole stream.
-            let _ = tokio::time::timeout(FLUSH_TIMEOUT, send.stopped()).await;
+            let _ = tokio::time::timeout(self.inner.config.idle_timeout, send.stopped()).await;
             let refused = refusal(&conn);
             conn.close(CLOSE_DONE.into(), b"done");
             log_outcome(&outcome);
@@ -238,7 +238,7 @@ impl<A: Action> OplogSync<A> {
         let outcome =
             run_session(session, Arc::clone(&self.inner.store), &mut recv, &mut send).await;
         drop(active);
-        let _ = tokio::time::timeout(FLUSH_TIMEOUT, send.stopped()).await;
+        let _ = tokio::time::timeout(self.inner.config.idle_timeout, send.stopped()).await;
         log_outcome(&outcome);
         match &outcome.end {
             Some(end) if !end.by_peer && end.code != EndCode::Busy => {

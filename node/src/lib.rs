@@ -76,9 +76,7 @@ mod handler;
 #[cfg(feature = "iroh")]
 mod offline;
 
-pub use driver::{
-    run_session, SessionEnd, SessionOutcome, SyncStore, FLUSH_TIMEOUT, FRAME_QUEUE,
-};
+pub use driver::{run_session, SessionEnd, SessionOutcome, SyncStore, FRAME_QUEUE};
 pub use oplog_protocol::session::{
     EndCode, Event, Role, Session, SessionConfig, SessionError, SessionStore, SyncReport,
 };

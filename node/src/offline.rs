@@ -33,8 +33,7 @@ pub async fn bind_loopback(
     let mut builder = Endpoint::empty_builder(RelayMode::Disabled)
         .clear_ip_transports()
         .alpns(alpns);
-    builder = builder
-        .bind_addr(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    builder = builder.bind_addr(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     if let Some(key) = secret_key {
         builder = builder.secret_key(key);
     }

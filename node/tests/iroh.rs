@@ -27,7 +27,9 @@ async fn endpoint() -> Endpoint {
 /// A node answering `ALPN` for `allowed` over `store`.
 fn serve(ep: &Endpoint, store: &Arc<Store>, allowed: &[&Endpoint]) -> (OplogSync, Router) {
     let sync = OplogSync::new(Arc::clone(store), allowed.iter().map(|e| e.id()));
-    let router = Router::builder(ep.clone()).accept(ALPN, sync.clone()).spawn();
+    let router = Router::builder(ep.clone())
+        .accept(ALPN, sync.clone())
+        .spawn();
     (sync, router)
 }
 
@@ -68,11 +70,16 @@ async fn cluster_alpns_keep_clusters_apart() {
     let router_b = Router::builder(eb.clone()).accept(alpn, sync_b).spawn();
 
     let other = OplogSync::new(Arc::clone(&a), [eb.id()]).with_alpn(cluster_alpn(b"cluster two"));
-    let err = other.sync_with(&ea, loopback_addr(&eb).unwrap()).await.unwrap_err();
+    let err = other
+        .sync_with(&ea, loopback_addr(&eb).unwrap())
+        .await
+        .unwrap_err();
     assert!(matches!(err, SyncError::Connect { .. }), "{err}");
 
     let same = OplogSync::new(Arc::clone(&a), [eb.id()]).with_alpn(cluster_alpn(b"cluster one"));
-    same.sync_with(&ea, loopback_addr(&eb).unwrap()).await.expect("same cluster syncs");
+    same.sync_with(&ea, loopback_addr(&eb).unwrap())
+        .await
+        .expect("same cluster syncs");
     assert_converged(&a, &b);
     router_b.shutdown().await.unwrap();
     ea.close().await;
@@ -92,10 +99,13 @@ async fn a_peer_outside_the_allowlist_is_refused_and_nothing_it_sent_is_stored()
     let before = keys(&b);
 
     let sync = OplogSync::new(Arc::clone(&stranger_store), [eb.id()]);
-    let err = tokio::time::timeout(BOUND, sync.sync_with(&stranger, loopback_addr(&eb).unwrap()))
-        .await
-        .expect("refusal is prompt")
-        .unwrap_err();
+    let err = tokio::time::timeout(
+        BOUND,
+        sync.sync_with(&stranger, loopback_addr(&eb).unwrap()),
+    )
+    .await
+    .expect("refusal is prompt")
+    .unwrap_err();
     match err {
         SyncError::Refused { code, .. } => assert_eq!(code, u64::from(CLOSE_NOT_ALLOWED)),
         other => panic!("expected a refusal, got {other}"),
@@ -129,7 +139,10 @@ async fn two_concurrent_syncs_to_one_peer_one_runs_the_other_is_busy() {
     }
     assert_converged(&a, &b);
     // Once it ended, the pair is free again.
-    sync_a.sync_with(&ea, addr).await.expect("a later sync runs");
+    sync_a
+        .sync_with(&ea, addr)
+        .await
+        .expect("a later sync runs");
     router_b.shutdown().await.unwrap();
     ea.close().await;
 }
@@ -194,7 +207,9 @@ async fn a_peer_speaking_garbage_is_closed_and_the_node_keeps_serving() {
             .expect("b answers")
             .unwrap_or_default();
         assert!(answer.len() >= 5, "an END frame came back: {answer:?}");
-        let closed = tokio::time::timeout(BOUND, conn.closed()).await.expect("b closes");
+        let closed = tokio::time::timeout(BOUND, conn.closed())
+            .await
+            .expect("b closes");
         match closed {
             ConnectionError::ApplicationClosed(close) => {
                 assert_eq!(close.error_code, VarInt::from_u32(CLOSE_SESSION_ERROR));

@@ -62,7 +62,12 @@ pub fn assert_converged(a: &Store, b: &Store) {
 }
 
 /// Two stores that share `shared` entries, then diverge: `only_a` entries on a, `only_b` on b.
-pub fn diverged(dir: &Path, shared: usize, only_a: usize, only_b: usize) -> (Arc<Store>, Arc<Store>) {
+pub fn diverged(
+    dir: &Path,
+    shared: usize,
+    only_a: usize,
+    only_b: usize,
+) -> (Arc<Store>, Arc<Store>) {
     let base = chain(1, shared, 1_000, None);
     let a_side = chain(2, only_a, 1_000_000, base.last());
     let b_side = chain(3, only_b, 1_000_000, base.last());
