@@ -50,7 +50,7 @@ pub enum SyncError {
         /// The store's error.
         reason: String,
         /// The session's counters up to the failure.
-        report: SyncReport,
+        report: Box<SyncReport>,
     },
     /// The session ran past one of its deadlines (the peer was silent, too slow, or did
     /// not read).
@@ -61,7 +61,7 @@ pub enum SyncError {
         /// Which deadline.
         reason: String,
         /// The session's counters up to the timeout.
-        report: SyncReport,
+        report: Box<SyncReport>,
     },
     /// The session ended with an END frame other than success: a protocol violation by one
     /// side, a budget exceeded, or the peer's own failure. Entries applied before it stay
@@ -77,7 +77,7 @@ pub enum SyncError {
         /// Whether the peer (rather than this node) ended it.
         by_peer: bool,
         /// The session's counters up to the end.
-        report: SyncReport,
+        report: Box<SyncReport>,
     },
     /// The QUIC connection failed or was lost before the session ended (not a refusal).
     #[error("the connection to {peer} failed: {source}; retry, and check the network path if it persists")]

@@ -327,7 +327,7 @@ fn classify(
         return Err(SyncError::Store {
             peer,
             reason,
-            report,
+            report: Box::new(report),
         });
     }
     if end.code == EndCode::Busy && end.by_peer {
@@ -347,7 +347,7 @@ fn classify(
         return Err(SyncError::Timeout {
             peer,
             reason: end.reason,
-            report,
+            report: Box::new(report),
         });
     }
     Err(SyncError::Ended {
@@ -355,7 +355,7 @@ fn classify(
         code: end.code,
         reason: end.reason,
         by_peer: end.by_peer,
-        report,
+        report: Box::new(report),
     })
 }
 

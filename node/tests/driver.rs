@@ -15,9 +15,9 @@ async fn sync_over_pipe(buffer: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = diverged(dir.path(), 2_000, 300, 200);
     let before_a = keys(&a).len();
-    let (a_end, b_end) = tokio::io::duplex(buffer);
-    let (a_recv, a_send) = tokio::io::split(a_end);
-    let (b_recv, b_send) = tokio::io::split(b_end);
+    let (pipe_a, pipe_b) = tokio::io::duplex(buffer);
+    let (read_a, write_a) = tokio::io::split(pipe_a);
+    let (read_b, write_b) = tokio::io::split(pipe_b);
     let sa = Session::new(
         SessionConfig::default(),
         Role::Initiator,
@@ -33,8 +33,8 @@ async fn sync_over_pipe(buffer: usize) {
     )
     .unwrap();
     let (ra, rb) = tokio::join!(
-        run_session(sa, Arc::clone(&a), a_recv, a_send),
-        run_session(sb, Arc::clone(&b), b_recv, b_send),
+        Box::pin(run_session(sa, Arc::clone(&a), read_a, write_a)),
+        Box::pin(run_session(sb, Arc::clone(&b), read_b, write_b)),
     );
     assert!(
         ra.end.is_none() && ra.report.is_done(),
@@ -62,12 +62,12 @@ async fn sync_over_pipe(buffer: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sessions_converge_over_a_pipe() {
-    sync_over_pipe(64 * 1024).await;
+    Box::pin(sync_over_pipe(64 * 1024)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipe_smaller_than_one_frame_does_not_deadlock() {
-    sync_over_pipe(64).await;
+    Box::pin(sync_over_pipe(64)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,7 @@ pub fn chain(seed: u8, n: usize, hlc0: u64, parent: Option<&LogEntry<Op>>) -> Ve
         let op = Op::Put {
             bucket: "b".into(),
             key: format!("k{}", i % 50),
-            object_id: ObjectId([seed ^ (i as u8); 32]),
+            object_id: ObjectId([seed ^ i.to_le_bytes()[0]; 32]),
         };
         let parents = prev.into_iter().collect();
         let e = LogEntry::sign(&key, Hlc(hlc0 + i as u64), op, parents).expect("sign");
