@@ -19,10 +19,12 @@ pub enum SyncError {
         #[source]
         source: ConnectError,
     },
-    /// The peer closed the connection with an application error code before the session
-    /// ended: [`CLOSE_NOT_ALLOWED`](crate::CLOSE_NOT_ALLOWED) means this node is not in its
-    /// allowed peer set.
-    #[error("{peer} refused the connection with code {code} ({reason}); if the code is 1, ask its operator to add this node to its allowed peers")]
+    /// The peer closed the connection with an application error code before this side saw
+    /// the session's END: [`CLOSE_NOT_ALLOWED`](crate::CLOSE_NOT_ALLOWED) means this node is
+    /// not in the peer's allowed set (nothing was read);
+    /// [`CLOSE_SESSION_ERROR`](crate::CLOSE_SESSION_ERROR) means the peer ended the session
+    /// for cause, and `reason` names its END code and reason.
+    #[error("{peer} closed the connection with code {code} ({reason}); code 1: this node is not in the peer's allowed set, ask its operator to add it; code 2: the peer ended the session for the reason given")]
     Refused {
         /// The peer.
         peer: EndpointId,

@@ -13,7 +13,7 @@ use oplog_protocol::{Action, Op};
 use oplog_store::Store;
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::driver::{run_session, SessionOutcome};
+use crate::driver::{run_session, SessionEnd, SessionOutcome};
 use crate::error::SyncError;
 use crate::ALPN;
 use oplog_protocol::session::{EndCode, Role, Session, SessionConfig, SyncReport};
@@ -27,9 +27,12 @@ pub const CLOSE_NOT_ALLOWED: u32 = 1;
 /// or a budget (the END frame before the close names the reason).
 pub const CLOSE_SESSION_ERROR: u32 = 2;
 
-/// How long, after its last frame was delivered, a responder waits for the initiator to close
-/// the connection before dropping it itself.
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// Bytes an initiator reads after its session finished while it waits for the responder's
+/// end of stream (nothing is due after an END frame).
+const MAX_TRAILING_BYTES: usize = 1024;
+
+/// Longest reason text put in a connection close (QUIC sends it in one packet).
+const MAX_CLOSE_REASON: usize = 512;
 
 /// How long a responder waits for an allowed peer that connected to open its stream.
 const ACCEPT_WAIT: Duration = Duration::from_secs(10);
@@ -203,12 +206,20 @@ impl<A: Action> OplogSync<A> {
             let session = self.new_session(Role::Initiator)?;
             let outcome =
                 run_session(session, Arc::clone(&self.inner.store), &mut recv, &mut send).await;
-            // The last frame is delivered once the peer acknowledged the whole stream.
-            let _ = tokio::time::timeout(self.inner.config.idle_timeout, send.stopped()).await;
-            let refused = refusal(&conn);
-            conn.close(CLOSE_DONE.into(), b"done");
+            // The responder finishes its stream only once its session is over, so its end of
+            // stream means it read everything we sent: only then is closing safe (closing
+            // earlier may make it drop our END unread). Bounded, for a peer that never ends.
+            let idle = self.inner.config.idle_timeout;
+            let _ = tokio::time::timeout(idle, recv.read_to_end(MAX_TRAILING_BYTES)).await;
+            let closed_by_peer = conn.close_reason().as_ref().and_then(application_close);
+            match &outcome.end {
+                Some(end) if !end.by_peer && end.code != EndCode::Busy => {
+                    conn.close(CLOSE_SESSION_ERROR.into(), close_reason(end).as_bytes());
+                }
+                _ => conn.close(CLOSE_DONE.into(), b"done"),
+            }
             log_outcome(&outcome);
-            classify(id, outcome, refused)
+            classify(id, outcome, closed_by_peer)
         }
         .instrument(span)
         .await
@@ -238,17 +249,18 @@ impl<A: Action> OplogSync<A> {
         let outcome =
             run_session(session, Arc::clone(&self.inner.store), &mut recv, &mut send).await;
         drop(active);
-        let _ = tokio::time::timeout(self.inner.config.idle_timeout, send.stopped()).await;
         log_outcome(&outcome);
+        let idle = self.inner.config.idle_timeout;
         match &outcome.end {
             Some(end) if !end.by_peer && end.code != EndCode::Busy => {
-                // This side ended it for cause: close now, naming the reason.
-                let reason = truncate(&end.reason, 512);
-                conn.close(CLOSE_SESSION_ERROR.into(), reason.as_bytes());
+                // This side ended it for cause: once the peer has our END (acknowledged at
+                // the QUIC level), close, naming the reason.
+                let _ = tokio::time::timeout(idle, send.stopped()).await;
+                conn.close(CLOSE_SESSION_ERROR.into(), close_reason(end).as_bytes());
             }
             _ => {
                 // The initiator closes once it has read everything; give it a bound.
-                let _ = tokio::time::timeout(CLOSE_WAIT, conn.closed()).await;
+                let _ = tokio::time::timeout(idle, conn.closed()).await;
             }
         }
         Ok(())
@@ -283,11 +295,7 @@ impl<A: Action> Drop for ActiveGuard<A> {
     }
 }
 
-/// The peer's application close, if it closed the connection with a non-zero code.
-fn refusal(conn: &Connection) -> Option<(u64, String)> {
-    conn.close_reason().as_ref().and_then(application_close)
-}
-
+/// The code and reason of a connection closed by the peer's application with a non-zero code.
 fn application_close(error: &ConnectionError) -> Option<(u64, String)> {
     match error {
         ConnectionError::ApplicationClosed(close)
@@ -310,10 +318,23 @@ fn connection_error(peer: EndpointId, source: ConnectionError) -> SyncError {
     }
 }
 
+/// The reason text of a [`CLOSE_SESSION_ERROR`] close: the END code and its reason.
+fn close_reason(end: &SessionEnd) -> String {
+    let mut text = format!("{}: {}", end.code, end.reason);
+    let mut cut = text.len().min(MAX_CLOSE_REASON);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text
+}
+
+/// The result of `sync_with` from the session's outcome and how the peer closed the
+/// connection (if it did, with a code).
 fn classify(
     peer: EndpointId,
     outcome: SessionOutcome,
-    refused: Option<(u64, String)>,
+    closed_by_peer: Option<(u64, String)>,
 ) -> Result<SyncReport, SyncError> {
     let SessionOutcome {
         report,
@@ -330,55 +351,53 @@ fn classify(
             report: Box::new(report),
         });
     }
-    if end.code == EndCode::Busy && end.by_peer {
-        return Err(SyncError::Busy {
+    match end.code {
+        EndCode::Busy if end.by_peer => Err(SyncError::Busy {
             peer,
             by_peer: true,
-        });
-    }
-    // A peer that closed the connection with a code said why more precisely than the end
-    // of stream this side saw.
-    if !end.by_peer {
-        if let Some((code, reason)) = refused {
-            return Err(SyncError::Refused { peer, code, reason });
+        }),
+        // The stream ended without an END: a close with a code says why.
+        EndCode::ConnectionLost if closed_by_peer.is_some() => {
+            let (code, reason) = closed_by_peer.unwrap_or_default();
+            Err(SyncError::Refused { peer, code, reason })
         }
-    }
-    if end.code == EndCode::Timeout {
-        return Err(SyncError::Timeout {
+        EndCode::Timeout => Err(SyncError::Timeout {
             peer,
             reason: end.reason,
             report: Box::new(report),
-        });
+        }),
+        code => Err(SyncError::Ended {
+            peer,
+            code,
+            reason: end.reason,
+            by_peer: end.by_peer,
+            report: Box::new(report),
+        }),
     }
-    Err(SyncError::Ended {
-        peer,
-        code: end.code,
-        reason: end.reason,
-        by_peer: end.by_peer,
-        report: Box::new(report),
-    })
 }
 
+/// The session's counters, logged once at its end (inside its span: peer and role).
 fn log_outcome(outcome: &SessionOutcome) {
-    let report = &outcome.report;
-    match &outcome.end {
-        None => info!(?report, "sync session completed"),
-        Some(end) => info!(
-            ?report,
-            code = ?end.code,
-            reason = %end.reason,
-            by_peer = end.by_peer,
-            "sync session ended"
-        ),
-    }
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    let r = &outcome.report;
+    let (code, reason, by_peer) = match &outcome.end {
+        None => (EndCode::Done, "", false),
+        Some(end) => (end.code, end.reason.as_str(), end.by_peer),
+    };
+    info!(
+        end = %code,
+        reason,
+        by_peer,
+        round_trips = r.round_trips(),
+        frames_sent = r.frames_sent,
+        frames_received = r.frames_received,
+        bytes_sent = r.bytes_sent,
+        bytes_received = r.bytes_received,
+        entries_sent = r.entries_sent,
+        entries_received = r.entries_received,
+        overhead_bytes = r.overhead_bytes(),
+        duration_ms = u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX),
+        "sync session ended"
+    );
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -21,6 +21,7 @@ use common::{assert_converged, chain, diverged, insert, keys, store};
 const BOUND: Duration = Duration::from_secs(60);
 
 async fn endpoint() -> Endpoint {
+    common::init_tracing();
     bind_loopback(None, vec![]).await.expect("bind loopback")
 }
 
@@ -46,6 +47,12 @@ async fn two_nodes_with_differences_on_both_sides_converge() {
         .expect("sync ends")
         .expect("sync succeeds");
     println!("{report:?}");
+    assert!(report.is_done());
+    assert_eq!(report.entries_sent, 400, "a sent exactly what b lacked");
+    assert_eq!(
+        report.entries_received, 250,
+        "a received exactly what it lacked"
+    );
     assert_converged(&a, &b);
     assert_eq!(keys(&a).len(), 3_000 + 400 + 250);
 
@@ -55,6 +62,7 @@ async fn two_nodes_with_differences_on_both_sides_converge() {
         .expect("sync ends")
         .expect("second sync succeeds");
     println!("{again:?}");
+    assert_eq!(again.entries_sent + again.entries_received, 0);
     assert_converged(&a, &b);
     router_b.shutdown().await.unwrap();
     ea.close().await;

@@ -78,3 +78,11 @@ pub fn diverged(
     insert(&b, &b_side);
     (a, b)
 }
+
+/// Logs to the test output when `RUST_LOG` is set (e.g. `RUST_LOG=oplog_node=info`).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
