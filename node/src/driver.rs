@@ -209,8 +209,8 @@ where
 /// QUIC stream: finished) unless writing to it failed or timed out; whether the peer received
 /// the end is the caller's to wait for (on QUIC, `SendStream::stopped`).
 ///
-/// Never panics on any input from the peer; an I/O error ends the session (reading: as an end
-/// of stream; writing: with [`EndCode::Internal`]), and the report says how it ended.
+/// Never panics on any input from the peer; an I/O error either way ends the session as a
+/// broken connection ([`Session::handle_eof`]), and the outcome says how it ended.
 pub async fn run_session<A, R, S, Rd, Wr>(
     session: Session<A, R>,
     store: Arc<S>,
@@ -365,15 +365,7 @@ where
         let Some(taken) = core.take() else {
             return outcome::<A, R, S>(None, report);
         };
-        let step_span = span.clone();
-        let stepped = tokio::task::spawn_blocking(move || {
-            let _guard = step_span.enter();
-            let mut taken = taken;
-            let out = taken.step(input, room);
-            (taken, out)
-        })
-        .await;
-        let out = match stepped {
+        let out = match step_blocking(taken, input, room, &span).await {
             Ok((taken, out)) => {
                 core = Some(taken);
                 out
@@ -451,15 +443,8 @@ where
                 debug!("the session's end could not be delivered in time; dropping the stream");
                 // The END cannot go out: the session ends as on a broken connection, keeping
                 // the code it was ending with.
-                if let Some(mut taken) = core.take() {
-                    let step_span = span.clone();
-                    if let Ok((taken, out)) = tokio::task::spawn_blocking(move || {
-                        let _guard = step_span.enter();
-                        let out = taken.step(Input::Eof, 0);
-                        (taken, out)
-                    })
-                    .await
-                    {
+                if let Some(taken) = core.take() {
+                    if let Ok((taken, out)) = step_blocking(taken, Input::Eof, 0, &span).await {
                         report = out.report;
                         core = Some(taken);
                     }
@@ -472,6 +457,28 @@ where
             }
         };
     }
+}
+
+/// One [`Core::step`] on tokio's blocking pool, inside `span`; `Err` if it panicked.
+async fn step_blocking<A, R, S>(
+    mut core: Core<A, R, S>,
+    input: Input,
+    room: usize,
+    span: &Span,
+) -> Result<(Core<A, R, S>, Output), tokio::task::JoinError>
+where
+    A: Action,
+    R: RangeStore + Send + 'static,
+    Session<A, R>: Send,
+    S: SyncStore<A>,
+{
+    let span = span.clone();
+    tokio::task::spawn_blocking(move || {
+        let _guard = span.enter();
+        let out = core.step(input, room);
+        (core, out)
+    })
+    .await
 }
 
 /// The outcome from the driven core, or, if a step panicked and took the core with it, an
