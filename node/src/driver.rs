@@ -3,9 +3,11 @@
 //!
 //! Three parts run concurrently inside [`run_session`]'s task:
 //!
-//! - the **reader** reads one frame at a time: the 4-byte header, then (once the session
-//!   accepted the length) the body, into a queue of at most [`FRAME_QUEUE`] items. It never
-//!   waits for the writer, so the peer's sends always drain even while ours are blocked by flow
+//! - the **reader** reads frames ahead of the session into a queue of at most
+//!   [`FRAME_QUEUE`] frames: the 4-byte header, then the body if its length is within the
+//!   session's frame limit (the session itself still judges each header, in order, before it
+//!   sees the body; a header over the limit stops the reader unread). It never waits for the
+//!   writer, so the peer's sends always drain even while ours are blocked by flow
 //!   control (the deadlock of two peers that each wait for the other to read, issue 8);
 //! - the **writer** writes the frames the session emitted, from a queue of at most
 //!   [`FRAME_QUEUE`] frames, and finishes the stream when the session is done;
@@ -25,7 +27,7 @@ use std::time::Instant;
 
 use oplog_protocol::{Action, RangeStore, VerifiedEntry};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn, Span};
 
 use oplog_protocol::session::{EndCode, Event, Session, SessionStore, SyncReport};
@@ -61,13 +63,9 @@ impl<A: Action> SyncStore<A> for oplog_store::Store<A> {
 
 /// What the reader hands the driver, in stream order.
 enum Inbound {
-    /// A frame header was read: the driver asks the session and answers whether to read on.
-    Header {
-        len: u32,
-        verdict: oneshot::Sender<bool>,
-    },
-    /// The body of the frame whose header was accepted.
-    Body(Vec<u8>),
+    /// A frame: its length header and its body, or no body when the length is over the
+    /// session's frame limit (the reader then stops: the session refuses it).
+    Frame { len: u32, body: Option<Vec<u8>> },
     /// The peer's stream ended or failed: nothing more will come.
     End(Option<io::Error>),
 }
@@ -99,8 +97,8 @@ pub struct SessionOutcome {
 enum Input {
     /// Nothing new: only pull frames (at start, or when the writer made room).
     Pull,
-    Header(u32),
-    Body(Vec<u8>),
+    /// A frame's length header and, unless the reader refused it unread, its body.
+    Frame(u32, Option<Vec<u8>>),
     Eof,
     Timeout,
     Close(EndCode, String),
@@ -108,7 +106,8 @@ enum Input {
 
 /// What one step of the session produced.
 struct Output {
-    verdict: Option<bool>,
+    /// The session refused a frame's length: read nothing more.
+    refused: bool,
     frames: Vec<Vec<u8>>,
     /// The writer's room ran out before the session ran out of frames.
     more: bool,
@@ -135,11 +134,20 @@ where
     /// contract: events first, then frames).
     fn step(&mut self, input: Input, room: usize) -> Output {
         let now = Instant::now();
-        let mut verdict = None;
+        let mut refused = false;
         match input {
             Input::Pull => {}
-            Input::Header(len) => verdict = Some(self.session.handle_frame_len(len)),
-            Input::Body(body) => self.session.handle_frame(body, now),
+            Input::Frame(len, body) => {
+                // The session checks the header before it sees the body (the reader only
+                // read a body within the frame limit).
+                match body {
+                    Some(body) if self.session.handle_frame_len(len) => {
+                        self.session.handle_frame(body, now);
+                    }
+                    Some(_) => refused = true,
+                    None => refused = !self.session.handle_frame_len(len),
+                }
+            }
             Input::Eof => self.session.handle_eof(now),
             Input::Timeout => self.session.handle_timeout(now),
             Input::Close(code, reason) => self.session.close(code, &reason),
@@ -155,7 +163,7 @@ where
         // Pulling may have produced events too (the session finishing on its last frame).
         self.drain_events();
         Output {
-            verdict,
+            refused,
             more: frames.len() == room,
             frames,
             finished: self.session.is_finished(),
@@ -229,7 +237,8 @@ where
     let (out_tx, out_rx) = mpsc::channel(FRAME_QUEUE);
     let (deadline_tx, deadline_rx) = watch::channel(None);
 
-    let reader = read_frames(recv, in_tx);
+    let max_frame = session.config().max_frame_bytes;
+    let reader = read_frames(recv, in_tx, max_frame);
     let writer = async move {
         tokio::select! {
             result = write_frames(send, out_rx) => result,
@@ -278,8 +287,14 @@ async fn flush_deadline(mut rx: watch::Receiver<Option<Instant>>) {
     }
 }
 
-/// Reads frames into `tx`: the header, the session's verdict on its length, then the body.
-async fn read_frames<Rd: AsyncRead + Unpin>(mut recv: Rd, tx: mpsc::Sender<Inbound>) {
+/// Reads frames into `tx`, ahead of the session by at most the queue: a header, then, if the
+/// length is within `max_frame` (so the allocation is bounded), the body. A header over the
+/// limit goes alone and ends the reading (the session refuses it).
+async fn read_frames<Rd: AsyncRead + Unpin>(
+    mut recv: Rd,
+    tx: mpsc::Sender<Inbound>,
+    max_frame: usize,
+) {
     loop {
         let mut header = [0u8; 4];
         if let Err(e) = recv.read_exact(&mut header).await {
@@ -288,28 +303,19 @@ async fn read_frames<Rd: AsyncRead + Unpin>(mut recv: Rd, tx: mpsc::Sender<Inbou
             return;
         }
         let len = u32::from_be_bytes(header);
-        let (verdict_tx, verdict_rx) = oneshot::channel();
-        if tx
-            .send(Inbound::Header {
-                len,
-                verdict: verdict_tx,
-            })
-            .await
-            .is_err()
-        {
-            return;
-        }
-        // Refused (or the driver is gone): read nothing more.
-        if verdict_rx.await != Ok(true) {
-            return;
-        }
-        // The session accepted `len`, so it is within its frame limit.
-        let Ok(len) = usize::try_from(len) else {
+        let size = usize::try_from(len)
+            .ok()
+            .filter(|&n| n > 0 && n <= max_frame);
+        let Some(size) = size else {
+            let _ = tx.send(Inbound::Frame { len, body: None }).await;
             return;
         };
-        let mut body = vec![0u8; len];
+        let mut body = vec![0u8; size];
         let item = match recv.read_exact(&mut body).await {
-            Ok(_) => Inbound::Body(body),
+            Ok(_) => Inbound::Frame {
+                len,
+                body: Some(body),
+            },
             Err(e) => Inbound::End(Some(e)),
         };
         let end = matches!(item, Inbound::End(_));
@@ -349,7 +355,6 @@ where
     let mut report = core.session.report();
     let mut core = Some(core);
     let mut input = Input::Pull;
-    let mut verdict_to: Option<oneshot::Sender<bool>> = None;
     let mut inbound_open = true;
     let mut writer_open = true;
     let mut flush_at: Option<Instant> = None;
@@ -377,10 +382,10 @@ where
             }
         };
         report = out.report;
-        if let (Some(verdict), Some(to)) = (out.verdict, verdict_to.take()) {
-            // Refused: the reader stops and the peer's stream is not read any further.
-            inbound_open &= verdict;
-            let _ = to.send(verdict);
+        if out.refused {
+            // The peer's stream is not read any further (the reader may hold frames read
+            // ahead; they are dropped unseen).
+            inbound_open = false;
         }
         for frame in out.frames {
             if writer_open && out_tx.try_send(frame).is_err() {
@@ -408,11 +413,7 @@ where
         input = tokio::select! {
             biased;
             item = in_rx.recv(), if inbound_open => match item {
-                Some(Inbound::Header { len, verdict }) => {
-                    verdict_to = Some(verdict);
-                    Input::Header(len)
-                }
-                Some(Inbound::Body(body)) => Input::Body(body),
+                Some(Inbound::Frame { len, body }) => Input::Frame(len, body),
                 Some(Inbound::End(error)) => {
                     if let Some(e) = error {
                         debug!(error = %e, "reading from the peer failed");
