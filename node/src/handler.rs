@@ -76,11 +76,20 @@ impl<A: Action> fmt::Debug for OplogSync<A> {
     }
 }
 
-impl<A: Action> OplogSync<A> {
+impl OplogSync<Op> {
     /// Syncs `store` with the peers in `allowed` (their iroh endpoint ids), under [`ALPN`]
     /// with the default [`SessionConfig`]. Connections from any other peer are refused before
-    /// anything is read.
-    pub fn new(store: Arc<Store<A>>, allowed: impl IntoIterator<Item = EndpointId>) -> Self {
+    /// anything is read. For a store of another action type, see
+    /// [`with_store`](Self::with_store).
+    pub fn new(store: Arc<Store<Op>>, allowed: impl IntoIterator<Item = EndpointId>) -> Self {
+        Self::with_store(store, allowed)
+    }
+}
+
+impl<A: Action> OplogSync<A> {
+    /// [`new`](OplogSync::new) for a store of any action type `A` (both peers must use the
+    /// same one: it is part of every entry's hash).
+    pub fn with_store(store: Arc<Store<A>>, allowed: impl IntoIterator<Item = EndpointId>) -> Self {
         OplogSync {
             inner: Arc::new(Inner {
                 store,
