@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use iroh::endpoint::{Connection, ConnectionError, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler};
@@ -33,9 +33,6 @@ const MAX_TRAILING_BYTES: usize = 1024;
 
 /// Longest reason text put in a connection close (QUIC sends it in one packet).
 const MAX_CLOSE_REASON: usize = 512;
-
-/// How long a responder waits for an allowed peer that connected to open its stream.
-const ACCEPT_WAIT: Duration = Duration::from_secs(10);
 
 /// The oplog-sync protocol on an iroh endpoint, over one [`Store`]: register it on a
 /// `Router` to answer peers, call [`sync_with`](Self::sync_with) to start a session.
@@ -185,9 +182,10 @@ impl<A: Action> OplogSync<A> {
     /// report when both stores hold the union of their entries (as far as each side's
     /// budgets allowed: the report says what crossed).
     ///
-    /// Waits for the peer to have received the session's last frame before closing the
-    /// connection (bounded by the session's idle timeout). A second call for the
-    /// same peer while this one runs returns [`SyncError::Busy`] at once.
+    /// Before closing the connection it waits (at most the session's idle timeout) for the
+    /// responder's end of stream, which comes once the responder's session is over, so the
+    /// last frame is never dropped unread. A second call for the same peer while this one
+    /// runs returns [`SyncError::Busy`] at once.
     pub async fn sync_with(
         &self,
         endpoint: &Endpoint,
@@ -215,17 +213,24 @@ impl<A: Action> OplogSync<A> {
             let session = self.new_session(Role::Initiator)?;
             let outcome =
                 run_session(session, Arc::clone(&self.inner.store), &mut recv, &mut send).await;
-            // The responder finishes its stream only once its session is over, so its end of
-            // stream means it read everything we sent: only then is closing safe (closing
-            // earlier may make it drop our END unread). Bounded, for a peer that never ends.
-            let idle = self.inner.config.idle_timeout;
-            let _ = tokio::time::timeout(idle, recv.read_to_end(MAX_TRAILING_BYTES)).await;
+            // A session that saw the connection end: did the peer close it with a code?
             let closed_by_peer = conn.close_reason().as_ref().and_then(application_close);
+            let idle = self.inner.config.idle_timeout;
             match &outcome.end {
-                Some(end) if !end.by_peer && end.code != EndCode::Busy => {
+                Some(end) if !end.by_peer => {
+                    // This side ended it for cause: once the peer has our END (acknowledged
+                    // at the QUIC level), close, naming the reason.
+                    let _ = tokio::time::timeout(idle, send.stopped()).await;
                     conn.close(CLOSE_SESSION_ERROR.into(), close_reason(end).as_bytes());
                 }
-                _ => conn.close(CLOSE_DONE.into(), b"done"),
+                _ => {
+                    // The responder finishes its stream only once its session is over, so
+                    // its end of stream means it read everything we sent: only then is
+                    // closing safe (closing earlier may make it drop our END unread).
+                    // Bounded, for a peer that never ends it.
+                    let _ = tokio::time::timeout(idle, recv.read_to_end(MAX_TRAILING_BYTES)).await;
+                    conn.close(CLOSE_DONE.into(), b"done");
+                }
             }
             log_outcome(&outcome);
             classify(id, outcome, closed_by_peer)
@@ -238,7 +243,8 @@ impl<A: Action> OplogSync<A> {
     /// responder.
     async fn respond(&self, conn: Connection, peer: EndpointId) -> Result<(), AcceptError> {
         // A peer that connects and never opens a stream is not waited for forever.
-        let Ok(accepted) = tokio::time::timeout(ACCEPT_WAIT, conn.accept_bi()).await else {
+        let idle = self.inner.config.idle_timeout;
+        let Ok(accepted) = tokio::time::timeout(idle, conn.accept_bi()).await else {
             info!("the peer opened no stream in time; closing");
             conn.close(CLOSE_SESSION_ERROR.into(), b"no stream opened");
             return Ok(());
@@ -259,7 +265,6 @@ impl<A: Action> OplogSync<A> {
             run_session(session, Arc::clone(&self.inner.store), &mut recv, &mut send).await;
         drop(active);
         log_outcome(&outcome);
-        let idle = self.inner.config.idle_timeout;
         match &outcome.end {
             Some(end) if !end.by_peer && end.code != EndCode::Busy => {
                 // This side ended it for cause: once the peer has our END (acknowledged at
