@@ -33,7 +33,7 @@ use tracing::{debug, warn, Span};
 use oplog_protocol::session::{EndCode, Event, Session, SessionStore, SyncReport};
 
 /// Frames queued at most in each direction between the streams and the session.
-pub const FRAME_QUEUE: usize = 4;
+pub const FRAME_QUEUE: usize = 2;
 
 /// A store the driver can run a session against: the session's reads ([`SessionStore`]) plus
 /// applying the verified entries the session hands out ([`Event::Apply`]).
