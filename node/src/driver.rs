@@ -205,20 +205,21 @@ where
 }
 
 /// Runs `session` over `recv`/`send` until it is finished, applying what it receives to
-/// `store`, and returns its final report.
+/// `store`, and returns how it went: its final counters and, unless it completed, its end.
 ///
 /// Frames are a 4-byte big-endian length and that many bytes. Reading and writing run
 /// concurrently (see the module docs), so neither side's flow control can stall the other. A
-/// silent or slow peer is cut by the session's own deadlines ([`Session::poll_timeout`]); once
-/// the session is ending, its last frames get the session's idle timeout
+/// silent or slow peer is cut by the session's own deadlines ([`Session::poll_timeout`]).
+/// Once the session is ending, its last frames get the session's idle timeout
 /// ([`SessionConfig::idle_timeout`](oplog_protocol::session::SessionConfig::idle_timeout)) to
-/// be written, after which a peer that does not read is dropped and the session ends as if
-/// the connection broke (its [`SessionEnd`] keeps the code it was ending with). On return the send stream has been shut down (for a
-/// QUIC stream: finished) unless writing to it failed or timed out; whether the peer received
-/// the end is the caller's to wait for (on QUIC, `SendStream::stopped`).
+/// be written; after it, a peer that does not read is dropped and the session ends as on a
+/// broken connection (its [`SessionEnd`] keeps the code it was ending with). On return the
+/// send stream has been shut down (a QUIC stream: finished) unless writing to it failed or
+/// timed out; waiting until the peer has read it is the caller's part (over QUIC: the peer's
+/// end of stream, or `SendStream::stopped`).
 ///
 /// Never panics on any input from the peer; an I/O error either way ends the session as a
-/// broken connection ([`Session::handle_eof`]), and the outcome says how it ended.
+/// broken connection ([`Session::handle_eof`]).
 pub async fn run_session<A, R, S, Rd, Wr>(
     session: Session<A, R>,
     store: Arc<S>,
