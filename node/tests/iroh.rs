@@ -10,8 +10,8 @@ use iroh::endpoint::{ConnectionError, VarInt};
 use iroh::protocol::Router;
 use iroh::Endpoint;
 use oplog_node::{
-    bind_loopback, cluster_alpn, loopback_addr, OplogSync, SyncError, ALPN, CLOSE_NOT_ALLOWED,
-    CLOSE_SESSION_ERROR,
+    bind_loopback, cluster_alpn, loopback_addr, EndCode, OplogSync, SyncError, ALPN,
+    CLOSE_NOT_ALLOWED, CLOSE_SESSION_ERROR,
 };
 use oplog_store::Store;
 
@@ -200,11 +200,14 @@ async fn a_peer_speaking_garbage_is_closed_and_the_node_keeps_serving() {
     let addr = loopback_addr(&eb).unwrap();
     let before = keys(&b);
 
-    for garbage in [
-        // a frame of bytes that mean nothing
-        [&7u32.to_be_bytes()[..], &[0xff; 7][..]].concat(),
+    for (garbage, code) in [
+        // a frame of bytes that mean nothing (an unknown frame type)
+        (
+            [&7u32.to_be_bytes()[..], &[0xff; 7][..]].concat(),
+            EndCode::Protocol,
+        ),
         // a length far over any frame limit
-        u32::MAX.to_be_bytes().to_vec(),
+        (u32::MAX.to_be_bytes().to_vec(), EndCode::FrameTooLarge),
     ] {
         let conn = eg.connect(addr.clone(), ALPN).await.unwrap();
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
@@ -214,7 +217,12 @@ async fn a_peer_speaking_garbage_is_closed_and_the_node_keeps_serving() {
             .await
             .expect("b answers")
             .unwrap_or_default();
-        assert!(answer.len() >= 5, "an END frame came back: {answer:?}");
+        // one frame: length, END type (05), the code, then the reason
+        assert!(answer.len() >= 6, "an END frame came back: {answer:?}");
+        let len = u32::from_be_bytes([answer[0], answer[1], answer[2], answer[3]]) as usize;
+        assert_eq!(answer.len(), 4 + len, "nothing after the END frame");
+        assert_eq!(answer[4], 0x05, "an END frame");
+        assert_eq!(answer[5], code.to_u8(), "with the code for {code}");
         let closed = tokio::time::timeout(BOUND, conn.closed())
             .await
             .expect("b closes");
