@@ -1,16 +1,16 @@
 //! Real iroh 0.96 endpoints on loopback, real redb files: convergence, the allowlist, one
-//! session per peer pair, and a peer speaking garbage.
+//! session per peer pair, a peer speaking garbage, and a silent one.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use iroh::endpoint::{ConnectionError, VarInt};
-use iroh::protocol::Router;
+use iroh::endpoint::{Connection, ConnectionError, VarInt};
+use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::Endpoint;
 use oplog_node::{
-    bind_loopback, cluster_alpn, loopback_addr, EndCode, OplogSync, SyncError, ALPN,
+    bind_loopback, cluster_alpn, loopback_addr, EndCode, OplogSync, SessionConfig, SyncError, ALPN,
     CLOSE_NOT_ALLOWED, CLOSE_SESSION_ERROR,
 };
 use oplog_store::Store;
@@ -245,4 +245,35 @@ async fn a_peer_speaking_garbage_is_closed_and_the_node_keeps_serving() {
     router_b.shutdown().await.unwrap();
     ea.close().await;
     eg.close().await;
+}
+
+/// Accepts one stream and never reads or writes it.
+#[derive(Debug, Clone)]
+struct Silent;
+
+impl ProtocolHandler for Silent {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let (_send, _recv) = conn.accept_bi().await?;
+        conn.closed().await;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_is_cut_by_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _b) = diverged(dir.path(), 100, 10, 0);
+    let (ea, eb) = (endpoint().await, endpoint().await);
+    let router_b = Router::builder(eb.clone()).accept(ALPN, Silent).spawn();
+    let mut config = SessionConfig::default();
+    config.idle_timeout = Duration::from_millis(300);
+    let sync_a = OplogSync::new(Arc::clone(&a), [eb.id()]).with_config(config);
+    let err = tokio::time::timeout(BOUND, sync_a.sync_with(&ea, loopback_addr(&eb).unwrap()))
+        .await
+        .expect("the idle timeout ends the session")
+        .unwrap_err();
+    assert!(matches!(err, SyncError::Timeout { .. }), "{err}");
+    assert!(!sync_a.is_syncing(&eb.id()), "the pair is free again");
+    router_b.shutdown().await.unwrap();
+    ea.close().await;
 }
