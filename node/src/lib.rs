@@ -47,11 +47,19 @@
 //! One connection carries one bidirectional stream and one session (the sans-IO
 //! `oplog_protocol::session::Session`), driven by [`run_session`]: frames are read and
 //! written concurrently, so flow control can never stall both peers, and the session and the
-//! store writes run on tokio's blocking pool. At most one session runs per pair of peers. The
-//! initiator closes the connection once the responder acknowledged its last frame; a responder
-//! that ended a session for cause closes it with [`CLOSE_SESSION_ERROR`]. Each session runs in
-//! a tracing span `oplog.session` with the peer's short id and the role, and logs its
-//! counters when it ends.
+//! store writes run on tokio's blocking pool. At most one session runs per pair of peers
+//! (a second one gets [`SyncError::Busy`] locally, or END `Busy` from the peer).
+//!
+//! Closing: the responder finishes its stream only when its session is over, and the
+//! initiator closes the connection ([`CLOSE_DONE`]) once it has seen that end of stream, so
+//! no END frame is dropped unread. A side that ended the session for cause (a protocol
+//! violation, a budget, a timeout) closes the connection itself with [`CLOSE_SESSION_ERROR`]
+//! once its END is acknowledged, the reason naming the END code. Every wait is bounded by
+//! the session's idle timeout.
+//!
+//! Each session runs in a tracing span `oplog.session` with the peer's short id and the
+//! role, and logs its counters (round trips, frames, bytes and entries each way, overhead,
+//! duration) in one `info!` line when it ends.
 //!
 //! # Features
 //!
