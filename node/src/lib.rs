@@ -1,6 +1,98 @@
-//! iroh glue for oplog-sync. Not built yet: the protocol handler, sessions and the `oplog`
-//! program come after the protocol core and the store. This crate exists so the workspace has
-//! its final shape.
+//! iroh glue for oplog-sync: the protocol handler a node registers on its iroh `Router`, and
+//! [`OplogSync::sync_with`] to run a sync session with a peer.
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use iroh::protocol::Router;
+//! use oplog_node::{bind_loopback, loopback_addr, OplogSync, ALPN};
+//! use oplog_store::{Store, protocol::{Hlc, LogEntry, Op, ObjectId, SigningKey}};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let (a, b) = (bind_loopback(None, vec![]).await?, bind_loopback(None, vec![]).await?);
+//! let store_a: Arc<Store> = Arc::new(Store::open(dir.path().join("a.redb"))?);
+//! let store_b: Arc<Store> = Arc::new(Store::open(dir.path().join("b.redb"))?);
+//!
+//! // One write on b.
+//! let key = SigningKey::from_bytes(&[7; 32]);
+//! let put = Op::Put { bucket: "photos".into(), key: "cat.jpg".into(), object_id: ObjectId([1; 32]) };
+//! store_b.insert([LogEntry::sign(&key, Hlc(1), put, vec![])?])?;
+//!
+//! // b answers a (and only a); a dials b.
+//! let sync_b = OplogSync::new(Arc::clone(&store_b), [a.id()]);
+//! let router = Router::builder(b.clone()).accept(ALPN, sync_b.clone()).spawn();
+//! let sync_a = OplogSync::new(Arc::clone(&store_a), [b.id()]);
+//! let report = sync_a.sync_with(&a, loopback_addr(&b)?).await?;
+//!
+//! assert_eq!(store_a.len(), 1);
+//! println!("{report:?}");
+//! router.shutdown().await?;
+//! a.close().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What a node registers
+//!
+//! [`OplogSync`] implements iroh's `ProtocolHandler`: a Shoal node adds one line to its
+//! router, `Router::builder(endpoint).accept(oplog_node::ALPN, sync.clone())`, or, to keep
+//! clusters apart as Shoal does with its own cluster ALPN, registers
+//! [`cluster_alpn`]`(cluster_secret)` on both the router and the handler
+//! ([`OplogSync::with_alpn`]). Connections from peers outside the allowed set are closed
+//! with [`CLOSE_NOT_ALLOWED`] before anything is read, with a `warn!` line naming the peer.
+//!
+//! # Sessions
+//!
+//! One connection carries one bidirectional stream and one session (the sans-IO
+//! `oplog_protocol::session::Session`), driven by [`run_session`]: frames are read and
+//! written concurrently, so flow control can never stall both peers, and the session and the
+//! store writes run on tokio's blocking pool. At most one session runs per pair of peers
+//! (a second one gets [`SyncError::Busy`] locally, or END `Busy` from the peer).
+//!
+//! Closing: the responder finishes its stream only when its session is over, and the
+//! initiator closes the connection ([`CLOSE_DONE`]) once it has seen that end of stream, so
+//! no END frame is dropped unread. A side that ended the session for cause (a protocol
+//! violation, a budget, a timeout) closes the connection itself with [`CLOSE_SESSION_ERROR`]
+//! once its END is acknowledged, the reason naming the END code. Every wait is bounded by
+//! the session's idle timeout.
+//!
+//! Each session runs in a tracing span `oplog.session` with the peer's short id and the
+//! role, and logs its counters (round trips, frames, bytes and entries each way, overhead,
+//! duration) in one `info!` line when it ends.
+//!
+//! # Features
+//!
+//! `iroh` (default): [`OplogSync`], the offline endpoint helpers and [`SyncError`], on iroh
+//! 0.96.1 (the version Shoal runs). Without it the crate is only the transport-generic
+//! driver ([`run_session`] and friends), which an iroh 1.x build reuses: iroh 0.96 and 1.x
+//! cannot share one dependency graph.
+//!
+//! # Offline endpoints
+//!
+//! [`bind_loopback`] binds an endpoint on `127.0.0.1` with no relay and no address lookup;
+//! [`loopback_addr`] gives the id plus socket address a peer dials it by. Tests, the example
+//! above and benchmarks use them; a deployed node builds its endpoint as it always does.
 
-/// The ALPN oplog-sync registers on an iroh `Router`.
-pub const ALPN: &[u8] = b"oplog-sync/1";
+mod alpn;
+mod driver;
+
+#[cfg(feature = "iroh")]
+mod error;
+#[cfg(feature = "iroh")]
+mod handler;
+#[cfg(feature = "iroh")]
+mod offline;
+
+pub use driver::{run_session, SessionEnd, SessionOutcome, SyncStore, FRAME_QUEUE};
+pub use oplog_protocol::session::{
+    EndCode, Event, Role, Session, SessionConfig, SessionError, SessionStore, SyncReport,
+};
+
+pub use alpn::{cluster_alpn, ALPN};
+#[cfg(feature = "iroh")]
+pub use error::SyncError;
+#[cfg(feature = "iroh")]
+pub use handler::{OplogSync, CLOSE_DONE, CLOSE_NOT_ALLOWED, CLOSE_SESSION_ERROR};
+#[cfg(feature = "iroh")]
+pub use offline::{bind_loopback, loopback_addr, OfflineBindError};

@@ -18,6 +18,7 @@ pub struct Author {
     hlc: u64,
     heads: Vec<Hash>,
     written: u64,
+    key_len: usize,
 }
 
 impl Author {
@@ -28,7 +29,15 @@ impl Author {
             hlc,
             heads: Vec::new(),
             written: 0,
+            key_len: 0,
         }
+    }
+
+    /// Pads every object key to `len` bytes (at most 1,024), for fat entries.
+    #[must_use]
+    pub fn key_len(mut self, len: usize) -> Self {
+        self.key_len = len.min(oplog_protocol::MAX_OBJECT_KEY_LEN);
+        self
     }
 
     /// Continues on top of `parents` (another author's heads, say).
@@ -56,7 +65,7 @@ impl Author {
                 let i = self.written;
                 let op = Op::Put {
                     bucket: "b".into(),
-                    key: format!("k{}", i % 1000),
+                    key: format!("k{:0>width$}", i % 1000, width = self.key_len.saturating_sub(1)),
                     object_id: ObjectId(*blake3::hash(&i.to_le_bytes()).as_bytes()),
                 };
                 let e = LogEntry::sign(

@@ -12,10 +12,12 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oplog_protocol::replica::{InsertOutcome, MemoryReplica};
+use oplog_protocol::session::{EndCode, Event, Role, Session, SessionConfig, SyncReport};
 use oplog_protocol::wire::message::{DecodeError, Part, Payload};
+use oplog_protocol::VerifiedEntry;
 use oplog_protocol::{
     dag, negentropy, Config, EntryError, EntryKey, Fingerprint, Hash, LogEntry, MemoryStore,
     NodeId, ObjectId, Op, Reconciler,
@@ -1608,4 +1610,707 @@ pub fn replay_failure(c: &FailureCase) -> Result<(String, Option<String>), Strin
         }
     }
     Err(format!("{}: ended without an error", c.name))
+}
+
+// ---------------------------------------------------------------------------------------------
+// session.json: the session layer (SPEC 9), frames and whole sessions over `MemoryReplica`s
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct SessionFile {
+    pub description: String,
+    /// The signing keys of the graph's entries.
+    pub authors: Vec<AuthorJson>,
+    /// Every entry any case below uses, by name.
+    pub graph: GraphJson,
+    pub frames: Vec<FrameCase>,
+    pub transcripts: Vec<SessionTranscript>,
+    pub invalid: Vec<InvalidFrameCase>,
+}
+
+/// The [`SessionConfig`] values a side uses; every other field is its default (the default
+/// reconciler configuration, `idle_timeout` 30 s, `max_duration` 1 h: no vector reaches a time
+/// budget).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfigJson {
+    pub max_frame_bytes: usize,
+    pub batch_bytes: usize,
+    pub max_ancestry_requests: u32,
+    pub ancestry_limit: u32,
+    pub ancestry_visits: String,
+    pub max_bytes_received: String,
+}
+
+impl SessionConfigJson {
+    /// The defaults with `batch_bytes` set.
+    pub fn with_batch(batch_bytes: usize) -> Self {
+        let d = SessionConfig::default();
+        SessionConfigJson {
+            max_frame_bytes: d.max_frame_bytes,
+            batch_bytes,
+            max_ancestry_requests: d.max_ancestry_requests,
+            ancestry_limit: d.ancestry_limit,
+            ancestry_visits: dec(d.ancestry_visits),
+            max_bytes_received: dec(d.max_bytes_received),
+        }
+    }
+
+    /// The configuration these values stand for.
+    pub fn config(&self) -> Result<SessionConfig, String> {
+        let mut c = SessionConfig::default();
+        c.max_frame_bytes = self.max_frame_bytes;
+        c.batch_bytes = self.batch_bytes;
+        c.max_ancestry_requests = self.max_ancestry_requests;
+        c.ancestry_limit = self.ancestry_limit;
+        c.ancestry_visits = num(&self.ancestry_visits)?;
+        c.max_bytes_received = num(&self.max_bytes_received)?;
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+}
+
+/// One side of a session before it starts.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSideJson {
+    /// Graph entries given to one `insert` call (now = 2^64 - 1, drift 0, no allowed set:
+    /// nothing is deferred) before the session; parents may be missing (held back).
+    pub store: Vec<String>,
+    /// The keys the session reconciles over (SPEC 8.1), by name; `null`: the entries applied
+    /// after the insert.
+    pub snapshot: Option<Vec<String>>,
+    pub config: SessionConfigJson,
+}
+
+/// A frame's meaning (SPEC 9.2), tagged by `type`. Entries and hashes are graph names (64
+/// hex digits for a hash the graph does not hold).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum DecodedFrame {
+    /// `01`: a reconciliation message of `message_bytes` bytes (its tag is the type byte).
+    #[serde(rename = "MESSAGE")]
+    Message { message_bytes: usize },
+    /// `02`: entries, in frame order.
+    #[serde(rename = "ENTRIES")]
+    Entries { entries: Vec<String> },
+    /// `03`: an ancestry request (SPEC 6.3).
+    #[serde(rename = "ANCESTRY_REQUEST")]
+    AncestryRequest {
+        want: Vec<String>,
+        have: Vec<String>,
+        limit: u32,
+    },
+    /// `04`: an ancestry answer: its status, and its entries (status 0 and 1), the unknown
+    /// want (2) or the answerer's visit budget (3, decimal).
+    #[serde(rename = "ANCESTRY_ANSWER")]
+    AncestryAnswer {
+        status: u8,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        entries: Option<Vec<String>>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        unknown_want: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        budget: Option<String>,
+    },
+    /// `05`: the end of the session, with the code's name (the `EndCode` variant).
+    #[serde(rename = "END")]
+    End {
+        code: u8,
+        code_name: String,
+        reason: String,
+    },
+}
+
+/// A frame with its sender.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct SessionFrameJson {
+    /// `initiator` or `responder`.
+    pub from: String,
+    /// The whole frame: length header, type byte, payload.
+    pub hex: String,
+    pub decoded: DecodedFrame,
+}
+
+/// One frame on its own, as a session produced it: `source` is `close` (a fresh responder
+/// over an empty set, `close(code, close_reason)`, then its first `poll_transmit`) or
+/// `transcript` (frame `index` of the transcript named `transcript`).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FrameCase {
+    pub name: String,
+    pub description: String,
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub close_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub transcript: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub index: Option<usize>,
+    pub hex: String,
+    pub decoded: DecodedFrame,
+}
+
+/// A whole session, every frame in the order sent (see the file's description for the
+/// schedule), and each side's outcome.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct SessionTranscript {
+    pub name: String,
+    pub description: String,
+    pub initiator: SessionSideJson,
+    pub responder: SessionSideJson,
+    pub frames: Vec<SessionFrameJson>,
+    pub initiator_result: SessionResultJson,
+    pub responder_result: SessionResultJson,
+}
+
+/// A side's counters (`SyncReport`, SPEC 9.7) and store at the end of a session.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionResultJson {
+    /// The `EndCode` name.
+    pub end: String,
+    pub ended_by_peer: bool,
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    pub entries_sent: u64,
+    pub entries_received: u64,
+    pub entry_bytes_sent: u64,
+    pub entry_bytes_received: u64,
+    pub ancestry_requests_sent: u64,
+    pub ancestry_requests_answered: u64,
+    pub round_trips: u64,
+    pub overhead_bytes: u64,
+    /// Applied entries, in key order.
+    pub applied: Vec<String>,
+    /// Held-back entries, ascending by hash.
+    pub held_back: Vec<String>,
+}
+
+/// Frames a peer sends that must end the session: side `side` of transcript `transcript` is
+/// replayed through the transcript's first `after` frames, then given `frames` in order
+/// (whole frames; a frame whose length header is refused is given as the header alone). All
+/// but the last are accepted; the last makes the side send an END frame with `code` as its
+/// next frame, and nothing of that frame is applied. `config`, when given, replaces the side's
+/// config (the replayed frames must come out the same).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidFrameCase {
+    pub name: String,
+    pub description: String,
+    pub transcript: String,
+    pub side: String,
+    pub after: usize,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub config: Option<SessionConfigJson>,
+    pub frames: Vec<String>,
+    pub code: u8,
+    pub code_name: String,
+}
+
+/// The name an [`EndCode`] has in the vectors: its variant name (`Other` for codes without one).
+pub fn end_code_name(code: u8) -> &'static str {
+    match EndCode::from_u8(code) {
+        EndCode::Done => "Done",
+        EndCode::Protocol => "Protocol",
+        EndCode::FrameTooLarge => "FrameTooLarge",
+        EndCode::Limit => "Limit",
+        EndCode::InvalidEntry => "InvalidEntry",
+        EndCode::Refused => "Refused",
+        EndCode::Timeout => "Timeout",
+        EndCode::Busy => "Busy",
+        EndCode::Internal => "Internal",
+        EndCode::Shutdown => "Shutdown",
+        EndCode::ConnectionLost => "ConnectionLost",
+        _ => "Other",
+    }
+}
+
+/// A varint of SPEC section 2 (minimal, at most 10 bytes), read from `b` at `*at`.
+fn read_varint(b: &[u8], at: &mut usize) -> Result<u64, String> {
+    let mut v: u64 = 0;
+    for i in 0..10 {
+        let byte = *b.get(*at).ok_or("varint truncated")?;
+        *at += 1;
+        let bits = u64::from(byte & 0x7f);
+        if i == 9 && byte > 1 {
+            return Err("varint above 2^64 - 1".into());
+        }
+        v |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            if i > 0 && byte == 0 {
+                return Err("varint not minimal".into());
+            }
+            return Ok(v);
+        }
+    }
+    Err("varint longer than 10 bytes".into())
+}
+
+/// Decodes a whole frame by SPEC 9.2 alone (not with the session's own parser): the length
+/// header must match, and each payload must decode completely.
+pub fn decode_frame(g: &Graph, frame: &[u8]) -> Result<DecodedFrame, String> {
+    let header: [u8; 4] = frame
+        .get(..4)
+        .and_then(|h| h.try_into().ok())
+        .ok_or("frame shorter than its header")?;
+    let body = &frame[4..];
+    if u32::from_be_bytes(header) as usize != body.len() {
+        return Err(format!(
+            "header says {} bytes, the body has {}",
+            u32::from_be_bytes(header),
+            body.len()
+        ));
+    }
+    let (&kind, payload) = body.split_first().ok_or("empty frame")?;
+    let entry_names = |raw: &[Vec<u8>]| -> Result<Vec<String>, String> {
+        raw.iter()
+            .map(|e| {
+                LogEntry::<Op>::decode(e)
+                    .map(|e| g.name(&e.hash))
+                    .map_err(|err| format!("entry does not decode: {err}"))
+            })
+            .collect()
+    };
+    Ok(match kind {
+        0x01 => DecodedFrame::Message {
+            message_bytes: body.len(),
+        },
+        0x02 => {
+            let mut at = 0;
+            let m = read_varint(payload, &mut at)?;
+            if m == 0 {
+                return Err("ENTRIES with no entry".into());
+            }
+            let mut raw = Vec::new();
+            for _ in 0..m {
+                let len =
+                    usize::try_from(read_varint(payload, &mut at)?).map_err(|e| e.to_string())?;
+                let end = at
+                    .checked_add(len)
+                    .filter(|e| *e <= payload.len())
+                    .ok_or("entry truncated")?;
+                raw.push(payload[at..end].to_vec());
+                at = end;
+            }
+            if at != payload.len() {
+                return Err("bytes after the last entry".into());
+            }
+            DecodedFrame::Entries {
+                entries: entry_names(&raw)?,
+            }
+        }
+        0x03 => {
+            let req = oplog_protocol::wire::AncestryRequest::decode(payload)
+                .map_err(|e| e.to_string())?;
+            DecodedFrame::AncestryRequest {
+                want: req.want.iter().map(|h| g.name(h)).collect(),
+                have: req.have.iter().map(|h| g.name(h)).collect(),
+                limit: req.limit,
+            }
+        }
+        0x04 => {
+            use oplog_protocol::wire::AncestryAnswer as A;
+            let status = *payload.first().ok_or("answer without status")?;
+            match A::decode(payload, oplog_protocol::wire::MAX_ANCESTRY_LIMIT)
+                .map_err(|e| e.to_string())?
+            {
+                A::Entries { entries, .. } => DecodedFrame::AncestryAnswer {
+                    status,
+                    entries: Some(entry_names(&entries)?),
+                    unknown_want: None,
+                    budget: None,
+                },
+                A::UnknownWant(h) => DecodedFrame::AncestryAnswer {
+                    status,
+                    entries: None,
+                    unknown_want: Some(g.name(&h)),
+                    budget: None,
+                },
+                A::OverBudget { budget } => DecodedFrame::AncestryAnswer {
+                    status,
+                    entries: None,
+                    unknown_want: None,
+                    budget: Some(dec(budget)),
+                },
+            }
+        }
+        0x05 => {
+            let code = *payload.first().ok_or("END without a code")?;
+            let mut at = 1;
+            let len = read_varint(payload, &mut at)?;
+            if len > oplog_protocol::session::MAX_REASON_BYTES as u64 {
+                return Err("reason over 256 bytes".into());
+            }
+            let end = at + usize::try_from(len).map_err(|e| e.to_string())?;
+            let reason = payload.get(at..end).ok_or("reason truncated")?;
+            if end != payload.len() {
+                return Err("bytes after the reason".into());
+            }
+            DecodedFrame::End {
+                code,
+                code_name: end_code_name(code).into(),
+                reason: String::from_utf8(reason.to_vec()).map_err(|e| e.to_string())?,
+            }
+        }
+        other => return Err(format!("unknown frame type {other:#04x}")),
+    })
+}
+
+/// The instant every session of the vectors runs at: no vector reaches a time budget.
+fn session_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// One side of a session being run or replayed: the session, its store, and its end.
+pub struct SessionSide {
+    pub role: Role,
+    pub session: Session<Op, MemoryStore>,
+    pub store: MemoryReplica<Op>,
+    /// The report of the `Done` or `Ended` event, with the code, reason and `by_peer`.
+    pub ended: Option<(SyncReport, EndCode, String, bool)>,
+    /// Entries handed out by `Apply` events so far.
+    pub applied_events: usize,
+}
+
+impl SessionSide {
+    /// A side as `side` describes it, its session not started on anything yet.
+    pub fn new(g: &Graph, side: &SessionSideJson, role: Role) -> Result<Self, String> {
+        let mut store = MemoryReplica::new();
+        let batch: Vec<LogEntry> = side
+            .store
+            .iter()
+            .map(|n| g.entry(n).cloned())
+            .collect::<Result<_, _>>()?;
+        store.insert(batch, u64::MAX, Duration::ZERO, None);
+        let snapshot: MemoryStore = match &side.snapshot {
+            None => store.key_set(),
+            Some(names) => names
+                .iter()
+                .map(|n| g.entry(n).map(LogEntry::key))
+                .collect::<Result<_, _>>()?,
+        };
+        let session = Session::new(side.config.config()?, role, snapshot, session_epoch())
+            .map_err(|e| e.to_string())?;
+        Ok(SessionSide {
+            role,
+            session,
+            store,
+            ended: None,
+            applied_events: 0,
+        })
+    }
+
+    /// The side's name in the vectors.
+    pub fn name(&self) -> &'static str {
+        role_name(self.role)
+    }
+
+    /// Takes every event out: stores what it must apply (as the sender of SPEC 6.1 would),
+    /// records the end. Returns the number of entries applied by these events.
+    pub fn drain(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(ev) = self.session.poll_event() {
+            match ev {
+                Event::Apply(entries) => {
+                    n += entries.len();
+                    let entries: Vec<LogEntry> =
+                        entries.into_iter().map(VerifiedEntry::into_inner).collect();
+                    self.store.insert(entries, u64::MAX, Duration::ZERO, None);
+                }
+                Event::Done(r) => self.ended = Some((r, EndCode::Done, String::new(), false)),
+                Event::Ended {
+                    code,
+                    reason,
+                    by_peer,
+                    report,
+                } => self.ended = Some((report, code, reason, by_peer)),
+                _ => {}
+            }
+        }
+        self.applied_events += n;
+        n
+    }
+
+    /// The next frame this side sends, its events drained.
+    pub fn transmit(&mut self) -> Option<Vec<u8>> {
+        let f = self.session.poll_transmit(&self.store, session_epoch());
+        self.drain();
+        f
+    }
+
+    /// Gives this side a whole frame from its peer; `false` if it refused the length header.
+    pub fn receive(&mut self, frame: &[u8]) -> Result<bool, String> {
+        let header: [u8; 4] = frame
+            .get(..4)
+            .and_then(|h| h.try_into().ok())
+            .ok_or("frame shorter than its header")?;
+        let len = u32::from_be_bytes(header);
+        if !self.session.handle_frame_len(len) {
+            self.drain();
+            return Ok(false);
+        }
+        if frame.len() - 4 != len as usize {
+            return Err(format!(
+                "header says {len} bytes, the frame holds {}",
+                frame.len() - 4
+            ));
+        }
+        self.session
+            .handle_frame(frame[4..].to_vec(), session_epoch());
+        self.drain();
+        Ok(true)
+    }
+
+    /// The side's counters and store now.
+    pub fn result(&self, g: &Graph) -> SessionResultJson {
+        let r = self.session.report();
+        let mut held: Vec<Hash> = self.store.held_back().map(|e| e.hash).collect();
+        held.sort_unstable();
+        SessionResultJson {
+            end: r
+                .end
+                .map_or("running".into(), |c| end_code_name(c.to_u8()).into()),
+            ended_by_peer: r.ended_by_peer,
+            frames_sent: r.frames_sent,
+            frames_received: r.frames_received,
+            bytes_sent: r.bytes_sent,
+            bytes_received: r.bytes_received,
+            messages_sent: r.messages_sent,
+            messages_received: r.messages_received,
+            entries_sent: r.entries_sent,
+            entries_received: r.entries_received,
+            entry_bytes_sent: r.entry_bytes_sent,
+            entry_bytes_received: r.entry_bytes_received,
+            ancestry_requests_sent: r.ancestry_requests_sent,
+            ancestry_requests_answered: r.ancestry_requests_answered,
+            round_trips: r.round_trips(),
+            overhead_bytes: r.overhead_bytes(),
+            applied: self.store.keys().map(|k| g.name(&k.hash)).collect(),
+            held_back: held.iter().map(|h| g.name(h)).collect(),
+        }
+    }
+}
+
+/// `initiator` or `responder`.
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Initiator => "initiator",
+        Role::Responder => "responder",
+    }
+}
+
+/// Runs a session between the two sides of `t` on the schedule of the vectors: the side whose
+/// turn it is sends every frame it has (`poll_transmit` until nothing), then the other side
+/// is given all of them in order, and so on, until both are finished. Returns the frames with
+/// their senders (decoded) and both sides' results.
+pub fn run_session(
+    g: &Graph,
+    t: &SessionTranscript,
+) -> Result<(Vec<SessionFrameJson>, [SessionResultJson; 2]), String> {
+    let mut sides = [
+        SessionSide::new(g, &t.initiator, Role::Initiator)?,
+        SessionSide::new(g, &t.responder, Role::Responder)?,
+    ];
+    let mut frames = Vec::new();
+    let mut turn = 0usize;
+    let mut idle = 0;
+    while !sides.iter().all(|s| s.session.is_finished()) {
+        let mut sent = Vec::new();
+        while let Some(f) = sides[turn].transmit() {
+            sent.push(f);
+            if sent.len() > 10_000 {
+                return Err(format!("{}: a side sends without end", t.name));
+            }
+        }
+        if sent.is_empty() {
+            idle += 1;
+            if idle == 2 {
+                return Err(format!("{}: the sessions stalled", t.name));
+            }
+        } else {
+            idle = 0;
+        }
+        for f in sent {
+            if !sides[1 - turn].receive(&f)? {
+                return Err(format!("{}: an honest frame was refused", t.name));
+            }
+            frames.push(SessionFrameJson {
+                from: role_name(sides[turn].role).into(),
+                hex: hx(&f),
+                decoded: decode_frame(g, &f)?,
+            });
+        }
+        turn = 1 - turn;
+    }
+    if frames.len() > 1_000 {
+        return Err(format!("{}: too many frames", t.name));
+    }
+    let results = [sides[0].result(g), sides[1].result(g)];
+    Ok((frames, results))
+}
+
+/// Replays side `role` of `t` through its first `upto` frames: each frame of the peer is
+/// given to it, and each of its own must be exactly what it sends next; where the peer's
+/// frames begin, it must have nothing more to send.
+pub fn replay_side(
+    g: &Graph,
+    t: &SessionTranscript,
+    role: Role,
+    upto: usize,
+) -> Result<SessionSide, String> {
+    let side_json = match role {
+        Role::Initiator => &t.initiator,
+        Role::Responder => &t.responder,
+    };
+    let mut side = SessionSide::new(g, side_json, role)?;
+    let me = role_name(role);
+    let mut own_before = true;
+    for (i, f) in t.frames.iter().enumerate().take(upto) {
+        let bytes = unhex(&f.hex)?;
+        if f.from == me {
+            let got = side
+                .transmit()
+                .ok_or_else(|| format!("{} {me}: frame {i} is not sent", t.name))?;
+            if got != bytes {
+                return Err(format!(
+                    "{} {me}: frame {i} differs: sent {}, the vector has {}",
+                    t.name,
+                    hx(&got),
+                    f.hex
+                ));
+            }
+            own_before = true;
+        } else {
+            if own_before {
+                if let Some(extra) = side.transmit() {
+                    return Err(format!(
+                        "{} {me}: sends {} before frame {i}, the vector nothing",
+                        t.name,
+                        hx(&extra)
+                    ));
+                }
+            }
+            own_before = false;
+            if !side.receive(&bytes)? {
+                return Err(format!("{} {me}: frame {i} refused", t.name));
+            }
+        }
+    }
+    Ok(side)
+}
+
+/// Replays side `role` of `t` to its end: every own frame as in the vector, nothing more to
+/// send after the last, finished; returns its result.
+pub fn replay_session(
+    g: &Graph,
+    t: &SessionTranscript,
+    role: Role,
+) -> Result<SessionResultJson, String> {
+    let mut side = replay_side(g, t, role, t.frames.len())?;
+    if let Some(extra) = side.transmit() {
+        return Err(format!(
+            "{} {}: sends {} after the last frame",
+            t.name,
+            side.name(),
+            hx(&extra)
+        ));
+    }
+    if !side.session.is_finished() || side.ended.is_none() {
+        return Err(format!("{} {}: not finished", t.name, side.name()));
+    }
+    Ok(side.result(g))
+}
+
+/// Feeds an invalid case to its side and returns the code of the END frame it sends, after
+/// checking that the frames before the last were accepted, that nothing of the last frame was
+/// applied, that the side reports the end as its own, and that it reads nothing more.
+pub fn feed_invalid(
+    g: &Graph,
+    transcripts: &[SessionTranscript],
+    c: &InvalidFrameCase,
+) -> Result<u8, String> {
+    let t = transcripts
+        .iter()
+        .find(|t| t.name == c.transcript)
+        .ok_or_else(|| format!("{}: no transcript {}", c.name, c.transcript))?;
+    let role = match c.side.as_str() {
+        "initiator" => Role::Initiator,
+        "responder" => Role::Responder,
+        other => return Err(format!("{}: unknown side {other}", c.name)),
+    };
+    if c.after >= t.frames.len() {
+        return Err(format!("{}: the side must not be finished", c.name));
+    }
+    let mut t = t.clone();
+    if let Some(config) = &c.config {
+        match role {
+            Role::Initiator => t.initiator.config = config.clone(),
+            Role::Responder => t.responder.config = config.clone(),
+        }
+    }
+    let mut side = replay_side(g, &t, role, c.after)?;
+    let last = c.frames.len().checked_sub(1).ok_or("no frames")?;
+    for (i, hex) in c.frames.iter().enumerate() {
+        let bytes = unhex(hex)?;
+        let before = side.applied_events;
+        let accepted = side.receive(&bytes)?;
+        if i < last {
+            if !accepted || side.session.poll_timeout().is_none() || side.ended.is_some() {
+                return Err(format!("{}: frame {i} ended the session", c.name));
+            }
+        } else {
+            if !accepted && bytes.len() != 4 {
+                return Err(format!(
+                    "{}: a refused header is given without its body",
+                    c.name
+                ));
+            }
+            if side.applied_events != before {
+                return Err(format!("{}: entries of the bad frame were applied", c.name));
+            }
+        }
+    }
+    let end = side
+        .transmit()
+        .ok_or_else(|| format!("{}: no frame sent after the bad frame", c.name))?;
+    let DecodedFrame::End { code, .. } = decode_frame(g, &end)? else {
+        return Err(format!("{}: the next frame is not an END", c.name));
+    };
+    match &side.ended {
+        Some((_, got, _, false)) if got.to_u8() == code => {}
+        other => {
+            return Err(format!(
+                "{}: the side ended with {other:?}, not its own END {code}",
+                c.name
+            ))
+        }
+    }
+    if !side.session.is_finished() || side.transmit().is_some() || side.session.handle_frame_len(1)
+    {
+        return Err(format!("{}: the side goes on after its END", c.name));
+    }
+    Ok(code)
+}
+
+/// The END frame a fresh responder over an empty set sends when closed with `code` and
+/// `reason`.
+pub fn close_frame(code: u8, reason: &str) -> Result<Vec<u8>, String> {
+    let mut s: Session<Op, MemoryStore> = Session::new(
+        SessionConfig::default(),
+        Role::Responder,
+        MemoryStore::default(),
+        session_epoch(),
+    )
+    .map_err(|e| e.to_string())?;
+    s.close(EndCode::from_u8(code), reason);
+    s.poll_transmit(&MemoryReplica::<Op>::new(), session_epoch())
+        .ok_or_else(|| "a closed session sends nothing".to_string())
 }

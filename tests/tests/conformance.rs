@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use oplog_protocol::negentropy;
+use oplog_protocol::session::Role;
 use oplog_protocol::testing::transcript;
 use oplog_protocol::wire::message;
 use oplog_protocol::{admission, Admission};
@@ -21,6 +22,10 @@ use oplog_protocol::{
     NodeId, Op, ReconcileError, Reconciler, SigningKey,
 };
 use oplog_protocol::{DIGEST_CONTEXT, ITEM_CONTEXT};
+use oplog_tests::vectors::{
+    close_frame, decode_frame, end_code_name, feed_invalid, replay_session, run_session,
+    DecodedFrame, SessionFile,
+};
 use oplog_tests::vectors::{
     decode_error_name, entry_error_name, keys, merge_rule_heads, neg_decode_error_name, num,
     refuse_ancestry, replay_failure, run_ancestry, run_conflicts, run_haves, run_insert_sequence,
@@ -101,6 +106,7 @@ fn every_vector_file_is_checked() {
             "limits.json",
             "messages.json",
             "negentropy.json",
+            "session.json",
             "transcripts.json"
         ]
     );
@@ -1216,4 +1222,167 @@ fn dag_rules() {
     let mut t = f.clone();
     t.merge_rule[1].should_merge = false;
     assert!(check_dag(&t).is_err(), "a changed merge decision");
+}
+
+// ---------------------------------------------------------------------------------------------
+// session.json
+
+fn check_session(f: &SessionFile) -> Check {
+    for a in &f.authors {
+        let key = SigningKey::from_bytes(&unhex32(&a.seed_hex)?);
+        ensure_eq!(
+            hex::encode(key.verifying_key().to_bytes()),
+            a.public_key_hex,
+            "{}",
+            a.name
+        );
+    }
+    // entries re-made from their recipes
+    for e in &f.graph.entries {
+        let author = f
+            .authors
+            .iter()
+            .find(|a| a.name == e.author)
+            .ok_or("author")?;
+        let key = SigningKey::from_bytes(&unhex32(&author.seed_hex)?);
+        let parents: Vec<Hash> = e
+            .parents_hex
+            .iter()
+            .map(|h| unhex32(h).map(Hash))
+            .collect::<Result<_, _>>()?;
+        let entry = LogEntry::sign(&key, Hlc(num(&e.hlc)?), e.action.op()?, parents)
+            .map_err(|err| format!("{}: {err}", e.name))?;
+        let mut bytes = entry.encode();
+        if e.corrupt {
+            *bytes.last_mut().ok_or("empty")? ^= 1;
+        }
+        same_hex(&hex::encode(entry.hash.0), &e.hash_hex, &e.name)?;
+        same_hex(&hex::encode(&bytes), &e.encoded_hex, &e.name)?;
+    }
+    let g = Graph::new(&f.graph)?;
+    for t in &f.transcripts {
+        for (i, fr) in t.frames.iter().enumerate() {
+            let decoded = decode_frame(&g, &unhex(&fr.hex)?)
+                .map_err(|e| format!("{} frame {i}: {e}", t.name))?;
+            ensure_eq!(decoded, fr.decoded, "{} frame {i}: decoded", t.name);
+        }
+        // each side alone, against the recorded frames of its peer
+        let i = replay_session(&g, t, Role::Initiator)?;
+        same_json(&i, &t.initiator_result, &format!("{}: initiator", t.name))?;
+        let r = replay_session(&g, t, Role::Responder)?;
+        same_json(&r, &t.responder_result, &format!("{}: responder", t.name))?;
+        // both together, on the schedule of the file
+        let (frames, _) = run_session(&g, t)?;
+        ensure_eq!(frames.len(), t.frames.len(), "{}: frames", t.name);
+        for (k, (got, want)) in frames.iter().zip(&t.frames).enumerate() {
+            ensure_eq!(got.from, want.from, "{} frame {k}: sender", t.name);
+            same_hex(&got.hex, &want.hex, &format!("{} frame {k}", t.name))?;
+        }
+    }
+    for c in &f.frames {
+        let bytes = unhex(&c.hex)?;
+        ensure_eq!(decode_frame(&g, &bytes)?, c.decoded, "{}: decoded", c.name);
+        match c.source.as_str() {
+            "close" => {
+                let DecodedFrame::End { code, .. } = c.decoded else {
+                    return Err(format!("{}: only END frames come from close", c.name));
+                };
+                let reason = c.close_reason.as_deref().ok_or("close_reason")?;
+                same_hex(&hex::encode(close_frame(code, reason)?), &c.hex, &c.name)?;
+            }
+            "transcript" => {
+                let t = f
+                    .transcripts
+                    .iter()
+                    .find(|t| Some(&t.name) == c.transcript.as_ref())
+                    .ok_or_else(|| format!("{}: no transcript", c.name))?;
+                let fr = t
+                    .frames
+                    .get(c.index.ok_or("index")?)
+                    .ok_or_else(|| format!("{}: no such frame", c.name))?;
+                same_hex(&fr.hex, &c.hex, &c.name)?;
+            }
+            other => return Err(format!("{}: unknown source {other}", c.name)),
+        }
+    }
+    for c in &f.invalid {
+        ensure_eq!(feed_invalid(&g, &f.transcripts, c)?, c.code, "{}", c.name);
+        ensure_eq!(end_code_name(c.code), c.code_name, "{}: code name", c.name);
+    }
+    // what the file must cover
+    let kinds: BTreeSet<String> = f
+        .transcripts
+        .iter()
+        .flat_map(|t| &t.frames)
+        .map(|fr| format!("{:?}", std::mem::discriminant(&fr.decoded)))
+        .collect();
+    ensure_eq!(kinds.len(), 5, "every frame type in the transcripts");
+    let codes: BTreeSet<u8> = f.invalid.iter().map(|c| c.code).collect();
+    for code in [1u8, 2, 3, 4] {
+        ensure!(codes.contains(&code), "no invalid case ending with {code}");
+    }
+    ensure!(
+        f.frames
+            .iter()
+            .any(|c| matches!(&c.decoded, DecodedFrame::End { reason, .. } if reason.len() == 256)),
+        "no reason cut at 256 bytes"
+    );
+    Ok(())
+}
+
+#[test]
+fn session_frames_transcripts_and_invalid_frames() {
+    let f: SessionFile = load("session.json");
+    check_session(&f).unwrap();
+    // each kind of drift is caught
+    let mut t = f.clone();
+    let fr = &mut t.transcripts[1].frames[1];
+    fr.hex = flip_hex(&fr.hex, 12);
+    assert!(check_session(&t).is_err(), "a flipped frame byte");
+    let mut t = f.clone();
+    t.transcripts[2].initiator_result.bytes_sent += 1;
+    assert!(check_session(&t).is_err(), "a changed counter");
+    let mut t = f.clone();
+    t.transcripts[0].frames.pop();
+    assert!(check_session(&t).is_err(), "a missing frame");
+    let mut t = f.clone();
+    t.invalid[0].code = 3;
+    assert!(check_session(&t).is_err(), "a changed end code");
+    let mut t = f.clone();
+    let last = t.frames.len() - 1;
+    t.frames[last].hex = flip_hex(&t.frames[last].hex, 10);
+    assert!(check_session(&t).is_err(), "a flipped reason byte");
+    let mut t = f.clone();
+    let valid = t.transcripts[1]
+        .frames
+        .iter()
+        .find(|fr| matches!(fr.decoded, DecodedFrame::Entries { .. }))
+        .unwrap()
+        .hex
+        .clone();
+    let c = t
+        .invalid
+        .iter_mut()
+        .find(|c| c.name == "entries-bad-signature")
+        .unwrap();
+    c.frames = vec![valid];
+    assert!(
+        check_session(&t).is_err(),
+        "a valid frame in place of the bad one"
+    );
+    let mut t = f.clone();
+    let c = t
+        .invalid
+        .iter_mut()
+        .find(|c| c.name == "message-out-of-turn")
+        .unwrap();
+    c.after = 0;
+    assert!(check_session(&t).is_err(), "the message in turn");
+    let mut t = f.clone();
+    let c = t.invalid.iter_mut().find(|c| c.config.is_some()).unwrap();
+    c.config = None;
+    assert!(
+        check_session(&t).is_err(),
+        "a budget case without its budget"
+    );
 }

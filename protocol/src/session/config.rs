@@ -35,8 +35,9 @@ pub struct SessionConfig {
     /// Target size of one ENTRIES frame (default 1 MiB, at most `max_frame_bytes`). Entries
     /// held in memory at once, each way, are about this many bytes.
     pub batch_bytes: usize,
-    /// The session ends with [`EndCode::Timeout`](super::EndCode::Timeout) when the peer sends
-    /// nothing for this long while this side waits for it (default 30 s).
+    /// The session ends with [`EndCode::Timeout`](super::EndCode::Timeout) when no frame
+    /// crosses, in either direction, for this long (default 30 s): a silent peer, or one
+    /// that stopped reading so that nothing more can be sent.
     pub idle_timeout: Duration,
     /// The session ends with [`EndCode::Timeout`](super::EndCode::Timeout) this long after it
     /// started, whatever the state (default 1 h).

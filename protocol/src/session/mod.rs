@@ -87,6 +87,10 @@ pub use store::SessionStore;
 
 use frame::Frame;
 
+/// Bytes of an ENTRIES frame besides its entries and their lengths, at most: the type byte and
+/// the entry count.
+const ENTRIES_FRAME_FIXED: usize = 1 + 5;
+
 /// Which side of the session this is: the initiator dialed and sends the first message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -245,8 +249,9 @@ impl<A: Action, R: RangeStore> Session<A, R> {
     }
 
     /// The length header of the next frame. `false` means the frame is refused (longer than
-    /// [`SessionConfig::max_frame_bytes`], empty, or the session is ending): read nothing
-    /// more, send what [`poll_transmit`](Self::poll_transmit) gives, and close.
+    /// [`SessionConfig::max_frame_bytes`], empty, past [`SessionConfig::max_bytes_received`],
+    /// or the session is ending): read nothing more, send what
+    /// [`poll_transmit`](Self::poll_transmit) gives, and close.
     pub fn handle_frame_len(&mut self, len: u32) -> bool {
         if self.ending.is_some() || self.finished {
             return false;
@@ -488,14 +493,20 @@ impl<A: Action, R: RangeStore> Session<A, R> {
         Ok(Some(frame::end_frame(EndCode::Done, "")))
     }
 
-    /// One ENTRIES frame of the keys queued for this turn: about `batch_bytes`, loaded from
-    /// the store a few keys at a time.
+    /// One ENTRIES frame of the keys queued for this turn: about `batch_bytes`, never over
+    /// `max_frame_bytes` (the first entry always fits: entries are at most 64 KiB, frames at
+    /// least 128 KiB), loaded from the store a few keys at a time.
     fn entries_frame<S: SessionStore<A> + ?Sized>(
         &mut self,
         store: &S,
     ) -> Result<Vec<u8>, crate::StoreError> {
         const LOAD_CHUNK: usize = 64;
-        let budget = self.config.batch_bytes;
+        // the frame's type byte and entry count (at most 5 bytes: a frame holds under 2^32
+        // entries) come on top of the entries and their lengths
+        let budget = self
+            .config
+            .batch_bytes
+            .min(self.config.max_frame_bytes - ENTRIES_FRAME_FIXED);
         let mut size = 0usize;
         let mut n = 0usize;
         loop {

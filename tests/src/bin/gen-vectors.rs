@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use oplog_protocol::negentropy;
+use oplog_protocol::session::Role;
 use oplog_protocol::testing::transcript::{self, Transcript};
 use oplog_protocol::wire::message::{self, Part, Payload, MESSAGE_TAG};
 use oplog_protocol::{admission, Admission};
@@ -27,6 +28,11 @@ use oplog_protocol::{
 use oplog_protocol::{DIGEST_CONTEXT, ITEM_CONTEXT, STATE_BYTES};
 use oplog_protocol::{MAX_BUCKET_LEN, MAX_OBJECT_KEY_LEN};
 use oplog_protocol::{MAX_ENTRY_BYTES, MAX_PARENTS, SIGNATURE_LEN};
+use oplog_tests::vectors::{
+    close_frame, decode_frame, end_code_name, feed_invalid, replay_session, run_session, unhex,
+    DecodedFrame, FrameCase, InvalidFrameCase, SessionConfigJson, SessionFile, SessionResultJson,
+    SessionSideJson, SessionTranscript,
+};
 use oplog_tests::vectors::{
     dec, decode_error_name, entry_error_name, hx, ih, keys_json, merge_rule_heads,
     neg_decode_error_name, refuse_ancestry, replay_failure, run_ancestry, run_conflicts, run_haves,
@@ -67,6 +73,7 @@ fn main() {
     write_json(&dir, "failures.json", &failures());
     write_json(&dir, "negentropy.json", &negentropy_vectors());
     write_json(&dir, "dag.json", &dag_vectors());
+    write_json(&dir, "session.json", &session_vectors());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -3035,5 +3042,425 @@ fn leb128(mut v: u64) -> Vec<u8> {
             return out;
         }
         out.push(byte | 0x80);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// session.json
+
+/// A whole frame (length header, type byte, payload) built by hand from SPEC 9.2.
+fn hand_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len() + 1).expect("small frame");
+    let mut f = len.to_be_bytes().to_vec();
+    f.push(kind);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A hand-built ENTRIES frame of the given encoded entries.
+fn hand_entries(entries: &[&[u8]]) -> Vec<u8> {
+    let mut p = Vec::new();
+    put_varint(&mut p, entries.len() as u64);
+    for e in entries {
+        put_varint(&mut p, e.len() as u64);
+        p.extend_from_slice(e);
+    }
+    hand_frame(0x02, &p)
+}
+
+fn session_side(store: &[&str], snapshot: Option<&[&str]>, batch: usize) -> SessionSideJson {
+    SessionSideJson {
+        store: store.iter().map(ToString::to_string).collect(),
+        snapshot: snapshot.map(|s| s.iter().map(ToString::to_string).collect()),
+        config: SessionConfigJson::with_batch(batch),
+    }
+}
+
+#[allow(clippy::too_many_lines)]
+fn session_vectors() -> SessionFile {
+    let authors: Vec<(String, SigningKey)> = [("alice", 71u8), ("bob", 72)]
+        .iter()
+        .map(|(n, s)| (n.to_string(), sk(*s)))
+        .collect();
+    let us = 1000u64;
+    let t = T2026;
+    let b = |k: &str, o: &str| put("b", k, o);
+    let mut gb = GraphBuilder::new(&authors);
+    gb.add("c1", "alice", t, b("x", "c1"), &[], false);
+    gb.add("c2", "alice", t + 10 * us, b("y", "c2"), &["c1"], false);
+    gb.add("c3", "alice", t + 20 * us, b("x", "c3"), &["c2"], false);
+    gb.add("a4", "alice", t + 30 * us, b("a", "a4"), &["c3"], false);
+    gb.add("a5", "alice", t + 40 * us, b("a", "a5"), &["a4"], false);
+    gb.add("a6", "alice", t + 50 * us, b("a", "a6"), &["a5"], false);
+    gb.add("b1", "bob", t + 35 * us, b("b", "b1"), &["c3"], false);
+    gb.add("b2", "bob", t + 45 * us, b("b", "b2"), &["b1"], false);
+    gb.add("b3", "bob", t + 55 * us, b("b", "b3"), &["b2"], false);
+    gb.add("p", "bob", t + 60 * us, b("p", "p"), &["c3"], false);
+    gb.add("h", "bob", t + 70 * us, b("h", "h"), &["p"], false);
+    gb.add("bad", "alice", t + 80 * us, b("z", "bad"), &["c3"], true);
+    let graph_json = gb.finish(
+        "session",
+        "A chain c1-c3 both sides share; alice's a4-a6 and bob's b1-b3 continue it; p follows c3 and h follows p; `bad` has a corrupt signature.",
+    );
+    let authors_json: Vec<AuthorJson> = authors
+        .iter()
+        .map(|(n, k)| AuthorJson {
+            name: n.clone(),
+            seed_hex: hx(&k.to_bytes()),
+            public_key_hex: hx(&k.verifying_key().to_bytes()),
+        })
+        .collect();
+    let g = Graph::new(&graph_json).expect("graph");
+    let enc = |n: &str| g.entry(n).expect("entry").encode();
+    let raw = |n: &str| {
+        unhex(
+            &graph_json
+                .entries
+                .iter()
+                .find(|e| e.name == n)
+                .expect("entry")
+                .encoded_hex,
+        )
+        .expect("hex")
+    };
+    // two of alice's entries and their varint lengths fit one batch, three do not
+    let largest = ["a4", "a5", "a6", "b1", "b2", "b3"]
+        .iter()
+        .map(|n| enc(n).len())
+        .max()
+        .expect("entries");
+    let batch = 2 * (largest + 2);
+    let default_batch = oplog_protocol::session::DEFAULT_BATCH_BYTES;
+
+    let shared = ["c1", "c2", "c3"];
+    let mut transcripts = vec![
+        SessionTranscript {
+            name: "equal".into(),
+            description: "Both sides hold the same three entries: one message each way, then both END frames.".into(),
+            initiator: session_side(&shared, None, default_batch),
+            responder: session_side(&shared, None, default_batch),
+            frames: vec![],
+            initiator_result: empty_result(),
+            responder_result: empty_result(),
+        },
+        SessionTranscript {
+            name: "both-differ".into(),
+            description: format!("Each side holds three entries the other lacks (a4-a6, b1-b3) on the shared chain; batch_bytes {batch} puts two entries in a frame, so each side's entries go out as an ENTRIES frame of two and one of one, before the message that ends the turn."),
+            initiator: session_side(&["c1", "c2", "c3", "a4", "a5", "a6"], None, batch),
+            responder: session_side(&["c1", "c2", "c3", "b1", "b2", "b3"], None, batch),
+            frames: vec![],
+            initiator_result: empty_result(),
+            responder_result: empty_result(),
+        },
+        SessionTranscript {
+            name: "ancestry".into(),
+            description: "The initiator holds a4, which the responder lacks, and h held back for its parent p. The responder holds p, but got it after its snapshot (c1-c3), so reconciliation does not send it: after reconciliation the initiator asks for p with one ancestry request (want p, its heads as haves), the responder answers with p (status 00), and h is applied with it. The responder's END goes out before the request arrives; it still answers. h stays with the initiator: it was held back when the initiator's snapshot was taken, so the next session sends it.".into(),
+            initiator: session_side(&["c1", "c2", "c3", "a4", "h"], None, default_batch),
+            responder: session_side(&["c1", "c2", "c3", "p"], Some(&shared), default_batch),
+            frames: vec![],
+            initiator_result: empty_result(),
+            responder_result: empty_result(),
+        },
+    ];
+    for tr in &mut transcripts {
+        let (frames, [init, resp]) = run_session(&g, tr).expect("session runs");
+        tr.frames = frames;
+        tr.initiator_result = init;
+        tr.responder_result = resp;
+        assert_eq!(tr.initiator_result.end, "Done", "{}", tr.name);
+        assert_eq!(tr.responder_result.end, "Done", "{}", tr.name);
+        let mut union = tr.responder_result.applied.clone();
+        if tr.name == "ancestry" {
+            // h was held back when the initiator's snapshot was taken: the next session sends it
+            union.push("h".into());
+        }
+        assert_eq!(
+            tr.initiator_result.applied, union,
+            "{}: both sides hold the union",
+            tr.name
+        );
+        assert!(
+            tr.initiator_result.held_back.is_empty() && tr.responder_result.held_back.is_empty()
+        );
+        // replaying each side alone gives the same frames and results
+        assert_eq!(
+            replay_session(&g, tr, Role::Initiator).expect("replay"),
+            tr.initiator_result
+        );
+        assert_eq!(
+            replay_session(&g, tr, Role::Responder).expect("replay"),
+            tr.responder_result
+        );
+    }
+    let by_name = |n: &str| {
+        transcripts
+            .iter()
+            .find(|t| t.name == n)
+            .expect("transcript")
+    };
+    let find = |t: &SessionTranscript, pred: &dyn Fn(&DecodedFrame) -> bool| {
+        t.frames
+            .iter()
+            .position(|f| pred(&f.decoded))
+            .expect("frame")
+    };
+    let differ = by_name("both-differ");
+    assert_eq!(differ.initiator_result.entries_sent, 3);
+    assert_eq!(differ.responder_result.entries_sent, 3);
+    let two = find(
+        differ,
+        &|d| matches!(d, DecodedFrame::Entries { entries } if entries.len() == 2),
+    );
+    let first_msg = find(differ, &|d| matches!(d, DecodedFrame::Message { .. }));
+    let anc = by_name("ancestry");
+    assert_eq!(anc.initiator_result.ancestry_requests_sent, 1);
+    assert_eq!(anc.responder_result.ancestry_requests_answered, 1);
+    let req = find(anc, &|d| matches!(d, DecodedFrame::AncestryRequest { .. }));
+    let ans = find(anc, &|d| matches!(d, DecodedFrame::AncestryAnswer { .. }));
+    let equal = by_name("equal");
+    let done = find(equal, &|d| matches!(d, DecodedFrame::End { .. }));
+
+    // frames
+    let mut frames = Vec::new();
+    let from_transcript = |name: &str, desc: &str, t: &SessionTranscript, i: usize| FrameCase {
+        name: name.into(),
+        description: desc.into(),
+        source: "transcript".into(),
+        close_reason: None,
+        transcript: Some(t.name.clone()),
+        index: Some(i),
+        hex: t.frames[i].hex.clone(),
+        decoded: t.frames[i].decoded.clone(),
+    };
+    frames.push(from_transcript(
+        "end-done",
+        "END Done with no reason: \"I will ask for nothing more\".",
+        equal,
+        done,
+    ));
+    frames.push(from_transcript("message-first", "The initiator's first reconciliation message: the frame type 01 is the message's tag byte.", differ, first_msg));
+    frames.push(from_transcript(
+        "entries-two",
+        "An ENTRIES frame of two entries, ascending by key.",
+        differ,
+        two,
+    ));
+    frames.push(from_transcript(
+        "ancestry-request",
+        "An ancestry request (SPEC 6.3): one want, the requester's heads as haves, limit 65,536.",
+        anc,
+        req,
+    ));
+    frames.push(from_transcript(
+        "ancestry-answer",
+        "The answer: status 00 (complete), one entry.",
+        anc,
+        ans,
+    ));
+    let long_ascii = "r".repeat(300);
+    let long_utf8 = format!("{}\u{e9}tc", "a".repeat(255));
+    let closes: [(&str, &str, u8, &str); 7] = [
+        ("end-protocol", "END Protocol with a reason.", 1, "entries of a turn are not in ascending key order"),
+        ("end-busy", "END Busy: a session between the two nodes is already running.", 7, "busy"),
+        ("end-refused", "END Refused.", 5, "not in the allowed set"),
+        ("end-shutdown-empty-reason", "END Shutdown with an empty reason.", 9, ""),
+        ("end-unknown-code", "A code with no name (0x42): carried as it is; a receiver treats it as a failure.", 0x42, "?"),
+        ("end-reason-cut-256", "A reason of 300 ASCII bytes is cut to its first 256.", 6, &long_ascii),
+        ("end-reason-cut-char", "A reason of 255 'a', then U+00E9 (2 bytes, ending at byte 257), then \"tc\": the cut at 256 would split the character, so the reason keeps 255 bytes.", 3, &long_utf8),
+    ];
+    for (name, desc, code, reason) in closes {
+        let f = close_frame(code, reason).expect("close");
+        let decoded = decode_frame(&g, &f).expect("decodes");
+        if let DecodedFrame::End { reason: r, .. } = &decoded {
+            assert!(r.len() <= 256 && reason.starts_with(r.as_str()));
+        }
+        frames.push(FrameCase {
+            name: name.into(),
+            description: desc.into(),
+            source: "close".into(),
+            close_reason: Some(reason.to_string()),
+            transcript: None,
+            index: None,
+            hex: hx(&f),
+            decoded,
+        });
+    }
+
+    // invalid frames
+    let responder_end = equal
+        .frames
+        .iter()
+        .position(|f| f.from == "responder" && matches!(f.decoded, DecodedFrame::End { .. }))
+        .expect("responder END");
+    let reconciled = responder_end + 1;
+    assert_eq!(equal.frames[reconciled].from, "initiator");
+    let a4 = raw("a4");
+    let a5 = raw("a5");
+    let bad = raw("bad");
+    let request = unhex(&anc.frames[req].hex).expect("hex");
+    let mut long_reason = vec![0x01];
+    put_varint(&mut long_reason, 257);
+    long_reason.extend(std::iter::repeat_n(b'x', 257));
+    let entries_payload = |entries: &[&[u8]], count: u64, extra: &[u8]| {
+        let mut p = Vec::new();
+        put_varint(&mut p, count);
+        for e in entries {
+            put_varint(&mut p, e.len() as u64);
+            p.extend_from_slice(e);
+        }
+        p.extend_from_slice(extra);
+        hand_frame(0x02, &p)
+    };
+    let trailing = entries_payload(&[&a4], 1, &[0]);
+    let lying = entries_payload(&[&a4], 200, &[]);
+    let short_count = entries_payload(&[&a4], 2, &[]);
+    let max = u32::try_from(oplog_protocol::session::DEFAULT_MAX_FRAME_BYTES).expect("fits");
+    let fresh = |name: &str, desc: &str, frames: Vec<Vec<u8>>, code: u8| InvalidFrameCase {
+        name: name.into(),
+        description: desc.into(),
+        transcript: "equal".into(),
+        side: "responder".into(),
+        after: 0,
+        config: None,
+        frames: frames.iter().map(|f| hx(f)).collect(),
+        code,
+        code_name: end_code_name(code).into(),
+    };
+    let mut invalid = vec![
+        fresh("empty-frame", "A length header of 0: a frame has at least its type byte (refused at the header).", vec![0u32.to_be_bytes().to_vec()], 1),
+        fresh("oversized-length", "A length header one above max_frame_bytes (4 MiB): refused at the header, before reading the body.", vec![(max + 1).to_be_bytes().to_vec()], 2),
+        fresh("unknown-type-00", "Frame type 00.", vec![hand_frame(0x00, &[])], 1),
+        fresh("unknown-type-06", "Frame type 06.", vec![hand_frame(0x06, &[1, 2, 3])], 1),
+        fresh("entries-zero-count", "An ENTRIES frame with count 0.", vec![hand_frame(0x02, &[0])], 1),
+        fresh("entries-lying-count", "An ENTRIES frame whose count (200) is more than its payload can hold at two bytes an entry: refused before reading entries.", vec![lying], 1),
+        fresh("entries-count-beyond-data", "An ENTRIES frame with count 2 and one entry: the payload ends where the second entry's length should be.", vec![short_count], 1),
+        fresh("entries-length-zero", "An ENTRIES frame with one entry of length 0.", vec![hand_frame(0x02, &[1, 0])], 1),
+        fresh("entries-trailing-bytes", "An ENTRIES frame with one valid entry and a byte after it.", vec![trailing], 1),
+        fresh("entries-undecodable", "An ENTRIES frame whose entry does not decode as an entry (five bytes ff).", vec![hand_entries(&[&[0xff; 5]])], 4),
+        fresh("entries-bad-signature", "An ENTRIES frame of a valid entry (a4) then one whose signature fails (bad): the session ends with 04 and neither is applied.", vec![hand_entries(&[&a4, &bad])], 4),
+        fresh("entries-descending", "An ENTRIES frame with a5 before a4: entries of a turn ascend by key.", vec![hand_entries(&[&a5, &a4])], 1),
+        fresh("entries-descending-across-frames", "a5 in one ENTRIES frame (accepted, held back), a4 in the next of the same turn: keys ascend across the frames of a turn too.", vec![hand_entries(&[&a5]), hand_entries(&[&a4])], 1),
+        fresh("message-undecodable", "A MESSAGE whose only part has mode 7.", vec![hand_frame(0x01, &[0x07])], 1),
+        fresh("ancestry-request-before-reconciliation", "A valid ancestry request before reconciliation ended on the receiver.", vec![request.clone()], 1),
+        fresh("ancestry-answer-unasked", "An ancestry answer (status 00, no entries) nobody asked for.", vec![hand_frame(0x04, &[0, 0])], 1),
+        fresh("end-done-early", "END Done before reconciliation ended on the receiver.", vec![hand_frame(0x05, &[0, 0])], 1),
+        fresh("end-no-code", "An END frame with no code byte.", vec![hand_frame(0x05, &[])], 1),
+        fresh("end-reason-too-long", "An END frame whose reason is 257 bytes.", vec![hand_frame(0x05, &long_reason)], 1),
+        fresh("end-reason-not-utf8", "An END frame whose reason is not UTF-8 (ff fe).", vec![hand_frame(0x05, &[1, 2, 0xff, 0xfe])], 1),
+        fresh("end-trailing-bytes", "An END frame with a byte after its (empty) reason.", vec![hand_frame(0x05, &[1, 0, 0])], 1),
+    ];
+    let after_reconciliation = |name: &str, desc: &str, frames: Vec<Vec<u8>>, code: u8| {
+        InvalidFrameCase {
+        name: name.into(),
+        description: format!("{desc} The receiver is the responder of `equal` after its reply and its END Done (reconciliation over on both sides; the initiator's END not yet received)."),
+        transcript: "equal".into(),
+        side: "responder".into(),
+        after: reconciled,
+        config: None,
+        frames: frames.iter().map(|f| hx(f)).collect(),
+        code,
+        code_name: end_code_name(code).into(),
+    }
+    };
+    invalid.extend([
+        after_reconciliation(
+            "message-out-of-turn",
+            "A MESSAGE (01, the empty message) after reconciliation ended.",
+            vec![hand_frame(0x01, &[])],
+            1,
+        ),
+        after_reconciliation(
+            "entries-out-of-turn",
+            "An ENTRIES frame after reconciliation ended.",
+            vec![hand_entries(&[&a4])],
+            1,
+        ),
+        after_reconciliation(
+            "ancestry-answer-unasked-after-reconciliation",
+            "An ancestry answer when no request of the receiver is open.",
+            vec![hand_frame(0x04, &[0, 0])],
+            1,
+        ),
+        after_reconciliation(
+            "ancestry-request-malformed",
+            "An ancestry request with n = 0 wants.",
+            vec![hand_frame(0x03, &[0, 0, 1])],
+            1,
+        ),
+    ]);
+    // budgets: the responder of `equal` with one budget lowered
+    let mut small_bytes = SessionConfigJson::with_batch(default_batch);
+    small_bytes.max_bytes_received = dec(64);
+    let mut no_requests = SessionConfigJson::with_batch(default_batch);
+    no_requests.max_ancestry_requests = 0;
+    let entries_a4 = hand_entries(&[&a4]);
+    invalid.push(InvalidFrameCase {
+        name: "bytes-received-over-budget".into(),
+        description: "A fresh responder whose max_bytes_received is 64 gets the header of an ENTRIES frame that would pass it: refused at the header (4 header bytes counted, plus the announced length).".into(),
+        transcript: "equal".into(),
+        side: "responder".into(),
+        after: 0,
+        config: Some(small_bytes),
+        frames: vec![hx(&entries_a4[..4])],
+        code: 3,
+        code_name: "Limit".into(),
+    });
+    invalid.push(InvalidFrameCase {
+        name: "ancestry-requests-over-budget".into(),
+        description: "A responder whose max_ancestry_requests is 0, after reconciliation, gets a valid ancestry request: counted before it is decoded, and over the budget.".into(),
+        transcript: "equal".into(),
+        side: "responder".into(),
+        after: reconciled,
+        config: Some(no_requests),
+        frames: vec![hx(&request)],
+        code: 3,
+        code_name: "Limit".into(),
+    });
+    // a second END Done: the initiator of `equal` after the responder's END
+    invalid.push(InvalidFrameCase {
+        name: "end-done-twice".into(),
+        description: "A second END Done from a peer that already sent one: the initiator of `equal` after it received the responder's reply and END, before sending its own END.".into(),
+        transcript: "equal".into(),
+        side: "initiator".into(),
+        after: reconciled,
+        config: None,
+        frames: vec![hx(&hand_frame(0x05, &[0, 0]))],
+        code: 1,
+        code_name: "Protocol".into(),
+    });
+    for c in &invalid {
+        let got = feed_invalid(&g, &transcripts, c).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got, c.code, "{}", c.name);
+    }
+    SessionFile {
+        description: "The session layer of SPEC 9 on oplog_protocol::session::Session over MemoryReplica stores. `graph`: entries by name (as in dag.json; `corrupt` = last signature byte XOR 1 after signing). Each side of a transcript: the entries given to one insert call before the session (now = 2^64 - 1, drift 0, no allowed set), the snapshot it reconciles over (null: its applied keys), and its session config (fields not listed are the defaults; the reconciler config is the default). Schedule: the initiator sends every frame it has (poll_transmit until none), then the responder is given them in order, applying each Apply event to its store at once, then sends every frame it has, and so on until both are finished; `frames` lists them in that order. Replaying one side alone: give it the peer's frames in order; each of its own must be exactly what it sends next, and where the peer's frames begin it must have nothing more to send. `*_result`: the side's SyncReport counters and store at the end (applied in key order, held back by hash). `frames`: single frames with their decoded fields, each produced by a session (`close`: a fresh responder over an empty set, close(code, close_reason), first poll_transmit; `transcript`: frame `index` of that transcript). `invalid`: frames a peer sends that end the session: replay `side` of `transcript` through its first `after` frames, give it `frames` (a header alone means the header is refused), and its next frame is an END with `code`; nothing of the last frame is applied and the side reads nothing more.".into(),
+        authors: authors_json,
+        graph: graph_json,
+        frames,
+        transcripts,
+        invalid,
+    }
+}
+
+fn empty_result() -> SessionResultJson {
+    SessionResultJson {
+        end: String::new(),
+        ended_by_peer: false,
+        frames_sent: 0,
+        frames_received: 0,
+        bytes_sent: 0,
+        bytes_received: 0,
+        messages_sent: 0,
+        messages_received: 0,
+        entries_sent: 0,
+        entries_received: 0,
+        entry_bytes_sent: 0,
+        entry_bytes_received: 0,
+        ancestry_requests_sent: 0,
+        ancestry_requests_answered: 0,
+        round_trips: 0,
+        overhead_bytes: 0,
+        applied: vec![],
+        held_back: vec![],
     }
 }
