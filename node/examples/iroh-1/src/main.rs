@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use iroh::endpoint::{presets, Connection, PortmapperConfig, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::{Endpoint, EndpointAddr, RelayMode};
-use oplog_node::{run_session, SessionOutcome, FLUSH_TIMEOUT};
+use oplog_node::{run_session, SessionOutcome};
 use oplog_protocol::session::{Role, Session, SessionConfig, SessionError, SyncReport};
 use oplog_protocol::{
     EntryError, EntryKey, Hash, HlcClock, HlcError, LogEntry, ObjectId, Op, SigningKey,
@@ -32,12 +32,19 @@ const ONLY_A: u32 = 2_000;
 /// Entries only node B holds before the sync.
 const ONLY_B: u32 = 3_000;
 
-/// How long the responder waits for the initiator to close the connection once its own
-/// session is over, and the initiator waits for the responder's outcome.
+/// How long each side waits, once its session is over, for the other to finish (the
+/// responder for the initiator's close, the initiator for the responder's end of stream),
+/// and `main` for the responder's outcome.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
-/// Application close code the initiator closes the connection with after a session.
+/// Bytes the initiator reads after its session finished while it waits for the responder's
+/// end of stream (nothing is due after an END frame).
+const MAX_TRAILING_BYTES: usize = 1024;
+
+/// Application close code: the session is over (completed, or ended by its END frame).
 const CLOSE_DONE: u32 = 0;
+/// Application close code: this side ended the session for cause (its END names the reason).
+const CLOSE_SESSION_ERROR: u32 = 2;
 
 /// Everything that can make the example fail; each message says what to check.
 #[derive(Debug, thiserror::Error)]
@@ -95,14 +102,23 @@ impl ProtocolHandler for OplogHandler {
         )
         .map_err(AcceptError::from_err)?;
         let outcome = run_session(session, Arc::clone(&self.store), &mut recv, &mut send).await;
-        // Our last frame is delivered once the initiator acknowledged the whole stream; then
-        // the initiator closes the connection. Both waits are bounded.
-        let _ = tokio::time::timeout(FLUSH_TIMEOUT, send.stopped()).await;
-        let _ = tokio::time::timeout(CLOSE_WAIT, conn.closed()).await;
+        if ended_here(&outcome) {
+            // Once the initiator has our END (acknowledged by QUIC), close, naming the reason.
+            let _ = tokio::time::timeout(CLOSE_WAIT, send.stopped()).await;
+            conn.close(VarInt::from_u32(CLOSE_SESSION_ERROR), b"session ended");
+        } else {
+            // The initiator closes once it has read everything; bounded.
+            let _ = tokio::time::timeout(CLOSE_WAIT, conn.closed()).await;
+        }
         // `main` holds the receiver until it has read one outcome; later ones have no reader.
         let _ = self.outcomes.try_send(outcome);
         Ok(())
     }
+}
+
+/// Whether this side ended the session for cause (its own END with a failure code).
+fn ended_here(outcome: &SessionOutcome) -> bool {
+    outcome.end.as_ref().is_some_and(|end| !end.by_peer)
 }
 
 /// Binds an endpoint that never touches the network: no relay, no address lookup, no port
@@ -388,9 +404,16 @@ async fn run() -> Result<(), ExampleError> {
         Instant::now(),
     )?;
     let outcome_a = run_session(session, Arc::clone(&store_a), &mut recv, &mut send).await;
-    // Wait until B acknowledged our whole stream (our END included), then close.
-    let _ = tokio::time::timeout(FLUSH_TIMEOUT, send.stopped()).await;
-    conn.close(VarInt::from_u32(CLOSE_DONE), b"done");
+    if ended_here(&outcome_a) {
+        // Once B has our END (acknowledged by QUIC), close, naming the reason.
+        let _ = tokio::time::timeout(CLOSE_WAIT, send.stopped()).await;
+        conn.close(VarInt::from_u32(CLOSE_SESSION_ERROR), b"session ended");
+    } else {
+        // B finishes its stream only once its session is over, so its end of stream means it
+        // has read everything we sent (our END included): only then is closing safe.
+        let _ = tokio::time::timeout(CLOSE_WAIT, recv.read_to_end(MAX_TRAILING_BYTES)).await;
+        conn.close(VarInt::from_u32(CLOSE_DONE), b"done");
+    }
     let outcome_b = tokio::time::timeout(CLOSE_WAIT, outcome_rx.recv())
         .await
         .ok()
