@@ -65,7 +65,11 @@ impl Author {
                 let i = self.written;
                 let op = Op::Put {
                     bucket: "b".into(),
-                    key: format!("k{:0>width$}", i % 1000, width = self.key_len.saturating_sub(1)),
+                    key: format!(
+                        "k{:0>width$}",
+                        i % 1000,
+                        width = self.key_len.saturating_sub(1)
+                    ),
                     object_id: ObjectId(*blake3::hash(&i.to_le_bytes()).as_bytes()),
                 };
                 let e = LogEntry::sign(
