@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use oplog_protocol::dag::{lww_cmp, LwwWrite};
@@ -80,8 +81,10 @@ struct TxnState<'t, A> {
     new_by_hash: BTreeMap<[u8; 32], u64>,
     /// `heads` changes not yet written: a row to insert, or `None` to remove one.
     new_heads: BTreeMap<[u8; 32], Option<(u64, [u8; 32])>>,
-    /// `view` rows (the register's new winning write) not yet written.
-    new_view: BTreeMap<Vec<u8>, ViewRow>,
+    /// The winning write of each register among the writes applied in this transaction,
+    /// compared with the stored `view` row (and written if it wins) at the flush: the winner
+    /// of all writes is the winner of the stored one and the batch's winner.
+    new_view: BTreeMap<Vec<u8>, LwwWrite>,
     /// `writes` rows not yet written.
     new_writes: BTreeSet<(Vec<u8>, u64, [u8; 32])>,
     /// Whether `waiting` may hold rows: false when it was empty at the start of the
@@ -120,8 +123,15 @@ impl<'t, A: Action> TxnState<'t, A> {
                 None => drop(self.t.heads.remove(hash)?),
             }
         }
-        for (reg, row) in std::mem::take(&mut self.new_view) {
-            self.t.view.insert(reg.as_slice(), row)?;
+        for (reg, write) in std::mem::take(&mut self.new_view) {
+            let current = self
+                .t
+                .view
+                .get(reg.as_slice())?
+                .map(|v| write_of(v.value()));
+            if current.is_none_or(|cur| lww_cmp(&write, &cur) == Ordering::Greater) {
+                self.t.view.insert(reg.as_slice(), row_of(&write))?;
+            }
         }
         for (reg, hlc, hash) in std::mem::take(&mut self.new_writes) {
             self.t.writes.insert((reg.as_slice(), hlc, hash), ())?;
@@ -210,18 +220,15 @@ impl<A: Action> ReplicaState<A> for TxnState<'_, A> {
         self.new_heads.insert(hash, Some((hlc, entry.node_id.0)));
         if let Some((register, write)) = LwwWrite::of(&entry) {
             let reg = register_bytes(&register)?;
-            let current = match self.new_view.get(&reg) {
-                Some(row) => Some(write_of(*row)),
-                None => self
-                    .t
-                    .view
-                    .get(reg.as_slice())?
-                    .map(|v| write_of(v.value())),
-            };
-            if current.is_none_or(|cur| lww_cmp(&write, &cur) == Ordering::Greater) {
-                self.new_view.insert(reg.clone(), row_of(&write));
+            self.new_writes.insert((reg.clone(), hlc, hash));
+            match self.new_view.entry(reg) {
+                Entry::Vacant(slot) => drop(slot.insert(write)),
+                Entry::Occupied(mut slot) => {
+                    if lww_cmp(&write, slot.get()) == Ordering::Greater {
+                        slot.insert(write);
+                    }
+                }
             }
-            self.new_writes.insert((reg, hlc, hash));
         }
         self.applied.push(entry);
         Ok(())
