@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 
 use oplog_protocol::dag::{lww_cmp, LwwWrite};
 use oplog_protocol::replica::InsertReport;
@@ -11,7 +13,7 @@ use oplog_protocol::replica::{self as apply, ReplicaState, Usage};
 use oplog_protocol::{
     verify_batch, Action, EntryKey, Hash, Hlc, LogEntry, NodeId, Unverified, VerifiedEntry,
 };
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use tracing::debug_span;
 
 use crate::error::Error;
@@ -64,9 +66,30 @@ impl<'t> Tables<'t> {
 
 /// The replica state inside one open write transaction, plus the entries it applied (published
 /// to the index and subscribers after the commit).
+///
+/// The rows an applied entry adds to the random-key tables (`by_hash`, `heads`, `view`,
+/// `writes`) are gathered in ordered maps and written once, in key order, by
+/// [`TxnState::flush`] before the commit: a sync batch's entries have random hashes and
+/// registers, and writing them sorted touches each B-tree page once in a row instead of
+/// jumping between pages entry by entry. Lookups read the gathered rows first, so the
+/// transaction sees exactly what writing them at once would show. They hold at most one row
+/// per entry of the call (memory bounded by the batch, which is in memory anyway).
 struct TxnState<'t, A> {
     t: Tables<'t>,
     applied: Vec<LogEntry<A>>,
+    /// `by_hash` rows of the entries applied in this transaction, not yet written.
+    new_by_hash: BTreeMap<[u8; 32], u64>,
+    /// `heads` changes not yet written: a row to insert, or `None` to remove one.
+    new_heads: BTreeMap<[u8; 32], Option<(u64, [u8; 32])>>,
+    /// The winning write of each register among the writes applied in this transaction,
+    /// compared with the stored `view` row (and written if it wins) at the flush: the winner
+    /// of all writes is the winner of the stored one and the batch's winner.
+    new_view: BTreeMap<Vec<u8>, LwwWrite>,
+    /// `writes` rows not yet written.
+    new_writes: BTreeSet<(Vec<u8>, u64, [u8; 32])>,
+    /// Whether `waiting` may hold rows: false when it was empty at the start of the
+    /// transaction and nothing was held back since, so looking for waiters can be skipped.
+    may_wait: bool,
 }
 
 /// The held-back set in `kept_usage` and `kept_bytes`.
@@ -74,7 +97,48 @@ const HELD_SET: u8 = 0;
 /// The deferred set in `kept_usage` and `kept_bytes`.
 const DEFERRED_SET: u8 = 1;
 
-impl<A: Action> TxnState<'_, A> {
+impl<'t, A: Action> TxnState<'t, A> {
+    fn new(t: Tables<'t>) -> Result<Self, Error> {
+        let may_wait = !t.waiting.is_empty()?;
+        Ok(TxnState {
+            t,
+            applied: Vec::new(),
+            new_by_hash: BTreeMap::new(),
+            new_heads: BTreeMap::new(),
+            new_view: BTreeMap::new(),
+            new_writes: BTreeSet::new(),
+            may_wait,
+        })
+    }
+
+    /// Writes the gathered rows of applied entries, each table in key order. Runs once, after
+    /// the rules ran and before the commit.
+    fn flush(&mut self) -> Result<(), Error> {
+        for (hash, hlc) in std::mem::take(&mut self.new_by_hash) {
+            self.t.by_hash.insert(hash, hlc)?;
+        }
+        for (hash, row) in std::mem::take(&mut self.new_heads) {
+            match row {
+                Some(row) => drop(self.t.heads.insert(hash, row)?),
+                None => drop(self.t.heads.remove(hash)?),
+            }
+        }
+        for (reg, write) in std::mem::take(&mut self.new_view) {
+            let current = self
+                .t
+                .view
+                .get(reg.as_slice())?
+                .map(|v| write_of(v.value()));
+            if current.is_none_or(|cur| lww_cmp(&write, &cur) == Ordering::Greater) {
+                self.t.view.insert(reg.as_slice(), row_of(&write))?;
+            }
+        }
+        for (reg, hlc, hash) in std::mem::take(&mut self.new_writes) {
+            self.t.writes.insert((reg.as_slice(), hlc, hash), ())?;
+        }
+        Ok(())
+    }
+
     fn remove_deferred(&mut self, hash: &Hash) -> Result<Option<LogEntry<A>>, Error> {
         let Some((not_before, bytes)) = self
             .t
@@ -133,30 +197,38 @@ impl<A: Action> ReplicaState<A> for TxnState<'_, A> {
     type Error = Error;
 
     fn applied_hlc(&self, hash: &Hash) -> Result<Option<Hlc>, Error> {
+        if let Some(hlc) = self.new_by_hash.get(&hash.0) {
+            return Ok(Some(Hlc(*hlc)));
+        }
         Ok(self.t.by_hash.get(hash.0)?.map(|v| Hlc(v.value())))
     }
 
-    /// Writes one entry whose parents are applied: entries, index, heads, view, history.
+    /// Writes one entry whose parents are applied: its `entries` row now; its index, heads,
+    /// view and history rows at [`TxnState::flush`].
     fn apply(&mut self, entry: LogEntry<A>) -> Result<(), Error> {
         let (hlc, hash) = (entry.hlc.0, entry.hash.0);
         let bytes = entry.encode();
         self.t.entries.insert((hlc, hash), bytes.as_slice())?;
-        self.t.by_hash.insert(hash, hlc)?;
+        self.new_by_hash.insert(hash, hlc);
         for p in &entry.parents {
-            self.t.heads.remove(p.0)?;
+            // a parent applied in this transaction was never written as a head: forget it;
+            // one applied before is removed at the flush
+            if let Some(Some(_)) = self.new_heads.insert(p.0, None) {
+                self.new_heads.remove(&p.0);
+            }
         }
-        self.t.heads.insert(hash, (hlc, entry.node_id.0))?;
+        self.new_heads.insert(hash, Some((hlc, entry.node_id.0)));
         if let Some((register, write)) = LwwWrite::of(&entry) {
             let reg = register_bytes(&register)?;
-            let current = self
-                .t
-                .view
-                .get(reg.as_slice())?
-                .map(|v| write_of(v.value()));
-            if current.is_none_or(|cur| lww_cmp(&write, &cur) == Ordering::Greater) {
-                self.t.view.insert(reg.as_slice(), row_of(&write))?;
+            self.new_writes.insert((reg.clone(), hlc, hash));
+            match self.new_view.entry(reg) {
+                Entry::Vacant(slot) => drop(slot.insert(write)),
+                Entry::Occupied(mut slot) => {
+                    if lww_cmp(&write, slot.get()) == Ordering::Greater {
+                        slot.insert(write);
+                    }
+                }
             }
-            self.t.writes.insert((reg.as_slice(), hlc, hash), ())?;
         }
         self.applied.push(entry);
         Ok(())
@@ -178,6 +250,7 @@ impl<A: Action> ReplicaState<A> for TxnState<'_, A> {
 
     fn hold(&mut self, entry: LogEntry<A>, missing: &[Hash]) -> Result<(), Error> {
         let hash = entry.hash.0;
+        self.may_wait = true;
         for p in missing {
             self.t.waiting.insert((p.0, hash), ())?;
         }
@@ -217,6 +290,9 @@ impl<A: Action> ReplicaState<A> for TxnState<'_, A> {
 
     fn take_waiters(&mut self, parent: &Hash) -> Result<Vec<Hash>, Error> {
         let mut children = Vec::new();
+        if !self.may_wait {
+            return Ok(children);
+        }
         for row in self
             .t
             .waiting
@@ -407,11 +483,9 @@ impl<A: Action> Store<A> {
         let _writer = crate::lock(&self.writer);
         let txn = self.db.begin_write()?;
         let (report, applied) = {
-            let mut state = TxnState {
-                t: Tables::open(&txn)?,
-                applied: Vec::new(),
-            };
+            let mut state = TxnState::new(Tables::open(&txn)?)?;
             let report = body(&mut state)?;
+            state.flush()?;
             (report, state.applied)
         };
         txn.commit()?;

@@ -3,6 +3,13 @@
 //!
 //! `cargo run --release -p oplog-benches --bin store-bench [-- --max 100000]`
 //!
+//! `-- --verified [--max N]` measures instead what a sync from empty does to the store: the
+//! same entries, cut into batches of at most 1 MiB of encoded entries (one ENTRIES frame,
+//! about 6 000 entries), stored with `Store::insert_verified` (verified beforehand, outside
+//! the timing, as a session does on all cores) and with `Store::insert` (verification
+//! included), at 10^5 and 10^6 entries (or up to `N`), one durable commit per batch;
+//! `--no-plain` skips `Store::insert` (to profile `insert_verified` alone).
+//!
 //! Entries are four authors' interleaved chains (each entry's parent is its author's previous
 //! entry), inserted in batches of 10 000 (a bulk sync's worth), each batch one durable
 //! commit. The fingerprint of random ranges must not grow with the store: the last line
@@ -11,6 +18,7 @@
 
 use std::time::{Duration, Instant};
 
+use oplog_protocol::{verify_batch, VerifiedEntry};
 use oplog_protocol::{
     Aggregate, EntryKey, Hash, Hlc, LogEntry, ObjectId, Op, Range, RangeStore, SigningKey,
 };
@@ -161,6 +169,109 @@ fn measure(all: &[LogEntry<Op>], n: usize) -> Row {
     }
 }
 
+/// Encoded bytes per batch in `--verified` mode: one ENTRIES frame of a sync.
+const FRAME_BYTES: usize = 1 << 20;
+
+/// `entries` cut into consecutive batches of at most [`FRAME_BYTES`] encoded bytes.
+fn frames<T: Clone>(entries: &[T], encoded_len: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut bytes = 0;
+    for e in entries {
+        let len = encoded_len(e);
+        if bytes + len > FRAME_BYTES && !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += len;
+        cur.push(e.clone());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// CPU seconds (user + system) this process used so far, from `/proc/self/stat` (Linux;
+/// 0 elsewhere). The machine is shared, so entries per CPU second is the steadier figure.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // fields after the command name (which is in parentheses and may hold spaces)
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    float(ticks) / 100.0
+}
+
+/// Entries per second of `Store::insert_verified` and of `Store::insert` in 1 MiB batches,
+/// per second of wall time and per CPU second of the process.
+/// With `plain` false, only `insert_verified` runs (to profile it alone).
+fn verified_mode(max: usize, plain: bool) {
+    let sizes: Vec<usize> = [100_000, 1_000_000]
+        .into_iter()
+        .filter(|n| *n <= max)
+        .collect();
+    let largest = sizes.last().copied().unwrap_or(max);
+    let sizes = if sizes.is_empty() { vec![max] } else { sizes };
+    let start = Instant::now();
+    let all = entries(largest);
+    println!("signed {largest} entries in {:.1?}", start.elapsed());
+    let verified: Vec<VerifiedEntry<Op>> = verify_batch(all.clone())
+        .into_iter()
+        .map(|v| v.expect("signed here, so valid"))
+        .collect();
+    let total: usize = all.iter().map(|e| e.encode().len()).sum();
+    println!(
+        "{} B/entry, batches of at most {FRAME_BYTES} B",
+        total / all.len().max(1)
+    );
+    println!(
+        "{:>9} {:>8} {:>20} {:>14} {:>12} {:>14}",
+        "entries", "batches", "insert_verified/s", "per CPU s", "insert/s", "per CPU s"
+    );
+    for n in sizes {
+        let batches = frames(&verified[..n], |e| e.encode().len());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Store = Store::open(dir.path().join("v.redb")).expect("open");
+        let (start, cpu) = (Instant::now(), cpu_seconds());
+        for batch in &batches {
+            let report = store.insert_verified(batch.clone()).expect("insert");
+            assert_eq!(report.applied.len(), batch.len());
+        }
+        let verified_rate = float(n as u64) / start.elapsed().as_secs_f64();
+        let verified_cpu = float(n as u64) / (cpu_seconds() - cpu).max(0.01);
+        drop(store);
+        if !plain {
+            println!(
+                "{n:>9} {:>8} {verified_rate:>20.0} {verified_cpu:>14.0} {:>12} {:>14}",
+                batches.len(),
+                "-",
+                "-"
+            );
+            continue;
+        }
+        let plain = frames(&all[..n], |e| e.encode().len());
+        let store: Store = Store::open(dir.path().join("p.redb")).expect("open");
+        let (start, cpu) = (Instant::now(), cpu_seconds());
+        for batch in &plain {
+            let report = store.insert(batch.clone()).expect("insert");
+            assert_eq!(report.applied.len(), batch.len());
+        }
+        let plain_rate = float(n as u64) / start.elapsed().as_secs_f64();
+        let plain_cpu = float(n as u64) / (cpu_seconds() - cpu).max(0.01);
+        println!(
+            "{n:>9} {:>8} {verified_rate:>20.0} {verified_cpu:>14.0} {plain_rate:>12.0} {plain_cpu:>14.0}",
+            batches.len()
+        );
+    }
+}
+
 fn main() {
     let mut max = 1_000_000usize;
     let args: Vec<String> = std::env::args().collect();
@@ -169,9 +280,13 @@ fn main() {
             .get(i + 1)
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| {
-                eprintln!("usage: store-bench [--max N]");
+                eprintln!("usage: store-bench [--verified [--no-plain]] [--max N]");
                 std::process::exit(2)
             });
+    }
+    if args.iter().any(|a| a == "--verified") {
+        verified_mode(max, !args.iter().any(|a| a == "--no-plain"));
+        return;
     }
     let sizes: Vec<usize> = [1_000, 10_000, 100_000, 1_000_000]
         .into_iter()
