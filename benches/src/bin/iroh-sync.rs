@@ -110,9 +110,7 @@ async fn main() {
     // ceiling 1: strict ed25519 verification on all cores
     let sample = entries(64_000);
     let t = Instant::now();
-    let ok = verify_batch(sample.clone())
-        .into_iter()
-        .flatten().count();
+    let ok = verify_batch(sample.clone()).into_iter().flatten().count();
     let verify_rate = per_sec(ok as u64, t.elapsed());
     assert_eq!(ok, sample.len());
     // ceiling 2: one raw iroh stream
