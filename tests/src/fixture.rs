@@ -1,7 +1,7 @@
 //! Signed histories for tests and benchmarks: chains of writes by one author, built fast and
 //! inserted into real stores in batches.
 
-use oplog_protocol::{Hash, Hlc, LogEntry, ObjectId, Op, SigningKey};
+use oplog_protocol::{EntryKey, Hash, Hlc, LogEntry, ObjectId, Op, SigningKey};
 use oplog_store::Store;
 
 /// A wall time a little after every stamp the fixtures write: use it as the stores' clock.
@@ -104,5 +104,37 @@ pub fn insert_all(store: &Store, entries: &[LogEntry<Op>]) {
     for chunk in entries.chunks(4096) {
         let report = store.insert(chunk.to_vec()).expect("insert");
         assert_eq!(report.applied.len(), chunk.len(), "fixture entries apply");
+    }
+}
+
+/// Every applied entry's hash, in key order.
+///
+/// # Panics
+/// If the store fails to read.
+pub fn hashes(store: &Store) -> Vec<Hash> {
+    store
+        .log(EntryKey::MIN, usize::MAX)
+        .expect("log")
+        .into_iter()
+        .map(|e| e.hash)
+        .collect()
+}
+
+/// Both stores hold the same entries, heads and view, and both verify clean.
+///
+/// # Panics
+/// If they differ, or if either store fails or finds a problem.
+pub fn assert_converged(a: &Store, b: &Store) {
+    assert_eq!(a.len(), b.len(), "entry counts differ");
+    assert_eq!(hashes(a), hashes(b), "entry sets differ");
+    assert_eq!(a.heads().unwrap(), b.heads().unwrap(), "heads differ");
+    assert_eq!(a.view().unwrap(), b.view().unwrap(), "views differ");
+    for s in [a, b] {
+        let report = s.verify().expect("verify runs");
+        assert!(
+            report.is_ok(),
+            "verify found problems: {:?}",
+            report.problems
+        );
     }
 }

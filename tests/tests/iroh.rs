@@ -11,36 +11,12 @@ use iroh::Endpoint;
 use oplog_node::{bind_loopback, loopback_addr, OplogSync, SyncError, ALPN};
 use oplog_protocol::session::{EndCode, SessionConfig};
 use oplog_protocol::testing::transcript;
-use oplog_protocol::{Config, EntryKey, Hash};
+use oplog_protocol::Config;
 use oplog_store::{Options, Store};
-use oplog_tests::fixture::{insert_all, Author, NOW, START};
+use oplog_tests::fixture::{assert_converged, hashes, insert_all, Author, NOW, START};
 
 fn open(path: &Path) -> Arc<Store> {
     Arc::new(Store::open_with(path, Options::default().clock(|| NOW)).expect("open store"))
-}
-
-fn hashes(store: &Store) -> Vec<Hash> {
-    store
-        .log(EntryKey::MIN, usize::MAX)
-        .expect("log")
-        .into_iter()
-        .map(|e| e.hash)
-        .collect()
-}
-
-fn assert_converged(a: &Store, b: &Store) {
-    assert_eq!(a.len(), b.len(), "entry counts differ");
-    assert_eq!(hashes(a), hashes(b), "entry sets differ");
-    assert_eq!(a.heads().unwrap(), b.heads().unwrap(), "heads differ");
-    assert_eq!(a.view().unwrap(), b.view().unwrap(), "views differ");
-    for s in [a, b] {
-        let report = s.verify().expect("verify runs");
-        assert!(
-            report.is_ok(),
-            "verify found problems: {:?}",
-            report.problems
-        );
-    }
 }
 
 /// A node: an offline endpoint, its store, and the handler on a router.

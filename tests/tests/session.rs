@@ -6,38 +6,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use oplog_protocol::session::{EndCode, SessionConfig};
-use oplog_protocol::{EntryKey, Hash, LogEntry, Op};
+use oplog_protocol::{LogEntry, Op};
 use oplog_store::{Options, Store};
-use oplog_tests::fixture::{insert_all, Author, NOW, START};
+use oplog_tests::fixture::{assert_converged, insert_all, Author, NOW, START};
 use oplog_tests::link::{run, run_from, LinkConfig};
 
 fn open(path: &Path) -> Store {
     Store::open_with(path, Options::default().clock(|| NOW)).expect("open store")
-}
-
-fn hashes(store: &Store) -> Vec<Hash> {
-    store
-        .log(EntryKey::MIN, usize::MAX)
-        .expect("log")
-        .into_iter()
-        .map(|e| e.hash)
-        .collect()
-}
-
-/// Both stores hold the same entries, heads and view, and both verify clean.
-fn assert_converged(a: &Store, b: &Store) {
-    assert_eq!(a.len(), b.len(), "entry counts differ");
-    assert_eq!(hashes(a), hashes(b), "entry sets differ");
-    assert_eq!(a.heads().unwrap(), b.heads().unwrap(), "heads differ");
-    assert_eq!(a.view().unwrap(), b.view().unwrap(), "views differ");
-    for s in [a, b] {
-        let report = s.verify().expect("verify runs");
-        assert!(
-            report.is_ok(),
-            "verify found problems: {:?}",
-            report.problems
-        );
-    }
 }
 
 /// A shared history of `base` entries, then `only_a` entries on `a` and `only_b` on `b`,
