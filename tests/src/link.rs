@@ -31,14 +31,11 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Frames delivered, both directions.
     pub frames: u64,
-    /// Largest batch of entries one `Apply` event carried.
-    pub largest_apply: usize,
 }
 
 struct Side<'a> {
     session: Session<Op, RangeIndex>,
     store: &'a Store,
-    report: Option<SyncReport>,
 }
 
 /// A frame in flight, ordered by arrival time (then by send order).
@@ -92,52 +89,34 @@ pub fn run_from(
             session: Session::new(config.clone(), Role::Initiator, a_snapshot, start)
                 .expect("initiator starts"),
             store: a,
-            report: None,
         },
         Side {
             session: Session::new(config.clone(), Role::Responder, b_snapshot, start)
                 .expect("responder starts"),
             store: b,
-            report: None,
         },
     ];
-    let mut queue = BinaryHeap::new();
-    let mut seq = 0u64;
+    let mut link_state = Link {
+        queue: BinaryHeap::new(),
+        seq: 0,
+        one_way: link.one_way,
+    };
     let mut delivered = 0u64;
     let mut now = Duration::ZERO;
-    let mut largest_apply = 0usize;
-    let mut cut = false;
-    flush(
-        &mut sides,
-        0,
-        now,
-        start,
-        link,
-        &mut queue,
-        &mut seq,
-        &mut largest_apply,
-    );
-    loop {
-        if sides.iter().all(|s| s.session.is_finished()) {
-            break;
-        }
-        let Some(f) = queue.pop() else {
-            if cut {
-                break;
-            }
-            panic!("sessions stalled: nothing in flight and not finished");
-        };
+    link_state.flush(&mut sides[0], 0, now, start);
+    while !sides.iter().all(|s| s.session.is_finished()) {
+        let f = link_state
+            .queue
+            .pop()
+            .expect("sessions stalled: nothing in flight and not finished");
         now = f.at;
         if link.cut_after.is_some_and(|n| delivered >= n) {
-            if !cut {
-                cut = true;
-                queue.clear();
-                for side in &mut sides {
-                    side.session.handle_eof(start + now);
-                    drain(side, &mut largest_apply);
-                }
+            // the connection breaks: nothing more arrives, both sides see their stream end
+            for side in &mut sides {
+                side.session.handle_eof(start + now);
+                drain(side);
             }
-            continue;
+            break;
         }
         delivered += 1;
         let side = &mut sides[f.to];
@@ -146,75 +125,52 @@ pub fn run_from(
             side.session
                 .handle_frame(f.frame[4..].to_vec(), start + now);
         }
-        flush(
-            &mut sides,
-            f.to,
-            now,
-            start,
-            link,
-            &mut queue,
-            &mut seq,
-            &mut largest_apply,
-        );
-    }
-    if cut {
-        for side in &mut sides {
-            side.session.handle_eof(start + now);
-            drain(side, &mut largest_apply);
-        }
+        link_state.flush(side, f.to, now, start);
     }
     let [a, b] = sides;
     Outcome {
-        initiator: a.report.unwrap_or_else(|| a.session.report()),
-        responder: b.report.unwrap_or_else(|| b.session.report()),
+        initiator: a.session.report(),
+        responder: b.session.report(),
         elapsed: now,
         frames: delivered,
-        largest_apply,
     }
 }
 
 /// Applies one side's events to its store.
-fn drain(side: &mut Side<'_>, largest: &mut usize) {
+fn drain(side: &mut Side<'_>) {
     while let Some(ev) = side.session.poll_event() {
-        match ev {
-            Event::Apply(entries) => {
-                *largest = (*largest).max(entries.len());
-                if let Err(e) = side.store.insert_verified(entries) {
-                    side.session
-                        .close(EndCode::Internal, &format!("store failed: {e}"));
-                }
+        if let Event::Apply(entries) = ev {
+            if let Err(e) = side.store.insert_verified(entries) {
+                side.session
+                    .close(EndCode::Internal, &format!("store failed: {e}"));
             }
-            Event::Done(r) | Event::Ended { report: r, .. } => side.report = Some(r),
-            _ => {}
         }
     }
 }
 
-/// After side `i` handled input: apply its events, then send what it has.
-#[allow(clippy::too_many_arguments)]
-fn flush(
-    sides: &mut [Side<'_>; 2],
-    i: usize,
-    now: Duration,
-    start: Instant,
-    link: LinkConfig,
-    queue: &mut BinaryHeap<InFlight>,
-    seq: &mut u64,
-    largest: &mut usize,
-) {
-    let side = &mut sides[i];
-    loop {
-        drain(side, largest);
-        let Some(frame) = side.session.poll_transmit(side.store, start + now) else {
-            break;
-        };
-        *seq += 1;
-        queue.push(InFlight {
-            at: now + link.one_way,
-            seq: *seq,
-            to: 1 - i,
-            frame,
-        });
+/// The frames in flight.
+struct Link {
+    queue: BinaryHeap<InFlight>,
+    seq: u64,
+    one_way: Duration,
+}
+
+impl Link {
+    /// After side `i` handled input: apply its events, then send what it has.
+    fn flush(&mut self, side: &mut Side<'_>, i: usize, now: Duration, start: Instant) {
+        loop {
+            drain(side);
+            let Some(frame) = side.session.poll_transmit(side.store, start + now) else {
+                break;
+            };
+            self.seq += 1;
+            self.queue.push(InFlight {
+                at: now + self.one_way,
+                seq: self.seq,
+                to: 1 - i,
+                frame,
+            });
+        }
+        drain(side);
     }
-    drain(side, largest);
 }
