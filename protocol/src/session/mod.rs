@@ -137,15 +137,6 @@ pub enum SessionError {
     Start(ReconcileError),
 }
 
-/// The state that ended the session, once decided.
-#[derive(Debug, Clone)]
-enum Ending {
-    /// An END with a failure code is queued (or sent); nothing more is read.
-    Failing { code: EndCode, reason: String },
-    /// The peer ended it.
-    ByPeer { code: EndCode, reason: String },
-}
-
 /// One side of a sync session. See the [module docs](self).
 // The flags are independent facts of the turn protocol (whose turn, whether each END went,
 // whether asking stopped); folding them into one enum would list their product.
@@ -178,9 +169,8 @@ pub struct Session<A: Action = crate::Op, R: RangeStore = crate::RangeIndex> {
     to_answer: Option<AncestryRequest>,
     end_sent: bool,
     peer_done: bool,
-    ending: Option<Ending>,
-    /// END frame with a failure code, to send next.
-    end_frame: Option<Vec<u8>>,
+    /// A failure decided here: its END frame goes out next, and nothing more is read.
+    failing: Option<(EndCode, String)>,
     finished: bool,
 }
 
@@ -226,8 +216,7 @@ impl<A: Action, R: RangeStore> Session<A, R> {
             to_answer: None,
             end_sent: false,
             peer_done: false,
-            ending: None,
-            end_frame: None,
+            failing: None,
             finished: false,
         })
     }
@@ -253,7 +242,7 @@ impl<A: Action, R: RangeStore> Session<A, R> {
     /// or the session is ending): read nothing more, send what
     /// [`poll_transmit`](Self::poll_transmit) gives, and close.
     pub fn handle_frame_len(&mut self, len: u32) -> bool {
-        if self.ending.is_some() || self.finished {
+        if self.failing.is_some() || self.finished {
             return false;
         }
         self.report.bytes_received += FRAME_HEADER_LEN as u64;
@@ -283,7 +272,7 @@ impl<A: Action, R: RangeStore> Session<A, R> {
     /// A frame's body: the bytes after its length header, exactly as many as the header said
     /// (the driver checked the header with [`handle_frame_len`](Self::handle_frame_len)).
     pub fn handle_frame(&mut self, body: Vec<u8>, now: Instant) {
-        if self.ending.is_some() || self.finished {
+        if self.failing.is_some() || self.finished {
             return;
         }
         self.last_activity = now;
@@ -324,26 +313,22 @@ impl<A: Action, R: RangeStore> Session<A, R> {
         if self.finished {
             return;
         }
-        if self.end_frame.is_some() {
-            // our END could not be delivered; the peer will see the connection end
-            self.end_frame = None;
-        }
-        let (code, reason) = match self.ending.take() {
-            Some(Ending::Failing { code, reason } | Ending::ByPeer { code, reason }) => {
-                (code, reason)
-            }
-            None => (
+        // a failure of ours whose END could not be delivered keeps its code; the peer sees
+        // the connection end
+        match self.failing.take() {
+            Some((code, reason)) => self.finish(code, reason, false, now),
+            None => self.finish(
                 EndCode::ConnectionLost,
                 "the peer's stream ended before its END frame".to_owned(),
+                true,
+                now,
             ),
-        };
-        let by_peer = code == EndCode::ConnectionLost;
-        self.finish(code, reason, by_peer, now);
+        }
     }
 
     /// Checks the time budgets; call at or after [`poll_timeout`](Self::poll_timeout).
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.finished || self.ending.is_some() {
+        if self.finished || self.failing.is_some() {
             return;
         }
         if now >= self.started + self.config.max_duration {
@@ -363,7 +348,7 @@ impl<A: Action, R: RangeStore> Session<A, R> {
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due, while the session runs.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.finished || self.ending.is_some() {
+        if self.finished || self.failing.is_some() {
             return None;
         }
         Some(
@@ -375,7 +360,7 @@ impl<A: Action, R: RangeStore> Session<A, R> {
     /// Ends the session by a local decision (the store failed, the node shuts down): an END
     /// frame with `code` is queued for [`poll_transmit`](Self::poll_transmit).
     pub fn close(&mut self, code: EndCode, reason: &str) {
-        if self.finished || self.ending.is_some() {
+        if self.finished || self.failing.is_some() {
             return;
         }
         self.fail(code, reason.to_owned());
@@ -397,15 +382,11 @@ impl<A: Action, R: RangeStore> Session<A, R> {
         if self.finished {
             return None;
         }
-        if let Some(end) = self.end_frame.take() {
+        if let Some((code, reason)) = self.failing.take() {
+            let end = frame::end_frame(code, &reason);
             self.sent(&end, now);
-            if let Some(Ending::Failing { code, reason }) = self.ending.clone() {
-                self.finish(code, reason, false, now);
-            }
+            self.finish(code, reason, false, now);
             return Some(end);
-        }
-        if self.ending.is_some() {
-            return None;
         }
         match self.next_frame(store) {
             Ok(Some(f)) => {
@@ -680,10 +661,6 @@ impl<A: Action, R: RangeStore> Session<A, R> {
     fn on_end(&mut self, code: EndCode, reason: String, now: Instant) {
         if code != EndCode::Done {
             debug!(%code, reason, "session: the peer ended the session");
-            self.ending = Some(Ending::ByPeer {
-                code,
-                reason: reason.clone(),
-            });
             self.finish(code, reason, true, now);
             return;
         }
@@ -710,8 +687,7 @@ impl<A: Action, R: RangeStore> Session<A, R> {
         self.out_message = None;
         self.to_answer = None;
         self.turn_keys = Vec::new();
-        self.end_frame = Some(frame::end_frame(code, &reason));
-        self.ending = Some(Ending::Failing { code, reason });
+        self.failing = Some((code, reason));
     }
 
     fn finish(&mut self, code: EndCode, reason: String, by_peer: bool, now: Instant) {
