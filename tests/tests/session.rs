@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use oplog_protocol::session::{EndCode, SessionConfig};
-use oplog_protocol::{LogEntry, Op};
+use oplog_protocol::replica::MemoryReplica;
+use oplog_protocol::session::{EndCode, Event, Role, Session, SessionConfig};
+use oplog_protocol::{LogEntry, MemoryStore, Op};
 use oplog_store::{Options, Store};
 use oplog_tests::fixture::{assert_converged, insert_all, Author, NOW, START};
 use oplog_tests::link::{run, run_from, LinkConfig};
@@ -218,4 +219,54 @@ fn too_many_rounds_end_the_session_with_a_limit() {
     let out = run(&a, &b, &SessionConfig::default(), LinkConfig::default());
     assert!(out.initiator.is_done() && out.responder.is_done());
     assert_converged(&a, &b);
+}
+
+/// Writes `v` as the spec's varint (LEB128, minimal).
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(u8::try_from(v & 0x7f).unwrap() | 0x80);
+        v >>= 7;
+    }
+    out.push(u8::try_from(v).unwrap());
+}
+
+/// An ENTRIES frame body (spec 9.2) holding `entries`.
+fn entries_body(entries: &[LogEntry<Op>]) -> Vec<u8> {
+    let mut body = vec![0x02];
+    varint(&mut body, entries.len() as u64);
+    for e in entries {
+        let bytes = e.encode();
+        varint(&mut body, bytes.len() as u64);
+        body.extend_from_slice(&bytes);
+    }
+    body
+}
+
+#[test]
+fn more_entries_in_one_turn_than_the_budget_end_with_a_limit() {
+    let mut config = SessionConfig::default();
+    config.reconcile.max_carried_keys = oplog_protocol::MIN_CARRIED_KEYS;
+    let store: MemoryReplica<Op> = MemoryReplica::new();
+    let now = std::time::Instant::now();
+    let mut responder =
+        Session::<Op, MemoryStore>::new(config, Role::Responder, MemoryStore::new(), now).unwrap();
+    // one turn of 200 entries, then 57 more: one over the budget of 256
+    let entries = Author::new(1, START).write(257);
+    for (chunk, within) in [(&entries[..200], true), (&entries[200..], false)] {
+        let body = entries_body(chunk);
+        assert!(responder.handle_frame_len(u32::try_from(body.len()).unwrap()));
+        responder.handle_frame(body, now);
+        let mut applied = 0;
+        while let Some(ev) = responder.poll_event() {
+            if let Event::Apply(batch) = ev {
+                applied += batch.len();
+            }
+        }
+        // the frame over the budget is refused whole: nothing of it is applied
+        assert_eq!(applied, if within { chunk.len() } else { 0 });
+    }
+    let end = responder.poll_transmit(&store, now).expect("an END frame");
+    assert_eq!(&end[4..6], &[0x05, EndCode::Limit.to_u8()]);
+    assert!(responder.is_finished());
+    assert_eq!(responder.report().end, Some(EndCode::Limit));
 }
