@@ -14,17 +14,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use oplog_benches::replicas;
 use oplog_protocol::session::{Event, Role, Session, SessionConfig, SessionStore};
 use oplog_protocol::testing::transcript;
 use oplog_protocol::wire::{AncestryAnswer, AncestryRequest};
 use oplog_protocol::{
-    Config, EntryKey, Hash, Hlc, LogEntry, ObjectId, Op, RangeIndex, SigningKey, StoreError,
+    Config, EntryKey, Hash, Hlc, LogEntry, MemoryStore, ObjectId, Op, SigningKey, StoreError,
 };
 use rand::{Rng, SeedableRng};
 
 /// One side: the keys it holds (live) and the shared bytes of every entry of the universe.
 struct Side {
-    keys: RangeIndex,
+    keys: MemoryStore,
     universe: Arc<HashMap<EntryKey, Vec<u8>>>,
 }
 
@@ -100,41 +101,6 @@ fn universe(n: usize) -> Vec<(EntryKey, Vec<u8>)> {
     })
 }
 
-/// Which keys each side lacks: `d` differences, newest or random, alternating sides.
-fn split(keys: &[EntryKey], d: usize, newest: bool, seed: u64) -> (Vec<EntryKey>, Vec<EntryKey>) {
-    let n = keys.len();
-    let mut picked = vec![false; n];
-    if newest {
-        picked[n - d..].iter_mut().for_each(|p| *p = true);
-    } else {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut left = d;
-        while left > 0 {
-            let i = rng.gen_range(0..n);
-            if !picked[i] {
-                picked[i] = true;
-                left -= 1;
-            }
-        }
-    }
-    let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let mut flip = false;
-    for (k, p) in keys.iter().zip(picked) {
-        if p {
-            flip = !flip;
-            if flip {
-                a.push(*k);
-            } else {
-                b.push(*k);
-            }
-        } else {
-            a.push(*k);
-            b.push(*k);
-        }
-    }
-    (a, b)
-}
-
 struct Run {
     round_trips: u64,
     overhead: u64,
@@ -149,9 +115,9 @@ fn session(a: &mut Side, b: &mut Side) -> Run {
     let now = Instant::now();
     let cfg = SessionConfig::default();
     let mut sa =
-        Session::<Op, RangeIndex>::new(cfg.clone(), Role::Initiator, a.keys.snapshot(), now)
+        Session::<Op, MemoryStore>::new(cfg.clone(), Role::Initiator, a.keys.snapshot(), now)
             .expect("start");
-    let mut sb = Session::<Op, RangeIndex>::new(cfg, Role::Responder, b.keys.snapshot(), now)
+    let mut sb = Session::<Op, MemoryStore>::new(cfg, Role::Responder, b.keys.snapshot(), now)
         .expect("start");
     let mut turn = 0;
     while !(sa.is_finished() && sb.is_finished()) {
@@ -212,10 +178,10 @@ fn main() {
         ("1,000 newest", 1_000, true),
         ("10% newest", n / 10, true),
     ] {
-        let (ka, kb) = split(&keys, d, newest, 7);
+        let (ka, kb) = replicas(&keys, d, newest, 7);
         let neg = transcript::run(
-            &RangeIndex::from_sorted(ka.clone()).expect("sorted"),
-            &RangeIndex::from_sorted(kb.clone()).expect("sorted"),
+            &ka,
+            &kb,
             Config::negentropy(Some(4 << 20)),
             Config::negentropy(Some(4 << 20)),
         )
@@ -223,16 +189,16 @@ fn main() {
         let (n_out, n_in) = neg.bytes();
         let neg_rounds = neg.rounds() as u64 + 1;
         let mut a = Side {
-            keys: RangeIndex::from_sorted(ka).expect("sorted"),
+            keys: ka,
             universe: universe.clone(),
         };
         let mut b = Side {
-            keys: RangeIndex::from_sorted(kb).expect("sorted"),
+            keys: kb,
             universe: universe.clone(),
         };
         let r = session(&mut a, &mut b);
-        assert_eq!(a.keys.len(), n as u64, "initiator holds the union");
-        assert_eq!(b.keys.len(), n as u64, "responder holds the union");
+        assert_eq!(a.keys.len(), n, "initiator holds the union");
+        assert_eq!(b.keys.len(), n, "responder holds the union");
         assert_eq!(r.entries, d as u64, "exactly the difference moved");
         let neg_bytes = n_out + n_in;
         #[allow(clippy::cast_precision_loss)]
