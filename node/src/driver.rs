@@ -43,21 +43,37 @@ pub trait SyncStore<A: Action>: SessionStore<A> + Send + Sync + 'static {
     /// Why applying failed (the store itself failed; refused entries are not errors).
     type Error: fmt::Display;
 
-    /// Stores `entries` (already verified by the session) durably, by the rules of section
-    /// 6.1 of the spec. An `Err` ends the session with [`EndCode::Internal`].
+    /// Stores `entries` (already verified by the session) by the rules of section 6.1 of
+    /// the spec. An `Err` ends the session with [`EndCode::Internal`].
+    ///
+    /// The entries need not be durable yet: the peer still holds them, so a crash before
+    /// [`SyncStore::persist`] only means fetching them again.
     fn apply(&self, entries: Vec<VerifiedEntry<A>>) -> Result<(), Self::Error>;
+
+    /// Makes everything [`SyncStore::apply`] stored durable; called once when the session
+    /// ends, however it ends. The default does nothing (for stores whose `apply` is durable).
+    fn persist(&self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 impl<A: Action> SyncStore<A> for oplog_store::Store<A> {
     type Error = oplog_store::Error;
 
+    /// Commits each batch without waiting for the disk
+    /// ([`Store::insert_verified_buffered`](oplog_store::Store::insert_verified_buffered)):
+    /// about twice the rate of a durable commit per batch.
     fn apply(&self, entries: Vec<VerifiedEntry<A>>) -> Result<(), Self::Error> {
-        let report = self.insert_verified(entries)?;
+        let report = self.insert_verified_buffered(entries)?;
         debug!(
             applied = report.applied.len(),
             "applied entries from the peer"
         );
         Ok(())
+    }
+
+    fn persist(&self) -> Result<(), Self::Error> {
+        oplog_store::Store::persist(self)
     }
 }
 
@@ -184,7 +200,10 @@ where
                     }
                 }
                 Event::Progress(report) => debug!(?report, "session progress"),
-                Event::Done(report) => debug!(?report, "session done"),
+                Event::Done(report) => {
+                    debug!(?report, "session done");
+                    self.persist();
+                }
                 Event::Ended {
                     code,
                     reason,
@@ -197,9 +216,20 @@ where
                         reason,
                         by_peer,
                     });
+                    self.persist();
                 }
                 other => debug!(event = ?other, "session event not handled by this driver"),
             }
+        }
+    }
+}
+
+impl<A: Action, R: RangeStore, S: SyncStore<A>> Core<A, R, S> {
+    /// Makes what the session applied durable, once it is over (its last event).
+    fn persist(&mut self) {
+        if let Err(e) = self.store.persist() {
+            warn!(error = %e, "store failed to make the session's entries durable");
+            self.store_error.get_or_insert_with(|| e.to_string());
         }
     }
 }

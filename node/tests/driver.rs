@@ -58,6 +58,9 @@ async fn sync_over_pipe(buffer: usize) {
         before_a + 200,
         "a received exactly b's 200 new entries"
     );
+    // batches were committed without waiting for the disk, and made durable at the end
+    assert_eq!(a.buffered_commits(), 0, "a persisted what it received");
+    assert_eq!(b.buffered_commits(), 0, "b persisted what it received");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

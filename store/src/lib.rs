@@ -107,6 +107,17 @@
 //! the batch. The in-memory index is only updated after the commit succeeded, and rebuilt
 //! from disk at open. [`Store::verify`] re-checks everything from scratch.
 //!
+//! A sync is the one writer that may skip the wait for the disk:
+//! [`Store::insert_verified_buffered`] commits a batch without flushing it (redb's
+//! `Durability::None`), and [`Store::persist`] (which the node's driver calls when a session
+//! ends) flushes every such commit at once. A crash in between reopens the store at its last
+//! durable commit: whole batches only, closed under parents, and the lost batches are simply
+//! fetched again by the next sync. Nothing a peer was told is lost that way, because a sync
+//! acknowledges nothing; a node's own writes always go through a durable commit (which also
+//! flushes every buffered commit before it). At most [`MAX_BUFFERED_COMMITS`] commits in a row
+//! are buffered, which bounds both what a crash can lose and the pages redb cannot reuse until
+//! a durable commit.
+//!
 //! # Opening and creating
 //!
 //! A store is created only where no file exists, so a damaged file can never come back as an
@@ -164,6 +175,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use tracing::info_span;
 
 pub use error::Error;
+pub use insert::MAX_BUFFERED_COMMITS;
 pub use oplog_protocol as protocol;
 pub use oplog_protocol::dag::LwwWrite;
 pub use oplog_protocol::replica::{InsertError, InsertOutcome, InsertReport, Limits};
@@ -180,7 +192,9 @@ pub use verify::{Problem, VerifyReport, MAX_PROBLEMS};
 pub struct Store<A: Action = Op> {
     db: Database,
     index: RwLock<RangeIndex>,
-    writer: Mutex<()>,
+    /// Serializes writes; holds how many commits since the last durable one were buffered
+    /// ([`Store::insert_verified_buffered`]).
+    writer: Mutex<u32>,
     options: Options,
     subscribers: Mutex<Vec<mpsc::Sender<LogEntry<A>>>>,
     _action: PhantomData<fn() -> A>,
@@ -340,7 +354,7 @@ impl<A: Action> Store<A> {
         Ok(Store {
             db,
             index: RwLock::new(index),
-            writer: Mutex::new(()),
+            writer: Mutex::new(0),
             options,
             subscribers: Mutex::new(Vec::new()),
             _action: PhantomData,
