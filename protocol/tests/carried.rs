@@ -45,9 +45,9 @@ struct CarriedTranscript {
 
 /// Runs a carried-form session, passing each reply's `step.carried` to the next
 /// `handle_carried`, as the session layer does with the entries it sends before a message.
-fn run_carried(
-    a: &MemoryStore,
-    b: &MemoryStore,
+fn run_carried<S: oplog_protocol::RangeStore>(
+    a: &S,
+    b: &S,
     config_a: Config,
     config_b: Config,
 ) -> Result<CarriedTranscript, ReconcileError> {
@@ -610,4 +610,87 @@ fn an_extra_carried_key_whose_collision_was_cut_away() {
     config.max_carried_keys = MIN_CARRIED_KEYS;
     config.prefix_len = 1;
     check_both_forms(&a, &b, &config);
+}
+
+/// A side that lacks everything (spec 8.4, sending all of a range): the holder splits once,
+/// gets an empty list for every part and sends each part whole, so the session takes five
+/// messages plus two per reply cut at `max_carried_keys`, however many keys there are;
+/// both forms find everything.
+#[test]
+fn a_side_that_lacks_everything_gets_it_in_one_reply_per_cut() {
+    let b: BTreeSet<EntryKey> = (0..20_000u64).map(|i| key(1_000 + i * 7, i)).collect();
+    let a = BTreeSet::new();
+    let mut config = Config::default();
+    config.max_carried_keys = 4 * MIN_CARRIED_KEYS;
+    let (inline, c) = check_both_forms(&a, &b, &config);
+    let cuts = c.responder.carried_over;
+    assert_eq!(cuts, 20_000 / (4 * MIN_CARRIED_KEYS) as u64);
+    assert_eq!(c.messages.len() as u64, 5 + 2 * cuts);
+    // no limit on the inline reply here: one reply carries everything
+    assert_eq!(inline.messages.len(), 5);
+    // every key travelled once, and the reconciliation bytes are a small part per key
+    assert_eq!(c.responder.sent_keys.len(), 20_000);
+    let bytes: usize = c.messages.iter().map(|(m, _)| m.len()).sum();
+    assert!(
+        bytes < 20_000 * 3,
+        "{bytes} bytes of messages for 20,000 keys"
+    );
+}
+
+/// Makes a bad reply from the holder's split.
+type Forge = fn(&[Part]) -> Vec<Part>;
+
+/// The pieces of a range sent whole are checked like any Resolve: no positions (the list
+/// was empty), and a piece may not reach past the range that was listed.
+#[test]
+fn pieces_over_an_empty_list_are_checked() {
+    let b: MemoryStore = (0..100u64).map(|i| key(1_000 + i, i)).collect();
+    let a = MemoryStore::default();
+    let config = Config::default();
+    let bad_replies: [Forge; 2] = [
+        // a position into the empty list
+        |split| {
+            let mut parts = split.to_vec();
+            parts[0].payload = Payload::Resolve {
+                missing: vec![0],
+                keys: vec![],
+            };
+            parts
+        },
+        // a piece over the first two listed ranges
+        |split| {
+            let mut parts = split[1..].to_vec();
+            parts[0].payload = Payload::Resolve {
+                missing: vec![],
+                keys: vec![],
+            };
+            parts
+        },
+    ];
+    for (i, bad) in bad_replies.iter().enumerate() {
+        let mut ra = Reconciler::new(config.clone()).unwrap();
+        let mut rb = Reconciler::new(config.clone()).unwrap();
+        let first = ra.initiate(&a).unwrap();
+        let split = rb.handle(&b, &first).unwrap().reply.unwrap();
+        let split_parts = oplog_protocol::wire::message::decode(split.as_bytes()).unwrap();
+        assert!(split_parts.len() > 2, "the holder split the key space");
+        let lists = ra.handle(&a, &split).unwrap().reply.unwrap();
+        // the honest answer to those empty lists is accepted
+        let honest = rb.handle(&b, &lists).unwrap().reply.unwrap();
+        let mut ok = Reconciler::new(config.clone()).unwrap();
+        let _ = ok.initiate(&a).unwrap();
+        ok.handle(&a, &split).unwrap();
+        let step = ok.handle(&a, &honest).unwrap();
+        assert_eq!(
+            step.need.len(),
+            100,
+            "case {i}: the honest pieces bring every key"
+        );
+        let bad = Message::from_bytes(encode(&bad(&split_parts)).unwrap());
+        let err = ra.handle(&a, &bad).unwrap_err();
+        assert!(
+            matches!(err, ReconcileError::Protocol(_)),
+            "case {i}: {err:?}"
+        );
+    }
 }

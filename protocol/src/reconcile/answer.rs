@@ -18,6 +18,10 @@ pub(super) struct Out {
     pub(super) need: Vec<EntryKey>,
     pub(super) pending: Vec<(EntryKey, Pending)>,
     pub(super) collisions: u64,
+    /// The answer is all our keys in the range, in pieces (the peer listed none there and we
+    /// hold more than `list_threshold`): the caller writes them piece by piece, since they
+    /// may not all fit the reply (`spec/SPEC.md` 8.4, empty lists).
+    pub(super) send_all: bool,
 }
 
 impl Out {
@@ -28,6 +32,7 @@ impl Out {
             need: Vec::new(),
             pending: Vec::new(),
             collisions: 0,
+            send_all: false,
         }
     }
 
@@ -104,6 +109,12 @@ impl Reconciler {
                 }
                 let count = store.count(range)?;
                 if count > self.config.list_threshold as u64 {
+                    if prefixes.is_empty() {
+                        // The peer holds nothing here: splitting would only find that out
+                        // range by range. Send everything at once instead.
+                        out.send_all = true;
+                        return Ok(());
+                    }
                     return self.split(store, range, count, out);
                 }
                 let mine = listed_keys(store, range, self.config.list_threshold)?;
@@ -214,6 +225,36 @@ impl Reconciler {
                 else {
                     return unexpected("Resolve");
                 };
+                if listed.is_empty() && !full {
+                    // We listed nothing: every key is one we lack, and there is no prefix
+                    // that could have hidden a difference, so no fingerprint to check. The
+                    // peer may answer in pieces: each covers the start of what is left.
+                    let piece_end = match (range.end, end) {
+                        (Some(r), Some(e)) if r < e => Some(r),
+                        (Some(r), None) => Some(r),
+                        _ => None,
+                    };
+                    if start != range.start
+                        || !missing.is_empty()
+                        || (piece_end.is_none() && range.end != end)
+                    {
+                        return unexpected("Resolve");
+                    }
+                    out.need.extend(keys.iter().copied());
+                    out.part(range.end, Payload::Skip);
+                    if let Some(rest) = piece_end {
+                        out.pending.push((
+                            rest,
+                            Pending::Listed {
+                                end,
+                                peer_fp,
+                                keys: listed,
+                                full,
+                            },
+                        ));
+                    }
+                    return Ok(());
+                }
                 if !exact(&start, end) {
                     return unexpected("Resolve");
                 }

@@ -341,15 +341,18 @@ impl Reconciler {
         }
         trace!(parts = count, bytes = msg.len(), "reconcile: received");
 
-        let limit = self.config.max_message_bytes.unwrap_or(usize::MAX);
-        let max_carried = self.config.max_carried_keys;
-        let mut enc = Encoder::in_form(self.config.key_form);
-        let mut step = Step::default();
-        let mut reply_open = false;
+        let mut reply = Reply {
+            enc: Encoder::in_form(self.config.key_form),
+            step: Step::default(),
+            open: false,
+            created: 0,
+            received: msg.len(),
+            carried_in,
+            entries_may_follow: false,
+        };
         let mut lower = EntryKey::MIN;
         let mut parts = read(&msg.0)?;
         let mut at_end = false;
-        let mut created = 0usize;
         loop {
             // the parts, then the implicit trailing Skip up to the end of the key space
             let part = match parts.next() {
@@ -364,67 +367,30 @@ impl Reconciler {
             let range = Range::new(lower, part.upper);
             let mut out = Out::new();
             self.answer(store, &range, &part.payload, &mut out)?;
-            let mark = enc.mark();
-            for p in &out.parts {
-                enc.push(p).map_err(inconsistent)?;
-            }
-            if enc.len() > limit.saturating_sub(CARRY_RESERVE)
-                || enc.parts() > max_parts - 2
-                || enc.carried_len() > max_carried
-            {
-                // Out of room: everything from here on goes into one fingerprint that the
-                // peer answers next round; what we were waiting on there starts over.
-                enc.rollback(mark);
-                for (_, p) in self.pending.split_off(&range.start) {
-                    self.pending_bytes -= p.bytes();
-                }
-                enc.push(&Part {
-                    upper: None,
-                    payload: Payload::Fingerprint(
-                        store.fingerprint(&Range::new(range.start, None))?,
-                    ),
-                })
-                .map_err(inconsistent)?;
-                reply_open = true;
-                self.stats.carried_over += 1;
-                debug!(from = ?range.start, "reconcile: message limit reached, carrying ranges over");
+            let fitted = if out.send_all && reply.entries_may_follow {
+                // An earlier range of this reply may still bring the peer entries that
+                // come before these in key order; sent now, these would arrive before
+                // their parents. Split instead, as for a list that is not empty.
+                let mut split = Out::new();
+                let count = store.count(&range)?;
+                self.split(store, &range, count, &mut split)?;
+                self.commit(store, range.start, split, &mut reply)?
+            } else if out.send_all {
+                self.send_all(store, &range, &mut reply)?
+            } else {
+                self.commit(store, range.start, out, &mut reply)?
+            };
+            if !fitted {
                 break;
             }
-            let added: usize = out.pending.iter().map(|(_, p)| p.bytes()).sum();
-            created += added;
-            // carried keys travel as entries beside the messages: at least 40 bytes each
-            let traffic =
-                msg.len() + enc.len() + CARRIED_KEY_BYTES * (carried_in + enc.carried_len());
-            let allowed = PENDING_PER_TRAFFIC_BYTE * traffic;
-            if created > allowed {
-                return Err(Limit::PendingState {
-                    needed: created,
-                    limit: allowed,
-                }
-                .into());
-            }
-            if self.config.key_form == KeyForm::Carried {
-                // No record of reported keys (spec 8.12): session memory stays independent
-                // of the size of the difference; a key may be reported twice.
-                self.charge(added)?;
-                self.pending_bytes += added;
-                self.pending.extend(out.pending);
-                step.have.extend(out.have);
-                step.need.extend(out.need);
-            } else {
-                self.charge(added + (out.have.len() + out.need.len()) * REPORTED_KEY_BYTES)?;
-                self.pending_bytes += added;
-                self.pending.extend(out.pending);
-                let reported = &mut self.reported;
-                step.have
-                    .extend(out.have.into_iter().filter(|k| reported.insert(*k)));
-                step.need
-                    .extend(out.need.into_iter().filter(|k| reported.insert(*k)));
-            }
-            reply_open |= out.parts.iter().any(|p| p.payload.is_open());
-            self.stats.prefix_collisions += out.collisions;
             lower = part.upper.unwrap_or(lower);
         }
+        let Reply {
+            enc,
+            mut step,
+            open: reply_open,
+            ..
+        } = reply;
         if expects_reply {
             let (bytes, carried_out) = enc.finish_carried();
             let reply = Message(bytes);
@@ -448,6 +414,161 @@ impl Reconciler {
             "reconcile: handled message"
         );
         Ok(step)
+    }
+}
+
+/// The reply being built for one received message, with what it has reported so far.
+struct Reply {
+    enc: Encoder,
+    step: Step,
+    /// Whether a part of the reply expects an answer.
+    open: bool,
+    /// Bytes of pending state the reply's answers created.
+    created: usize,
+    /// Bytes of the received message.
+    received: usize,
+    /// Keys carried beside the received message.
+    carried_in: usize,
+    /// Whether an answer so far is a `Fingerprint`, `PrefixList` or `FullList` part: a range
+    /// that may still make this side send entries in a later turn.
+    entries_may_follow: bool,
+}
+
+impl Reconciler {
+    /// Appends one answer `out`, for a range starting at `start`, to the reply and takes on
+    /// its effects; or, when it does not fit the reply's limits (8.8), discards it, cuts the
+    /// reply with one Fingerprint of `[start, ∞)` and returns `false`.
+    fn commit<S: RangeStore + ?Sized>(
+        &mut self,
+        store: &S,
+        start: EntryKey,
+        out: Out,
+        reply: &mut Reply,
+    ) -> Result<bool, ReconcileError> {
+        let limit = self.config.max_message_bytes.unwrap_or(usize::MAX);
+        let enc = &mut reply.enc;
+        let mark = enc.mark();
+        for p in &out.parts {
+            enc.push(p).map_err(inconsistent)?;
+        }
+        if enc.len() > limit.saturating_sub(CARRY_RESERVE)
+            || enc.parts() > self.config.max_parts - 2
+            || enc.carried_len() > self.config.max_carried_keys
+        {
+            // Out of room: everything from here on goes into one fingerprint that the
+            // peer answers next round; what we were waiting on there starts over.
+            enc.rollback(mark);
+            for (_, p) in self.pending.split_off(&start) {
+                self.pending_bytes -= p.bytes();
+            }
+            enc.push(&Part {
+                upper: None,
+                payload: Payload::Fingerprint(store.fingerprint(&Range::new(start, None))?),
+            })
+            .map_err(inconsistent)?;
+            reply.open = true;
+            self.stats.carried_over += 1;
+            debug!(from = ?start, "reconcile: message limit reached, carrying ranges over");
+            return Ok(false);
+        }
+        let added: usize = out.pending.iter().map(|(_, p)| p.bytes()).sum();
+        reply.created += added;
+        // carried keys travel as entries beside the messages: at least 40 bytes each
+        let traffic =
+            reply.received + enc.len() + CARRIED_KEY_BYTES * (reply.carried_in + enc.carried_len());
+        let allowed = PENDING_PER_TRAFFIC_BYTE * traffic;
+        if reply.created > allowed {
+            return Err(Limit::PendingState {
+                needed: reply.created,
+                limit: allowed,
+            }
+            .into());
+        }
+        let step = &mut reply.step;
+        if self.config.key_form == KeyForm::Carried {
+            // No record of reported keys (spec 8.12): session memory stays independent
+            // of the size of the difference; a key may be reported twice.
+            self.charge(added)?;
+            self.pending_bytes += added;
+            self.pending.extend(out.pending);
+            step.have.extend(out.have);
+            step.need.extend(out.need);
+        } else {
+            self.charge(added + (out.have.len() + out.need.len()) * REPORTED_KEY_BYTES)?;
+            self.pending_bytes += added;
+            self.pending.extend(out.pending);
+            let reported = &mut self.reported;
+            step.have
+                .extend(out.have.into_iter().filter(|k| reported.insert(*k)));
+            step.need
+                .extend(out.need.into_iter().filter(|k| reported.insert(*k)));
+        }
+        reply.open |= out.parts.iter().any(|p| p.payload.is_open());
+        reply.entries_may_follow |= out.parts.iter().any(|p| {
+            matches!(
+                p.payload,
+                Payload::Fingerprint(_) | Payload::PrefixList { .. } | Payload::FullList(_)
+            )
+        });
+        self.stats.prefix_collisions += out.collisions;
+        Ok(true)
+    }
+
+    /// Answers the peer's empty prefix list over `range`, where we hold more than
+    /// `list_threshold` keys, with all of them: Resolve parts over consecutive pieces of
+    /// `range` of up to `list_threshold` keys each (so every piece fits the smallest message,
+    /// as every other answer does), each committed as one answer (so a full reply is cut
+    /// between pieces). Both key forms send the same parts. Returns `false` if the reply was
+    /// cut.
+    fn send_all<S: RangeStore + ?Sized>(
+        &mut self,
+        store: &S,
+        range: &Range,
+        reply: &mut Reply,
+    ) -> Result<bool, ReconcileError> {
+        let piece = self.config.list_threshold;
+        let mut lower = range.start;
+        loop {
+            let rest = Range::new(lower, range.end);
+            let mut keys = listed_keys(store, &rest, piece + 1)?;
+            let upper = if keys.len() > piece {
+                let (pred, item) = (keys[piece - 1], keys[piece]);
+                keys.truncate(piece);
+                let sep = message::separator(&pred, &item)
+                    .filter(|s| *s > lower && range.end.is_none_or(|e| *s < e))
+                    .ok_or_else(|| inconsistent("no bound between two listed keys"))?;
+                Some(sep)
+            } else {
+                range.end
+            };
+            if keys.is_empty() {
+                return Err(inconsistent("a range counted non-empty lists no keys"));
+            }
+            let mut out = Out::new();
+            out.part(
+                upper,
+                Payload::Resolve {
+                    missing: Vec::new(),
+                    keys: keys.clone(),
+                },
+            );
+            out.pending.push((
+                lower,
+                Pending::Resolved {
+                    end: upper,
+                    mine_only: keys,
+                    wanted: Vec::new(),
+                    wanted_len: 32,
+                },
+            ));
+            if !self.commit(store, lower, out, reply)? {
+                return Ok(false);
+            }
+            match upper {
+                Some(u) if upper != range.end => lower = u,
+                _ => return Ok(true),
+            }
+        }
     }
 }
 

@@ -1539,6 +1539,38 @@ fn transcripts() -> TranscriptsFile {
             check: |_| {},
         },
         Case {
+            name: "initiator-empty-sent-whole",
+            description: "The initiator holds nothing, the responder 5000 keys. The responder splits the key space into 16 \
+                ranges of about 312 keys; the initiator answers each with an empty PrefixList; the responder, holding more \
+                than the list threshold in each, sends all its keys there at once as Resolve parts of at most 32 keys \
+                over consecutive pieces of the range (8.4), instead of splitting again.",
+            config_initiator: standard.clone(),
+            config_responder: standard.clone(),
+            recipe: recipe(T2026, 1_000, 1),
+            a: vec![],
+            b: vec![[0, 5000, 1]],
+            check: |t| {
+                assert_eq!(t.messages.len(), 5, "fingerprint, split, empty lists, pieces, 01");
+                let pieces = t.messages[3].parts().unwrap();
+                assert!(pieces.len() > 16 && pieces.iter().all(|p| p.payload.name() == "Resolve"));
+            },
+        },
+        Case {
+            name: "initiator-empty-sent-whole-cut",
+            description: "As initiator-empty-sent-whole with 2000 keys and both sides limiting messages to 4096 bytes: a \
+                reply of pieces is cut between two pieces (8.8), the rest of the key space is carried over as one \
+                Fingerprint, the initiator answers it with an empty PrefixList, and the pieces resume there.",
+            config_initiator: cfg(16, 32, 4, Some(4096), true),
+            config_responder: cfg(16, 32, 4, Some(4096), true),
+            recipe: recipe(T2026, 1_000, 1),
+            a: vec![],
+            b: vec![[0, 2000, 1]],
+            check: |t| {
+                assert!(t.responder.stats.carried_over > 0, "no piece reply was cut");
+                assert!(t.messages.iter().all(|m| m.len() <= 4096));
+            },
+        },
+        Case {
             name: "both-empty",
             description: "Two empty sets.",
             config_initiator: standard.clone(),
