@@ -3,7 +3,7 @@
 
 use ed25519_dalek::SigningKey;
 
-use super::{Action, EntryError, LogEntry, Op};
+use super::{Action, AuthorKeys, EntryError, LogEntry, Op};
 use crate::hlc::Hlc;
 use crate::key::Hash;
 
@@ -86,8 +86,11 @@ const PARALLEL_VERIFY_MIN: usize = 64;
 pub fn verify_batch<A: Action>(
     entries: Vec<LogEntry<A>>,
 ) -> Vec<Result<VerifiedEntry<A>, Unverified>> {
-    fn one<A: Action>(e: LogEntry<A>) -> Result<VerifiedEntry<A>, Unverified> {
-        match e.verify() {
+    fn one<A: Action>(
+        e: LogEntry<A>,
+        keys: &mut AuthorKeys,
+    ) -> Result<VerifiedEntry<A>, Unverified> {
+        match e.verify_cached(keys) {
             Ok(()) => Ok(VerifiedEntry(e)),
             Err(error) => Err(Unverified {
                 hash: e.hash,
@@ -99,7 +102,8 @@ pub fn verify_batch<A: Action>(
         .map_or(1, std::num::NonZeroUsize::get)
         .min(8);
     if entries.len() < PARALLEL_VERIFY_MIN || threads == 1 {
-        return entries.into_iter().map(one).collect();
+        let mut keys = AuthorKeys::default();
+        return entries.into_iter().map(|e| one(e, &mut keys)).collect();
     }
     let per = entries.len().div_ceil(threads);
     let mut chunks: Vec<Vec<LogEntry<A>>> = Vec::with_capacity(threads);
@@ -114,7 +118,15 @@ pub fn verify_batch<A: Action>(
     std::thread::scope(|s| {
         let handles: Vec<_> = chunks
             .into_iter()
-            .map(|chunk| s.spawn(move || chunk.into_iter().map(one).collect::<Vec<_>>()))
+            .map(|chunk| {
+                s.spawn(move || {
+                    let mut keys = AuthorKeys::default();
+                    chunk
+                        .into_iter()
+                        .map(|e| one(e, &mut keys))
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
         handles
             .into_iter()
