@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn, Span};
 
-use oplog_protocol::session::{EndCode, Event, Session, SessionStore, SyncReport};
+use oplog_protocol::session::{EndCode, Event, Prepared, Session, SessionStore, SyncReport};
 
 /// Frames queued at most in each direction between the streams and the session.
 pub const FRAME_QUEUE: usize = 2;
@@ -78,10 +78,11 @@ impl<A: Action> SyncStore<A> for oplog_store::Store<A> {
 }
 
 /// What the reader hands the driver, in stream order.
-enum Inbound {
-    /// A frame: its length header and its body, or no body when the length is over the
-    /// session's frame limit (the reader then stops: the session refuses it).
-    Frame { len: u32, body: Option<Vec<u8>> },
+enum Inbound<A> {
+    /// A frame: its length header and its body (prepared: entries decoded and verified), or
+    /// no body when the length is over the session's frame limit (the reader then stops:
+    /// the session refuses it).
+    Frame { len: u32, body: Option<Prepared<A>> },
     /// The peer's stream ended or failed: nothing more will come.
     End(Option<io::Error>),
 }
@@ -110,11 +111,11 @@ pub struct SessionOutcome {
 }
 
 /// One input to the session, run on the blocking pool.
-enum Input {
+enum Input<A> {
     /// Nothing new: only pull frames (at start, or when the writer made room).
     Pull,
     /// A frame's length header and, unless the reader refused it unread, its body.
-    Frame(u32, Option<Vec<u8>>),
+    Frame(u32, Option<Prepared<A>>),
     Eof,
     Timeout,
     Close(EndCode, String),
@@ -148,7 +149,7 @@ where
 {
     /// Feeds `input`, applies every event, then pulls at most `room` frames (the driver
     /// contract: events first, then frames).
-    fn step(&mut self, input: Input, room: usize) -> Output {
+    fn step(&mut self, input: Input<A>, room: usize) -> Output {
         let now = Instant::now();
         let mut refused = false;
         match input {
@@ -158,7 +159,7 @@ where
                 // read a body within the frame limit).
                 match body {
                     Some(body) if self.session.handle_frame_len(len) => {
-                        self.session.handle_frame(body, now);
+                        self.session.handle_prepared(body, now);
                     }
                     Some(_) => refused = true,
                     None => refused = !self.session.handle_frame_len(len),
@@ -321,9 +322,9 @@ async fn flush_deadline(mut rx: watch::Receiver<Option<Instant>>) {
 /// Reads frames into `tx`, ahead of the session by at most the queue: a header, then, if the
 /// length is within `max_frame` (so the allocation is bounded), the body. A header over the
 /// limit goes alone and ends the reading (the session refuses it).
-async fn read_frames<Rd: AsyncRead + Unpin>(
+async fn read_frames<A: Action, Rd: AsyncRead + Unpin>(
     mut recv: Rd,
-    tx: mpsc::Sender<Inbound>,
+    tx: mpsc::Sender<Inbound<A>>,
     max_frame: usize,
 ) {
     loop {
@@ -343,9 +344,16 @@ async fn read_frames<Rd: AsyncRead + Unpin>(
         };
         let mut body = vec![0u8; size];
         let item = match recv.read_exact(&mut body).await {
-            Ok(_) => Inbound::Frame {
-                len,
-                body: Some(body),
+            // Entries are decoded and verified here, on the blocking pool, while the session
+            // handles the frame before and the store applies it: the two overlap.
+            Ok(_) => match tokio::task::spawn_blocking(move || Prepared::new(body)).await {
+                Ok(prepared) => Inbound::Frame {
+                    len,
+                    body: Some(prepared),
+                },
+                Err(e) => Inbound::End(Some(io::Error::other(format!(
+                    "verifying a received frame failed: {e}"
+                )))),
             },
             Err(e) => Inbound::End(Some(e)),
         };
@@ -371,7 +379,7 @@ async fn write_frames<Wr: AsyncWrite + Unpin>(
 /// The driver loop: see the module docs.
 async fn drive<A, R, S>(
     core: Core<A, R, S>,
-    mut in_rx: mpsc::Receiver<Inbound>,
+    mut in_rx: mpsc::Receiver<Inbound<A>>,
     out_tx: mpsc::Sender<Vec<u8>>,
     deadline_tx: watch::Sender<Option<Instant>>,
 ) -> SessionOutcome
@@ -494,7 +502,7 @@ where
 /// One [`Core::step`] on tokio's blocking pool, inside `span`; `Err` if it panicked.
 async fn step_blocking<A, R, S>(
     mut core: Core<A, R, S>,
-    input: Input,
+    input: Input<A>,
     room: usize,
     span: &Span,
 ) -> Result<(Core<A, R, S>, Output), tokio::task::JoinError>

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use oplog_protocol::replica::{InsertOutcome, MemoryReplica};
-use oplog_protocol::session::{EndCode, Event, Role, Session, SessionConfig, SyncReport};
+use oplog_protocol::session::{EndCode, Event, Prepared, Role, Session, SessionConfig, SyncReport};
 use oplog_protocol::wire::message::{DecodeError, Part, Payload};
 use oplog_protocol::VerifiedEntry;
 use oplog_protocol::{
@@ -2063,8 +2063,16 @@ impl SessionSide {
                 frame.len() - 4
             ));
         }
-        self.session
-            .handle_frame(frame[4..].to_vec(), session_epoch());
+        // Both ways in: a responder gets its frames through `Prepared` (entries verified
+        // before the session sees them, as the node's driver does), an initiator through
+        // `handle_frame`; every vector must come out the same either way.
+        let body = frame[4..].to_vec();
+        match self.role {
+            Role::Responder => self
+                .session
+                .handle_prepared(Prepared::new(body), session_epoch()),
+            Role::Initiator => self.session.handle_frame(body, session_epoch()),
+        }
         self.drain();
         Ok(true)
     }

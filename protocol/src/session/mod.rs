@@ -64,7 +64,7 @@ use std::time::Instant;
 
 use tracing::{debug, debug_span, warn};
 
-use crate::entry::{verify_batch, Action, LogEntry, VerifiedEntry};
+use crate::entry::{verify_batch, Action, LogEntry, Unverified, VerifiedEntry};
 use crate::key::EntryKey;
 use crate::range::RangeStore;
 use crate::reconcile::{KeyForm, Message, ReconcileError, Reconciler};
@@ -90,6 +90,76 @@ use frame::Frame;
 /// Bytes of an ENTRIES frame besides its entries and their lengths, at most: the type byte and
 /// the entry count.
 const ENTRIES_FRAME_FIXED: usize = 1 + 5;
+
+/// A frame body with the costly part of handling it already done, for
+/// [`Session::handle_prepared`]: the entries of an ENTRIES frame decoded and their signatures
+/// checked (strict ed25519 on all cores, most of the CPU a sync spends).
+///
+/// [`Prepared::new`] needs no session, so a driver can prepare the next frame on another
+/// thread while the session handles (and the store applies) the one before: verification and
+/// storing then overlap. The session's checks, their order and every outcome are those of
+/// [`Session::handle_frame`]; it only takes the verdicts from here. Any other frame, and one
+/// that does not parse, is kept as it is for the session to judge.
+pub struct Prepared<A = crate::Op> {
+    body: Vec<u8>,
+    entries: Option<Checked<A>>,
+}
+
+/// The entries of an ENTRIES frame, decoded and verified, or the first decoding failure.
+type Checked<A> = Result<CheckedEntries<A>, (EndCode, String)>;
+
+/// Received entries: their keys in frame order, and each one's verification verdict.
+struct CheckedEntries<A> {
+    keys: Vec<EntryKey>,
+    verdicts: Vec<Result<VerifiedEntry<A>, Unverified>>,
+}
+
+impl<A: Action> Prepared<A> {
+    /// Prepares a frame body (the bytes after its length header).
+    pub fn new(body: Vec<u8>) -> Self {
+        let entries = match frame::parse(&body) {
+            Ok(Frame::Entries(raw)) => Some(check_entries(&raw)),
+            _ => None,
+        };
+        Prepared { body, entries }
+    }
+
+    /// The body's length in bytes.
+    pub fn len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Whether the body is empty (a frame the session refuses).
+    pub fn is_empty(&self) -> bool {
+        self.body.is_empty()
+    }
+}
+
+impl<A> std::fmt::Debug for Prepared<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("len", &self.body.len())
+            .field(
+                "entries",
+                &self
+                    .entries
+                    .as_ref()
+                    .map(|c| c.as_ref().map(|e| e.keys.len())),
+            )
+            .finish()
+    }
+}
+
+/// Decodes entries, notes their keys, and verifies them (stopping at the first that does not
+/// decode).
+fn check_entries<A: Action>(raw: &[&[u8]]) -> Checked<A> {
+    let decoded = decode_entries::<A>(raw)?;
+    let keys = decoded.iter().map(LogEntry::key).collect();
+    Ok(CheckedEntries {
+        keys,
+        verdicts: verify_batch(decoded),
+    })
+}
 
 /// Which side of the session this is: the initiator dialed and sends the first message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -272,6 +342,23 @@ impl<A: Action, R: RangeStore> Session<A, R> {
     /// A frame's body: the bytes after its length header, exactly as many as the header said
     /// (the driver checked the header with [`handle_frame_len`](Self::handle_frame_len)).
     pub fn handle_frame(&mut self, body: Vec<u8>, now: Instant) {
+        self.handle_prepared(
+            Prepared {
+                body,
+                entries: None,
+            },
+            now,
+        );
+    }
+
+    /// [`handle_frame`](Self::handle_frame) for a body prepared with [`Prepared::new`]
+    /// (possibly on another thread): the same checks and outcomes, without decoding and
+    /// verifying its entries here.
+    pub fn handle_prepared(&mut self, frame: Prepared<A>, now: Instant) {
+        let Prepared {
+            body,
+            entries: checked,
+        } = frame;
         if self.failing.is_some() || self.finished {
             return;
         }
@@ -295,7 +382,7 @@ impl<A: Action, R: RangeStore> Session<A, R> {
         };
         let result = match frame {
             Frame::Message => unreachable_message(),
-            Frame::Entries(entries) => self.on_entries(&entries),
+            Frame::Entries(entries) => self.on_entries(&entries, checked),
             Frame::AncestryRequest(bytes) => self.on_request(bytes),
             Frame::AncestryAnswer(bytes) => self.on_answer(bytes),
             Frame::End { code, reason } => {
@@ -545,7 +632,11 @@ impl<A: Action, R: RangeStore> Session<A, R> {
         Ok(())
     }
 
-    fn on_entries(&mut self, entries: &[&[u8]]) -> Result<(), (EndCode, String)> {
+    fn on_entries(
+        &mut self,
+        entries: &[&[u8]],
+        checked: Option<Checked<A>>,
+    ) -> Result<(), (EndCode, String)> {
         if !self.their_turn {
             return Err((EndCode::Protocol, "entries outside the peer's turn".into()));
         }
@@ -556,9 +647,11 @@ impl<A: Action, R: RangeStore> Session<A, R> {
                 format!("more than {max} entries in one turn"),
             ));
         }
-        let decoded = decode_entries::<A>(entries)?;
-        for e in &decoded {
-            let key = e.key();
+        let checked = match checked {
+            Some(checked) => checked?,
+            None => check_entries(entries)?,
+        };
+        for key in checked.keys {
             if self.turn_keys.last().is_some_and(|last| *last >= key) {
                 return Err((
                     EndCode::Protocol,
@@ -567,17 +660,17 @@ impl<A: Action, R: RangeStore> Session<A, R> {
             }
             self.turn_keys.push(key);
         }
-        self.received(entries, decoded)
+        self.received(entries, checked.verdicts)
     }
 
-    /// Verifies received entries and hands them to the driver.
+    /// Hands received entries to the driver if every one passed verification.
     fn received(
         &mut self,
         raw: &[&[u8]],
-        decoded: Vec<LogEntry<A>>,
+        verdicts: Vec<Result<VerifiedEntry<A>, Unverified>>,
     ) -> Result<(), (EndCode, String)> {
-        let mut verified = Vec::with_capacity(decoded.len());
-        for v in verify_batch(decoded) {
+        let mut verified = Vec::with_capacity(verdicts.len());
+        for v in verdicts {
             match v {
                 Ok(e) => verified.push(e),
                 Err(bad) => {
@@ -640,7 +733,7 @@ impl<A: Action, R: RangeStore> Session<A, R> {
                     ));
                 }
                 debug!(entries = raw.len(), complete, "session: ancestry answer");
-                self.received(&raw, decoded)
+                self.received(&raw, verify_batch(decoded))
             }
             AncestryAnswer::UnknownWant(h) => {
                 debug!(want = %h, "session: the peer does not hold what we lack");
