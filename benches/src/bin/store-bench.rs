@@ -7,8 +7,10 @@
 //! same entries, cut into batches of at most 1 MiB of encoded entries (one ENTRIES frame,
 //! about 6 000 entries), stored with `Store::insert_verified` (verified beforehand, outside
 //! the timing, as a session does on all cores) and with `Store::insert` (verification
-//! included), at 10^5 and 10^6 entries (or up to `N`), one durable commit per batch;
-//! `--no-plain` skips `Store::insert` (to profile `insert_verified` alone).
+//! included), at 10^5 and 10^6 entries (or up to `N`), one durable commit per batch; and
+//! with `Store::insert_verified_buffered` (what a session's driver calls: commits that do not
+//! wait for the disk, every 16th durable) and one `Store::persist` at the end, inside the
+//! timing; `--no-plain` skips `Store::insert` (to profile `insert_verified` alone).
 //!
 //! Entries are four authors' interleaved chains (each entry's parent is its author's previous
 //! entry), inserted in batches of 10 000 (a bulk sync's worth), each batch one durable
@@ -232,8 +234,15 @@ fn verified_mode(max: usize, plain: bool) {
         total / all.len().max(1)
     );
     println!(
-        "{:>9} {:>8} {:>20} {:>14} {:>12} {:>14}",
-        "entries", "batches", "insert_verified/s", "per CPU s", "insert/s", "per CPU s"
+        "{:>9} {:>8} {:>20} {:>14} {:>12} {:>14} {:>12} {:>14}",
+        "entries",
+        "batches",
+        "insert_verified/s",
+        "per CPU s",
+        "buffered/s",
+        "per CPU s",
+        "insert/s",
+        "per CPU s"
     );
     for n in sizes {
         let batches = frames(&verified[..n], |e| e.encode().len());
@@ -247,9 +256,21 @@ fn verified_mode(max: usize, plain: bool) {
         let verified_rate = float(n as u64) / start.elapsed().as_secs_f64();
         let verified_cpu = float(n as u64) / (cpu_seconds() - cpu).max(0.01);
         drop(store);
+        let store: Store = Store::open(dir.path().join("b.redb")).expect("open");
+        let (start, cpu) = (Instant::now(), cpu_seconds());
+        for batch in &batches {
+            let report = store
+                .insert_verified_buffered(batch.clone())
+                .expect("insert");
+            assert_eq!(report.applied.len(), batch.len());
+        }
+        store.persist().expect("persist");
+        let buffered_rate = float(n as u64) / start.elapsed().as_secs_f64();
+        let buffered_cpu = float(n as u64) / (cpu_seconds() - cpu).max(0.01);
+        drop(store);
         if !plain {
             println!(
-                "{n:>9} {:>8} {verified_rate:>20.0} {verified_cpu:>14.0} {:>12} {:>14}",
+                "{n:>9} {:>8} {verified_rate:>20.0} {verified_cpu:>14.0} {buffered_rate:>12.0} {buffered_cpu:>14.0} {:>12} {:>14}",
                 batches.len(),
                 "-",
                 "-"
@@ -266,7 +287,7 @@ fn verified_mode(max: usize, plain: bool) {
         let plain_rate = float(n as u64) / start.elapsed().as_secs_f64();
         let plain_cpu = float(n as u64) / (cpu_seconds() - cpu).max(0.01);
         println!(
-            "{n:>9} {:>8} {verified_rate:>20.0} {verified_cpu:>14.0} {plain_rate:>12.0} {plain_cpu:>14.0}",
+            "{n:>9} {:>8} {verified_rate:>20.0} {verified_cpu:>14.0} {buffered_rate:>12.0} {buffered_cpu:>14.0} {plain_rate:>12.0} {plain_cpu:>14.0}",
             batches.len()
         );
     }
