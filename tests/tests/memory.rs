@@ -97,8 +97,9 @@ async fn a_fresh_node_syncs_a_large_log_in_memory_bounded_by_the_batches() {
     //   memory): measured exactly;
     // - both stores' page caches (CACHE each) and one write transaction's dirty pages (one
     //   batch of entries plus their index rows, under 4 batches);
-    // - frames queued in each driver (a few each way, at most the frame limit each) and
-    //   QUIC's stream windows;
+    // - frames queued in each driver (a few each way, at most the frame limit each; a
+    //   received ENTRIES frame read ahead also holds its decoded, verified entries, about
+    //   its own size again) and QUIC's stream windows;
     // - one turn's carried keys on each side (65,536 × 40 bytes).
     let index = sb.snapshot().heap_bytes();
     let allowance =
