@@ -63,7 +63,7 @@ impl Dag {
                 ps.sort_unstable();
                 ps.dedup();
                 parents.extend(ps);
-                latest.iter_mut().for_each(|l| *l = Some(me));
+                latest.fill(Some(me));
             } else {
                 parents.extend(latest[usize::from(author)]);
                 latest[usize::from(author)] = Some(me);
@@ -345,7 +345,7 @@ pub fn negentropy(sets: &Sets) -> Result<Measure, Failure> {
     let err = |e: negentropy::Error| format!("negentropy: {e}");
     let storage = |s: &MemoryStore| -> Result<NegentropyStorageVector, Failure> {
         let mut v = NegentropyStorageVector::with_capacity(s.len());
-        for k in s.iter() {
+        for k in s {
             v.insert(k.hlc.0, Id::from_byte_array(k.hash.0))
                 .map_err(err)?;
         }
@@ -411,7 +411,7 @@ pub fn mst(sets: &Sets) -> Result<Measure, Failure> {
     let build = |s: &MemoryStore| {
         let mut t = Mst::default();
         let mut keys = BTreeSet::new();
-        for k in s.iter() {
+        for k in s {
             t.upsert(k.to_bytes(), &());
             keys.insert(k.to_bytes());
         }
@@ -677,15 +677,15 @@ mod tests {
     fn every_method_finds_exactly_the_difference() {
         let dag = Dag::new(3_000, 5);
         for (d, p, s) in cells() {
-            let x = sets(&dag, d, p, s, 11);
-            let o = oplog(&x, &Config::default()).expect("oplog-v1");
-            assert_eq!(o.rounds, o.messages.div_ceil(2));
-            negentropy(&x).expect("negentropy");
-            let t = mst(&x).expect("merkle-search-tree");
-            assert!(t.bytes_ab > 0 && t.bytes_ba > 0, "pages both ways");
-            let c = id_copy(&x).expect("id copy");
-            assert_eq!(c.bytes_ba, x.b.len() as u64 * 32);
-            match shoal_tips(&dag, &x) {
+            let pair = sets(&dag, d, p, s, 11);
+            let ours = oplog(&pair, &Config::default()).expect("oplog-v1");
+            assert_eq!(ours.rounds, ours.messages.div_ceil(2));
+            negentropy(&pair).expect("negentropy");
+            let tree = mst(&pair).expect("merkle-search-tree");
+            assert!(tree.bytes_ab > 0 && tree.bytes_ba > 0, "pages both ways");
+            let copy = id_copy(&pair).expect("id copy");
+            assert_eq!(copy.bytes_ba, pair.b.len() as u64 * 32);
+            match shoal_tips(&dag, &pair) {
                 Ok(m) => assert!(m.bytes_ab + m.bytes_ba >= d as u64 * 32),
                 Err(e) => assert!(e.starts_with("n/a"), "{e}"),
             }
