@@ -597,3 +597,52 @@ fn real_main() -> Result<ExitCode, String> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(method: &str, bytes_ab: u64, rounds: u64) -> Row {
+        Row {
+            n: 1_000,
+            d: 10,
+            placement: Placement::Uniform,
+            sides: Sides::Both,
+            method: method.into(),
+            result: Ok(Measure {
+                bytes_ab,
+                bytes_ba: 7,
+                rounds,
+                ..Measure::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn the_quick_check_fails_on_more_bytes_or_rounds_and_on_rows_added_or_gone() {
+        let recorded = quick_csv(&[row("a", 100, 3), row("b", 50, 2)]);
+        let (_, bad) = compare(&recorded, &[row("a", 100, 3), row("b", 50, 2)]).unwrap();
+        assert!(!bad, "the same counts pass");
+        let (lines, bad) = compare(&recorded, &[row("a", 90, 3), row("b", 50, 1)]).unwrap();
+        assert!(
+            !bad && lines.len() == 2,
+            "fewer bytes or rounds pass and are shown"
+        );
+        let (lines, bad) = compare(&recorded, &[row("a", 101, 3), row("b", 50, 2)]).unwrap();
+        assert!(bad && lines[0].starts_with("WORSE"), "{lines:?}");
+        let (_, bad) = compare(&recorded, &[row("a", 100, 4), row("b", 50, 2)]).unwrap();
+        assert!(bad, "one more round trip fails");
+        let (lines, bad) = compare(&recorded, &[row("a", 100, 3)]).unwrap();
+        assert!(bad && lines[0].starts_with("GONE"), "{lines:?}");
+        let (lines, bad) = compare(
+            &recorded,
+            &[row("a", 100, 3), row("b", 50, 2), row("c", 1, 1)],
+        )
+        .unwrap();
+        assert!(bad && lines[0].starts_with("NEW"), "{lines:?}");
+        assert!(
+            compare("header\n1,2,3\n", &[]).is_err(),
+            "a malformed file is an error"
+        );
+    }
+}
