@@ -693,6 +693,25 @@ mod tests {
     }
 
     #[test]
+    fn the_timed_driver_sends_what_transcript_run_sends() {
+        use oplog_protocol::testing::transcript::run;
+        let dag = Dag::new(5_000, 7);
+        let mut sweep = Config::default();
+        sweep.branching = 8;
+        sweep.list_threshold = 64;
+        for (d, p, s) in cells() {
+            let pair = sets(&dag, d, p, s, 13);
+            for cfg in [Config::default(), sweep.clone()] {
+                let ours = oplog(&pair, &cfg).expect("oplog-v1");
+                let t = run(&pair.a, &pair.b, cfg.clone(), cfg).expect("transcript");
+                assert_eq!((ours.bytes_ab, ours.bytes_ba), t.bytes());
+                assert_eq!(ours.messages, t.messages.len() as u64);
+                assert_eq!(ours.rounds, t.rounds() as u64);
+            }
+        }
+    }
+
+    #[test]
     fn tip_sync_runs_on_closed_sets_and_only_there() {
         let dag = Dag::new(3_000, 5);
         let newest = sets(&dag, 100, Placement::Newest, Sides::One, 1);
