@@ -3,6 +3,9 @@
 //! Run `cargo run --release -p oplog-benches --bin rbsr-params` to see how the reconciler's
 //! branching factor, list threshold and prefix length trade bytes for rounds.
 
+pub mod bandwidth;
+pub mod chart;
+
 use oplog_protocol::{EntryKey, MemoryStore};
 use rand::{Rng, SeedableRng};
 
