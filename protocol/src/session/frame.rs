@@ -1,5 +1,6 @@
-//! The frames of a session on the wire (spec 9.2): a 4-byte big-endian length, a type byte,
-//! and the type's payload.
+//! The frames of a session and of the other streams of a live connection on the wire (spec
+//! 9.2, 9.9): a 4-byte big-endian length, a type byte, and the type's payload. Public as
+//! [`crate::session::frame`] for drivers that run PUSH and standalone ancestry streams.
 
 use crate::entry::MAX_ENTRY_BYTES;
 use crate::wire::message::{put_varint, DecodeError, Reader};
@@ -12,24 +13,28 @@ pub const FRAME_HEADER_LEN: usize = 4;
 /// Most bytes of UTF-8 an END frame's reason may hold.
 pub const MAX_REASON_BYTES: usize = 256;
 
-/// Frame types (spec 9.2): the first byte after the length.
-pub(crate) mod kind {
+/// Frame types (spec 9.2, 9.9): the first byte after the length.
+pub mod kind {
     /// A reconciliation message in carried form (spec 8.12); the type byte doubles as the
-    /// message's tag byte.
-    pub(crate) const MESSAGE: u8 = 0x01;
+    /// message's tag byte. As a stream's first frame: a session.
+    pub const MESSAGE: u8 = 0x01;
     /// A batch of entries.
-    pub(crate) const ENTRIES: u8 = 0x02;
-    /// An ancestry request (spec 6.3).
-    pub(crate) const ANCESTRY_REQUEST: u8 = 0x03;
+    pub const ENTRIES: u8 = 0x02;
+    /// An ancestry request (spec 6.3). As a stream's first frame: a standalone fetch.
+    pub const ANCESTRY_REQUEST: u8 = 0x03;
     /// An ancestry answer (spec 6.3).
-    pub(crate) const ANCESTRY_ANSWER: u8 = 0x04;
-    /// The end of the session.
-    pub(crate) const END: u8 = 0x05;
+    pub const ANCESTRY_ANSWER: u8 = 0x04;
+    /// The end of a session or stream.
+    pub const END: u8 = 0x05;
+    /// Entries pushed unasked (spec 9.9), laid out as ENTRIES. As a stream's first frame: a
+    /// push.
+    pub const PUSH: u8 = 0x06;
 }
 
 /// A frame's type and payload as received, before the payload's own decoder runs.
 #[derive(Debug)]
-pub(crate) enum Frame<'a> {
+#[non_exhaustive]
+pub enum Frame<'a> {
     /// A reconciliation message: the whole frame body is the message (its tag byte is the
     /// frame type), so the caller takes the body itself.
     Message,
@@ -40,7 +45,14 @@ pub(crate) enum Frame<'a> {
     /// The payload of an ancestry answer.
     AncestryAnswer(&'a [u8]),
     /// An END frame.
-    End { code: EndCode, reason: String },
+    End {
+        /// Its code.
+        code: EndCode,
+        /// Its reason (UTF-8, at most [`MAX_REASON_BYTES`]).
+        reason: String,
+    },
+    /// The payload of a PUSH frame (spec 9.9): the entries' bytes, each still to be decoded.
+    Push(Vec<&'a [u8]>),
 }
 
 /// Why a frame was refused before its payload's own decoder ran.
@@ -80,12 +92,19 @@ impl FrameError {
     }
 }
 
-/// Splits a frame body into its type and payload; ENTRIES and END payloads are decoded here.
-pub(crate) fn parse(body: &[u8]) -> Result<Frame<'_>, FrameError> {
+/// Splits a frame body (the bytes after the length header) into its type and payload;
+/// ENTRIES, PUSH and END payloads are decoded here.
+///
+/// # Errors
+///
+/// [`FrameError::Empty`], [`FrameError::UnknownType`], or [`FrameError::Malformed`] for an
+/// ENTRIES, PUSH or END payload that breaks its layout.
+pub fn parse(body: &[u8]) -> Result<Frame<'_>, FrameError> {
     let (&kind, payload) = body.split_first().ok_or(FrameError::Empty)?;
     Ok(match kind {
         kind::MESSAGE => Frame::Message,
-        kind::ENTRIES => Frame::Entries(entries(payload)?),
+        kind::ENTRIES => Frame::Entries(entries(payload, "ENTRIES")?),
+        kind::PUSH => Frame::Push(entries(payload, "PUSH")?),
         kind::ANCESTRY_REQUEST => Frame::AncestryRequest(payload),
         kind::ANCESTRY_ANSWER => Frame::AncestryAnswer(payload),
         kind::END => {
@@ -97,21 +116,21 @@ pub(crate) fn parse(body: &[u8]) -> Result<Frame<'_>, FrameError> {
 }
 
 /// `varint m (at least 1) || m × (varint len || entry)`, each `len` 1 to
-/// [`MAX_ENTRY_BYTES`], nothing after.
-fn entries(payload: &[u8]) -> Result<Vec<&[u8]>, FrameError> {
-    let bad = |e: DecodeError| FrameError::malformed("ENTRIES", e);
+/// [`MAX_ENTRY_BYTES`], nothing after (the payload of ENTRIES and PUSH, named `what`).
+fn entries<'a>(payload: &'a [u8], what: &'static str) -> Result<Vec<&'a [u8]>, FrameError> {
+    let bad = |e: DecodeError| FrameError::malformed(what, e);
     let mut r = Reader::new(payload);
     let m = r.varint("entry count").map_err(bad)?;
     if m == 0 {
         return Err(FrameError::malformed(
-            "ENTRIES",
+            what,
             "an entries frame holds at least one entry",
         ));
     }
     // every entry takes at least two bytes, so a count above that is a lie told cheaply
     if m > (payload.len() / 2) as u64 {
         return Err(FrameError::malformed(
-            "ENTRIES",
+            what,
             format!("{m} entries cannot fit in {} bytes", payload.len()),
         ));
     }
@@ -123,7 +142,7 @@ fn entries(payload: &[u8]) -> Result<Vec<&[u8]>, FrameError> {
             .filter(|s| (1..=MAX_ENTRY_BYTES).contains(s))
             .ok_or_else(|| {
                 FrameError::malformed(
-                    "ENTRIES",
+                    what,
                     format!("entry length {len} outside 1 to {MAX_ENTRY_BYTES}"),
                 )
             })?;
@@ -131,7 +150,7 @@ fn entries(payload: &[u8]) -> Result<Vec<&[u8]>, FrameError> {
     }
     if !r.is_empty() {
         return Err(FrameError::malformed(
-            "ENTRIES",
+            what,
             format!("{} bytes after the last entry", r.remaining()),
         ));
     }
@@ -170,8 +189,8 @@ pub(crate) fn seal(mut frame: Vec<u8>) -> Vec<u8> {
     frame
 }
 
-/// A whole frame of type `kind` around `payload`.
-pub(crate) fn whole(kind: u8, payload: &[u8]) -> Vec<u8> {
+/// A whole frame (length header included) of type `kind` around `payload`.
+pub fn whole(kind: u8, payload: &[u8]) -> Vec<u8> {
     let mut f = start(kind);
     f.extend_from_slice(payload);
     seal(f)
@@ -187,7 +206,18 @@ pub(crate) fn message(bytes: &[u8]) -> Vec<u8> {
 
 /// A whole ENTRIES frame holding `entries` (encoded entries, section 5.5).
 pub(crate) fn entries_frame<'a>(entries: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut f = start(kind::ENTRIES);
+    list_frame(kind::ENTRIES, entries)
+}
+
+/// A whole PUSH frame (spec 9.9) holding `entries` (encoded entries, section 5.5; at least
+/// one, each 1 to [`MAX_ENTRY_BYTES`] bytes).
+pub fn push_frame<'a>(entries: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
+    list_frame(kind::PUSH, entries)
+}
+
+/// A whole frame of type `kind` with the ENTRIES layout.
+fn list_frame<'a>(kind: u8, entries: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut f = start(kind);
     put_varint(&mut f, entries.len() as u64);
     for e in entries {
         put_varint(&mut f, e.len() as u64);
@@ -197,7 +227,7 @@ pub(crate) fn entries_frame<'a>(entries: impl ExactSizeIterator<Item = &'a [u8]>
 }
 
 /// A whole END frame; the reason is cut to [`MAX_REASON_BYTES`] at a character boundary.
-pub(crate) fn end_frame(code: EndCode, reason: &str) -> Vec<u8> {
+pub fn end_frame(code: EndCode, reason: &str) -> Vec<u8> {
     let mut cut = reason.len().min(MAX_REASON_BYTES);
     while !reason.is_char_boundary(cut) {
         cut -= 1;

@@ -72,7 +72,8 @@ use crate::wire::{AncestryAnswer, AncestryRequest, MAX_HAVES, MAX_WANTS};
 
 mod config;
 mod end;
-mod frame;
+pub mod frame;
+mod push;
 mod report;
 mod store;
 
@@ -82,6 +83,7 @@ pub use config::{
 };
 pub use end::EndCode;
 pub use frame::{FrameError, FRAME_HEADER_LEN, MAX_REASON_BYTES};
+pub use push::check_push;
 pub use report::SyncReport;
 pub use store::SessionStore;
 
@@ -389,6 +391,10 @@ impl<A: Action, R: RangeStore> Session<A, R> {
                 self.on_end(code, reason, now);
                 Ok(())
             }
+            Frame::Push(_) => Err((
+                EndCode::Protocol,
+                "a PUSH frame inside a session (PUSH only opens a stream of its own)".into(),
+            )),
         };
         if let Err((code, reason)) = result {
             self.fail(code, reason);
