@@ -211,6 +211,7 @@ struct Metrics {
     entries_sent: AtomicU64,
     pushes_dropped: AtomicU64,
     pushes_refused: AtomicU64,
+    push_ancestry: AtomicU64,
     merges: AtomicU64,
     appends: AtomicU64,
 }
@@ -330,6 +331,9 @@ impl LiveHooks for Hooks {
             .fetch_add(stats.applied, Ordering::Relaxed);
         if result.is_err() {
             m.pushes_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        if stats.ancestry {
+            m.push_ancestry.fetch_add(1, Ordering::Relaxed);
         }
         if stats.unresolved > 0 {
             debug!(peer = %peer.fmt_short(), unresolved = stats.unresolved, "a pushed entry is still held back after its ancestry fetch; syncing early");
@@ -1129,6 +1133,12 @@ impl Node {
             "counter",
             "Pushes from peers that ended with an error.",
             get(&m.pushes_refused),
+        );
+        line(
+            "oplog_push_ancestry_requests_total",
+            "counter",
+            "Ancestry requests sent on received pushes whose entries were held back.",
+            get(&m.push_ancestry),
         );
         line(
             "oplog_merges_total",
