@@ -35,7 +35,7 @@ use push::{push_on, PushError, PushStats};
 pub use push::{receive_push, PushVerdict};
 pub use wire::{
     end_frame, parse_end, parse_push, push_frame, PushFrameError, KIND_ANCESTRY_ANSWER,
-    KIND_ANCESTRY_REQUEST, KIND_END, KIND_MESSAGE, KIND_PUSH,
+    KIND_ANCESTRY_REQUEST, KIND_END, KIND_MESSAGE, KIND_PUSH, MAX_END_REASON,
 };
 
 /// Default [`NodeConfig::anti_entropy`]: a session with each configured peer every 10 s.
@@ -277,6 +277,8 @@ struct Shared {
 pub struct Node {
     shared: Arc<Shared>,
     router: Router,
+    /// The task that admits deferred entries once their time has come.
+    retry: JoinHandle<()>,
 }
 
 impl fmt::Debug for Node {
@@ -775,6 +777,36 @@ async fn anti_entropy(node: Weak<Shared>, id: EndpointId, early: Arc<Notify>) {
     }
 }
 
+/// Admits deferred entries (stamped too far ahead when they came) once local time has caught
+/// up, every anti-entropy interval, until the node stops.
+async fn retry_deferred(node: Weak<Shared>) {
+    loop {
+        let Some(shared) = node.upgrade() else {
+            return;
+        };
+        let wait = shared.jittered(shared.config.anti_entropy);
+        let mut stop = shared.stop.subscribe();
+        drop(shared);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        let Some(shared) = node.upgrade() else {
+            return;
+        };
+        let store = Arc::clone(&shared.store);
+        match tokio::task::spawn_blocking(move || store.retry_deferred()).await {
+            Ok(Ok(report)) if !report.applied.is_empty() => {
+                debug!(applied = report.applied.len(), "deferred entries came due");
+                shared.after_sync();
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "could not admit deferred entries"),
+            Err(e) => warn!(error = %e, "the deferred-entry task failed"),
+        }
+    }
+}
+
 impl Node {
     /// Starts a node on `endpoint` (already bound) over `store`: registers the protocol
     /// on a new `Router` under [`NodeConfig::alpn`], starts a pusher per peer and an
@@ -841,7 +873,15 @@ impl Node {
         let router = Router::builder(endpoint)
             .accept(config.alpn.clone(), shared.sync.clone())
             .spawn();
-        let node = Node { shared, router };
+        let span = info_span!("oplog.deferred", node = %id.fmt_short());
+        let retry = shared
+            .runtime
+            .spawn(retry_deferred(Arc::downgrade(&shared)).instrument(span));
+        let node = Node {
+            shared,
+            router,
+            retry,
+        };
         for addr in config.peers {
             node.add_peer(addr);
         }
@@ -1227,6 +1267,7 @@ impl Node {
     /// Stops every task of the node, closes its connections and its endpoint.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         let _ = self.shared.stop.send(true);
+        self.retry.abort();
         {
             let mut peers = lock(&self.shared.peers);
             for peer in peers.values_mut() {
