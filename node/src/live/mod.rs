@@ -18,9 +18,7 @@ use iroh::{Endpoint, EndpointAddr, EndpointId};
 use oplog_protocol::dag::{merge_parents, should_merge};
 use oplog_protocol::replica::InsertOutcome;
 use oplog_protocol::session::{SessionConfig, SyncReport};
-use oplog_protocol::{
-    Hlc, HlcClock, LogEntry, NodeId, ObjectId, Op, SigningKey, SystemClock, VerifiedEntry,
-};
+use oplog_protocol::{Hlc, HlcClock, LogEntry, NodeId, ObjectId, Op, SigningKey, VerifiedEntry};
 use oplog_store::Store;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
@@ -241,7 +239,7 @@ struct Shared {
     endpoint: Endpoint,
     store: Arc<Store<Op>>,
     key: SigningKey,
-    clock: Mutex<HlcClock<SystemClock>>,
+    clock: Mutex<HlcClock<StoreClock>>,
     /// Serializes the node's own writes: heads read, stamp, sign and insert as one step.
     writer: Mutex<()>,
     sync: OplogSync<Op>,
@@ -289,6 +287,9 @@ impl fmt::Debug for Node {
     }
 }
 
+/// The wall clock the node stamps with: the store's (the one its drift bound is judged by).
+type StoreClock = Box<dyn Fn() -> u64 + Send + Sync>;
+
 /// The hooks the handler calls; they hold the node weakly (the node owns the handler).
 struct Hooks(Weak<Shared>);
 
@@ -303,6 +304,14 @@ impl LiveHooks for Hooks {
         let Some(shared) = self.0.upgrade() else {
             return;
         };
+        if outcome
+            .end
+            .as_ref()
+            .is_some_and(|end| end.code == oplog_protocol::session::EndCode::Busy)
+        {
+            // Not a session: the pair was busy (it is counted where it runs).
+            return;
+        }
         let end = match &outcome.end {
             None => Ok(()),
             Some(end) => Err(format!(
@@ -519,9 +528,22 @@ impl Shared {
     }
 
     /// Starts a session with `id` early (a pushed entry stayed held back).
-    fn wake(&self, id: EndpointId) {
-        if let Some(peer) = lock(&self.peers).get(&id) {
-            peer.early.notify_one();
+    fn wake(self: &Arc<Self>, id: EndpointId) {
+        let has_loop = match lock(&self.peers).get(&id) {
+            Some(peer) if peer.anti_entropy.is_some() => {
+                peer.early.notify_one();
+                true
+            }
+            _ => false,
+        };
+        if !has_loop {
+            // Not a configured peer: one session on its open connection.
+            let shared = Arc::clone(self);
+            self.runtime.spawn(async move {
+                if let Err(e) = shared.session(id).await {
+                    debug!(error = %e, "early session with a pushing peer failed");
+                }
+            });
         }
     }
 
@@ -841,7 +863,9 @@ impl Node {
                 .max()
                 .unwrap_or(Hlc(0))
         };
-        let clock = HlcClock::restore(SystemClock, store.options().limits.max_drift, newest);
+        let wall = Arc::clone(&store.options().clock);
+        let wall: StoreClock = Box::new(move || wall.now_nanos());
+        let clock = HlcClock::restore(wall, store.options().limits.max_drift, newest);
         let members: HashSet<EndpointId> = config.allowed.iter().copied().collect();
         let (synced, _) = watch::channel(0);
         let (stop, _) = watch::channel(false);
