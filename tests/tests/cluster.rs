@@ -179,12 +179,22 @@ impl Cluster {
         }
     }
 
+    /// Stops every node at once (a node's endpoint waits for its peers to acknowledge its
+    /// closes, which they can only while they run).
     async fn shutdown(mut self) {
-        for i in 0..self.nodes.len() {
-            if self.nodes[i].is_some() {
-                self.stop(i).await;
-            }
-        }
+        let nodes: Vec<Node> = self.nodes.iter_mut().filter_map(Option::take).collect();
+        let stores: Vec<Arc<Store>> = nodes.iter().map(|n| Arc::clone(n.store())).collect();
+        futures_join_all(
+            nodes
+                .into_iter()
+                .map(|n| async move { n.shutdown().await.expect("shutdown") })
+                .collect(),
+        )
+        .await;
+        wait_until("the stopped nodes release their stores", || {
+            stores.iter().all(|s| Arc::strong_count(s) == 1)
+        })
+        .await;
     }
 }
 

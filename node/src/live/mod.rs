@@ -26,7 +26,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::driver::SessionOutcome;
 use crate::error::{NodeError, SyncError};
-use crate::handler::{LiveHooks, OplogSync, CLOSE_NOT_ALLOWED};
+use crate::handler::{LiveHooks, OplogSync, CLOSE_DONE, CLOSE_NOT_ALLOWED};
 use crate::ALPN;
 use push::{push_on, PushError, PushStats};
 
@@ -423,6 +423,20 @@ impl Shared {
         lock(&self.peers).get_mut(&id).and_then(Peer::live_conn)
     }
 
+    /// Runs `task` on the node's runtime until it ends or the node stops.
+    fn spawn_until_stop(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut stop = self.stop.subscribe();
+        if *stop.borrow_and_update() {
+            return;
+        }
+        self.runtime.spawn(async move {
+            tokio::select! {
+                () = task => {}
+                _ = stop.changed() => {}
+            }
+        });
+    }
+
     /// An open connection to `id`: an existing one, or a new one dialed at its configured
     /// address (whose incoming streams are then served too).
     async fn connect(self: &Arc<Self>, id: EndpointId) -> Result<Connection, NodeError> {
@@ -443,8 +457,7 @@ impl Shared {
         self.register_conn(id, &conn);
         let sync = self.sync.clone();
         let served = conn.clone();
-        self.runtime
-            .spawn(async move { sync.serve_dialed(served, id).await });
+        self.spawn_until_stop(async move { sync.serve_dialed(served, id).await });
         Ok(conn)
     }
 
@@ -539,7 +552,7 @@ impl Shared {
         if !has_loop {
             // Not a configured peer: one session on its open connection.
             let shared = Arc::clone(self);
-            self.runtime.spawn(async move {
+            self.spawn_until_stop(async move {
                 if let Err(e) = shared.session(id).await {
                     debug!(error = %e, "early session with a pushing peer failed");
                 }
@@ -550,7 +563,7 @@ impl Shared {
     /// After a session or push applied: merge if the rule says so, then bump `synced`.
     fn after_sync(self: &Arc<Self>) {
         let shared = Arc::clone(self);
-        self.runtime.spawn(async move {
+        self.spawn_until_stop(async move {
             if shared.config.merge && !*shared.stop.borrow() {
                 if let Err(e) = shared.maybe_merge().await {
                     warn!(error = %e, "could not write a merge");
@@ -1298,6 +1311,11 @@ impl Node {
                 peer.pusher.abort();
                 if let Some(task) = peer.anti_entropy.take() {
                     task.abort();
+                }
+                // Closed explicitly so peers learn at once (the endpoint's close then only
+                // waits for their acknowledgements).
+                for conn in peer.conns.drain(..) {
+                    conn.close(CLOSE_DONE.into(), b"the node is shutting down");
                 }
             }
         }
