@@ -270,6 +270,24 @@ async fn three_nodes_with_random_writes_converge_by_push_and_anti_entropy() {
     // Every write of every node is there (plus the merges that joined them).
     assert!(cluster.node(0).store().len() >= 180);
     cluster.stays_quiet(5).await;
+    // What operators see: one head, every peer synced, the same in JSON and in metrics.
+    for node in cluster.running() {
+        let status = node.status().unwrap();
+        assert_eq!(status.heads.len(), 1);
+        assert_eq!(status.entries, node.store().len());
+        assert_eq!((status.held_back, status.deferred), (0, 0));
+        assert_eq!(status.peers.len(), 2, "both other members");
+        assert!(status.peers.iter().all(|p| p.member && p.connected));
+        assert!(status
+            .peers
+            .iter()
+            .any(|p| p.sessions > 0 && p.last_sync.is_some()));
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["entries"], status.entries);
+        let metrics = node.metrics_text();
+        assert!(metrics.contains("\noplog_heads 1\n"), "{metrics}");
+        assert!(metrics.contains(&format!("\noplog_entries {}\n", status.entries)));
+    }
     cluster.shutdown().await;
 }
 
