@@ -8,7 +8,7 @@ pub(crate) mod wire;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -251,6 +251,8 @@ struct Shared {
     runtime: tokio::runtime::Handle,
     jitter: std::collections::hash_map::RandomState,
     jitter_seq: AtomicU64,
+    /// Whether a merge check (and `synced` bump) is queued and not started yet.
+    after_sync_pending: AtomicBool,
 }
 
 /// A live oplog-sync node on an iroh endpoint: it answers peers (its `Router` registers
@@ -561,9 +563,17 @@ impl Shared {
     }
 
     /// After a session or push applied: merge if the rule says so, then bump `synced`.
+    ///
+    /// At most one such task is waiting at a time: events that land while one waits are
+    /// covered by it (it reads the heads after it starts), so a burst of pushes costs one
+    /// merge check, not one task each.
     fn after_sync(self: &Arc<Self>) {
+        if self.after_sync_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let shared = Arc::clone(self);
         self.spawn_until_stop(async move {
+            shared.after_sync_pending.store(false, Ordering::Release);
             if shared.config.merge && !*shared.stop.borrow() {
                 if let Err(e) = shared.maybe_merge().await {
                     warn!(error = %e, "could not write a merge");
@@ -904,6 +914,7 @@ impl Node {
                 runtime: tokio::runtime::Handle::current(),
                 jitter: std::collections::hash_map::RandomState::new(),
                 jitter_seq: AtomicU64::new(0),
+                after_sync_pending: AtomicBool::new(false),
             }
         });
         shared.sync_authors(&members);
@@ -1295,8 +1306,9 @@ impl Node {
         out
     }
 
-    /// A counter that goes up after every session or push this node applied (and the merge
-    /// it may have caused): wait on it instead of sleeping.
+    /// A counter that goes up after the sessions and pushes this node takes part in (and
+    /// the merge they may have caused; several that land together may count once): wait on
+    /// it instead of sleeping.
     pub fn subscribe_synced(&self) -> watch::Receiver<u64> {
         self.shared.synced.subscribe()
     }
