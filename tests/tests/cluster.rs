@@ -103,6 +103,22 @@ impl Cluster {
         self.nodes.iter().flatten()
     }
 
+    /// Waits until every node has a connection open to each peer it is configured with (the
+    /// first anti-entropy round opens them), so the writes that follow travel by push.
+    async fn connected(&self) {
+        wait_until("every node connects to its peers", || {
+            self.running().all(|n| {
+                let status = n.status().unwrap();
+                status
+                    .peers
+                    .iter()
+                    .filter(|p| p.addr.is_some())
+                    .all(|p| p.connected)
+            })
+        })
+        .await;
+    }
+
     /// Waits until every running node holds the same entries, at one head, with nothing
     /// held back.
     async fn converged(&self) {
@@ -265,6 +281,7 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: Vec<F>) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_with_random_writes_converge_by_push_and_anti_entropy() {
     let cluster = Cluster::start(3, |i| vec![(i + 1) % 3], INTERVAL).await;
+    cluster.connected().await;
     random_writes(&cluster, 60, 1).await;
     cluster.converged().await;
     // Every write of every node is there (plus the merges that joined them).
@@ -301,6 +318,7 @@ async fn eight_nodes_with_random_writes_converge_by_push_and_anti_entropy() {
         Duration::from_millis(300),
     )
     .await;
+    cluster.connected().await;
     random_writes(&cluster, 40, 100).await;
     cluster.converged().await;
     assert!(cluster.node(0).store().len() >= 320);

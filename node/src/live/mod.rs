@@ -47,6 +47,10 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// push to that peer (counted in `oplog_pushes_dropped_total`) and anti-entropy carries the
 /// entry instead.
 pub const PUSH_QUEUE: usize = 256;
+/// How long a node lets entries settle after a session or push before it applies the merge
+/// rule: what arrives meanwhile is covered by the same check, so a burst of concurrent
+/// writes causes few merges.
+pub const MERGE_SETTLE: Duration = Duration::from_millis(50);
 /// Most entries one PUSH frame carries (and at most the session's frame limit in bytes).
 pub const MAX_PUSH_BATCH: usize = 64;
 
@@ -573,6 +577,9 @@ impl Shared {
         }
         let shared = Arc::clone(self);
         self.spawn_until_stop(async move {
+            // Entries still arriving (a burst of pushes, a session under way) join this check
+            // instead of each causing a merge of their own.
+            tokio::time::sleep(MERGE_SETTLE).await;
             shared.after_sync_pending.store(false, Ordering::Release);
             if shared.config.merge && !*shared.stop.borrow() {
                 if let Err(e) = shared.maybe_merge().await {
