@@ -32,8 +32,8 @@ use push::{push_on, PushError, PushStats};
 
 pub use push::{receive_push, PushVerdict};
 pub use wire::{
-    end_frame, parse_end, parse_push, push_frame, PushFrameError, KIND_ANCESTRY_ANSWER,
-    KIND_ANCESTRY_REQUEST, KIND_END, KIND_MESSAGE, KIND_PUSH, MAX_END_REASON,
+    end_frame, parse_end, push_frame, KIND_ANCESTRY_ANSWER, KIND_ANCESTRY_REQUEST, KIND_END,
+    KIND_MESSAGE, KIND_PUSH, MAX_END_REASON,
 };
 
 /// Default [`NodeConfig::anti_entropy`]: a session with each configured peer every 10 s.

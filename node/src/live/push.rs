@@ -6,16 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oplog_protocol::replica::{InsertError, InsertOutcome};
-use oplog_protocol::session::{EndCode, SessionStore};
+use oplog_protocol::session::frame::{self as codec, Frame};
+use oplog_protocol::session::{check_push, EndCode, SessionStore};
 use oplog_protocol::wire::{AncestryAnswer, AncestryRequest, MAX_HAVES, MAX_WANTS};
-use oplog_protocol::{verify_batch, Action, Hash, LogEntry, NodeId};
+use oplog_protocol::{Action, Hash, LogEntry, NodeId};
 use oplog_store::Store;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
 
 use super::wire::{
-    end_frame, frame, parse_end, parse_push, read_frame, write_frame, ReadFrame,
-    KIND_ANCESTRY_ANSWER, KIND_ANCESTRY_REQUEST, KIND_END, KIND_PUSH,
+    end_frame, frame, parse_end, read_frame, write_frame, ReadFrame, KIND_ANCESTRY_ANSWER,
+    KIND_ANCESTRY_REQUEST, KIND_END,
 };
 
 /// What a receiver made of one PUSH frame ([`receive_push`]).
@@ -103,52 +104,20 @@ pub(crate) fn receive_push_body<A: Action>(
     sender: NodeId,
     body: &[u8],
 ) -> Result<PushVerdict, oplog_store::Error> {
-    let Some((&kind, payload)) = body.split_first() else {
-        return Ok(PushVerdict::refuse(EndCode::Protocol, "empty frame"));
-    };
-    if kind != KIND_PUSH {
-        return Ok(PushVerdict::refuse(
-            EndCode::Protocol,
-            format!("expected a PUSH frame (06), got type {kind:#04x}"),
-        ));
-    }
-    let raw = match parse_push(payload) {
-        Ok(raw) => raw,
-        Err(e) => return Ok(PushVerdict::refuse(e.end_code(), e.to_string())),
-    };
-    let mut entries = Vec::with_capacity(raw.len());
-    for (i, bytes) in raw.iter().enumerate() {
-        match LogEntry::<A>::decode(bytes) {
-            Ok(e) => entries.push(e),
-            Err(e) => {
-                return Ok(PushVerdict::refuse(
-                    EndCode::InvalidEntry,
-                    format!("entry {i} does not decode: {e}"),
-                ))
-            }
+    let raw = match codec::parse(body) {
+        Ok(Frame::Push(raw)) => raw,
+        Ok(_) => {
+            return Ok(PushVerdict::refuse(
+                EndCode::Protocol,
+                format!("expected a PUSH frame (06), got type {:#04x}", body[0]),
+            ))
         }
-    }
-    if let Some(e) = entries.iter().find(|e| e.node_id != sender) {
-        return Ok(PushVerdict::refuse(
-            EndCode::Protocol,
-            format!(
-                "entry {} is authored by {}, not by the pushing node: a PUSH carries only the sender's own entries",
-                e.hash, e.node_id
-            ),
-        ));
-    }
-    let mut verified = Vec::with_capacity(entries.len());
-    for result in verify_batch(entries) {
-        match result {
-            Ok(v) => verified.push(v),
-            Err(bad) => {
-                return Ok(PushVerdict::refuse(
-                    EndCode::InvalidEntry,
-                    format!("entry {} fails verification: {}", bad.hash, bad.error),
-                ))
-            }
-        }
-    }
+        Err(e) => return Ok(PushVerdict::refuse(EndCode::Protocol, e.to_string())),
+    };
+    let verified = match check_push::<A>(sender, &raw) {
+        Ok(verified) => verified,
+        Err((code, reason)) => return Ok(PushVerdict::refuse(code, reason)),
+    };
     if store
         .allowed_authors()
         .is_some_and(|allowed| !allowed.contains(&sender))
