@@ -523,8 +523,9 @@ impl<A: Action> Store<A> {
         let _guard = span.enter();
         let now = self.options.clock.now_nanos();
         let limits = &self.options.limits;
+        let allowed = self.options.authors_now();
         self.write(Durability::Immediate, |state| {
-            apply::retry_deferred(state, now, limits)
+            apply::retry_deferred(state, now, limits, allowed.as_deref())
         })
     }
 

@@ -223,4 +223,36 @@ mod tests {
         assert_eq!(store.insert([put(&b, 4, "open")]).unwrap().applied.len(), 1);
         assert!(store.allowed_authors().is_none());
     }
+
+    /// A held-back entry of an author removed since it arrived is refused when its parent
+    /// comes, not applied: a removed member gets nothing applied afterwards.
+    #[test]
+    fn a_held_back_entry_of_a_removed_author_is_refused_when_its_parent_arrives() {
+        let (a, b) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+        );
+        let id = |k: &SigningKey| NodeId(k.verifying_key().to_bytes());
+        let store: Store<Op> = Store::in_memory(Options::default()).unwrap();
+        store.set_allowed_authors(Some(HashSet::from([id(&a), id(&b)])));
+        let root = put(&a, 1, "root");
+        let op = Op::Put {
+            bucket: "b".into(),
+            key: "child".into(),
+            object_id: ObjectId([8; 32]),
+        };
+        let child = LogEntry::sign(&b, Hlc(2), op, vec![root.hash]).unwrap();
+        let held = store.insert([child.clone()]).unwrap();
+        assert!(matches!(held.outcomes[0].1, InsertOutcome::HeldBack { .. }));
+        store.set_allowed_authors(Some(HashSet::from([id(&a)])));
+        let report = store.insert([root.clone()]).unwrap();
+        assert_eq!(report.applied, vec![root.hash]);
+        assert_eq!(
+            report.dropped,
+            vec![(child.hash, InsertError::NotAllowed(id(&b)))]
+        );
+        assert!(!store.contains(&child.hash).unwrap());
+        assert!(store.held_back().unwrap().is_empty());
+        assert!(store.verify().unwrap().is_ok());
+    }
 }

@@ -237,7 +237,7 @@ fn run(seed: u64, n: usize) -> Seen {
         if rng.gen_bool(0.2) {
             clock.set(clock.get() + rng.gen_range(0..2_000));
             let got = store.retry_deferred().unwrap();
-            let want = model.retry_deferred(clock.get());
+            let want = model.retry_deferred(clock.get(), Some(&allowed));
             same_report(&store, &got, &want, seed);
         }
         if rng.gen_bool(0.05) {
@@ -255,7 +255,7 @@ fn run(seed: u64, n: usize) -> Seen {
     same_report(
         &store,
         &store.retry_deferred().unwrap(),
-        &model.retry_deferred(clock.get()),
+        &model.retry_deferred(clock.get(), Some(&allowed)),
         seed,
     );
     drop(store);

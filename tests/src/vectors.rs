@@ -1372,7 +1372,7 @@ pub fn run_insert_sequence(
                     .collect::<Result<_, _>>()?;
                 r.insert(batch, now, drift, allowed.as_ref())
             }
-            "retry_deferred" => r.retry_deferred(now),
+            "retry_deferred" => r.retry_deferred(now, allowed.as_ref()),
             other => return Err(format!("unknown op {other}")),
         };
         steps.push(InsertStep {

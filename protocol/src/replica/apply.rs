@@ -154,6 +154,7 @@ pub fn insert<A: Action, S: ReplicaState<A> + ?Sized>(
     let mut pass = Pass {
         state,
         limits,
+        allowed,
         report: InsertReport::default(),
         refused: HashSet::new(),
     };
@@ -183,17 +184,22 @@ pub fn insert<A: Action, S: ReplicaState<A> + ?Sized>(
 }
 
 /// Admits every deferred entry whose `not_before` is at or before `now_nanos`, in key order,
-/// as [`insert`] would (they were verified and checked against the allowed authors when they
-/// were deferred). One outcome per entry that came due. [`insert`] does this first on every
-/// call; call this when no insert comes for a while.
+/// as [`insert`] would (they were verified when they were deferred; an author outside
+/// `allowed`, when given, is refused now, since the set may have shrunk meanwhile). One
+/// outcome per entry that came due. [`insert`] does this first on every call; call this when
+/// no insert comes for a while.
+// a generic hasher for `allowed` would make every caller that passes `None` name one
+#[allow(clippy::implicit_hasher)]
 pub fn retry_deferred<A: Action, S: ReplicaState<A> + ?Sized>(
     state: &mut S,
     now_nanos: u64,
     limits: &Limits,
+    allowed: Option<&HashSet<NodeId>>,
 ) -> Result<InsertReport, S::Error> {
     let mut pass = Pass {
         state,
         limits,
+        allowed,
         report: InsertReport::default(),
         refused: HashSet::new(),
     };
@@ -205,6 +211,9 @@ pub fn retry_deferred<A: Action, S: ReplicaState<A> + ?Sized>(
 struct Pass<'s, S: ?Sized> {
     state: &'s mut S,
     limits: &'s Limits,
+    /// The allowed authors, checked again whenever a kept (held-back or deferred) entry is
+    /// about to be applied: the set may have shrunk since the entry arrived.
+    allowed: Option<&'s HashSet<NodeId>>,
     report: InsertReport,
     /// Hashes refused in this call: entries naming one as parent are refused too.
     refused: HashSet<Hash>,
@@ -228,6 +237,12 @@ impl<S: ?Sized> Pass<'_, S> {
             self.report.due.push(hash);
             let outcome = if self.state.is_applied(&hash)? {
                 InsertOutcome::Duplicate
+            } else if self
+                .allowed
+                .is_some_and(|set| !set.contains(&entry.node_id))
+            {
+                self.refused.insert(hash);
+                InsertOutcome::Rejected(InsertError::NotAllowed(entry.node_id))
             } else {
                 self.admit(VerifiedEntry::trusted(entry))?
             };
@@ -395,7 +410,16 @@ impl<S: ?Sized> Pass<'_, S> {
         let mut ready = vec![entry];
         while let Some(entry) = ready.pop() {
             let hash = entry.hash;
-            if let Some(e) = self.order_error(&entry)? {
+            let error = if self
+                .allowed
+                .is_some_and(|set| !set.contains(&entry.node_id))
+            {
+                // a held-back entry released after its author left the allowed set
+                Some(InsertError::NotAllowed(entry.node_id))
+            } else {
+                self.order_error(&entry)?
+            };
+            if let Some(e) = error {
                 self.report.dropped.push((hash, e));
                 self.drop_waiters(hash)?;
                 continue;

@@ -289,10 +289,20 @@ impl<A: Action> MemoryReplica<A> {
     }
 
     /// Admits every deferred entry whose `not_before` is at or before `now_nanos` (in key
-    /// order), as [`MemoryReplica::insert`] would, by [`super::retry_deferred`].
-    pub fn retry_deferred(&mut self, now_nanos: u64) -> InsertReport {
+    /// order), as [`MemoryReplica::insert`] would, by [`super::retry_deferred`]; an entry whose
+    /// author is outside `allowed` (when given) is refused.
+    pub fn retry_deferred(
+        &mut self,
+        now_nanos: u64,
+        allowed: Option<&HashSet<NodeId>>,
+    ) -> InsertReport {
         let limits = self.limits.clone();
-        infallible(apply::retry_deferred(&mut Maps(self), now_nanos, &limits))
+        infallible(apply::retry_deferred(
+            &mut Maps(self),
+            now_nanos,
+            &limits,
+            allowed,
+        ))
     }
 
     /// Whether an entry is applied.

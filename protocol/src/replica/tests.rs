@@ -567,9 +567,9 @@ fn drift_defers_and_retry_applies() {
         rep.deferred().map(|(e, t)| (e.hash, t)).collect::<Vec<_>>(),
         vec![(future.hash, 999_900)]
     );
-    assert!(rep.retry_deferred(999_899).outcomes.is_empty());
+    assert!(rep.retry_deferred(999_899, None).outcomes.is_empty());
     let mut by_retry = rep.clone();
-    let rpt = by_retry.retry_deferred(999_900);
+    let rpt = by_retry.retry_deferred(999_900, None);
     assert_eq!(rpt.outcomes, vec![(future.hash, InsertOutcome::Applied)]);
     assert_eq!(rpt.applied, vec![future.hash, child.hash]);
     assert_eq!(by_retry.deferred().count(), 0);
@@ -1267,4 +1267,52 @@ fn eviction_ends_on_a_damaged_state() {
         r.outcomes[1].1,
         InsertOutcome::Rejected(InsertError::DeferredFull)
     );
+}
+
+/// An author removed from the allowed set gets nothing applied after the removal, even
+/// entries it sent before: a held-back entry released by its parent and a deferred entry
+/// coming due are refused (`NotAllowed`, in `dropped`), and so are their waiting children.
+#[test]
+fn kept_entries_of_an_author_removed_meanwhile_are_refused() {
+    let max = Duration::from_nanos(100);
+    let both: HashSet<NodeId> = [node(1), node(2)].into_iter().collect();
+    let only_1: HashSet<NodeId> = [node(1)].into_iter().collect();
+    let root = mk(1, 1_000, put("a", 0), &[]);
+    let held = mk(2, 2_000, put("b", 0), &[&root]);
+    let grandchild = mk(1, 3_000, put("c", 0), &[&held]);
+    let future = mk(2, 1_000_000, put("d", 0), &[&root]);
+    let mut rep = MemoryReplica::new();
+    // while author 2 is a member: its child waits for the root, its far-future entry is
+    // deferred, and author 1's grandchild waits for author 2's entry
+    let rpt = rep.insert(
+        [held.clone(), grandchild.clone(), future.clone()],
+        2_000,
+        max,
+        Some(&both),
+    );
+    assert!(matches!(rpt.outcomes[0].1, InsertOutcome::HeldBack { .. }));
+    assert!(matches!(rpt.outcomes[2].1, InsertOutcome::Deferred { .. }));
+    // author 2 is removed; the root arrives
+    let rpt = rep.insert([root.clone()], 3_000, max, Some(&only_1));
+    assert_eq!(rpt.applied, vec![root.hash]);
+    assert_eq!(
+        rpt.dropped,
+        vec![
+            (held.hash, InsertError::NotAllowed(node(2))),
+            (grandchild.hash, InsertError::AncestorRejected(held.hash)),
+        ]
+    );
+    // the deferred entry comes due
+    let rpt = rep.retry_deferred(999_900, Some(&only_1));
+    assert_eq!(
+        rpt.outcomes,
+        vec![(
+            future.hash,
+            InsertOutcome::Rejected(InsertError::NotAllowed(node(2)))
+        )]
+    );
+    assert!(rpt.applied.is_empty());
+    assert_eq!(rep.len(), 1);
+    assert_eq!(rep.held_back().count(), 0);
+    assert_eq!(rep.deferred().count(), 0);
 }
