@@ -1,0 +1,1 @@
+//! `GET /metrics` over HTTP/1.1 for Prometheus.

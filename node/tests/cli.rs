@@ -1,0 +1,1 @@
+//! The `oplog` program end to end.
