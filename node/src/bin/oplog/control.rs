@@ -79,7 +79,7 @@ async fn ask(stream: UnixStream, socket: &Path, request: &Request) -> Result<Val
 }
 
 /// Opens the log of `dir` for this process, telling a lock held by another process apart.
-fn open_store(dir: &DataDir, create: bool) -> Result<Store, CliError> {
+pub fn open_store(dir: &DataDir, create: bool) -> Result<Store, CliError> {
     let path = dir.log();
     let opened = if create {
         Store::open_with(&path, Options::default())

@@ -499,13 +499,6 @@ pub fn sync_error(peer: &iroh::EndpointId, me: &iroh::EndpointId, e: &oplog_node
                 reason: reason.clone(),
             }
         }
-        E::Connection { source, .. } if source.to_string().contains("not allowed") => {
-            CliError::Refused {
-                peer: peer.to_string(),
-                me: me.to_string(),
-                reason: source.to_string(),
-            }
-        }
         other => CliError::Sync {
             peer: peer.to_string(),
             reason: other.to_string(),
