@@ -97,3 +97,49 @@ pub enum SyncError {
         reason: String,
     },
 }
+
+/// Why a [`Node`](crate::Node) operation failed. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The local store failed (disk, or a damaged file).
+    #[error("the node's store failed: {0}; check the disk and run verify() on the store")]
+    Store(#[from] oplog_store::Error),
+    /// The store refused the node's own new entry (for instance this node is not in the
+    /// store's allowed authors, or the entry is too large).
+    #[error("the store refused this node's own entry: {0}; check the node's key against the allowed members and the entry's size")]
+    Refused(#[from] oplog_protocol::replica::InsertError),
+    /// The entry could not be built or signed (a field over its size limit, too many
+    /// parents).
+    #[error("cannot build the entry: {0}; shorten the bucket or key")]
+    Entry(#[from] oplog_protocol::EntryError),
+    /// The node's hybrid logical clock cannot issue a stamp (it reached its maximum, or the
+    /// wall clock is unusable).
+    #[error("the node's clock cannot stamp a new entry: {0}; check the system clock")]
+    Clock(#[from] oplog_protocol::HlcError),
+    /// A sync session with a peer failed.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    /// `sync_with` was asked for a peer that is not configured (no address to dial it by).
+    #[error(
+        "{0} is not a configured peer of this node; add it with add_peer (id and address) first"
+    )]
+    UnknownPeer(EndpointId),
+    /// Connecting to the peer took longer than the session's idle timeout.
+    #[error("connecting to {0} timed out; check that it is up and its address is right")]
+    ConnectTimeout(EndpointId),
+    /// The peer is configured but not a member (not in the allowed set): the node does not
+    /// sync with it.
+    #[error("{0} is not an allowed member of this node; allow it first")]
+    NotAMember(EndpointId),
+    /// The node's configuration is invalid.
+    #[error("invalid node configuration: {0}")]
+    Config(String),
+    /// The node is shutting down or has shut down.
+    #[error("the node is shutting down; start a new one to go on")]
+    Shutdown,
+    /// A background task of the node panicked or was cancelled (a bug; the message says
+    /// where).
+    #[error("a task of the node failed: {0}; this is a bug, report it with the node's log")]
+    Task(String),
+}

@@ -4,17 +4,21 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use iroh::endpoint::{Connection, ConnectionError, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler};
 use iroh::{Endpoint, EndpointAddr, EndpointId};
 use oplog_protocol::{Action, Op};
 use oplog_store::Store;
-use tracing::{info, info_span, warn, Instrument};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::driver::{run_session, SessionEnd, SessionOutcome};
 use crate::error::SyncError;
+use crate::live::push::{serve_ancestry, serve_push, PushError, PushStats, StreamBudget};
+use crate::live::wire::{end_frame, write_frame, KIND_ANCESTRY_REQUEST, KIND_MESSAGE, KIND_PUSH};
 use crate::ALPN;
 use oplog_protocol::session::{EndCode, Role, Session, SessionConfig, SyncReport};
 
@@ -33,6 +37,71 @@ const MAX_TRAILING_BYTES: usize = 1024;
 
 /// Longest reason text put in a connection close (QUIC sends it in one packet).
 const MAX_CLOSE_REASON: usize = 512;
+
+/// Streams of one connection served at once (sessions, pushes, ancestry fetches); further
+/// streams wait, unaccepted, for a slot (QUIC flow control then holds the peer back).
+pub const MAX_STREAMS_PER_CONNECTION: usize = 8;
+
+/// PUSH streams accepted per connection per second, sustained; a burst of
+/// [`PUSH_BURST`] is allowed. A PUSH over the budget is answered END `03` unread.
+pub const PUSHES_PER_SECOND: u32 = 64;
+
+/// PUSH streams a connection may send at once before [`PUSHES_PER_SECOND`] applies.
+pub const PUSH_BURST: u32 = 128;
+
+/// PUSH frame bytes accepted per connection per second, sustained, with a burst of the same
+/// size (at least the largest frame, so one frame of the maximum size always fits).
+pub const PUSH_BYTES_PER_SECOND: u64 = 8 << 20;
+
+/// Events a live node hears from its handler (connections, sessions and pushes it
+/// answered).
+pub(crate) trait LiveHooks: Send + Sync + 'static {
+    /// An allowed peer's connection was accepted.
+    fn connected(&self, peer: EndpointId, conn: &Connection);
+    /// A session this node answered ended.
+    fn session_ended(&self, peer: EndpointId, outcome: &SessionOutcome);
+    /// A push from the peer was received (`result` is how its stream ended).
+    fn push_received(&self, peer: EndpointId, stats: &PushStats, result: &Result<(), PushError>);
+}
+
+/// Token buckets of one connection's pushes.
+struct PushBudget {
+    state: Mutex<(f64, f64, Instant)>,
+    bytes_per_second: f64,
+    max_bytes: f64,
+}
+
+impl PushBudget {
+    fn new(max_frame: usize) -> Self {
+        #[allow(clippy::cast_precision_loss)]
+        let bytes = PUSH_BYTES_PER_SECOND.max(max_frame as u64) as f64;
+        PushBudget {
+            state: Mutex::new((f64::from(PUSH_BURST), bytes, Instant::now())),
+            bytes_per_second: bytes,
+            max_bytes: bytes,
+        }
+    }
+
+    /// Takes one push of `bytes` from the buckets, or `false` if either is empty.
+    fn admit(&self, bytes: usize) -> bool {
+        let mut state = lock(&self.state);
+        let (pushes, budget, at) = &mut *state;
+        let now = Instant::now();
+        let secs = now.duration_since(*at).as_secs_f64();
+        *at = now;
+        *pushes = (*pushes + secs * f64::from(PUSHES_PER_SECOND)).min(f64::from(PUSH_BURST));
+        *budget = (*budget + secs * self.bytes_per_second).min(self.max_bytes);
+        #[allow(clippy::cast_precision_loss)]
+        let cost = bytes as f64;
+        if *pushes >= 1.0 && *budget >= cost {
+            *pushes -= 1.0;
+            *budget -= cost;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// The oplog-sync protocol on an iroh endpoint, over one [`Store`]: register it on a
 /// `Router` to answer peers, call [`sync_with`](Self::sync_with) to start a session.
@@ -53,6 +122,7 @@ struct Inner<A: Action> {
     config: SessionConfig,
     alpn: Vec<u8>,
     active: Mutex<HashSet<EndpointId>>,
+    hooks: Option<Arc<dyn LiveHooks>>,
 }
 
 impl<A: Action> Clone for OplogSync<A> {
@@ -94,6 +164,7 @@ impl<A: Action> OplogSync<A> {
                 config: SessionConfig::default(),
                 alpn: ALPN.to_vec(),
                 active: Mutex::new(HashSet::new()),
+                hooks: None,
             }),
         }
     }
@@ -121,10 +192,28 @@ impl<A: Action> OplogSync<A> {
             config: self.inner.config.clone(),
             alpn: self.inner.alpn.clone(),
             active: Mutex::new(HashSet::new()),
+            hooks: self.inner.hooks.clone(),
         };
         change(&mut inner);
         OplogSync {
             inner: Arc::new(inner),
+        }
+    }
+
+    /// The same handler reporting to a live node's hooks. Call it before cloning.
+    #[must_use]
+    pub(crate) fn with_hooks(self, hooks: Arc<dyn LiveHooks>) -> Self {
+        self.rebuild(|inner| inner.hooks = Some(hooks))
+    }
+
+    /// The budgets of a push or ancestry stream, from the session configuration.
+    pub(crate) fn stream_budget(&self) -> StreamBudget {
+        let c = &self.inner.config;
+        StreamBudget {
+            max_frame_bytes: c.max_frame_bytes,
+            idle: c.idle_timeout,
+            ancestry_limit: c.ancestry_limit,
+            ancestry_visits: c.ancestry_visits,
         }
     }
 
@@ -146,6 +235,11 @@ impl<A: Action> OplogSync<A> {
     /// Removes `peer` from the allowed set (a session already running with it goes on).
     pub fn disallow(&self, peer: &EndpointId) {
         write(&self.inner.allowed).remove(peer);
+    }
+
+    /// The allowed peer set now.
+    pub fn allowed(&self) -> HashSet<EndpointId> {
+        read(&self.inner.allowed).clone()
     }
 
     /// Whether connections from `peer` are accepted.
@@ -206,54 +300,282 @@ impl<A: Action> OplogSync<A> {
                 .connect(peer, &self.inner.alpn)
                 .await
                 .map_err(|source| SyncError::Connect { peer: id, source })?;
-            let (mut send, mut recv) = conn
-                .open_bi()
-                .await
-                .map_err(|source| connection_error(id, source))?;
-            let session = self.new_session(Role::Initiator)?;
-            let outcome =
-                run_session(session, Arc::clone(&self.inner.store), &mut recv, &mut send).await;
-            // A session that saw the connection end: did the peer close it with a code?
-            let closed_by_peer = conn.close_reason().as_ref().and_then(application_close);
-            let idle = self.inner.config.idle_timeout;
-            match &outcome.end {
-                Some(end) if !end.by_peer => {
-                    // This side ended it for cause: once the peer has our END (acknowledged
-                    // at the QUIC level), close, naming the reason.
-                    let _ = tokio::time::timeout(idle, send.stopped()).await;
-                    conn.close(CLOSE_SESSION_ERROR.into(), close_reason(end).as_bytes());
-                }
-                _ => {
-                    // The responder finishes its stream only once its session is over, so
-                    // its end of stream means it read everything we sent: only then is
-                    // closing safe (closing earlier may make it drop our END unread).
-                    // Bounded, for a peer that never ends it.
-                    let _ = tokio::time::timeout(idle, recv.read_to_end(MAX_TRAILING_BYTES)).await;
-                    conn.close(CLOSE_DONE.into(), b"done");
-                }
-            }
-            log_outcome(&outcome);
-            classify(id, outcome, closed_by_peer)
+            self.run_initiator(&conn, id, true).await
         }
         .instrument(span)
         .await
     }
 
-    /// Answers one incoming connection from an allowed peer: one stream, one session as the
-    /// responder.
-    async fn respond(&self, conn: Connection, peer: EndpointId) -> Result<(), AcceptError> {
-        // A peer that connects and never opens a stream is not waited for forever.
+    /// Serves the streams `peer` opens on `conn`, a connection this node dialed (a live
+    /// node's peer pushes on it too).
+    pub(crate) async fn serve_dialed(&self, conn: Connection, peer: EndpointId) {
+        let span = info_span!("oplog.connection", peer = %peer.fmt_short(), dialed = true);
+        self.serve(conn, peer, false).instrument(span).await;
+    }
+
+    /// Runs one session as the initiator on `conn`, an open connection to `peer`, on a new
+    /// stream; the connection stays open for other streams (a live node's connection). See
+    /// [`sync_with`](Self::sync_with) for the rest.
+    pub(crate) async fn session_on(
+        &self,
+        conn: &Connection,
+        peer: EndpointId,
+    ) -> Result<SyncReport, SyncError> {
+        let span = info_span!("oplog.session", peer = %peer.fmt_short(), role = "initiator");
+        async move {
+            let Some(_active) = self.begin(peer) else {
+                debug!("a session with this peer is already running");
+                return Err(SyncError::Busy {
+                    peer,
+                    by_peer: false,
+                });
+            };
+            self.run_initiator(conn, peer, false).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The initiator's session on a new stream of `conn`; `close` closes the connection
+    /// when it is done (one connection per session, as `sync_with`).
+    async fn run_initiator(
+        &self,
+        conn: &Connection,
+        id: EndpointId,
+        close: bool,
+    ) -> Result<SyncReport, SyncError> {
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|source| connection_error(id, source))?;
+        let session = self.new_session(Role::Initiator)?;
+        let outcome =
+            run_session(session, Arc::clone(&self.inner.store), &mut recv, &mut send).await;
+        // A session that saw the connection end: did the peer close it with a code?
+        let closed_by_peer = conn.close_reason().as_ref().and_then(application_close);
         let idle = self.inner.config.idle_timeout;
-        let Ok(accepted) = tokio::time::timeout(idle, conn.accept_bi()).await else {
-            info!("the peer opened no stream in time; closing");
-            conn.close(CLOSE_SESSION_ERROR.into(), b"no stream opened");
-            return Ok(());
+        match &outcome.end {
+            Some(end) if !end.by_peer && end.code != EndCode::Busy => {
+                // This side ended it for cause: once the peer has our END (acknowledged
+                // at the QUIC level), close, naming the reason.
+                let _ = tokio::time::timeout(idle, send.stopped()).await;
+                conn.close(CLOSE_SESSION_ERROR.into(), close_reason(end).as_bytes());
+            }
+            _ => {
+                // The responder finishes its stream only once its session is over, so
+                // its end of stream means it read everything we sent: only then is
+                // closing safe (closing earlier may make it drop our END unread).
+                // Bounded, for a peer that never ends it.
+                let _ = tokio::time::timeout(idle, recv.read_to_end(MAX_TRAILING_BYTES)).await;
+                if close {
+                    conn.close(CLOSE_DONE.into(), b"done");
+                }
+            }
+        }
+        log_outcome(&outcome);
+        classify(id, outcome, closed_by_peer)
+    }
+
+    /// Serves one incoming connection from an allowed peer: every stream it opens, at most
+    /// [`MAX_STREAMS_PER_CONNECTION`] at once, until the connection ends. The first frame of
+    /// a stream names its job (spec 9.9).
+    async fn serve(&self, conn: Connection, peer: EndpointId, expect_stream: bool) {
+        if let Some(hooks) = &self.inner.hooks {
+            hooks.connected(peer, &conn);
+        }
+        let idle = self.inner.config.idle_timeout;
+        let budget = Arc::new(PushBudget::new(self.inner.config.max_frame_bytes));
+        let slots = Arc::new(Semaphore::new(MAX_STREAMS_PER_CONNECTION));
+        let mut first = expect_stream;
+        loop {
+            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                return;
+            };
+            let accepted = if first {
+                // A peer that connects and never opens a stream is not waited for forever.
+                if let Ok(accepted) = tokio::time::timeout(idle, conn.accept_bi()).await {
+                    accepted
+                } else {
+                    info!("the peer opened no stream in time; closing");
+                    conn.close(CLOSE_SESSION_ERROR.into(), b"no stream opened");
+                    return;
+                }
+            } else {
+                conn.accept_bi().await
+            };
+            first = false;
+            let (send, recv) = match accepted {
+                Ok(streams) => streams,
+                Err(e) => {
+                    debug!(error = %e, "the connection ended");
+                    return;
+                }
+            };
+            if !self.is_allowed(&peer) {
+                warn!(peer = %peer, "the peer was removed from the allowed set; closing its connection");
+                conn.close(
+                    CLOSE_NOT_ALLOWED.into(),
+                    b"not in this node's allowed peer set",
+                );
+                return;
+            }
+            let this = self.clone();
+            let conn = conn.clone();
+            let budget = Arc::clone(&budget);
+            tokio::spawn(
+                async move { this.stream(conn, peer, send, recv, budget, permit).await }
+                    .instrument(tracing::Span::current()),
+            );
+        }
+    }
+
+    /// One stream of a served connection: reads its first frame and runs its job.
+    async fn stream(
+        &self,
+        conn: Connection,
+        peer: EndpointId,
+        mut send: iroh::endpoint::SendStream,
+        mut recv: iroh::endpoint::RecvStream,
+        budget: Arc<PushBudget>,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        let config = &self.inner.config;
+        let idle = config.idle_timeout;
+        let mut header = [0u8; 4];
+        let Ok(Ok(())) = tokio::time::timeout(idle, recv.read_exact(&mut header)).await else {
+            debug!("a stream ended before its first frame");
+            return;
         };
-        let (mut send, mut recv) = accepted?;
+        let len = u32::from_be_bytes(header);
+        let Some(size) = usize::try_from(len)
+            .ok()
+            .filter(|&n| n > 0 && n <= config.max_frame_bytes)
+        else {
+            let code = if len == 0 {
+                EndCode::Protocol
+            } else {
+                EndCode::FrameTooLarge
+            };
+            let reason = format!(
+                "a first frame of {len} bytes (limit {})",
+                config.max_frame_bytes
+            );
+            info!(%code, "refused the first frame of a stream; closing the connection");
+            finish_with_end(&mut send, code, &reason, idle).await;
+            conn.close(
+                CLOSE_SESSION_ERROR.into(),
+                format!("{code}: {reason}").as_bytes(),
+            );
+            return;
+        };
+        // Until the type byte is known the stream may be a session: it holds the pair's
+        // session slot meanwhile (a push gives it back at once).
         let active = self.begin(peer);
-        let mut session = self
-            .new_session(Role::Responder)
-            .map_err(AcceptError::from_err)?;
+        let mut body = vec![0u8; size];
+        match tokio::time::timeout(idle, recv.read_exact(&mut body)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                debug!(error = %e, "a stream ended inside its first frame");
+                return;
+            }
+            Err(_) => {
+                info!("the peer was silent inside its first frame; closing");
+                finish_with_end(
+                    &mut send,
+                    EndCode::Timeout,
+                    "silent inside the first frame",
+                    idle,
+                )
+                .await;
+                conn.close(
+                    CLOSE_SESSION_ERROR.into(),
+                    b"timed out (06): silent inside the first frame",
+                );
+                return;
+            }
+        }
+        let active = if body[0] == KIND_MESSAGE {
+            active
+        } else {
+            drop(active);
+            None
+        };
+        match body[0] {
+            KIND_MESSAGE => {
+                let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+                let mut replay = len.to_be_bytes().to_vec();
+                replay.extend_from_slice(&body);
+                let recv = std::io::Cursor::new(replay).chain(recv);
+                let span =
+                    info_span!("oplog.session", peer = %peer.fmt_short(), role = "responder");
+                self.respond_stream(&conn, peer, active, send, recv)
+                    .instrument(span)
+                    .await;
+            }
+            KIND_PUSH => {
+                let span = info_span!("oplog.push", peer = %peer.fmt_short(), role = "receiver");
+                async {
+                    if !budget.admit(body.len() + 4) {
+                        info!("a push over this connection's budget; answered END 03 unread");
+                        finish_with_end(&mut send, EndCode::Limit, "pushes over this connection's budget (spec Appendix B); anti-entropy will carry them", config.idle_timeout).await;
+                        return;
+                    }
+                    let sender = oplog_protocol::NodeId(*peer.as_bytes());
+                    let store = Arc::clone(&self.inner.store);
+                    let (stats, result) = serve_push(store, sender, body, self.stream_budget(), recv, send).await;
+                    debug!(applied = stats.applied, unresolved = stats.unresolved, ok = result.is_ok(), "push received");
+                    if let Some(hooks) = &self.inner.hooks {
+                        hooks.push_received(peer, &stats, &result);
+                    }
+                }
+                .instrument(span)
+                .await;
+            }
+            KIND_ANCESTRY_REQUEST => {
+                let store = Arc::clone(&self.inner.store);
+                if let Err(e) = serve_ancestry(store, &body, self.stream_budget(), send).await {
+                    debug!(error = %e, "an ancestry fetch from the peer failed");
+                }
+            }
+            other => {
+                let reason = format!("a stream cannot start with frame type {other:#04x}");
+                info!(
+                    reason,
+                    "refused the first frame of a stream; closing the connection"
+                );
+                finish_with_end(&mut send, EndCode::Protocol, &reason, idle).await;
+                conn.close(
+                    CLOSE_SESSION_ERROR.into(),
+                    format!("{}: {reason}", EndCode::Protocol).as_bytes(),
+                );
+            }
+        }
+    }
+
+    /// Answers one session stream as the responder (its first frame is replayed in `recv`).
+    async fn respond_stream<R: tokio::io::AsyncRead + Unpin + Send>(
+        &self,
+        conn: &Connection,
+        peer: EndpointId,
+        active: Option<ActiveGuard<A>>,
+        mut send: iroh::endpoint::SendStream,
+        mut recv: R,
+    ) {
+        let idle = self.inner.config.idle_timeout;
+        let mut session = match self.new_session(Role::Responder) {
+            Ok(session) => session,
+            Err(e) => {
+                warn!(error = %e, "cannot start a session");
+                finish_with_end(
+                    &mut send,
+                    EndCode::Internal,
+                    "the responder's configuration is invalid",
+                    idle,
+                )
+                .await;
+                return;
+            }
+        };
         if active.is_none() {
             info!("a session with this peer is already running; answering Busy");
             session.close(
@@ -265,20 +587,31 @@ impl<A: Action> OplogSync<A> {
             run_session(session, Arc::clone(&self.inner.store), &mut recv, &mut send).await;
         drop(active);
         log_outcome(&outcome);
-        match &outcome.end {
-            Some(end) if !end.by_peer && end.code != EndCode::Busy => {
+        if let Some(end) = &outcome.end {
+            if !end.by_peer && end.code != EndCode::Busy {
                 // This side ended it for cause: once the peer has our END (acknowledged at
                 // the QUIC level), close, naming the reason.
                 let _ = tokio::time::timeout(idle, send.stopped()).await;
                 conn.close(CLOSE_SESSION_ERROR.into(), close_reason(end).as_bytes());
             }
-            _ => {
-                // The initiator closes once it has read everything; give it a bound.
-                let _ = tokio::time::timeout(idle, conn.closed()).await;
-            }
         }
-        Ok(())
+        if let Some(hooks) = &self.inner.hooks {
+            hooks.session_ended(peer, &outcome);
+        }
     }
+}
+
+/// Writes END `code` and finishes the stream, each step bounded by `idle`.
+async fn finish_with_end(
+    send: &mut iroh::endpoint::SendStream,
+    code: EndCode,
+    reason: &str,
+    idle: Duration,
+) {
+    let end = end_frame(code, reason);
+    let _ = tokio::time::timeout(idle, write_frame(send, &end)).await;
+    let _ = send.finish();
+    let _ = tokio::time::timeout(idle, send.stopped()).await;
 }
 
 impl<A: Action> ProtocolHandler for OplogSync<A> {
@@ -292,8 +625,9 @@ impl<A: Action> ProtocolHandler for OplogSync<A> {
             );
             return Ok(());
         }
-        let span = info_span!("oplog.session", peer = %peer.fmt_short(), role = "responder");
-        self.respond(conn, peer).instrument(span).await
+        let span = info_span!("oplog.connection", peer = %peer.fmt_short());
+        self.serve(conn, peer, true).instrument(span).await;
+        Ok(())
     }
 }
 

@@ -82,6 +82,8 @@ mod error;
 #[cfg(feature = "iroh")]
 mod handler;
 #[cfg(feature = "iroh")]
+pub mod live;
+#[cfg(feature = "iroh")]
 mod offline;
 
 pub use driver::{run_session, SessionEnd, SessionOutcome, SyncStore, FRAME_QUEUE};
@@ -91,8 +93,13 @@ pub use oplog_protocol::session::{
 
 pub use alpn::{cluster_alpn, ALPN};
 #[cfg(feature = "iroh")]
-pub use error::SyncError;
+pub use error::{NodeError, SyncError};
 #[cfg(feature = "iroh")]
-pub use handler::{OplogSync, CLOSE_DONE, CLOSE_NOT_ALLOWED, CLOSE_SESSION_ERROR};
+pub use handler::{
+    OplogSync, CLOSE_DONE, CLOSE_NOT_ALLOWED, CLOSE_SESSION_ERROR, MAX_STREAMS_PER_CONNECTION,
+    PUSHES_PER_SECOND, PUSH_BURST, PUSH_BYTES_PER_SECOND,
+};
+#[cfg(feature = "iroh")]
+pub use live::{Node, NodeConfig, NodeStatus, PeerStatus, SessionSummary};
 #[cfg(feature = "iroh")]
 pub use offline::{bind_loopback, loopback_addr, OfflineBindError};

@@ -459,7 +459,7 @@ impl<A: Action> Store<A> {
                 checked,
                 now,
                 &options.limits,
-                options.allowed_authors.as_ref(),
+                options.authors_now().as_deref(),
             )
         })
     }

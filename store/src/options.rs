@@ -3,11 +3,11 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use oplog_protocol::replica::Limits;
-use oplog_protocol::{NodeId, SystemClock, WallClock};
+use oplog_protocol::{Action, NodeId, SystemClock, WallClock};
 
 /// How a [`Store`](crate::Store) checks incoming entries.
 #[derive(Clone)]
@@ -16,7 +16,11 @@ pub struct Options {
     /// is deferred until local time catches up; default 60 s) and the caps on held-back and
     /// deferred entries, with their eviction rule. Defaults: [`Limits::default`].
     pub limits: Limits,
-    /// Authors allowed to write; `None` accepts every author.
+    /// Authors allowed to write, fixed at open; `None` accepts every author. A list set at
+    /// run time ([`Store::set_allowed_authors`](crate::Store::set_allowed_authors)) takes
+    /// its place for admission. [`Store::verify`](crate::Store::verify) checks stored
+    /// entries against this open-time list only: an entry admitted before a run-time
+    /// removal of its author stays valid.
     pub allowed_authors: Option<HashSet<NodeId>>,
     /// The local wall clock, nanoseconds since the Unix epoch. Default: [`SystemClock`].
     pub clock: Arc<dyn WallClock + Send + Sync>,
@@ -30,7 +34,13 @@ pub struct Options {
     /// [`DEFAULT_CACHE_BYTES`] (redb's own default, 1 GiB). With the store's key index
     /// (about 60 bytes per entry) it bounds the store's memory.
     pub cache_bytes: usize,
+    /// The run-time author list, once set: `Some(None)` accepts every author. Shared by
+    /// clones of these options (and so by every store opened with one of them).
+    run_time_authors: Arc<RwLock<Option<AuthorList>>>,
 }
+
+/// An author list: `None` admits every author.
+type AuthorList = Option<Arc<HashSet<NodeId>>>;
 
 /// Default [`Options::cache_bytes`]: 1 GiB, redb's default.
 pub const DEFAULT_CACHE_BYTES: usize = 1 << 30;
@@ -43,6 +53,7 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             check_integrity_on_open: true,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            run_time_authors: Arc::new(RwLock::new(None)),
         }
     }
 }
@@ -52,6 +63,7 @@ impl fmt::Debug for Options {
         f.debug_struct("Options")
             .field("limits", &self.limits)
             .field("allowed_authors", &self.allowed_authors)
+            .field("run_time_authors", &self.authors_now())
             .field("now_nanos", &self.clock.now_nanos())
             .field("check_integrity_on_open", &self.check_integrity_on_open)
             .field("cache_bytes", &self.cache_bytes)
@@ -95,10 +107,47 @@ impl Options {
         self
     }
 
+    /// The authors whose entries are admitted now: the run-time list if one was set
+    /// ([`Store::set_allowed_authors`](crate::Store::set_allowed_authors)), else
+    /// [`Options::allowed_authors`]; `None` admits every author.
+    pub fn authors_now(&self) -> Option<Arc<HashSet<NodeId>>> {
+        let run_time = self
+            .run_time_authors
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &*run_time {
+            Some(list) => list.clone(),
+            None => self.allowed_authors.clone().map(Arc::new),
+        }
+    }
+
     /// Uses `clock` as local wall time (tests inject a manual clock).
     #[must_use]
     pub fn clock(mut self, clock: impl WallClock + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
+    }
+}
+
+impl<A: Action> crate::Store<A> {
+    /// Replaces, at run time, the authors whose entries this store admits: `Some(set)` admits
+    /// only authors in `set`, `None` admits every author. It applies to every
+    /// [`insert`](crate::Store::insert) and [`insert_verified`](crate::Store::insert_verified)
+    /// that starts after it returns (a node removing a member calls it; the member's entries
+    /// already stored, held back or deferred stay). It takes the place of
+    /// [`Options::allowed_authors`] for admission; [`verify`](crate::Store::verify) keeps
+    /// checking stored entries against the open-time list, since entries admitted before a
+    /// removal remain valid.
+    pub fn set_allowed_authors(&self, authors: Option<HashSet<NodeId>>) {
+        *self
+            .options
+            .run_time_authors
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(authors.map(Arc::new));
+    }
+
+    /// The authors admitted now ([`Options::authors_now`]); `None` admits every author.
+    pub fn allowed_authors(&self) -> Option<Arc<HashSet<NodeId>>> {
+        self.options.authors_now()
     }
 }
