@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use iroh::{EndpointAddr, EndpointId, SecretKey};
 use oplog_node::{bind_loopback, loopback_addr, Node, NodeConfig};
 use oplog_store::protocol::testing::transcript;
-use oplog_store::protocol::{Config, ObjectId, Op};
+use oplog_store::protocol::{Config, ObjectId, Op, SystemClock, WallClock};
 use oplog_store::Store;
 use serde_json::Value;
 
@@ -22,7 +22,7 @@ use crate::output;
 
 const NAMES: [&str; 5] = ["ada", "bo", "cy", "dee", "eve"];
 /// Writes per node before the partition.
-const WARMUP: usize = 100;
+const WARMUP: usize = 400;
 /// Writes per connected node during the partition.
 const PARTITIONED: usize = 1_500;
 /// Writes by the cut-off node during the partition.
@@ -220,6 +220,7 @@ pub async fn run() -> Result<(), CliError> {
     );
 
     // 3. heal: eve syncs with each; measure each sync against a full copy and Negentropy
+    let healed_at = SystemClock.now_nanos();
     for i in 0..eve {
         demo.nodes[i].allow(ids[eve]);
         demo.nodes[eve].allow(ids[i]);
@@ -267,30 +268,35 @@ pub async fn run() -> Result<(), CliError> {
         t.elapsed()
     );
 
-    // 4. the merge and its winners
+    // 4. the merge that joined the branches: of the merges written since the heal, the one that resolves
+    // the most conflicts
     let store = demo.nodes[0].store();
-    let mut merge = None;
+    let mut merges = Vec::new();
     store.for_each_entry(|e| {
-        if matches!(e.action, Op::Merge) && e.parents.len() >= 2 {
-            merge = Some(e);
+        if matches!(e.action, Op::Merge) && e.hlc.0 >= healed_at {
+            merges.push(e);
         }
         Ok(())
     })?;
-    if let Some(m) = merge {
-        let row = exec::entry_json(store, &m)?;
+    let mut best: Option<(usize, Value, usize)> = None;
+    for m in &merges {
+        let row = exec::entry_json(store, m)?;
         let conflicts = row
             .get("conflicts")
             .and_then(Value::as_array)
             .map_or(0, Vec::len);
+        if best.as_ref().is_none_or(|b| conflicts > b.0) {
+            best = Some((conflicts, row, m.parents.len()));
+        }
+    }
+    if let Some((conflicts, mut row, parents)) = best {
         println!(
-            "\n4. the last merge joins {} branches and resolves {conflicts} conflicting keys; the first few:",
-            m.parents.len()
+            "\n4. the merge that joined the branches after the heal ({parents} parents) resolves {conflicts} conflicting keys; the first few:"
         );
-        let mut shown = row.clone();
-        if let Some(list) = shown.get_mut("conflicts").and_then(Value::as_array_mut) {
+        if let Some(list) = row.get_mut("conflicts").and_then(Value::as_array_mut) {
             list.truncate(3);
         }
-        let log = serde_json::json!({"entries": [shown], "total": store.len()});
+        let log = serde_json::json!({"entries": [row], "total": store.len()});
         let text = output::text(
             &Request::Log {
                 limit: 1,
