@@ -32,18 +32,18 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn ok(o: Output) -> String {
+fn ok(o: &Output) -> String {
     assert!(
         o.status.success(),
         "exit {:?}\nstdout: {}\nstderr: {}",
         o.status.code(),
-        stdout(&o),
-        stderr(&o)
+        stdout(o),
+        stderr(o)
     );
-    stdout(&o)
+    stdout(o)
 }
 
-fn json(o: Output) -> Value {
+fn json(o: &Output) -> Value {
     let text = ok(o);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
@@ -53,7 +53,9 @@ fn node_dir(root: &Path, name: &str, seed: u8) -> (std::path::PathBuf, String) {
     let dir = root.join(name);
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("identity.key"), [seed; 32]).unwrap();
-    let id = iroh::SecretKey::from_bytes(&[seed; 32]).public().to_string();
+    let id = iroh::SecretKey::from_bytes(&[seed; 32])
+        .public()
+        .to_string();
     (dir, id)
 }
 
@@ -132,17 +134,24 @@ fn put_on_one_served_node_get_on_another() {
     let peer = sa.at.clone();
     let _sb = Serve::start(
         &b,
-        &["--peer", &peer, "--anti-entropy", "0.5", "--cluster-secret", "s3"],
+        &[
+            "--peer",
+            &peer,
+            "--anti-entropy",
+            "0.5",
+            "--cluster-secret",
+            "s3",
+        ],
     );
     assert!(sa.at.starts_with(&a_id));
 
-    ok(oplog(&a, &["put", "photos", "cat.jpg", OBJ_A]));
+    ok(&oplog(&a, &["put", "photos", "cat.jpg", OBJ_A]));
     assert_eq!(eventually(&b, &["get", "photos", "cat.jpg"]).trim(), OBJ_A);
-    ok(oplog(&b, &["put", "photos", "dog.jpg", OBJ_B]));
+    ok(&oplog(&b, &["put", "photos", "dog.jpg", OBJ_B]));
     assert_eq!(eventually(&a, &["get", "photos", "dog.jpg"]).trim(), OBJ_B);
 
     // the served node answers reading commands in JSON through its socket
-    let status = json(oplog(&b, &["--json", "status"]));
+    let status = json(&oplog(&b, &["--json", "status"]));
     assert_eq!(status["server"], true);
     assert_eq!(status["node"], b_id.as_str());
     let peers = status["peers"].as_array().expect("peers");
@@ -150,7 +159,7 @@ fn put_on_one_served_node_get_on_another() {
         peers.iter().any(|p| p.to_string().contains(&a_id)),
         "b lists a among its peers: {status}"
     );
-    let ls = json(oplog(&a, &["--json", "ls", "photos"]));
+    let ls = json(&oplog(&a, &["--json", "ls", "photos"]));
     let keys: Vec<&str> = ls["objects"]
         .as_array()
         .unwrap()
@@ -160,7 +169,7 @@ fn put_on_one_served_node_get_on_another() {
     assert_eq!(keys, ["cat.jpg", "dog.jpg"]);
 
     // a delete on b propagates to a
-    ok(oplog(&b, &["delete", "photos", "cat.jpg"]));
+    ok(&oplog(&b, &["delete", "photos", "cat.jpg"]));
     let deadline = Instant::now() + PATIENCE;
     loop {
         let o = oplog(&a, &["get", "photos", "cat.jpg"]);
@@ -170,7 +179,7 @@ fn put_on_one_served_node_get_on_another() {
         assert!(Instant::now() < deadline, "the delete never reached a");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let verify = json(oplog(&a, &["--json", "verify"]));
+    let verify = json(&oplog(&a, &["--json", "verify"]));
     assert_eq!(verify["ok"], true);
 }
 
@@ -178,26 +187,26 @@ fn put_on_one_served_node_get_on_another() {
 fn json_answers_parse_without_a_server() {
     let root = tempfile::tempdir().unwrap();
     let (d, id) = node_dir(root.path(), "n", 3);
-    let w = json(oplog(&d, &["--json", "put", "b", "k/1", OBJ_A]));
+    let w = json(&oplog(&d, &["--json", "put", "b", "k/1", OBJ_A]));
     assert_eq!(w["author"], id.as_str());
-    json(oplog(&d, &["--json", "put", "b", "k/2", OBJ_B]));
-    json(oplog(&d, &["--json", "put", "b", "k/1", OBJ_B]));
+    json(&oplog(&d, &["--json", "put", "b", "k/2", OBJ_B]));
+    json(&oplog(&d, &["--json", "put", "b", "k/1", OBJ_B]));
 
-    let get = json(oplog(&d, &["--json", "get", "b", "k/1"]));
+    let get = json(&oplog(&d, &["--json", "get", "b", "k/1"]));
     assert_eq!(get["object_id"], OBJ_B, "the later write wins");
-    let ls = json(oplog(&d, &["--json", "ls", "b", "k/"]));
+    let ls = json(&oplog(&d, &["--json", "ls", "b", "k/"]));
     assert_eq!(ls["objects"].as_array().unwrap().len(), 2);
-    let log = json(oplog(&d, &["--json", "log", "--key", "b/k/1"]));
+    let log = json(&oplog(&d, &["--json", "log", "--key", "b/k/1"]));
     let rows = log["entries"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["won"], true, "newest first, and it won");
     assert_eq!(rows[1]["won"], false);
     assert_eq!(rows[0]["object_id"], OBJ_B);
-    let status = json(oplog(&d, &["--json", "status"]));
+    let status = json(&oplog(&d, &["--json", "status"]));
     assert_eq!(status["entries"], 3);
     assert_eq!(status["server"], false);
     assert_eq!(status["heads"].as_array().unwrap().len(), 1, "a chain");
-    let verify = json(oplog(&d, &["--json", "verify"]));
+    let verify = json(&oplog(&d, &["--json", "verify"]));
     assert_eq!(verify["ok"], true);
     assert_eq!(verify["entries"], 3);
     // a missing key: the answer still parses, and the exit code says it is missing
@@ -254,12 +263,16 @@ fn a_locked_file_without_a_socket_is_reported() {
     let (d, _) = node_dir(root.path(), "n", 4);
     let _s = Serve::start(&d, &[]);
     // through the socket: fine
-    ok(oplog(&d, &["put", "b", "k", OBJ_A]));
+    ok(&oplog(&d, &["put", "b", "k", OBJ_A]));
     // without it (as if another program held the file): the lock is named
     std::fs::remove_file(d.join("control.sock")).unwrap();
     let o = oplog(&d, &["get", "b", "k"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("locked by another process"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("locked by another process"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -286,14 +299,17 @@ fn an_unreachable_and_a_refusing_peer_are_told_apart() {
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(err.contains("refused this node"), "{err}");
-    assert!(err.contains(&c_id), "the error names the id to allow: {err}");
+    assert!(
+        err.contains(&c_id),
+        "the error names the id to allow: {err}"
+    );
 
     // once a allows c (at run time), the same sync succeeds
-    ok(oplog(&a, &["allow", &c_id]));
-    ok(oplog(&a, &["put", "b", "k", OBJ_A]));
-    let synced = json(oplog(&c, &["--json", "sync", &sa.at, "--timeout", "30"]));
+    ok(&oplog(&a, &["allow", &c_id]));
+    ok(&oplog(&a, &["put", "b", "k", OBJ_A]));
+    let synced = json(&oplog(&c, &["--json", "sync", &sa.at, "--timeout", "30"]));
     assert_eq!(synced["entries_received"], 1);
-    assert_eq!(ok(oplog(&c, &["get", "b", "k"])).trim(), OBJ_A);
+    assert_eq!(ok(&oplog(&c, &["get", "b", "k"])).trim(), OBJ_A);
 }
 
 #[test]
@@ -303,21 +319,33 @@ fn log_graph_draws_a_fork_and_its_join() {
     let (y, y_id) = node_dir(root.path(), "y", 11);
     let sx = Serve::start(&x, &["--allow", &y_id, "--anti-entropy", "3600"]);
     // a common root, then one write on each side, then y joins both branches
-    ok(oplog(&x, &["put", "b", "root", OBJ_A]));
-    ok(oplog(&y, &["sync", &sx.at, "--timeout", "30"]));
-    ok(oplog(&y, &["put", "b", "from-y", OBJ_B]));
-    ok(oplog(&x, &["put", "b", "from-x", OBJ_B]));
-    ok(oplog(&y, &["sync", &sx.at, "--timeout", "30"]));
-    let status = json(oplog(&y, &["--json", "status"]));
+    ok(&oplog(&x, &["put", "b", "root", OBJ_A]));
+    ok(&oplog(&y, &["sync", &sx.at, "--timeout", "30"]));
+    ok(&oplog(&y, &["put", "b", "from-y", OBJ_B]));
+    ok(&oplog(&x, &["put", "b", "from-x", OBJ_B]));
+    ok(&oplog(&y, &["sync", &sx.at, "--timeout", "30"]));
+    let status = json(&oplog(&y, &["--json", "status"]));
     assert_eq!(status["heads"].as_array().unwrap().len(), 2, "two branches");
-    ok(oplog(&y, &["put", "b", "join", OBJ_A]));
+    ok(&oplog(&y, &["put", "b", "join", OBJ_A]));
 
-    let graph = ok(oplog(&y, &["log", "--graph"]));
+    let graph = ok(&oplog(&y, &["log", "--graph"]));
     let lines: Vec<&str> = graph.lines().collect();
     let stars: Vec<&&str> = lines.iter().filter(|l| l.contains('*')).collect();
     assert_eq!(stars.len(), 4, "{graph}");
-    assert!(lines[0].starts_with("* ") && lines[0].contains("b/join"), "{graph}");
-    assert_eq!(lines[1], "|\\", "the join opens a lane for its second parent:\n{graph}");
-    assert!(lines.contains(&"|/"), "the branches meet at the root:\n{graph}");
-    assert!(stars[3].starts_with("* ") && stars[3].contains("b/root"), "{graph}");
+    assert!(
+        lines[0].starts_with("* ") && lines[0].contains("b/join"),
+        "{graph}"
+    );
+    assert_eq!(
+        lines[1], "|\\",
+        "the join opens a lane for its second parent:\n{graph}"
+    );
+    assert!(
+        lines.contains(&"|/"),
+        "the branches meet at the root:\n{graph}"
+    );
+    assert!(
+        stars[3].starts_with("* ") && stars[3].contains("b/root"),
+        "{graph}"
+    );
 }

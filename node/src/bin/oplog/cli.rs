@@ -68,7 +68,7 @@ pub enum Command {
         #[arg(long, value_name = "BUCKET/KEY")]
         key: Option<String>,
     },
-    /// Reconcile with a peer now (PEER_ID, or PEER_ID@IP:PORT for a peer not configured).
+    /// Reconcile with a peer now (`PEER_ID`, or `PEER_ID@IP:PORT` for a peer not configured).
     Sync {
         /// The peer: its id (64 hex), optionally `@IP:PORT`.
         peer: String,

@@ -55,7 +55,9 @@ async fn ask(stream: UnixStream, socket: &Path, request: &Request) -> Result<Val
         .await
         .map_err(|e| broken(format!("cannot read the answer ({e})")))?;
     if answer.is_empty() {
-        return Err(broken("the server closed the connection without answering".into()));
+        return Err(broken(
+            "the server closed the connection without answering".into(),
+        ));
     }
     let v: Value = serde_json::from_str(&answer)
         .map_err(|e| broken(format!("the answer is not JSON ({e})")))?;
@@ -164,7 +166,7 @@ async fn local(dir: &DataDir, request: &Request, progress: bool) -> Result<Value
         Request::Status => {
             let store = open_store(dir, false)?;
             let mut v = exec::store_status(&store)?;
-            let me = dir.identity(false).ok().and_then(|k| node_id_of(k).ok());
+            let me = dir.identity(false).ok().map(node_id_of);
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("node".into(), me.map(|id| id.to_string()).into());
                 obj.insert("server".into(), false.into());
@@ -185,8 +187,8 @@ pub fn signing_key(secret: [u8; 32]) -> oplog_store::protocol::SigningKey {
 }
 
 /// The node id (iroh endpoint id) of a secret key.
-pub fn node_id_of(secret: [u8; 32]) -> Result<iroh::EndpointId, CliError> {
-    Ok(iroh::SecretKey::from_bytes(&secret).public())
+pub fn node_id_of(secret: [u8; 32]) -> iroh::EndpointId {
+    iroh::SecretKey::from_bytes(&secret).public()
 }
 
 /// Prints a progress line on stderr while a sync brings entries in (after a second, so short

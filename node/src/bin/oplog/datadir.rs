@@ -49,7 +49,9 @@ impl DataDir {
         if !path.exists() {
             std::fs::create_dir(path).map_err(|e| CliError::DataDir {
                 path: path.to_path_buf(),
-                reason: format!("cannot be created ({e}); check that its parent exists and is writable"),
+                reason: format!(
+                    "cannot be created ({e}); check that its parent exists and is writable"
+                ),
             })?;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
         }

@@ -231,28 +231,28 @@ pub async fn run() -> Result<(), CliError> {
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for i in 0..eve {
         let (mine, theirs) = (demo.nodes[eve].store(), demo.nodes[i].store());
-        let (a, b) = (mine.snapshot(), theirs.snapshot());
+        let (snap_mine, snap_theirs) = (mine.snapshot(), theirs.snapshot());
         let neg = transcript::run(
-            &a,
-            &b,
+            &snap_mine,
+            &snap_theirs,
             Config::negentropy(Some(4 << 20)),
             Config::negentropy(Some(4 << 20)),
         )
         .map_err(|e| CliError::Node(format!("the Negentropy comparison failed: {e}")))?;
         let (neg_out, neg_in) = neg.bytes();
         let full = entry_bytes(theirs)?;
-        let r = demo.nodes[eve]
+        let report = demo.nodes[eve]
             .sync_with(ids[i])
             .await
             .map_err(node_err("a healing sync"))?;
         println!(
             "| eve <-> {} | {} | {} B | {} B | {} / {} | {} B | {} B in {} round trips + 1 fetch |",
             NAMES[i],
-            r.round_trips(),
-            r.overhead_bytes(),
-            r.entry_bytes_sent + r.entry_bytes_received,
-            r.entries_received,
-            r.entries_sent,
+            report.round_trips(),
+            report.overhead_bytes(),
+            report.entry_bytes_sent + report.entry_bytes_received,
+            report.entries_received,
+            report.entries_sent,
             full,
             neg_out + neg_in,
             neg.rounds()

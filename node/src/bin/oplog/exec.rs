@@ -9,8 +9,7 @@ use std::time::Duration;
 use oplog_node::cluster_alpn;
 use oplog_store::protocol::dag::{merge_conflicts, merge_parents, DEFAULT_MAX_VISITS};
 use oplog_store::protocol::{
-    Hlc, HlcClock, LogEntry, ObjectId, Op, SigningKey, SystemClock,
-    DEFAULT_MAX_DRIFT,
+    Hlc, HlcClock, LogEntry, ObjectId, Op, SigningKey, SystemClock, DEFAULT_MAX_DRIFT,
 };
 use oplog_store::{InsertOutcome, LwwWrite, Store};
 use serde_json::{json, Value};
@@ -130,9 +129,7 @@ impl Request {
                 Request::Disallow { id }
             }
             Command::Serve(_) | Command::Demo => {
-                return Err(CliError::Usage(
-                    "serve and demo are not requests".into(),
-                ))
+                return Err(CliError::Usage("serve and demo are not requests".into()))
             }
         })
     }
@@ -144,10 +141,16 @@ impl Request {
                 bucket,
                 key,
                 object_id,
-            } => json!({"cmd": "put", "bucket": bucket, "key": key, "object_id": hex::encode(object_id.0)}),
-            Request::Delete { bucket, key } => json!({"cmd": "delete", "bucket": bucket, "key": key}),
+            } => {
+                json!({"cmd": "put", "bucket": bucket, "key": key, "object_id": hex::encode(object_id.0)})
+            }
+            Request::Delete { bucket, key } => {
+                json!({"cmd": "delete", "bucket": bucket, "key": key})
+            }
             Request::Get { bucket, key } => json!({"cmd": "get", "bucket": bucket, "key": key}),
-            Request::Ls { bucket, prefix } => json!({"cmd": "ls", "bucket": bucket, "prefix": prefix}),
+            Request::Ls { bucket, prefix } => {
+                json!({"cmd": "ls", "bucket": bucket, "prefix": prefix})
+            }
             Request::Log {
                 limit,
                 graph,
@@ -158,7 +161,9 @@ impl Request {
                 peer,
                 cluster_secret,
                 timeout,
-            } => json!({"cmd": "sync", "peer": peer, "cluster_secret": cluster_secret, "timeout": timeout}),
+            } => {
+                json!({"cmd": "sync", "peer": peer, "cluster_secret": cluster_secret, "timeout": timeout})
+            }
             Request::Status => json!({"cmd": "status"}),
             Request::Verify => json!({"cmd": "verify"}),
             Request::Allow { id } => json!({"cmd": "allow", "id": id}),
@@ -342,7 +347,11 @@ pub fn store_status(store: &Store) -> Result<Value, CliError> {
 /// The newest `limit` entries (or a register's writes), newest first, each with who wrote
 /// it, when, what, whether it is the current winner, and for merges the conflicts they
 /// resolve.
-fn log(store: &Store, limit: usize, register: Option<&(String, String)>) -> Result<Value, CliError> {
+fn log(
+    store: &Store,
+    limit: usize,
+    register: Option<&(String, String)>,
+) -> Result<Value, CliError> {
     let mut entries: VecDeque<LogEntry> = VecDeque::new();
     if let Some(reg) = register {
         for item in store.history(reg)? {
@@ -485,7 +494,11 @@ pub fn sync_json(peer: &iroh::EndpointId, r: &oplog_node::SyncReport) -> Value {
 }
 
 /// Maps a failed sync to the error a user can act on.
-pub fn sync_error(peer: &iroh::EndpointId, me: &iroh::EndpointId, e: &oplog_node::SyncError) -> CliError {
+pub fn sync_error(
+    peer: &iroh::EndpointId,
+    me: &iroh::EndpointId,
+    e: &oplog_node::SyncError,
+) -> CliError {
     use oplog_node::SyncError as E;
     match e {
         E::Connect { source, .. } => CliError::Unreachable {
@@ -533,7 +546,8 @@ pub async fn local_sync(
     };
     let endpoint = crate::serve::bind_endpoint(secret, bind, vec![]).await?;
     let me = endpoint.id();
-    let alpn = cluster_secret.map_or_else(|| oplog_node::ALPN.to_vec(), |s| cluster_alpn(s.as_bytes()));
+    let alpn =
+        cluster_secret.map_or_else(|| oplog_node::ALPN.to_vec(), |s| cluster_alpn(s.as_bytes()));
     let sync = oplog_node::OplogSync::new(store, [id]).with_alpn(alpn);
     let target = iroh::EndpointAddr::new(id).with_ip_addr(addr);
     let result = tokio::time::timeout(

@@ -181,7 +181,13 @@ mod tests {
 
     #[test]
     fn an_octopus_merge_opens_a_lane_per_parent() {
-        let rows = [n(9, &[1, 2, 3]), n(3, &[0]), n(2, &[0]), n(1, &[0]), n(0, &[])];
+        let rows = [
+            n(9, &[1, 2, 3]),
+            n(3, &[0]),
+            n(2, &[0]),
+            n(1, &[0]),
+            n(0, &[]),
+        ];
         let got = render(&rows);
         let lines: Vec<&str> = got.lines().collect();
         assert_eq!(lines[0], "* 9");

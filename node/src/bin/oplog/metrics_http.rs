@@ -98,7 +98,10 @@ mod tests {
         assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
         assert!(r.ends_with("oplog_test_scrapes 1\n"), "{r}");
         let r = get(addr, "GET /metrics HTTP/1.1\r\n\r\n").await;
-        assert!(r.ends_with("oplog_test_scrapes 2\n"), "rendered per scrape: {r}");
+        assert!(
+            r.ends_with("oplog_test_scrapes 2\n"),
+            "rendered per scrape: {r}"
+        );
         let r = get(addr, "GET / HTTP/1.1\r\n\r\n").await;
         assert!(r.starts_with("HTTP/1.1 404"), "{r}");
         let r = get(addr, "POST /metrics HTTP/1.1\r\n\r\n").await;

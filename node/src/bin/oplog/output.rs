@@ -1,5 +1,7 @@
 //! Answers as text (or as JSON with `--json`).
 
+use std::fmt::Write as _;
+
 use serde_json::Value;
 
 use crate::error::CliError;
@@ -26,9 +28,12 @@ pub fn print(request: &Request, v: &Value, json: bool) -> Result<(), CliError> {
                 }
             )))
         }
-        Request::Verify if v.get("ok").and_then(Value::as_bool) != Some(true) => Err(
-            CliError::Missing("verify found problems (listed above); restore the store from a peer or a backup".into()),
-        ),
+        Request::Verify if v.get("ok").and_then(Value::as_bool) != Some(true) => {
+            Err(CliError::Missing(
+                "verify found problems (listed above); restore the store from a peer or a backup"
+                    .into(),
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -63,7 +68,7 @@ pub fn text(request: &Request, v: &Value) -> String {
         Request::Ls { .. } => {
             let mut out = String::new();
             for row in v.get("objects").and_then(Value::as_array).into_iter().flatten() {
-                out.push_str(&format!("{}  {}\n", s(row, "object_id"), s(row, "key")));
+                let _ = writeln!(out, "{}  {}", s(row, "object_id"), s(row, "key"));
             }
             out
         }
@@ -93,7 +98,7 @@ pub fn text(request: &Request, v: &Value) -> String {
                 n(v, "deferred")
             );
             for p in v.get("problems").and_then(Value::as_array).into_iter().flatten() {
-                out.push_str(&format!("  {}\n", p.as_str().unwrap_or("")));
+                let _ = writeln!(out, "  {}", p.as_str().unwrap_or(""));
             }
             out
         }
@@ -105,35 +110,38 @@ pub fn text(request: &Request, v: &Value) -> String {
 fn status_text(v: &Value) -> String {
     let mut out = String::new();
     if let Some(id) = v.get("node").and_then(Value::as_str) {
-        out.push_str(&format!("node      {id}\n"));
+        let _ = writeln!(out, "node      {id}");
     }
-    out.push_str(&format!(
-        "server    {}\n",
+    let _ = writeln!(
+        out,
+        "server    {}",
         if v.get("server").and_then(Value::as_bool) == Some(true) {
             "running"
         } else {
             "not running (read from the file)"
         }
-    ));
-    out.push_str(&format!(
-        "entries   {} applied, {} held back, {} deferred, {} registers\n",
+    );
+    let _ = writeln!(
+        out,
+        "entries   {} applied, {} held back, {} deferred, {} registers",
         n(v, "entries"),
         n(v, "held_back"),
         n(v, "deferred"),
         n(v, "registers")
-    ));
+    );
     let heads = v.get("heads").and_then(Value::as_array);
-    out.push_str(&format!("heads     {}\n", heads.map_or(0, Vec::len)));
+    let _ = writeln!(out, "heads     {}", heads.map_or(0, Vec::len));
     for h in heads.into_iter().flatten() {
-        out.push_str(&format!(
-            "  {} {} by {}\n",
+        let _ = writeln!(
+            out,
+            "  {} {} by {}",
             short(s(h, "hash")),
             s(h, "time"),
             short(s(h, "author"))
-        ));
+        );
     }
     let peers = v.get("peers").and_then(Value::as_array);
-    out.push_str(&format!("peers     {}\n", peers.map_or(0, Vec::len)));
+    let _ = writeln!(out, "peers     {}", peers.map_or(0, Vec::len));
     for p in peers.into_iter().flatten() {
         // the node's peer status, field by field as it serialises
         let fields: Vec<String> = p
@@ -145,7 +153,7 @@ fn status_text(v: &Value) -> String {
                 other => format!("{k}={other}"),
             })
             .collect();
-        out.push_str(&format!("  {}\n", fields.join(" ")));
+        let _ = writeln!(out, "  {}", fields.join(" "));
     }
     out
 }
@@ -161,7 +169,9 @@ fn describe(row: &Value) -> String {
         "delete" => format!("delete {}/{}", s(row, "bucket"), s(row, "key")),
         "merge" => format!(
             "merge of {} branches",
-            row.get("parents").and_then(Value::as_array).map_or(0, Vec::len)
+            row.get("parents")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
         ),
         other => other.to_string(),
     };
@@ -180,7 +190,12 @@ fn describe(row: &Value) -> String {
 
 fn conflict_lines(row: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    for c in row.get("conflicts").and_then(Value::as_array).into_iter().flatten() {
+    for c in row
+        .get("conflicts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let w = c.get("winner").unwrap_or(&Value::Null);
         let losers: Vec<String> = c
             .get("branch_winners")
@@ -234,12 +249,14 @@ fn log_text(v: &Value, graph: bool) -> String {
             .collect();
         for line in draw(&nodes) {
             match line.row {
-                None => out.push_str(&format!("{}\n", line.graph)),
+                None => {
+                    let _ = writeln!(out, "{}", line.graph);
+                }
                 Some(r) => {
-                    out.push_str(&format!("{} {}\n", line.graph, describe(rows[r])));
+                    let _ = writeln!(out, "{} {}", line.graph, describe(rows[r]));
                     let cont = line.graph.replace('*', "|");
                     for c in conflict_lines(rows[r]) {
-                        out.push_str(&format!("{cont}     {c}\n"));
+                        let _ = writeln!(out, "{cont}     {c}");
                     }
                 }
             }
@@ -249,14 +266,10 @@ fn log_text(v: &Value, graph: bool) -> String {
             out.push_str(&describe(r));
             out.push('\n');
             for c in conflict_lines(r) {
-                out.push_str(&format!("    {c}\n"));
+                let _ = writeln!(out, "    {c}");
             }
         }
     }
-    out.push_str(&format!(
-        "({} of {} entries shown)\n",
-        rows.len(),
-        n(v, "total")
-    ));
+    let _ = writeln!(out, "({} of {} entries shown)", rows.len(), n(v, "total"));
     out
 }
