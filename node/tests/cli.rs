@@ -64,6 +64,8 @@ struct Serve {
     child: Child,
     /// `ID@IP:PORT`.
     at: String,
+    /// The metrics address, with `--metrics`.
+    metrics: Option<String>,
 }
 
 impl Serve {
@@ -81,19 +83,26 @@ impl Serve {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some(at) = line.strip_prefix("ready ") {
-                    let _ = tx.send(at.to_string());
-                }
+                let _ = tx.send(line);
             }
         });
         let mut serve = Serve {
             child,
             at: String::new(),
+            metrics: None,
         };
-        serve.at = rx
-            .recv_timeout(PATIENCE)
-            .expect("serve prints `ready ID@ADDR`");
-        serve
+        loop {
+            let line = rx
+                .recv_timeout(PATIENCE)
+                .expect("serve prints `ready ID@ADDR`");
+            if let Some(m) = line.strip_prefix("metrics on http://") {
+                serve.metrics = m.strip_suffix("/metrics").map(str::to_string);
+            }
+            if let Some(at) = line.strip_prefix("ready ") {
+                serve.at = at.to_string();
+                return serve;
+            }
+        }
     }
 }
 
@@ -310,6 +319,44 @@ fn an_unreachable_and_a_refusing_peer_are_told_apart() {
     let synced = json(&oplog(&c, &["--json", "sync", &sa.at, "--timeout", "30"]));
     assert_eq!(synced["entries_received"], 1);
     assert_eq!(ok(&oplog(&c, &["get", "b", "k"])).trim(), OBJ_A);
+
+    // and once a removes c again, c is refused again
+    ok(&oplog(&a, &["disallow", &c_id]));
+    let o = oplog(&c, &["sync", &sa.at, "--timeout", "30"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("refused this node"), "{}", stderr(&o));
+}
+
+#[test]
+fn serve_answers_metrics_and_removes_its_socket_on_sigterm() {
+    use std::io::{Read, Write};
+    let root = tempfile::tempdir().unwrap();
+    let (d, _) = node_dir(root.path(), "m", 12);
+    let mut s = Serve::start(&d, &["--metrics", "127.0.0.1:0"]);
+    ok(&oplog(&d, &["put", "b", "k", OBJ_A]));
+    let at = s.metrics.clone().expect("serve prints its metrics address");
+    let mut http = std::net::TcpStream::connect(&at).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(
+        answer.contains("\r\n\r\n# "),
+        "a Prometheus text body: {answer}"
+    );
+
+    assert!(d.join("control.sock").exists());
+    let term = Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = s.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "a clean shutdown");
+    assert!(!d.join("control.sock").exists(), "the socket is removed");
+    // and the file is free again for commands without a server
+    assert_eq!(ok(&oplog(&d, &["get", "b", "k"])).trim(), OBJ_A);
 }
 
 #[test]

@@ -31,7 +31,18 @@ pub async fn call(data_dir: &Path, request: &Request, progress: bool) -> Result<
     let dir = DataDir::existing(data_dir)?;
     let socket = dir.socket();
     if let Ok(stream) = UnixStream::connect(&socket).await {
-        return ask(stream, &socket, request).await;
+        if !progress {
+            return ask(stream, &socket, request).await;
+        }
+        // a sync through the server: watch its entry count on a second connection
+        let shown = Arc::new(AtomicBool::new(false));
+        let watcher = tokio::spawn(show_progress(
+            Counter::Socket(socket.clone()),
+            Arc::clone(&shown),
+        ));
+        let result = ask(stream, &socket, request).await;
+        end_progress(watcher, &shown).await;
+        return result;
     }
     // No server (no socket, or a stale one left by a killed server): open the file here.
     local(&dir, request, progress).await
@@ -150,16 +161,16 @@ async fn local(dir: &DataDir, request: &Request, progress: bool) -> Result<Value
             let secret = dir.identity(true)?;
             let store = Arc::new(open_store(dir, true)?);
             let shown = Arc::new(AtomicBool::new(false));
-            let watcher = progress
-                .then(|| tokio::spawn(show_progress(Arc::clone(&store), Arc::clone(&shown))));
+            let watcher = progress.then(|| {
+                tokio::spawn(show_progress(
+                    Counter::Store(Arc::clone(&store)),
+                    Arc::clone(&shown),
+                ))
+            });
             let result =
                 exec::local_sync(store, secret, peer, cluster_secret.as_deref(), *timeout).await;
             if let Some(w) = watcher {
-                w.abort();
-                let _ = w.await;
-                if shown.load(Ordering::Relaxed) {
-                    eprint!("\r\x1b[K");
-                }
+                end_progress(w, &shown).await;
             }
             result
         }
@@ -191,21 +202,54 @@ pub fn node_id_of(secret: [u8; 32]) -> iroh::EndpointId {
     iroh::SecretKey::from_bytes(&secret).public()
 }
 
+/// Where the progress line reads the number of applied entries.
+enum Counter {
+    /// The store this process opened.
+    Store(Arc<Store>),
+    /// A running server, asked for its `status` on a connection of its own.
+    Socket(std::path::PathBuf),
+}
+
+impl Counter {
+    async fn entries(&self) -> Option<u64> {
+        match self {
+            Counter::Store(store) => Some(store.len()),
+            Counter::Socket(path) => {
+                let stream = UnixStream::connect(path).await.ok()?;
+                let v = ask(stream, path, &Request::Status).await.ok()?;
+                v.get("entries").and_then(Value::as_u64)
+            }
+        }
+    }
+}
+
 /// Prints a progress line on stderr while a sync brings entries in (after a second, so short
 /// syncs print nothing); sets `shown` once it printed, so the caller clears the line.
-async fn show_progress(store: Arc<Store>, shown: Arc<AtomicBool>) {
+async fn show_progress(counter: Counter, shown: Arc<AtomicBool>) {
     let start = Instant::now();
-    let before = store.len();
+    let before = counter.entries().await.unwrap_or(0);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
         if start.elapsed() >= Duration::from_secs(1) {
-            let got = store.len().saturating_sub(before);
+            let Some(now) = counter.entries().await else {
+                continue;
+            };
+            let got = now.saturating_sub(before);
             #[allow(clippy::cast_precision_loss)]
             let rate = got as f64 / start.elapsed().as_secs_f64();
             eprint!("\rsyncing: {got} entries received ({rate:.0}/s)   ");
             shown.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+/// Stops the progress line and clears it if it was shown.
+async fn end_progress(watcher: tokio::task::JoinHandle<()>, shown: &AtomicBool) {
+    watcher.abort();
+    let _ = watcher.await;
+    if shown.load(Ordering::Relaxed) {
+        eprint!("\r\x1b[K");
     }
 }
 

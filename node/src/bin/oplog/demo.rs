@@ -22,9 +22,9 @@ use crate::output;
 
 const NAMES: [&str; 5] = ["ada", "bo", "cy", "dee", "eve"];
 /// Writes per node before the partition.
-const WARMUP: usize = 400;
+const WARMUP: usize = 200;
 /// Writes per connected node during the partition.
-const PARTITIONED: usize = 1_500;
+const PARTITIONED: usize = 1_000;
 /// Writes by the cut-off node during the partition.
 const CUT_OFF: usize = 200;
 /// Keys everyone writes to: conflicts.
@@ -258,6 +258,7 @@ pub async fn run() -> Result<(), CliError> {
             neg.rounds()
         );
     }
+    println!("   (protocol bytes: every frame byte both ways that is not an entry's own; full copy: every entry the peer holds; after the first sync the others usually have nothing left to send eve, as their own anti-entropy already spread its entries)");
     for i in 0..eve {
         demo.nodes[i].add_peer(demo.addrs[eve].clone());
     }

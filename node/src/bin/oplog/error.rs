@@ -26,7 +26,7 @@ pub enum CliError {
         reason: String,
     },
     /// Another process holds the log file open and no server answers on the control socket.
-    #[error("{path} is locked by another process and no `oplog serve` answers on {socket}; stop that process (or start `oplog serve --data-dir {dir}` and retry through it)", dir = .path.parent().map(|p| p.display().to_string()).unwrap_or_default(), socket = .socket.display())]
+    #[error("{path} is locked by another process and no `oplog serve` answers on {socket}; stop that process and retry, or, if it is an `oplog serve` whose socket was removed, restart it (`oplog serve --data-dir {dir}`)", dir = .path.parent().map(|p| p.display().to_string()).unwrap_or_default(), socket = .socket.display())]
     Locked {
         /// The log file.
         path: PathBuf,

@@ -534,15 +534,11 @@ pub async fn local_sync(
             "without a running `oplog serve` the peer needs its address: {id}@IP:PORT"
         )));
     };
-    let bind: std::net::SocketAddr = if addr.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let bind = if addr.ip().is_loopback() {
-        (addr.ip(), 0).into()
-    } else {
-        bind
+    // loopback peers are dialled from loopback, others from every interface
+    let bind: std::net::SocketAddr = match addr.ip() {
+        ip if ip.is_loopback() => (ip, 0).into(),
+        std::net::IpAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        std::net::IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let endpoint = crate::serve::bind_endpoint(secret, bind, vec![]).await?;
     let me = endpoint.id();

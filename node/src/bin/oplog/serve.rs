@@ -134,8 +134,10 @@ pub async fn serve(data_dir: &Path, args: ServeArgs) -> Result<(), CliError> {
 
     let stopped = wait_for_signal().await;
     control.abort();
+    let _ = control.await;
     if let Some(m) = metrics {
         m.abort();
+        let _ = m.await;
     }
     let _ = std::fs::remove_file(&socket);
     eprintln!("{stopped}: shutting down");
