@@ -7,6 +7,8 @@ use serde_json::Value;
 use crate::error::CliError;
 use crate::exec::Request;
 use crate::graph::{draw, Node};
+use crate::timefmt::format_hlc;
+use oplog_store::protocol::Hlc;
 
 /// Prints the answer to `request`. With `json` the answer is printed as it is, one JSON
 /// document; otherwise as text. A `get` of a missing key and a `verify` that found problems
@@ -143,19 +145,38 @@ fn status_text(v: &Value) -> String {
     let peers = v.get("peers").and_then(Value::as_array);
     let _ = writeln!(out, "peers     {}", peers.map_or(0, Vec::len));
     for p in peers.into_iter().flatten() {
-        // the node's peer status, field by field as it serialises
-        let fields: Vec<String> = p
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| match v {
-                Value::String(s) => format!("{k}={s}"),
-                other => format!("{k}={other}"),
-            })
-            .collect();
-        let _ = writeln!(out, "  {}", fields.join(" "));
+        let _ = writeln!(out, "  {}", peer_text(p));
     }
     out
+}
+
+/// One peer of `status`: the fields of the node's `PeerStatus` a person looks for first.
+fn peer_text(p: &Value) -> String {
+    let flag = |k: &str| p.get(k).and_then(Value::as_bool) == Some(true);
+    let last = match p.get("last_sync").and_then(Value::as_u64) {
+        Some(ms) => format!(
+            "last sync {}",
+            format_hlc(Hlc(ms.saturating_mul(1_000_000)))
+        ),
+        None => "never synced".into(),
+    };
+    let lag = match p.get("lag_seconds").and_then(Value::as_u64) {
+        Some(secs) => format!("{secs} s ago, lag {} entries", n(p, "lag_entries")),
+        None => format!("lag {} entries", n(p, "lag_entries")),
+    };
+    format!(
+        "{} {} {}{}; {last} ({lag}); {} sessions ({} failed); in {} B, out {} B; pushed {}, dropped {}",
+        short(s(p, "id")),
+        p.get("addr").and_then(Value::as_str).unwrap_or("(no address)"),
+        if flag("connected") { "connected" } else { "not connected" },
+        if flag("member") { "" } else { ", NOT a member" },
+        n(p, "sessions"),
+        n(p, "sessions_failed"),
+        n(p, "bytes_in"),
+        n(p, "bytes_out"),
+        n(p, "entries_pushed"),
+        n(p, "pushes_dropped"),
+    )
 }
 
 fn describe(row: &Value) -> String {
