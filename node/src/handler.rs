@@ -442,10 +442,22 @@ impl<A: Action> OplogSync<A> {
         let config = &self.inner.config;
         let idle = config.idle_timeout;
         let mut header = [0u8; 4];
-        let Ok(Ok(())) = tokio::time::timeout(idle, recv.read_exact(&mut header)).await else {
-            debug!("a stream ended before its first frame");
-            return;
-        };
+        match tokio::time::timeout(idle, recv.read_exact(&mut header)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                debug!(error = %e, "a stream ended before its first frame");
+                return;
+            }
+            Err(_) => {
+                info!("the peer opened a stream and sent nothing in time; closing");
+                finish_with_end(&mut send, EndCode::Timeout, "no first frame in time", idle).await;
+                conn.close(
+                    CLOSE_SESSION_ERROR.into(),
+                    b"timed out (06): no first frame in time",
+                );
+                return;
+            }
+        }
         let len = u32::from_be_bytes(header);
         let Some(size) = usize::try_from(len)
             .ok()

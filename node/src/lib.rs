@@ -1,5 +1,6 @@
-//! iroh glue for oplog-sync: the protocol handler a node registers on its iroh `Router`, and
-//! [`OplogSync::sync_with`] to run a sync session with a peer.
+//! iroh glue for oplog-sync: the protocol handler a node registers on its iroh `Router`,
+//! [`OplogSync::sync_with`] to run a sync session with a peer, and [`Node`], a live node that
+//! pushes, reconciles, merges and manages its members by itself.
 //!
 //! ```
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -44,18 +45,46 @@
 //!
 //! # Sessions
 //!
-//! One connection carries one bidirectional stream and one session (the sans-IO
-//! `oplog_protocol::session::Session`), driven by [`run_session`]: frames are read and
-//! written concurrently, so flow control can never stall both peers, and the session and the
-//! store writes run on tokio's blocking pool. At most one session runs per pair of peers
-//! (a second one gets [`SyncError::Busy`] locally, or END `Busy` from the peer).
+//! A session (the sans-IO `oplog_protocol::session::Session`) runs on one bidirectional
+//! stream, driven by [`run_session`]: frames are read and written concurrently, so flow
+//! control can never stall both peers, and the session and the store writes run on tokio's
+//! blocking pool. At most one session runs per pair of peers (a second one gets
+//! [`SyncError::Busy`] locally, or END `Busy` from the peer).
 //!
-//! Closing: the responder finishes its stream only when its session is over, and the
-//! initiator closes the connection ([`CLOSE_DONE`]) once it has seen that end of stream, so
-//! no END frame is dropped unread. A side that ended the session for cause (a protocol
-//! violation, a budget, a timeout) closes the connection itself with [`CLOSE_SESSION_ERROR`]
-//! once its END is acknowledged, the reason naming the END code. Every wait is bounded by
-//! the session's idle timeout.
+//! [`OplogSync::sync_with`] dials, runs one session and closes the connection: the responder
+//! finishes its stream only when its session is over, and the initiator closes the
+//! connection ([`CLOSE_DONE`]) once it has seen that end of stream, so no END frame is
+//! dropped unread. A side that ended the session for cause (a protocol violation, a budget, a
+//! timeout) closes the connection itself with [`CLOSE_SESSION_ERROR`] once its END is
+//! acknowledged, the reason naming the END code. Every wait is bounded by the session's idle
+//! timeout.
+//!
+//! # Streams on one connection (spec 9.9)
+//!
+//! The handler serves every stream a connection opens, at most
+//! [`MAX_STREAMS_PER_CONNECTION`] at once; the first frame of a stream names its job: `01`
+//! a session, `06` PUSH (entries the peer authored, pushed unasked, checked and applied by
+//! [`live::receive_push`]'s rules, with at most one ancestry request back for what they
+//! lack), `03` a standalone ancestry fetch. Pushes are budgeted per connection
+//! ([`PUSHES_PER_SECOND`], [`PUSH_BURST`], [`PUSH_BYTES_PER_SECOND`]). A peer removed from
+//! the allowed set has its next stream refused and its connection closed
+//! ([`CLOSE_NOT_ALLOWED`]).
+//!
+//! # The live node
+//!
+//! [`Node`] keeps one connection per peer and turns sessions into a cluster that stays
+//! converged by itself: [`Node::append`] stamps (the node's HLC, resumed above its store's
+//! newest entry after a restart), signs with the endpoint's key, stores, and pushes the entry
+//! to every connected member without waiting for them (bounded per-peer queues; a full queue
+//! drops the push and anti-entropy carries the entry); an anti-entropy loop per configured
+//! peer runs a session every [`NodeConfig::anti_entropy`] (±25% jitter), reconnects with
+//! exponential backoff up to 30 s, and starts early when a pushed entry stayed held back;
+//! after every session and push the node writes a merge if the merge rule (spec 6.5) says so,
+//! so a quiet cluster ends at one head and writes nothing more. [`Node::allow`] and
+//! [`Node::disallow`] change the members at run time: both who may connect and whose entries
+//! the store admits ([`oplog_store::Store::set_allowed_authors`]). [`Node::status`] (serde)
+//! and [`Node::metrics_text`] (Prometheus text) are for operators;
+//! [`Node::subscribe_synced`] ticks after every session or push applied.
 //!
 //! Each session runs in a tracing span `oplog.session` with the peer's short id and the
 //! role, and logs its counters (round trips, frames, bytes and entries each way, overhead,
@@ -63,7 +92,8 @@
 //!
 //! # Features
 //!
-//! `iroh` (default): [`OplogSync`], the offline endpoint helpers and [`SyncError`], on iroh
+//! `iroh` (default): [`OplogSync`], [`Node`], the offline endpoint helpers, [`SyncError`]
+//! and [`NodeError`], on iroh
 //! 0.96.1 (the version Shoal runs). Without it the crate is only the transport-generic
 //! driver ([`run_session`] and friends), which an iroh 1.x build reuses: iroh 0.96 and 1.x
 //! cannot share one dependency graph.

@@ -106,6 +106,7 @@ fn every_vector_file_is_checked() {
             "limits.json",
             "messages.json",
             "negentropy.json",
+            "push.json",
             "session.json",
             "transcripts.json"
         ]
@@ -1384,5 +1385,497 @@ fn session_frames_transcripts_and_invalid_frames() {
     assert!(
         check_session(&t).is_err(),
         "a budget case without its budget"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// push.json (spec 9.9): PUSH frames against a receiver's store
+
+mod push_vectors {
+    use oplog_node::live::{push_frame, receive_push};
+    use oplog_protocol::session::EndCode::{
+        self, Done, FrameTooLarge, InvalidEntry, Protocol, Refused,
+    };
+    use oplog_protocol::{Hash, Hlc, LogEntry, NodeId, ObjectId, Op, SigningKey};
+    use oplog_store::{Options, Store};
+    use serde::{Deserialize, Serialize};
+
+    use super::Check;
+
+    /// The receiver's frame limit in every case.
+    const MAX_FRAME: usize = 131_072;
+    /// Stamps of the vectors' entries (2023, so no receiver defers them).
+    const T: u64 = 1_700_000_000_000_000_000;
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct PushFile {
+        description: String,
+        max_frame_bytes: usize,
+        pub(super) cases: Vec<PushCase>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct PushCase {
+        name: String,
+        /// Entries (wire form, hex) inserted into the receiver's store before the frame.
+        store: Vec<String>,
+        /// The receiver's allowed authors (hex node ids), or null for any author.
+        allowed: Option<Vec<String>>,
+        /// The pushing node's id (hex): the connection's remote endpoint id.
+        sender: String,
+        /// The whole frame, length header included (hex).
+        frame: String,
+        /// The END code the receiver answers with.
+        pub(super) code: u8,
+        /// Entries the frame applied, in application order (hashes, hex).
+        applied: Vec<String>,
+        /// Pushed entries held back (hashes, hex, in frame order).
+        held_back: Vec<String>,
+        /// The wants of the one ancestry request that follows (hashes, hex, ascending).
+        want: Vec<String>,
+    }
+
+    fn hx(b: &[u8]) -> String {
+        hex::encode(b)
+    }
+
+    fn put(key: &SigningKey, hlc: u64, name: &str, parents: Vec<Hash>) -> LogEntry<Op> {
+        let op = Op::Put {
+            bucket: "b".into(),
+            key: name.into(),
+            object_id: ObjectId([hlc.to_le_bytes()[0]; 32]),
+        };
+        LogEntry::sign(key, Hlc(hlc), op, parents).expect("sign")
+    }
+
+    fn frame_of(entries: &[&LogEntry<Op>]) -> Vec<u8> {
+        let encoded: Vec<Vec<u8>> = entries.iter().map(|e| e.encode()).collect();
+        push_frame(encoded.iter().map(Vec::as_slice))
+    }
+
+    /// A frame of type `kind` around `payload`, length header included.
+    fn raw(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = u32::try_from(payload.len() + 1)
+            .unwrap()
+            .to_be_bytes()
+            .to_vec();
+        f.push(kind);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// The cases, built from fixed keys and stamps (what `push.json` holds).
+    pub(super) fn build() -> PushFile {
+        let a = SigningKey::from_bytes(&[0xa1; 32]);
+        let b = SigningKey::from_bytes(&[0xb2; 32]);
+        let (ida, idb) = (a.verifying_key().to_bytes(), b.verifying_key().to_bytes());
+        let e1 = put(&a, T, "one", vec![]);
+        let e2 = put(&a, T + 1, "two", vec![e1.hash]);
+        let e3 = put(&a, T + 2, "three", vec![e2.hash]);
+        let b1 = put(&b, T, "bee", vec![]);
+        let stale = put(&a, T, "stale", vec![e1.hash]); // not above its parent's stamp
+        let mut bad = e2.encode();
+        *bad.last_mut().unwrap() ^= 1;
+        let with_bad = {
+            let e1b = e1.encode();
+            let mut p = vec![2u8];
+            for e in [&e1b, &bad] {
+                p.extend_from_slice(&encode_len(e.len()));
+                p.extend_from_slice(e);
+            }
+            raw(0x06, &p)
+        };
+        let trailing = {
+            let mut f = frame_of(&[&e1]);
+            f.push(0);
+            let len = u32::try_from(f.len() - 4).unwrap();
+            f[..4].copy_from_slice(&len.to_be_bytes());
+            f
+        };
+        let case = |name: &str,
+                    store: &[&LogEntry<Op>],
+                    allowed: Option<&[[u8; 32]]>,
+                    sender: [u8; 32],
+                    frame: Vec<u8>,
+                    code: EndCode,
+                    applied: &[&LogEntry<Op>],
+                    held_back: &[&LogEntry<Op>],
+                    want: &[Hash]| PushCase {
+            name: name.into(),
+            store: store.iter().map(|e| hx(&e.encode())).collect(),
+            allowed: allowed.map(|ids| ids.iter().map(|i| hx(i)).collect()),
+            sender: hx(&sender),
+            frame: hx(&frame),
+            code: code.to_u8(),
+            applied: applied.iter().map(|e| hx(&e.hash.0)).collect(),
+            held_back: held_back.iter().map(|e| hx(&e.hash.0)).collect(),
+            want: want.iter().map(|h| hx(&h.0)).collect(),
+        };
+        let over = u32::try_from(MAX_FRAME + 1).unwrap().to_be_bytes().to_vec();
+        let cases = vec![
+            case(
+                "one-root",
+                &[],
+                None,
+                ida,
+                frame_of(&[&e1]),
+                Done,
+                &[&e1],
+                &[],
+                &[],
+            ),
+            case(
+                "chain",
+                &[],
+                None,
+                ida,
+                frame_of(&[&e1, &e2, &e3]),
+                Done,
+                &[&e1, &e2, &e3],
+                &[],
+                &[],
+            ),
+            case(
+                "child-before-parent",
+                &[],
+                None,
+                ida,
+                frame_of(&[&e2, &e1]),
+                Done,
+                &[&e1, &e2],
+                &[],
+                &[],
+            ),
+            case(
+                "parent-missing",
+                &[],
+                None,
+                ida,
+                frame_of(&[&e3]),
+                Done,
+                &[],
+                &[&e3],
+                &[e2.hash],
+            ),
+            case(
+                "parent-stored",
+                &[&e1],
+                None,
+                ida,
+                frame_of(&[&e2]),
+                Done,
+                &[&e2],
+                &[],
+                &[],
+            ),
+            case(
+                "duplicate",
+                &[&e1],
+                None,
+                ida,
+                frame_of(&[&e1]),
+                Done,
+                &[],
+                &[],
+                &[],
+            ),
+            case(
+                "allowed-sender",
+                &[],
+                Some(&[ida]),
+                ida,
+                frame_of(&[&e1]),
+                Done,
+                &[&e1],
+                &[],
+                &[],
+            ),
+            case(
+                "empty-frame",
+                &[],
+                None,
+                ida,
+                vec![0, 0, 0, 0],
+                Protocol,
+                &[],
+                &[],
+                &[],
+            ),
+            case(
+                "over-frame-limit",
+                &[],
+                None,
+                ida,
+                over,
+                FrameTooLarge,
+                &[],
+                &[],
+                &[],
+            ),
+            case(
+                "length-mismatch",
+                &[],
+                None,
+                ida,
+                [&10u32.to_be_bytes()[..], &[6, 1, 2, 3, 4]].concat(),
+                Protocol,
+                &[],
+                &[],
+                &[],
+            ),
+            case(
+                "not-a-push",
+                &[],
+                None,
+                ida,
+                raw(0x02, &frame_of(&[&e1])[5..]),
+                Protocol,
+                &[],
+                &[],
+                &[],
+            ),
+            case(
+                "count-zero",
+                &[],
+                None,
+                ida,
+                raw(0x06, &[0]),
+                Protocol,
+                &[],
+                &[],
+                &[],
+            ),
+            case(
+                "count-over-half-the-payload",
+                &[],
+                None,
+                ida,
+                raw(0x06, &[5, 1, 0xff, 1, 0xff]),
+                Protocol,
+                &[],
+                &[],
+                &[],
+            ),
+            case(
+                "entry-length-zero",
+                &[],
+                None,
+                ida,
+                raw(0x06, &[1, 0]),
+                Protocol,
+                &[],
+                &[],
+                &[],
+            ),
+            case(
+                "non-minimal-count",
+                &[],
+                None,
+                ida,
+                raw(0x06, &[0x81, 0x00, 1, 0xff]),
+                Protocol,
+                &[],
+                &[],
+                &[],
+            ),
+            case(
+                "trailing-byte",
+                &[],
+                None,
+                ida,
+                trailing,
+                Protocol,
+                &[],
+                &[],
+                &[],
+            ),
+            case(
+                "entry-does-not-decode",
+                &[],
+                None,
+                ida,
+                raw(0x06, &[1, 3, 0xff, 0xff, 0xff]),
+                InvalidEntry,
+                &[],
+                &[],
+                &[],
+            ),
+            case(
+                "bad-signature-nothing-applied",
+                &[],
+                None,
+                ida,
+                with_bad,
+                InvalidEntry,
+                &[],
+                &[],
+                &[],
+            ),
+            case(
+                "not-the-senders-entry",
+                &[],
+                None,
+                ida,
+                frame_of(&[&e1, &b1]),
+                Protocol,
+                &[],
+                &[],
+                &[],
+            ),
+            case(
+                "sender-not-allowed",
+                &[],
+                Some(&[idb]),
+                ida,
+                frame_of(&[&e1]),
+                Refused,
+                &[],
+                &[],
+                &[],
+            ),
+            case(
+                "parent-order-broken",
+                &[&e1],
+                None,
+                ida,
+                frame_of(&[&stale]),
+                InvalidEntry,
+                &[],
+                &[],
+                &[],
+            ),
+        ];
+        PushFile {
+            description: "PUSH frames (SPEC 9.9) against a receiver's store. Each case: insert `store` (entries in wire form) into an empty store that admits the `allowed` authors (null: any), then apply `frame` (the whole frame, length header first) pushed by `sender` with the receiver's max_frame_bytes; the receiver answers END `code` (9.6) and its store shows `applied` (application order), `held_back` (pushed entries held back, frame order) and `want` (the wants of its one ancestry request, ascending; none if empty). Checks run in the order of 9.9: length, payload, decode, author, verify, allowed, insert; a failure in the first six applies nothing of the frame. Entries are signed with the keys [0xa1; 32] and [0xb2; 32] at HLC 1,700,000,000,000,000,000 (+1, +2).".into(),
+            max_frame_bytes: MAX_FRAME,
+            cases,
+        }
+    }
+
+    fn encode_len(n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut v = n as u64;
+        loop {
+            let byte = u8::try_from(v & 0x7f).unwrap();
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    fn unhex(s: &str, what: &str) -> Result<Vec<u8>, String> {
+        hex::decode(s).map_err(|e| format!("{what}: bad hex: {e}"))
+    }
+
+    fn id32(s: &str, what: &str) -> Result<[u8; 32], String> {
+        unhex(s, what)?
+            .try_into()
+            .map_err(|_| format!("{what}: not 32 bytes"))
+    }
+
+    /// Replays every case on a fresh in-memory store and compares what comes out.
+    pub(super) fn check(f: &PushFile) -> Check {
+        for c in &f.cases {
+            let at = &c.name;
+            let store: Store<Op> =
+                Store::in_memory(Options::default()).map_err(|e| e.to_string())?;
+            let before: Vec<LogEntry<Op>> = c
+                .store
+                .iter()
+                .map(|h| {
+                    LogEntry::<Op>::decode(&unhex(h, at)?)
+                        .map_err(|e| format!("{at}: store entry: {e}"))
+                })
+                .collect::<Result<_, _>>()?;
+            store.insert(before).map_err(|e| e.to_string())?;
+            if let Some(ids) = &c.allowed {
+                let ids = ids
+                    .iter()
+                    .map(|i| id32(i, at).map(NodeId))
+                    .collect::<Result<_, _>>()?;
+                store.set_allowed_authors(Some(ids));
+            }
+            let sender = NodeId(id32(&c.sender, at)?);
+            let frame = unhex(&c.frame, at)?;
+            let v = receive_push(&store, sender, &frame, f.max_frame_bytes)
+                .map_err(|e| e.to_string())?;
+            let hexes = |hs: &[Hash]| hs.iter().map(|h| hx(&h.0)).collect::<Vec<_>>();
+            if v.code.to_u8() != c.code {
+                return Err(format!(
+                    "{at}: END {} ({}), want {:02}",
+                    v.code, v.reason, c.code
+                ));
+            }
+            if hexes(&v.applied) != c.applied {
+                return Err(format!(
+                    "{at}: applied {:?}, want {:?}",
+                    hexes(&v.applied),
+                    c.applied
+                ));
+            }
+            if hexes(&v.held_back) != c.held_back {
+                return Err(format!(
+                    "{at}: held back {:?}, want {:?}",
+                    hexes(&v.held_back),
+                    c.held_back
+                ));
+            }
+            if hexes(&v.want) != c.want {
+                return Err(format!(
+                    "{at}: want {:?}, want {:?}",
+                    hexes(&v.want),
+                    c.want
+                ));
+            }
+            // what the verdict says is what the store holds
+            for h in &v.applied {
+                if !store.contains(h).map_err(|e| e.to_string())? {
+                    return Err(format!("{at}: {h} reported applied but not stored"));
+                }
+            }
+            let held = store.stats().map_err(|e| e.to_string())?.held_back;
+            if held != v.held_back.len() as u64 {
+                return Err(format!(
+                    "{at}: the store holds back {held} entries, the verdict {}",
+                    v.held_back.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn push_frames_replay_against_a_receivers_store() {
+    let path = vectors_dir().join("push.json");
+    if std::env::var_os("OPLOG_WRITE_PUSH_VECTORS").is_some() {
+        let built = push_vectors::build();
+        let text = serde_json::to_string_pretty(&built).unwrap() + "\n";
+        std::fs::write(&path, text).unwrap();
+    }
+    let f: push_vectors::PushFile = load("push.json");
+    push_vectors::check(&f).unwrap();
+    // the file is what the cases' recipe gives (regenerate with OPLOG_WRITE_PUSH_VECTORS=1)
+    assert_eq!(
+        f,
+        push_vectors::build(),
+        "push.json drifted from its recipe"
+    );
+    // a changed code, or a valid case given an invalid frame, is caught
+    let mut t = f.clone();
+    t.cases[0].code = 1;
+    assert!(push_vectors::check(&t).is_err(), "a changed end code");
+    let mut t = f.clone();
+    let bad = t.cases.iter().position(|c| c.code != 0).unwrap();
+    t.cases[0] = t.cases[bad].clone();
+    t.cases[0].code = 0;
+    assert!(
+        push_vectors::check(&t).is_err(),
+        "an invalid frame taken as valid"
     );
 }

@@ -18,9 +18,7 @@ use iroh::{Endpoint, EndpointAddr, EndpointId};
 use oplog_protocol::dag::{merge_parents, should_merge};
 use oplog_protocol::replica::InsertOutcome;
 use oplog_protocol::session::{SessionConfig, SyncReport};
-use oplog_protocol::{
-    Hlc, HlcClock, LogEntry, NodeId, ObjectId, Op, SigningKey, SystemClock, VerifiedEntry,
-};
+use oplog_protocol::{Hlc, HlcClock, LogEntry, NodeId, ObjectId, Op, SigningKey, VerifiedEntry};
 use oplog_store::Store;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
@@ -35,7 +33,7 @@ use push::{push_on, PushError, PushStats};
 pub use push::{receive_push, PushVerdict};
 pub use wire::{
     end_frame, parse_end, parse_push, push_frame, PushFrameError, KIND_ANCESTRY_ANSWER,
-    KIND_ANCESTRY_REQUEST, KIND_END, KIND_MESSAGE, KIND_PUSH,
+    KIND_ANCESTRY_REQUEST, KIND_END, KIND_MESSAGE, KIND_PUSH, MAX_END_REASON,
 };
 
 /// Default [`NodeConfig::anti_entropy`]: a session with each configured peer every 10 s.
@@ -211,6 +209,7 @@ struct Metrics {
     entries_sent: AtomicU64,
     pushes_dropped: AtomicU64,
     pushes_refused: AtomicU64,
+    push_ancestry: AtomicU64,
     merges: AtomicU64,
     appends: AtomicU64,
 }
@@ -240,7 +239,7 @@ struct Shared {
     endpoint: Endpoint,
     store: Arc<Store<Op>>,
     key: SigningKey,
-    clock: Mutex<HlcClock<SystemClock>>,
+    clock: Mutex<HlcClock<StoreClock>>,
     /// Serializes the node's own writes: heads read, stamp, sign and insert as one step.
     writer: Mutex<()>,
     sync: OplogSync<Op>,
@@ -276,6 +275,8 @@ struct Shared {
 pub struct Node {
     shared: Arc<Shared>,
     router: Router,
+    /// The task that admits deferred entries once their time has come.
+    retry: JoinHandle<()>,
 }
 
 impl fmt::Debug for Node {
@@ -285,6 +286,9 @@ impl fmt::Debug for Node {
             .finish_non_exhaustive()
     }
 }
+
+/// The wall clock the node stamps with: the store's (the one its drift bound is judged by).
+type StoreClock = Box<dyn Fn() -> u64 + Send + Sync>;
 
 /// The hooks the handler calls; they hold the node weakly (the node owns the handler).
 struct Hooks(Weak<Shared>);
@@ -300,6 +304,14 @@ impl LiveHooks for Hooks {
         let Some(shared) = self.0.upgrade() else {
             return;
         };
+        if outcome
+            .end
+            .as_ref()
+            .is_some_and(|end| end.code == oplog_protocol::session::EndCode::Busy)
+        {
+            // Not a session: the pair was busy (it is counted where it runs).
+            return;
+        }
         let end = match &outcome.end {
             None => Ok(()),
             Some(end) => Err(format!(
@@ -330,6 +342,9 @@ impl LiveHooks for Hooks {
             .fetch_add(stats.applied, Ordering::Relaxed);
         if result.is_err() {
             m.pushes_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        if stats.ancestry {
+            m.push_ancestry.fetch_add(1, Ordering::Relaxed);
         }
         if stats.unresolved > 0 {
             debug!(peer = %peer.fmt_short(), unresolved = stats.unresolved, "a pushed entry is still held back after its ancestry fetch; syncing early");
@@ -513,9 +528,22 @@ impl Shared {
     }
 
     /// Starts a session with `id` early (a pushed entry stayed held back).
-    fn wake(&self, id: EndpointId) {
-        if let Some(peer) = lock(&self.peers).get(&id) {
-            peer.early.notify_one();
+    fn wake(self: &Arc<Self>, id: EndpointId) {
+        let has_loop = match lock(&self.peers).get(&id) {
+            Some(peer) if peer.anti_entropy.is_some() => {
+                peer.early.notify_one();
+                true
+            }
+            _ => false,
+        };
+        if !has_loop {
+            // Not a configured peer: one session on its open connection.
+            let shared = Arc::clone(self);
+            self.runtime.spawn(async move {
+                if let Err(e) = shared.session(id).await {
+                    debug!(error = %e, "early session with a pushing peer failed");
+                }
+            });
         }
     }
 
@@ -771,6 +799,36 @@ async fn anti_entropy(node: Weak<Shared>, id: EndpointId, early: Arc<Notify>) {
     }
 }
 
+/// Admits deferred entries (stamped too far ahead when they came) once local time has caught
+/// up, every anti-entropy interval, until the node stops.
+async fn retry_deferred(node: Weak<Shared>) {
+    loop {
+        let Some(shared) = node.upgrade() else {
+            return;
+        };
+        let wait = shared.jittered(shared.config.anti_entropy);
+        let mut stop = shared.stop.subscribe();
+        drop(shared);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        let Some(shared) = node.upgrade() else {
+            return;
+        };
+        let store = Arc::clone(&shared.store);
+        match tokio::task::spawn_blocking(move || store.retry_deferred()).await {
+            Ok(Ok(report)) if !report.applied.is_empty() => {
+                debug!(applied = report.applied.len(), "deferred entries came due");
+                shared.after_sync();
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "could not admit deferred entries"),
+            Err(e) => warn!(error = %e, "the deferred-entry task failed"),
+        }
+    }
+}
+
 impl Node {
     /// Starts a node on `endpoint` (already bound) over `store`: registers the protocol
     /// on a new `Router` under [`NodeConfig::alpn`], starts a pusher per peer and an
@@ -805,7 +863,9 @@ impl Node {
                 .max()
                 .unwrap_or(Hlc(0))
         };
-        let clock = HlcClock::restore(SystemClock, store.options().limits.max_drift, newest);
+        let wall = Arc::clone(&store.options().clock);
+        let wall: StoreClock = Box::new(move || wall.now_nanos());
+        let clock = HlcClock::restore(wall, store.options().limits.max_drift, newest);
         let members: HashSet<EndpointId> = config.allowed.iter().copied().collect();
         let (synced, _) = watch::channel(0);
         let (stop, _) = watch::channel(false);
@@ -837,7 +897,15 @@ impl Node {
         let router = Router::builder(endpoint)
             .accept(config.alpn.clone(), shared.sync.clone())
             .spawn();
-        let node = Node { shared, router };
+        let span = info_span!("oplog.deferred", node = %id.fmt_short());
+        let retry = shared
+            .runtime
+            .spawn(retry_deferred(Arc::downgrade(&shared)).instrument(span));
+        let node = Node {
+            shared,
+            router,
+            retry,
+        };
         for addr in config.peers {
             node.add_peer(addr);
         }
@@ -1131,6 +1199,12 @@ impl Node {
             get(&m.pushes_refused),
         );
         line(
+            "oplog_push_ancestry_requests_total",
+            "counter",
+            "Ancestry requests sent on received pushes whose entries were held back.",
+            get(&m.push_ancestry),
+        );
+        line(
             "oplog_merges_total",
             "counter",
             "Merges this node wrote.",
@@ -1217,6 +1291,7 @@ impl Node {
     /// Stops every task of the node, closes its connections and its endpoint.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         let _ = self.shared.stop.send(true);
+        self.retry.abort();
         {
             let mut peers = lock(&self.shared.peers);
             for peer in peers.values_mut() {

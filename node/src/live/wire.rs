@@ -206,3 +206,47 @@ pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     send.write_all(frame).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_frames_round_trip_and_cut_long_reasons_on_a_character_boundary() {
+        let f = end_frame(EndCode::Limit, "over budget");
+        assert_eq!(&f[..4], &u32::try_from(f.len() - 4).unwrap().to_be_bytes());
+        assert_eq!(f[4], KIND_END);
+        assert_eq!(
+            parse_end(&f[5..]).unwrap(),
+            (EndCode::Limit, "over budget".to_string())
+        );
+        // 255 ASCII bytes then a 2-byte character: the cut falls before it
+        let reason = format!("{}é", "x".repeat(255));
+        let f = end_frame(EndCode::Protocol, &reason);
+        let (_, got) = parse_end(&f[5..]).unwrap();
+        assert_eq!(got, "x".repeat(255));
+    }
+
+    #[test]
+    fn malformed_end_payloads_are_refused() {
+        assert!(parse_end(&[]).is_err(), "no code");
+        assert!(parse_end(&[0, 2, b'a']).is_err(), "reason cut short");
+        assert!(parse_end(&[0, 1, b'a', 0]).is_err(), "trailing byte");
+        assert!(parse_end(&[0, 1, 0xff]).is_err(), "not UTF-8");
+        assert!(parse_end(&[0, 0x80, 0x02]).is_err(), "over 256 bytes");
+        assert!(parse_end(&[0, 0x80, 0x00]).is_err(), "non-minimal varint");
+        assert_eq!(
+            parse_end(&[9, 0]).unwrap(),
+            (EndCode::Shutdown, String::new())
+        );
+    }
+
+    #[test]
+    fn push_frames_split_back_into_their_entries() {
+        let entries: [&[u8]; 2] = [&[1, 2, 3], &[4; 200]];
+        let f = push_frame(entries.iter().copied());
+        assert_eq!(f[4], KIND_PUSH);
+        assert_eq!(parse_push(&f[5..]).unwrap(), entries.to_vec());
+        assert!(parse_push(&f[5..f.len() - 1]).is_err(), "truncated");
+    }
+}
