@@ -396,3 +396,25 @@ fn log_graph_draws_a_fork_and_its_join() {
         "{graph}"
     );
 }
+
+#[test]
+fn demo_converges_and_prints_its_table() {
+    let root = tempfile::tempdir().unwrap();
+    let out = ok(&oplog(root.path(), &["demo", "--writes", "100"]));
+    assert!(out.contains("| eve <-> ada |"), "{out}");
+    assert!(
+        out.contains("conflict on photos/"),
+        "the merge shows its winners: {out}"
+    );
+    let hashes: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(" registers)"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(hashes.len(), 5, "{out}");
+    assert!(
+        hashes.iter().all(|h| *h == hashes[0] && h.len() == 64),
+        "{out}"
+    );
+    assert!(out.contains("all equal"), "{out}");
+}

@@ -95,8 +95,12 @@ pub enum Command {
         /// The member's node id (64 hex).
         id: String,
     },
-    /// Several real nodes on loopback drift apart, conflict and converge; prints what crossed.
-    Demo,
+    /// Five real nodes on loopback drift apart, conflict and converge; prints what crossed.
+    Demo {
+        /// Writes by each of the four connected nodes while the fifth is cut off.
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        writes: u32,
+    },
 }
 
 /// `oplog serve`.

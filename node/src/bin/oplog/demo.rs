@@ -23,8 +23,6 @@ use crate::output;
 const NAMES: [&str; 5] = ["ada", "bo", "cy", "dee", "eve"];
 /// Writes per node before the partition.
 const WARMUP: usize = 200;
-/// Writes per connected node during the partition.
-const PARTITIONED: usize = 1_000;
 /// Writes by the cut-off node during the partition.
 const CUT_OFF: usize = 200;
 /// Keys everyone writes to: conflicts.
@@ -126,8 +124,9 @@ fn entry_bytes(store: &Store) -> Result<u64, CliError> {
     Ok(total)
 }
 
-/// Runs the demo.
-pub async fn run() -> Result<(), CliError> {
+/// Runs the demo; `partitioned` is the number of writes of each connected node while one is
+/// cut off.
+pub async fn run(partitioned: usize) -> Result<(), CliError> {
     let started = Instant::now();
     let dir = tempfile::tempdir().map_err(|e| CliError::io("cannot create a temp dir", e))?;
     println!(
@@ -205,7 +204,7 @@ pub async fn run() -> Result<(), CliError> {
     }
     let t = Instant::now();
     let writes = demo.nodes.iter().enumerate().map(|(i, n)| {
-        let count = if i == eve { CUT_OFF } else { PARTITIONED };
+        let count = if i == eve { CUT_OFF } else { partitioned };
         write(n, i, count, 10_000 + i * 13)
     });
     for r in join_all(writes).await {
@@ -214,7 +213,7 @@ pub async fn run() -> Result<(), CliError> {
     let four: Vec<usize> = (0..eve).collect();
     let (n4, _) = demo.converge(&four).await?;
     println!(
-        "2. eve is cut off (removed from every member list); ada, bo, cy and dee write {PARTITIONED} entries each and eve {CUT_OFF}, all on the same {KEYS} keys; the four converge at {n4} entries, eve holds {} ({:.1?})",
+        "2. eve is cut off (removed from every member list); ada, bo, cy and dee write {partitioned} entries each and eve {CUT_OFF}, all on the same {KEYS} keys; the four converge at {n4} entries, eve holds {} ({:.1?})",
         demo.nodes[eve].store().len(),
         t.elapsed()
     );

@@ -128,7 +128,7 @@ impl Request {
                 parse_id(&id)?;
                 Request::Disallow { id }
             }
-            Command::Serve(_) | Command::Demo => {
+            Command::Serve(_) | Command::Demo { .. } => {
                 return Err(CliError::Usage("serve and demo are not requests".into()))
             }
         })

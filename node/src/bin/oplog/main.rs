@@ -52,7 +52,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let json = cli.json;
     match cli.command {
         Command::Serve(args) => serve::serve(&cli.data_dir, args).await,
-        Command::Demo => demo::run().await,
+        Command::Demo { writes } => demo::run(writes as usize).await,
         command => {
             let request = exec::Request::from_command(command)?;
             let progress = matches!(request, exec::Request::Sync { .. }) && !json;

@@ -250,6 +250,16 @@ fn node_error(node: &Node, e: &NodeError) -> CliError {
             | oplog_node::SyncError::Store { peer, .. } => exec::sync_error(peer, &node.id(), s),
             other => CliError::Node(other.to_string()),
         },
+        NodeError::UnknownPeer(peer) => CliError::Sync {
+            peer: peer.to_string(),
+            reason: format!(
+                "it is not a configured peer of the running node; give its address: `oplog sync {peer}@IP:PORT`"
+            ),
+        },
+        NodeError::NotAMember(peer) => CliError::Sync {
+            peer: peer.to_string(),
+            reason: format!("it is not a member of this node; admit it first: `oplog allow {peer}`"),
+        },
         NodeError::ConnectTimeout(peer) => CliError::Unreachable {
             peer: peer.to_string(),
             reason: "connecting timed out".into(),
