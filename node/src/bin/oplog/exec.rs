@@ -561,3 +561,137 @@ pub async fn local_sync(
         Ok(Ok(report)) => Ok(sync_json(&id, &report)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oplog_store::protocol::WallClock;
+
+    fn id(seed: u8) -> String {
+        iroh::SecretKey::from_bytes(&[seed; 32])
+            .public()
+            .to_string()
+    }
+
+    #[test]
+    fn every_request_survives_the_control_socket() {
+        let requests = [
+            Request::Put {
+                bucket: "b".into(),
+                key: "a/b c".into(),
+                object_id: ObjectId([7; 32]),
+            },
+            Request::Delete {
+                bucket: "b".into(),
+                key: "k".into(),
+            },
+            Request::Get {
+                bucket: "b".into(),
+                key: "k".into(),
+            },
+            Request::Ls {
+                bucket: "b".into(),
+                prefix: "2026/".into(),
+            },
+            Request::Log {
+                limit: 7,
+                graph: true,
+                register: Some(("b".into(), "x/y".into())),
+            },
+            Request::Log {
+                limit: 0,
+                graph: false,
+                register: None,
+            },
+            Request::Sync {
+                peer: format!("{}@127.0.0.1:4", id(1)),
+                cluster_secret: Some("s".into()),
+                timeout: 3,
+            },
+            Request::Status,
+            Request::Verify,
+            Request::Allow { id: id(2) },
+            Request::Disallow { id: id(3) },
+        ];
+        for r in requests {
+            let line = r.to_json().to_string();
+            let back: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(Request::from_json(&back), Ok(r), "{line}");
+        }
+    }
+
+    #[test]
+    fn malformed_requests_are_refused_with_a_reason() {
+        for (v, says) in [
+            (json!({}), "cmd"),
+            (json!({"cmd": "launch"}), "unknown command"),
+            (json!({"cmd": "get", "bucket": "b"}), "`key`"),
+            (
+                json!({"cmd": "put", "bucket": "b", "key": "k", "object_id": "zz"}),
+                "64 hex",
+            ),
+            (json!({"cmd": "log", "limit": -1}), "limit"),
+            (
+                json!({"cmd": "log", "limit": 1, "key": "noslash"}),
+                "BUCKET/KEY",
+            ),
+        ] {
+            let err = Request::from_json(&v).unwrap_err();
+            assert!(err.contains(says), "{v}: {err}");
+        }
+    }
+
+    #[test]
+    fn arguments_are_checked_before_anything_runs() {
+        assert!(matches!(parse_hex32("ab", "X"), Err(CliError::Usage(_))));
+        assert_eq!(parse_hex32(&"0f".repeat(32), "X").unwrap(), [0x0f; 32]);
+        let (peer, addr) = parse_peer(&format!("{}@127.0.0.1:9", id(4))).unwrap();
+        assert_eq!(peer.to_string(), id(4));
+        assert_eq!(addr, Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(parse_peer(&id(4)).unwrap().1, None);
+        assert!(matches!(
+            parse_peer(&format!("{}@nowhere", id(4))),
+            Err(CliError::Usage(_))
+        ));
+        assert_eq!(
+            parse_register("photos/2026/cat.jpg").unwrap(),
+            ("photos".to_string(), "2026/cat.jpg".to_string())
+        );
+        assert!(parse_register("photos").is_err());
+    }
+
+    #[test]
+    fn a_local_write_follows_every_head_and_stamps_past_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Store = Store::open(dir.path().join("log.redb")).unwrap();
+        let (a, b) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+        );
+        // two concurrent roots, one stamped far in the future of the other
+        let far = SystemClock.now_nanos() + 5_000_000_000; // 5 s ahead: within the drift
+        let put = |k: &str| Op::Put {
+            bucket: "b".into(),
+            key: k.into(),
+            object_id: ObjectId([1; 32]),
+        };
+        let r1 = LogEntry::sign(&a, Hlc(5), put("x"), vec![]).unwrap();
+        let r2 = LogEntry::sign(&b, Hlc(far), put("y"), vec![]).unwrap();
+        store.insert([r1.clone(), r2.clone()]).unwrap();
+        assert_eq!(store.heads().unwrap().len(), 2);
+        let w = local_write(&store, &a, put("x")).unwrap();
+        assert!(w["hlc"].as_u64().unwrap() > far, "stamped past every head");
+        assert_eq!(w["parents"], 2, "joins both branches");
+        assert_eq!(store.heads().unwrap().len(), 1);
+        let row = read(
+            &store,
+            &Request::Get {
+                bucket: "b".into(),
+                key: "x".into(),
+            },
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(row["written_by"], hex::encode(a.verifying_key().as_bytes()));
+    }
+}
