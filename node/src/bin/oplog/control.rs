@@ -275,6 +275,15 @@ where
                     Ok(0) | Err(_) => return,
                     Ok(_) => {}
                 }
+                if !line.ends_with('\n') && line.len() as u64 >= MAX_LINE {
+                    // the rest of the line cannot be told from a next request: answer, close
+                    let _ = write
+                        .write_all(
+                            b"{\"ok\":false,\"error\":\"request line too long\",\"code\":2}\n",
+                        )
+                        .await;
+                    return;
+                }
                 let answer = match serde_json::from_str::<Value>(&line)
                     .map_err(|e| format!("the request is not JSON: {e}"))
                     .and_then(|v| Request::from_json(&v))
