@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// oplog: a signed, causally ordered mutation log kept identical across peers.
 #[derive(Debug, Parser)]
-#[command(name = "oplog", version, about, long_about = None)]
+#[command(name = "oplog", version)]
 pub struct Cli {
     /// Data directory: `identity.key`, `log.redb` and, while `serve` runs, `control.sock`.
     #[arg(long, global = true, default_value = "./oplog-data")]
