@@ -84,9 +84,14 @@ impl PushBudget {
 
     /// Takes one push of `bytes` from the buckets, or `false` if either is empty.
     fn admit(&self, bytes: usize) -> bool {
+        self.admit_at(bytes, Instant::now())
+    }
+
+    /// [`admit`](Self::admit) at the instant `now`.
+    fn admit_at(&self, bytes: usize, now: Instant) -> bool {
         let mut state = lock(&self.state);
         let (pushes, budget, at) = &mut *state;
-        let now = Instant::now();
+        let now = now.max(*at);
         let secs = now.duration_since(*at).as_secs_f64();
         *at = now;
         *pushes = (*pushes + secs * f64::from(PUSHES_PER_SECOND)).min(f64::from(PUSH_BURST));
@@ -770,4 +775,44 @@ fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_push_budget_allows_a_burst_then_the_sustained_rate() {
+        let budget = PushBudget::new(1 << 20);
+        let t0 = lock(&budget.state).2;
+        for i in 0..PUSH_BURST {
+            assert!(budget.admit_at(100, t0), "push {i} of the burst");
+        }
+        assert!(!budget.admit_at(100, t0), "the burst is spent");
+        let later = t0 + Duration::from_secs(1);
+        for i in 0..PUSHES_PER_SECOND {
+            assert!(budget.admit_at(100, later), "push {i} a second later");
+        }
+        assert!(
+            !budget.admit_at(100, later),
+            "one second refills one second's rate"
+        );
+    }
+
+    #[test]
+    fn the_push_budget_bounds_bytes_too() {
+        let budget = PushBudget::new(1 << 20);
+        let t0 = lock(&budget.state).2;
+        let all = usize::try_from(PUSH_BYTES_PER_SECOND).unwrap();
+        assert!(budget.admit_at(all, t0), "one second's bytes at once");
+        assert!(!budget.admit_at(1, t0), "nothing left");
+        assert!(
+            budget.admit_at(all / 2, t0 + Duration::from_millis(500)),
+            "half refilled"
+        );
+        // a frame of the largest size always fits a full bucket
+        let big = PushBudget::new(16 << 20);
+        let t1 = lock(&big.state).2;
+        assert!(big.admit_at(16 << 20, t1));
+    }
 }

@@ -19,8 +19,8 @@ pub struct Options {
     /// Authors allowed to write, fixed at open; `None` accepts every author. A list set at
     /// run time ([`Store::set_allowed_authors`](crate::Store::set_allowed_authors)) takes
     /// its place for admission. [`Store::verify`](crate::Store::verify) checks stored
-    /// entries against this open-time list only: an entry admitted before a run-time
-    /// removal of its author stays valid.
+    /// entries against this list only while no run-time list was set: once the members
+    /// change at run time, entries admitted under an earlier list stay valid.
     pub allowed_authors: Option<HashSet<NodeId>>,
     /// The local wall clock, nanoseconds since the Unix epoch. Default: [`SystemClock`].
     pub clock: Arc<dyn WallClock + Send + Sync>,
@@ -121,6 +121,14 @@ impl Options {
         }
     }
 
+    /// Whether a run-time author list was ever set on a store with these options.
+    pub(crate) fn run_time_authors_set(&self) -> bool {
+        self.run_time_authors
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
     /// Uses `clock` as local wall time (tests inject a manual clock).
     #[must_use]
     pub fn clock(mut self, clock: impl WallClock + Send + Sync + 'static) -> Self {
@@ -135,9 +143,9 @@ impl<A: Action> crate::Store<A> {
     /// [`insert`](crate::Store::insert) and [`insert_verified`](crate::Store::insert_verified)
     /// that starts after it returns (a node removing a member calls it; the member's entries
     /// already stored, held back or deferred stay). It takes the place of
-    /// [`Options::allowed_authors`] for admission; [`verify`](crate::Store::verify) keeps
-    /// checking stored entries against the open-time list, since entries admitted before a
-    /// removal remain valid.
+    /// [`Options::allowed_authors`] for admission; entries admitted before a removal remain
+    /// valid (and [`verify`](crate::Store::verify) stops checking authors,
+    /// since which list admitted each stored entry is not recorded).
     pub fn set_allowed_authors(&self, authors: Option<HashSet<NodeId>>) {
         *self
             .options
@@ -149,5 +157,70 @@ impl<A: Action> crate::Store<A> {
     /// The authors admitted now ([`Options::authors_now`]); `None` admits every author.
     pub fn allowed_authors(&self) -> Option<Arc<HashSet<NodeId>>> {
         self.options.authors_now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use oplog_protocol::replica::{InsertError, InsertOutcome};
+    use oplog_protocol::{Hlc, LogEntry, NodeId, ObjectId, Op, SigningKey};
+
+    use crate::{Options, Store};
+
+    fn put(key: &SigningKey, hlc: u64, name: &str) -> LogEntry<Op> {
+        let op = Op::Put {
+            bucket: "b".into(),
+            key: name.into(),
+            object_id: ObjectId([7; 32]),
+        };
+        LogEntry::sign(key, Hlc(hlc), op, vec![]).unwrap()
+    }
+
+    #[test]
+    fn the_run_time_author_list_admits_and_refuses_from_the_next_insert_on() {
+        let (a, b) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+        );
+        let id = |k: &SigningKey| NodeId(k.verifying_key().to_bytes());
+        let store: Store<Op> =
+            Store::in_memory(Options::default().allowed_authors([id(&a)])).unwrap();
+        let refused = store.insert([put(&b, 1, "early")]).unwrap();
+        assert!(matches!(
+            refused.outcomes[0].1,
+            InsertOutcome::Rejected(InsertError::NotAllowed(_))
+        ));
+
+        // b joins at run time: its entries are admitted.
+        store.set_allowed_authors(Some(HashSet::from([id(&a), id(&b)])));
+        let admitted = put(&b, 2, "joined");
+        assert_eq!(
+            store.insert([admitted.clone()]).unwrap().applied,
+            vec![admitted.hash]
+        );
+
+        // b leaves: its next entry is refused, the one before stays and verifies clean.
+        store.set_allowed_authors(Some(HashSet::from([id(&a)])));
+        let late = store.insert([put(&b, 3, "late")]).unwrap();
+        assert!(matches!(
+            late.outcomes[0].1,
+            InsertOutcome::Rejected(InsertError::NotAllowed(_))
+        ));
+        assert!(store.contains(&admitted.hash).unwrap());
+        assert!(
+            store.verify().unwrap().is_ok(),
+            "entries admitted earlier stay valid"
+        );
+        assert_eq!(
+            store.allowed_authors().as_deref(),
+            Some(&HashSet::from([id(&a)]))
+        );
+
+        // None admits every author.
+        store.set_allowed_authors(None);
+        assert_eq!(store.insert([put(&b, 4, "open")]).unwrap().applied.len(), 1);
+        assert!(store.allowed_authors().is_none());
     }
 }

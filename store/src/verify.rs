@@ -246,7 +246,12 @@ impl<A: Action> Store<A> {
         if let Err(e) = entry.verify() {
             report.push(bad(at, e));
         }
-        if let Some(allowed) = &self.options.allowed_authors {
+        // Once the authors changed at run time, which list admitted a stored entry is not
+        // recorded: every stored entry was admitted by the list in force then.
+        let open_time = (!self.options.run_time_authors_set())
+            .then_some(self.options.allowed_authors.as_ref())
+            .flatten();
+        if let Some(allowed) = open_time {
             if !allowed.contains(&entry.node_id) {
                 report.push(bad(at, format!("author {} is not allowed", entry.node_id)));
             }

@@ -103,6 +103,22 @@ impl Cluster {
         self.nodes.iter().flatten()
     }
 
+    /// Waits until every node has a connection open to each peer it is configured with (the
+    /// first anti-entropy round opens them), so the writes that follow travel by push.
+    async fn connected(&self) {
+        wait_until("every node connects to its peers", || {
+            self.running().all(|n| {
+                let status = n.status().unwrap();
+                status
+                    .peers
+                    .iter()
+                    .filter(|p| p.addr.is_some())
+                    .all(|p| p.connected)
+            })
+        })
+        .await;
+    }
+
     /// Waits until every running node holds the same entries, at one head, with nothing
     /// held back.
     async fn converged(&self) {
@@ -179,12 +195,22 @@ impl Cluster {
         }
     }
 
+    /// Stops every node at once (a node's endpoint waits for its peers to acknowledge its
+    /// closes, which they can only while they run).
     async fn shutdown(mut self) {
-        for i in 0..self.nodes.len() {
-            if self.nodes[i].is_some() {
-                self.stop(i).await;
-            }
-        }
+        let nodes: Vec<Node> = self.nodes.iter_mut().filter_map(Option::take).collect();
+        let stores: Vec<Arc<Store>> = nodes.iter().map(|n| Arc::clone(n.store())).collect();
+        futures_join_all(
+            nodes
+                .into_iter()
+                .map(|n| async move { n.shutdown().await.expect("shutdown") })
+                .collect(),
+        )
+        .await;
+        wait_until("the stopped nodes release their stores", || {
+            stores.iter().all(|s| Arc::strong_count(s) == 1)
+        })
+        .await;
     }
 }
 
@@ -255,11 +281,30 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: Vec<F>) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_with_random_writes_converge_by_push_and_anti_entropy() {
     let cluster = Cluster::start(3, |i| vec![(i + 1) % 3], INTERVAL).await;
+    cluster.connected().await;
     random_writes(&cluster, 60, 1).await;
     cluster.converged().await;
     // Every write of every node is there (plus the merges that joined them).
     assert!(cluster.node(0).store().len() >= 180);
     cluster.stays_quiet(5).await;
+    // What operators see: one head, every peer synced, the same in JSON and in metrics.
+    for node in cluster.running() {
+        let status = node.status().unwrap();
+        assert_eq!(status.heads.len(), 1);
+        assert_eq!(status.entries, node.store().len());
+        assert_eq!((status.held_back, status.deferred), (0, 0));
+        assert_eq!(status.peers.len(), 2, "both other members");
+        assert!(status.peers.iter().all(|p| p.member && p.connected));
+        assert!(status
+            .peers
+            .iter()
+            .any(|p| p.sessions > 0 && p.last_sync.is_some()));
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["entries"], status.entries);
+        let metrics = node.metrics_text();
+        assert!(metrics.contains("\noplog_heads 1\n"), "{metrics}");
+        assert!(metrics.contains(&format!("\noplog_entries {}\n", status.entries)));
+    }
     cluster.shutdown().await;
 }
 
@@ -273,6 +318,7 @@ async fn eight_nodes_with_random_writes_converge_by_push_and_anti_entropy() {
         Duration::from_millis(300),
     )
     .await;
+    cluster.connected().await;
     random_writes(&cluster, 40, 100).await;
     cluster.converged().await;
     assert!(cluster.node(0).store().len() >= 320);

@@ -8,7 +8,7 @@ pub(crate) mod wire;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +26,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::driver::SessionOutcome;
 use crate::error::{NodeError, SyncError};
-use crate::handler::{LiveHooks, OplogSync, CLOSE_NOT_ALLOWED};
+use crate::handler::{LiveHooks, OplogSync, CLOSE_DONE, CLOSE_NOT_ALLOWED};
 use crate::ALPN;
 use push::{push_on, PushError, PushStats};
 
@@ -47,6 +47,10 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// push to that peer (counted in `oplog_pushes_dropped_total`) and anti-entropy carries the
 /// entry instead.
 pub const PUSH_QUEUE: usize = 256;
+/// How long a node lets entries settle after a session or push before it applies the merge
+/// rule: what arrives meanwhile is covered by the same check, so a burst of concurrent
+/// writes causes few merges.
+pub const MERGE_SETTLE: Duration = Duration::from_millis(50);
 /// Most entries one PUSH frame carries (and at most the session's frame limit in bytes).
 pub const MAX_PUSH_BATCH: usize = 64;
 
@@ -251,6 +255,8 @@ struct Shared {
     runtime: tokio::runtime::Handle,
     jitter: std::collections::hash_map::RandomState,
     jitter_seq: AtomicU64,
+    /// Whether a merge check (and `synced` bump) is queued and not started yet.
+    after_sync_pending: AtomicBool,
 }
 
 /// A live oplog-sync node on an iroh endpoint: it answers peers (its `Router` registers
@@ -423,6 +429,20 @@ impl Shared {
         lock(&self.peers).get_mut(&id).and_then(Peer::live_conn)
     }
 
+    /// Runs `task` on the node's runtime until it ends or the node stops.
+    fn spawn_until_stop(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut stop = self.stop.subscribe();
+        if *stop.borrow_and_update() {
+            return;
+        }
+        self.runtime.spawn(async move {
+            tokio::select! {
+                () = task => {}
+                _ = stop.changed() => {}
+            }
+        });
+    }
+
     /// An open connection to `id`: an existing one, or a new one dialed at its configured
     /// address (whose incoming streams are then served too).
     async fn connect(self: &Arc<Self>, id: EndpointId) -> Result<Connection, NodeError> {
@@ -443,8 +463,7 @@ impl Shared {
         self.register_conn(id, &conn);
         let sync = self.sync.clone();
         let served = conn.clone();
-        self.runtime
-            .spawn(async move { sync.serve_dialed(served, id).await });
+        self.spawn_until_stop(async move { sync.serve_dialed(served, id).await });
         Ok(conn)
     }
 
@@ -539,7 +558,7 @@ impl Shared {
         if !has_loop {
             // Not a configured peer: one session on its open connection.
             let shared = Arc::clone(self);
-            self.runtime.spawn(async move {
+            self.spawn_until_stop(async move {
                 if let Err(e) = shared.session(id).await {
                     debug!(error = %e, "early session with a pushing peer failed");
                 }
@@ -548,9 +567,20 @@ impl Shared {
     }
 
     /// After a session or push applied: merge if the rule says so, then bump `synced`.
+    ///
+    /// At most one such task is waiting at a time: events that land while one waits are
+    /// covered by it (it reads the heads after it starts), so a burst of pushes costs one
+    /// merge check, not one task each.
     fn after_sync(self: &Arc<Self>) {
+        if self.after_sync_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let shared = Arc::clone(self);
-        self.runtime.spawn(async move {
+        self.spawn_until_stop(async move {
+            // Entries still arriving (a burst of pushes, a session under way) join this check
+            // instead of each causing a merge of their own.
+            tokio::time::sleep(MERGE_SETTLE).await;
+            shared.after_sync_pending.store(false, Ordering::Release);
             if shared.config.merge && !*shared.stop.borrow() {
                 if let Err(e) = shared.maybe_merge().await {
                     warn!(error = %e, "could not write a merge");
@@ -891,6 +921,7 @@ impl Node {
                 runtime: tokio::runtime::Handle::current(),
                 jitter: std::collections::hash_map::RandomState::new(),
                 jitter_seq: AtomicU64::new(0),
+                after_sync_pending: AtomicBool::new(false),
             }
         });
         shared.sync_authors(&members);
@@ -1282,8 +1313,9 @@ impl Node {
         out
     }
 
-    /// A counter that goes up after every session or push this node applied (and the merge
-    /// it may have caused): wait on it instead of sleeping.
+    /// A counter that goes up after the sessions and pushes this node takes part in (and
+    /// the merge they may have caused; several that land together may count once): wait on
+    /// it instead of sleeping.
     pub fn subscribe_synced(&self) -> watch::Receiver<u64> {
         self.shared.synced.subscribe()
     }
@@ -1298,6 +1330,11 @@ impl Node {
                 peer.pusher.abort();
                 if let Some(task) = peer.anti_entropy.take() {
                     task.abort();
+                }
+                // Closed explicitly so peers learn at once (the endpoint's close then only
+                // waits for their acknowledgements).
+                for conn in peer.conns.drain(..) {
+                    conn.close(CLOSE_DONE.into(), b"the node is shutting down");
                 }
             }
         }
