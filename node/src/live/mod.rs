@@ -1012,8 +1012,8 @@ impl Node {
         self.shared.session(peer).await
     }
 
-    /// Configures a peer (or updates its address): the node connects to it and runs
-    /// anti-entropy sessions with it while it is a member.
+    /// Configures a peer (or updates its address, and then tries it at once): the node
+    /// connects to it and runs anti-entropy sessions with it while it is a member.
     pub fn add_peer(&self, addr: EndpointAddr) {
         let shared = &self.shared;
         let id = addr.id;
@@ -1022,7 +1022,12 @@ impl Node {
         }
         let mut peers = lock(&shared.peers);
         let peer = shared.peer_mut(&mut peers, id);
+        let moved = peer.addr.as_ref().is_some_and(|old| *old != addr);
         peer.addr = Some(addr);
+        if moved {
+            // A new address (the peer restarted elsewhere): try it now, not after a backoff.
+            peer.early.notify_one();
+        }
         if peer
             .anti_entropy
             .as_ref()
