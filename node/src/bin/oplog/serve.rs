@@ -215,7 +215,7 @@ async fn handle(node: &Arc<Node>, request: Request) -> Result<Value, CliError> {
             if let Some(addr) = addr {
                 node.add_peer(EndpointAddr::new(id).with_ip_addr(addr));
             }
-            match tokio::time::timeout(Duration::from_secs(timeout.max(1)), node.sync_with(id))
+            match tokio::time::timeout(Duration::from_secs(timeout.max(1)), sync_now(node, id))
                 .await
             {
                 Err(_) => Err(CliError::Unreachable {
@@ -237,6 +237,26 @@ async fn handle(node: &Arc<Node>, request: Request) -> Result<Value, CliError> {
         read => Ok(blocking(read).await?.unwrap_or(Value::Null)),
     }
 }
+
+/// One session with `peer` now. If one is already running (anti-entropy, or a session the
+/// peer started), waits for it to end and runs another, so the answer is a session of ours;
+/// gives up after [`BUSY_RETRIES`] tries.
+pub async fn sync_now(node: &Node, peer: EndpointId) -> Result<oplog_node::SyncReport, NodeError> {
+    let mut tries = 0;
+    loop {
+        match node.sync_with(peer).await {
+            Err(NodeError::Sync(oplog_node::SyncError::Busy { .. })) if tries < BUSY_RETRIES => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How often [`sync_now`] tries again while another session with the peer runs (50 ms
+/// apart: 30 s).
+pub const BUSY_RETRIES: u32 = 600;
 
 fn node_error(node: &Node, e: &NodeError) -> CliError {
     match e {
