@@ -90,9 +90,10 @@
 //! [`Store::insert_verified`] 46 500 entries/s at 10^5 and 18 800 at 10^6, [`Store::insert`]
 //! 12 500 and 9 500. Half of `insert_verified`'s time at 10^6 is redb's commit (writing,
 //! syncing and checksumming the dirty pages), so the rows that go to random-key tables are
-//! gathered per transaction and written once in key order (+25% at 10^5, +9% at 10^6);
-//! committing with redb's `Durability::None` would about double the rate, but every commit
-//! here is durable.
+//! gathered per transaction and written once in key order (+25% at 10^5, +9% at 10^6). A
+//! sync's batches go through [`Store::insert_verified_buffered`] instead, which skips the
+//! wait for the disk on all but every 16th commit and the last ([`Store::persist`]); see
+//! *Crash safety* below.
 //!
 //! The alternative, a persisted tree of cached aggregates, would make open read `n / 24`
 //! aggregates instead of hashing `n` keys, at the price of a 520-byte read-modify-write per
