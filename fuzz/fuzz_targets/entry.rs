@@ -7,7 +7,11 @@ use oplog_protocol::{LogEntry, Op};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(entry) = LogEntry::<Op>::decode(data) {
-        assert_eq!(entry.encode(), data, "a decoded entry re-encodes to other bytes");
+        assert_eq!(
+            entry.encode(),
+            data,
+            "a decoded entry re-encodes to other bytes"
+        );
         assert_eq!(entry.hash.0, *blake3_of_body(&entry).as_bytes());
         let _ = entry.verify();
     }

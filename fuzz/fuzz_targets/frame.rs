@@ -25,5 +25,9 @@ fuzz_target!(|data: &[u8]| {
         Frame::End { code, reason } => frame::end_frame(code, &reason),
         _ => return,
     };
-    assert_eq!(&whole[frame::FRAME_HEADER_LEN..], data, "a parsed frame re-encodes to other bytes");
+    assert_eq!(
+        &whole[frame::FRAME_HEADER_LEN..],
+        data,
+        "a parsed frame re-encodes to other bytes"
+    );
 });

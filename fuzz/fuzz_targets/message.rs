@@ -15,7 +15,13 @@ fuzz_target!(|data: &[u8]| {
     let (carried, bytes) = oplog_fuzz::split_keys(data);
     if let Ok(parts) = message::decode_carried(bytes, &carried) {
         let (again, keys) = message::encode_carried(&parts).expect("decoded parts encode");
-        assert_eq!(again, bytes, "a decoded carried message re-encodes to other bytes");
-        assert_eq!(keys, carried, "a decoded carried message re-encodes to other keys");
+        assert_eq!(
+            again, bytes,
+            "a decoded carried message re-encodes to other bytes"
+        );
+        assert_eq!(
+            keys, carried,
+            "a decoded carried message re-encodes to other keys"
+        );
     }
 });

@@ -8,6 +8,9 @@ use oplog_protocol::negentropy;
 fuzz_target!(|data: &[u8]| {
     if let Ok(parts) = negentropy::decode(data) {
         let again = negentropy::encode(&parts).expect("decoded parts encode");
-        assert_eq!(again, data, "a decoded Negentropy message re-encodes to other bytes");
+        assert_eq!(
+            again, data,
+            "a decoded Negentropy message re-encodes to other bytes"
+        );
     }
 });

@@ -10,7 +10,9 @@ use libfuzzer_sys::fuzz_target;
 use oplog_tests::vectors::SessionSide;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&b0, rest)) = data.split_first() else { return };
+    let Some((&b0, rest)) = data.split_first() else {
+        return;
+    };
     let (role, side) = oplog_fuzz::side(b0);
     let (graph, _) = oplog_fuzz::vectors();
     let s = SessionSide::new(graph, side, role).expect("vector side starts");

@@ -10,7 +10,9 @@ use oplog_protocol::Op;
 use oplog_store::{Options, Store};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&b0, rest)) = data.split_first() else { return };
+    let Some((&b0, rest)) = data.split_first() else {
+        return;
+    };
     let (role, side) = oplog_fuzz::side(b0);
     let (graph, _) = oplog_fuzz::vectors();
     let dir = if std::path::Path::new("/dev/shm").is_dir() {
@@ -32,8 +34,13 @@ fuzz_target!(|data: &[u8]| {
         .expect("vector entries");
     store.insert(entries).expect("insert the side's entries");
     let config = side.config.config().expect("vector config");
-    let session = oplog_protocol::session::Session::new(config, role, store.snapshot(), std::time::Instant::now())
-        .expect("session starts");
+    let session = oplog_protocol::session::Session::new(
+        config,
+        role,
+        store.snapshot(),
+        std::time::Instant::now(),
+    )
+    .expect("session starts");
     let mut store = store;
     oplog_fuzz::drive(
         session,

@@ -12,8 +12,8 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use oplog_protocol::RangeStore;
 use oplog_protocol::session::{Event, Prepared, Role, Session, SessionStore, FRAME_HEADER_LEN};
+use oplog_protocol::RangeStore;
 use oplog_protocol::{EntryKey, Hash, Hlc, LogEntry, Op, VerifiedEntry};
 use oplog_tests::vectors::{Graph, SessionFile, SessionSideJson};
 
@@ -29,7 +29,9 @@ pub fn split_keys(data: &[u8]) -> (Vec<EntryKey>, &[u8]) {
     };
     let mut keys = Vec::new();
     for _ in 0..(n % 64) {
-        let Some((k, tail)) = rest.split_first_chunk::<40>() else { break };
+        let Some((k, tail)) = rest.split_first_chunk::<40>() else {
+            break;
+        };
         let (hlc, hash) = k.split_at(8);
         keys.push(EntryKey {
             hlc: Hlc(u64::from_be_bytes(hlc.try_into().unwrap_or_default())),
@@ -67,7 +69,9 @@ pub fn steps(mut data: &[u8]) -> Vec<Step<'_>> {
         data = rest;
         match op & 3 {
             0 | 1 => {
-                let Some((len, rest)) = data.split_first_chunk::<2>() else { break };
+                let Some((len, rest)) = data.split_first_chunk::<2>() else {
+                    break;
+                };
                 data = rest;
                 let body = take(&mut data, usize::from(u16::from_be_bytes(*len)));
                 out.push(Step::Frame {
@@ -76,7 +80,9 @@ pub fn steps(mut data: &[u8]) -> Vec<Step<'_>> {
                 });
             }
             2 => {
-                let Some((len, rest)) = data.split_first_chunk::<4>() else { break };
+                let Some((len, rest)) = data.split_first_chunk::<4>() else {
+                    break;
+                };
                 data = rest;
                 let len = u32::from_be_bytes(*len);
                 let n = usize::try_from(len).unwrap_or(usize::MAX).min(1 << 16);
@@ -84,7 +90,9 @@ pub fn steps(mut data: &[u8]) -> Vec<Step<'_>> {
                 out.push(Step::Header { len, body });
             }
             _ => {
-                let Some((&t, rest)) = data.split_first() else { break };
+                let Some((&t, rest)) = data.split_first() else {
+                    break;
+                };
                 data = rest;
                 out.push(Step::Time(t));
             }
@@ -97,8 +105,8 @@ pub fn steps(mut data: &[u8]) -> Vec<Step<'_>> {
 pub fn vectors() -> &'static (Graph, SessionFile) {
     static V: OnceLock<(Graph, SessionFile)> = OnceLock::new();
     V.get_or_init(|| {
-        let f: SessionFile =
-            serde_json::from_str(include_str!("../../spec/vectors/session.json")).expect("session.json parses");
+        let f: SessionFile = serde_json::from_str(include_str!("../../spec/vectors/session.json"))
+            .expect("session.json parses");
         let g = Graph::new(&f.graph).expect("session.json's graph decodes");
         (g, f)
     })
@@ -146,13 +154,21 @@ pub fn drive<R: RangeStore, S: SessionStore<Op>>(
                     _ => {}
                 }
             }
-            let Some(f) = session.poll_transmit(&*store, now) else { break };
+            let Some(f) = session.poll_transmit(&*store, now) else {
+                break;
+            };
             frames += 1;
-            assert!(frames <= MAX_FRAMES_PER_STEP, "over {MAX_FRAMES_PER_STEP} frames after one step");
+            assert!(
+                frames <= MAX_FRAMES_PER_STEP,
+                "over {MAX_FRAMES_PER_STEP} frames after one step"
+            );
             assert!(f.len() > FRAME_HEADER_LEN, "a frame without a type byte");
             let len = u32::from_be_bytes([f[0], f[1], f[2], f[3]]) as usize;
             assert_eq!(len, f.len() - FRAME_HEADER_LEN, "a frame whose header lies");
-            assert!(len <= max_frame, "a frame of {len} bytes over the limit {max_frame}");
+            assert!(
+                len <= max_frame,
+                "a frame of {len} bytes over the limit {max_frame}"
+            );
         }
         assert!(ends <= 1, "two end events");
     };
@@ -186,10 +202,22 @@ pub fn drive<R: RangeStore, S: SessionStore<Op>>(
         session.handle_eof(now);
         pump(&mut session, store, now);
     }
-    assert!(session.is_finished(), "still running after the peer's stream ended");
-    assert_eq!(ends, 1, "the session finished without exactly one end event");
-    assert!(session.poll_transmit(&*store, now).is_none(), "a finished session sends");
-    assert!(session.report().end.is_some(), "a finished session's report has no end code");
+    assert!(
+        session.is_finished(),
+        "still running after the peer's stream ended"
+    );
+    assert_eq!(
+        ends, 1,
+        "the session finished without exactly one end event"
+    );
+    assert!(
+        session.poll_transmit(&*store, now).is_none(),
+        "a finished session sends"
+    );
+    assert!(
+        session.report().end.is_some(),
+        "a finished session's report has no end code"
+    );
 }
 
 /// Converts verified entries back to plain ones, for stores that take those.

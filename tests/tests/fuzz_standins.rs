@@ -93,7 +93,11 @@ fn seeds() -> &'static Seeds {
         let messages_json = json("messages.json");
         let mut messages = hexes(&messages_json, "valid/*/hex", &[]);
         messages.extend(hexes(&messages_json, "invalid/*/hex", &[]));
-        messages.extend(hexes(&json("transcripts.json"), "transcripts/*/messages/*/hex", &[]));
+        messages.extend(hexes(
+            &json("transcripts.json"),
+            "transcripts/*/messages/*/hex",
+            &[],
+        ));
         let neg = json("negentropy.json");
         let mut negentropy = hexes(&neg, "valid/*/hex", &[]);
         negentropy.extend(hexes(&neg, "invalid/*/hex", &[]));
@@ -103,7 +107,10 @@ fn seeds() -> &'static Seeds {
         ancestry.extend(hexes(&dag, "ancestry_invalid/*/hex", &[]));
         let mut frames = hexes(&session, "frames/*/hex", &[]);
         frames.extend(hexes(&session, "transcripts/*/frames/*/hex", &[]));
-        let frames: Vec<Vec<u8>> = frames.into_iter().map(|f| f[FRAME_HEADER_LEN..].to_vec()).collect();
+        let frames: Vec<Vec<u8>> = frames
+            .into_iter()
+            .map(|f| f[FRAME_HEADER_LEN..].to_vec())
+            .collect();
         // carried-form MESSAGE frames, behind a 00 byte (no carried keys)
         messages.extend(
             frames
@@ -155,7 +162,11 @@ fn vectors() -> &'static (Graph, SessionFile) {
 
 fn entry_roundtrips(data: &[u8]) {
     if let Ok(entry) = LogEntry::<Op>::decode(data) {
-        assert_eq!(entry.encode(), data, "a decoded entry re-encodes to other bytes");
+        assert_eq!(
+            entry.encode(),
+            data,
+            "a decoded entry re-encodes to other bytes"
+        );
         assert_eq!(entry.hash.0, *blake3::hash(&entry.body()).as_bytes());
         let _ = entry.verify();
     }
@@ -167,7 +178,9 @@ fn split_keys(data: &[u8]) -> (Vec<EntryKey>, &[u8]) {
     };
     let mut keys = Vec::new();
     for _ in 0..(n % 64) {
-        let Some((k, tail)) = rest.split_first_chunk::<40>() else { break };
+        let Some((k, tail)) = rest.split_first_chunk::<40>() else {
+            break;
+        };
         let (hlc, hash) = k.split_at(8);
         keys.push(EntryKey {
             hlc: Hlc(u64::from_be_bytes(hlc.try_into().unwrap())),
@@ -186,26 +199,43 @@ fn message_roundtrips(data: &[u8]) {
     let (carried, bytes) = split_keys(data);
     if let Ok(parts) = message::decode_carried(bytes, &carried) {
         let (again, keys) = message::encode_carried(&parts).expect("decoded parts encode");
-        assert_eq!(again, bytes, "a decoded carried message re-encodes to other bytes");
-        assert_eq!(keys, carried, "a decoded carried message re-encodes to other keys");
+        assert_eq!(
+            again, bytes,
+            "a decoded carried message re-encodes to other bytes"
+        );
+        assert_eq!(
+            keys, carried,
+            "a decoded carried message re-encodes to other keys"
+        );
     }
 }
 
 fn negentropy_roundtrips(data: &[u8]) {
     if let Ok(parts) = negentropy::decode(data) {
         let again = negentropy::encode(&parts).expect("decoded parts encode");
-        assert_eq!(again, data, "a decoded Negentropy message re-encodes to other bytes");
+        assert_eq!(
+            again, data,
+            "a decoded Negentropy message re-encodes to other bytes"
+        );
     }
 }
 
 fn ancestry_roundtrips(data: &[u8]) {
     if let Ok(req) = AncestryRequest::decode(data) {
-        assert_eq!(req.encode(), data, "a decoded request re-encodes to other bytes");
+        assert_eq!(
+            req.encode(),
+            data,
+            "a decoded request re-encodes to other bytes"
+        );
     }
     if let Some((limit, rest)) = data.split_first_chunk::<2>() {
         let limit = u32::from(u16::from_be_bytes(*limit));
         if let Ok(answer) = AncestryAnswer::decode(rest, limit) {
-            assert_eq!(answer.encode(), rest, "a decoded answer re-encodes to other bytes");
+            assert_eq!(
+                answer.encode(),
+                rest,
+                "a decoded answer re-encodes to other bytes"
+            );
         }
     }
 }
@@ -229,14 +259,20 @@ fn frame_roundtrips(data: &[u8]) {
         Frame::End { code, reason } => frame::end_frame(code, &reason),
         _ => return,
     };
-    assert_eq!(&whole[FRAME_HEADER_LEN..], data, "a parsed frame re-encodes to other bytes");
+    assert_eq!(
+        &whole[FRAME_HEADER_LEN..],
+        data,
+        "a parsed frame re-encodes to other bytes"
+    );
 }
 
 /// Drives one side of a vector transcript through the steps of `data` (module docs).
 fn session_holds(data: &[u8]) {
-    let Some((&b0, mut rest)) = data.split_first() else { return };
-    let (graph, f) = vectors();
-    let t = &f.transcripts[usize::from(b0 >> 1) % f.transcripts.len()];
+    let Some((&b0, mut rest)) = data.split_first() else {
+        return;
+    };
+    let (graph, file) = vectors();
+    let t = &file.transcripts[usize::from(b0 >> 1) % file.transcripts.len()];
     let (role, side) = if b0 & 1 == 0 {
         (Role::Initiator, &t.initiator)
     } else {
@@ -257,14 +293,22 @@ fn session_holds(data: &[u8]) {
                     }
                     Event::Done(_) | Event::Ended { .. } => {
                         ends += 1;
-                        assert!(s.session.is_finished(), "an end event from a running session");
+                        assert!(
+                            s.session.is_finished(),
+                            "an end event from a running session"
+                        );
                     }
                     _ => {}
                 }
             }
-            let Some(f) = s.session.poll_transmit(&s.store, now) else { break };
+            let Some(f) = s.session.poll_transmit(&s.store, now) else {
+                break;
+            };
             frames += 1;
-            assert!(frames <= MAX_FRAMES_PER_STEP, "unbounded output after one step");
+            assert!(
+                frames <= MAX_FRAMES_PER_STEP,
+                "unbounded output after one step"
+            );
             let len = u32::from_be_bytes(f[..4].try_into().unwrap()) as usize;
             assert_eq!(len, f.len() - FRAME_HEADER_LEN, "a frame whose header lies");
             assert!(len >= 1 && len <= max_frame, "a frame of {len} bytes");
@@ -272,19 +316,23 @@ fn session_holds(data: &[u8]) {
         assert!(ends <= 1, "two end events");
     };
     let take = |d: &mut &[u8], n: usize| {
-        let (a, b) = d.split_at(n.min(d.len()));
-        *d = b;
-        a.to_vec()
+        let (head, tail) = d.split_at(n.min(d.len()));
+        *d = tail;
+        head.to_vec()
     };
     pump(&mut s, now);
     while let Some((&op, tail)) = rest.split_first() {
         rest = tail;
         match op & 3 {
             0 | 1 => {
-                let Some((len, tail)) = rest.split_first_chunk::<2>() else { break };
+                let Some((len, tail)) = rest.split_first_chunk::<2>() else {
+                    break;
+                };
                 rest = tail;
                 let body = take(&mut rest, usize::from(u16::from_be_bytes(*len)));
-                if s.session.handle_frame_len(u32::try_from(body.len()).unwrap()) {
+                if s.session
+                    .handle_frame_len(u32::try_from(body.len()).unwrap())
+                {
                     if op & 3 == 1 {
                         s.session.handle_prepared(Prepared::new(body), now);
                     } else {
@@ -293,7 +341,9 @@ fn session_holds(data: &[u8]) {
                 }
             }
             2 => {
-                let Some((len, tail)) = rest.split_first_chunk::<4>() else { break };
+                let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+                    break;
+                };
                 rest = tail;
                 let len = u32::from_be_bytes(*len);
                 if s.session.handle_frame_len(len) {
@@ -302,7 +352,9 @@ fn session_holds(data: &[u8]) {
                 }
             }
             _ => {
-                let Some((&t, tail)) = rest.split_first() else { break };
+                let Some((&t, tail)) = rest.split_first() else {
+                    break;
+                };
                 rest = tail;
                 if t == 0 {
                     s.session.handle_eof(now);
@@ -318,9 +370,18 @@ fn session_holds(data: &[u8]) {
         s.session.handle_eof(now);
         pump(&mut s, now);
     }
-    assert!(s.session.is_finished(), "still running after the peer's stream ended");
-    assert_eq!(ends, 1, "the session finished without exactly one end event");
-    assert!(s.session.poll_transmit(&s.store, now).is_none(), "a finished session sends");
+    assert!(
+        s.session.is_finished(),
+        "still running after the peer's stream ended"
+    );
+    assert_eq!(
+        ends, 1,
+        "the session finished without exactly one end event"
+    );
+    assert!(
+        s.session.poll_transmit(&s.store, now).is_none(),
+        "a finished session sends"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -362,10 +423,14 @@ fn mutate(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
 
 /// A vector byte string of `pick` with 1 to 4 edits.
 fn mutated(pick: fn(&Seeds) -> &Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
-    (any::<prop::sample::Index>(), prop::collection::vec(edit(), 1..5)).prop_map(move |(i, edits)| {
-        let list = pick(seeds());
-        mutate(list[i.index(list.len())].clone(), &edits)
-    })
+    (
+        any::<prop::sample::Index>(),
+        prop::collection::vec(edit(), 1..5),
+    )
+        .prop_map(move |(i, edits)| {
+            let list = pick(seeds());
+            mutate(list[i.index(list.len())].clone(), &edits)
+        })
 }
 
 fn random() -> impl Strategy<Value = Vec<u8>> {
