@@ -53,8 +53,6 @@ jq -r '.frames[].hex[8:], .transcripts[].frames[].hex[8:], .invalid[].frames[][8
 # then their frames (a lone header as a lying-header step: 02, u32)
 session_seeds() {
     jq -r '
-      def step: .[8:] as $b | "00" + ("0000" + (($b | length / 2) | tostring)) as $x | $b;
-      def u16hex: [. / 256 | floor, . % 256] | map(if . < 16 then "0" else "" end + (. | tostring)) ;
       def hex2: "0123456789abcdef" as $d | ($d[(. / 16 | floor):(. / 16 | floor) + 1]) + ($d[(. % 16):(. % 16) + 1]);
       def frame_step: (.[8:]) as $b | if ($b | length) == 0 then "02" + . else "00" + (($b | length / 2) as $n | ($n / 256 | floor | hex2) + ($n % 256 | hex2)) + $b end;
       .transcripts as $ts
