@@ -1,6 +1,7 @@
 //! As `session`, against a real `oplog_store::Store` (a redb file in a tempdir, on /dev/shm
 //! when there is one, so that a commit is not a disk flush): the side's entries are inserted
-//! first and the session reconciles over the store's snapshot.
+//! first and the session reconciles over the store's snapshot. Afterwards `verify()` finds
+//! nothing wrong and every entry the store held before is still there.
 #![no_main]
 
 use std::sync::Arc;
@@ -32,7 +33,12 @@ fuzz_target!(|data: &[u8]| {
         .map(|n| graph.entry(n).cloned())
         .collect::<Result<Vec<_>, _>>()
         .expect("vector entries");
+    let before: Vec<_> = entries.iter().map(|e| e.hash).collect();
     store.insert(entries).expect("insert the side's entries");
+    let held: Vec<_> = before
+        .into_iter()
+        .filter(|h| store.contains(h).expect("store reads"))
+        .collect();
     let config = side.config.config().expect("vector config");
     let session = oplog_protocol::session::Session::new(
         config,
@@ -50,4 +56,9 @@ fuzz_target!(|data: &[u8]| {
         },
         &oplog_fuzz::steps(rest),
     );
+    let report = store.verify().expect("store verifies");
+    assert!(report.is_ok(), "store problems after a session: {:?}", report.problems);
+    for h in &held {
+        assert!(store.contains(h).expect("store reads"), "an entry was lost");
+    }
 });
