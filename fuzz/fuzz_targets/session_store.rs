@@ -57,7 +57,11 @@ fuzz_target!(|data: &[u8]| {
         &oplog_fuzz::steps(rest),
     );
     let report = store.verify().expect("store verifies");
-    assert!(report.is_ok(), "store problems after a session: {:?}", report.problems);
+    assert!(
+        report.is_ok(),
+        "store problems after a session: {:?}",
+        report.problems
+    );
     for h in &held {
         assert!(store.contains(h).expect("store reads"), "an entry was lost");
     }
