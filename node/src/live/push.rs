@@ -233,25 +233,14 @@ where
         timed(budget.idle, write_frame(&mut send, &push)).await?;
         let mut answered = false;
         loop {
-            let read = timed(budget.idle, read_frame(&mut recv, budget.max_frame_bytes)).await?;
-            let body = match read {
-                ReadFrame::Body(body) => body,
-                ReadFrame::Eof => {
-                    return Err(PushError::Io(
-                        "the receiver ended the stream without END".into(),
-                    ))
-                }
-                ReadFrame::BadLength(len) => {
-                    return Err(refuse(
-                        &mut send,
-                        &mut stats,
-                        EndCode::FrameTooLarge,
-                        format!("frame of {len} bytes"),
-                    )
-                    .await)
-                }
-            };
-            stats.bytes_in += 4 + body.len() as u64;
+            let body = next_body(
+                &mut recv,
+                &mut send,
+                &mut stats,
+                budget,
+                "the receiver ended the stream without END",
+            )
+            .await?;
             match body.split_first() {
                 Some((&KIND_END, payload)) => {
                     return match parse_end(payload) {
@@ -311,6 +300,32 @@ where
     .await;
     let _ = tokio::time::timeout(budget.idle, send.shutdown()).await;
     (stats, result)
+}
+
+/// Reads the peer's next frame body within the idle timeout and counts its bytes. A stream
+/// that ends first is an I/O error saying `eof`; a length of 0 or over the frame limit is
+/// refused with END `02` (the body is left unread).
+async fn next_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    recv: &mut R,
+    send: &mut W,
+    stats: &mut PushStats,
+    budget: StreamBudget,
+    eof: &str,
+) -> Result<Vec<u8>, PushError> {
+    match timed(budget.idle, read_frame(recv, budget.max_frame_bytes)).await? {
+        ReadFrame::Body(body) => {
+            stats.bytes_in += 4 + body.len() as u64;
+            Ok(body)
+        }
+        ReadFrame::Eof => Err(PushError::Io(eof.into())),
+        ReadFrame::BadLength(len) => Err(refuse(
+            send,
+            stats,
+            EndCode::FrameTooLarge,
+            format!("frame of {len} bytes"),
+        )
+        .await),
+    }
 }
 
 /// Sends END `code` and returns the matching error.
@@ -374,25 +389,14 @@ where
             let frame = frame(KIND_ANCESTRY_REQUEST, &req.encode());
             stats.bytes_out += frame.len() as u64;
             timed(budget.idle, write_frame(&mut send, &frame)).await?;
-            let read = timed(budget.idle, read_frame(&mut recv, budget.max_frame_bytes)).await?;
-            let body = match read {
-                ReadFrame::Body(body) => body,
-                ReadFrame::Eof => {
-                    return Err(PushError::Io(
-                        "the pusher ended the stream before answering".into(),
-                    ))
-                }
-                ReadFrame::BadLength(len) => {
-                    return Err(refuse(
-                        &mut send,
-                        &mut stats,
-                        EndCode::FrameTooLarge,
-                        format!("frame of {len} bytes"),
-                    )
-                    .await)
-                }
-            };
-            stats.bytes_in += 4 + body.len() as u64;
+            let body = next_body(
+                &mut recv,
+                &mut send,
+                &mut stats,
+                budget,
+                "the pusher ended the stream before answering",
+            )
+            .await?;
             let answer = match body.split_first() {
                 Some((&KIND_ANCESTRY_ANSWER, payload)) => {
                     AncestryAnswer::decode(payload, req.limit)
