@@ -1280,41 +1280,43 @@ impl Node {
             .map(|(id, p)| (id.to_string(), Arc::clone(&p.stats)))
             .collect();
         let now = unix_ms();
-        let _ = writeln!(out, "# HELP oplog_peer_lag_entries Entries the peer sent us in the last session.\n# TYPE oplog_peer_lag_entries gauge");
-        for (id, s) in &peers {
-            let _ = writeln!(
-                out,
-                "oplog_peer_lag_entries{{peer=\"{id}\"}} {}",
-                get(&s.lag_entries)
-            );
-        }
-        let _ = writeln!(out, "# HELP oplog_peer_lag_seconds Seconds since the last completed session with the peer.\n# TYPE oplog_peer_lag_seconds gauge");
-        for (id, s) in &peers {
-            let last = get(&s.last_sync_ms);
-            if last > 0 {
-                let _ = writeln!(
-                    out,
-                    "oplog_peer_lag_seconds{{peer=\"{id}\"}} {}",
-                    now.saturating_sub(last) / 1000
-                );
-            }
-        }
-        let _ = writeln!(out, "# HELP oplog_peer_bytes_received_total Bytes received from the peer.\n# TYPE oplog_peer_bytes_received_total counter");
-        for (id, s) in &peers {
-            let _ = writeln!(
-                out,
-                "oplog_peer_bytes_received_total{{peer=\"{id}\"}} {}",
-                get(&s.bytes_in)
-            );
-        }
-        let _ = writeln!(out, "# HELP oplog_peer_bytes_sent_total Bytes sent to the peer.\n# TYPE oplog_peer_bytes_sent_total counter");
-        for (id, s) in &peers {
-            let _ = writeln!(
-                out,
-                "oplog_peer_bytes_sent_total{{peer=\"{id}\"}} {}",
-                get(&s.bytes_out)
-            );
-        }
+        // One family per metric, one sample per peer that has a value.
+        let mut family =
+            |name: &str, kind: &str, help: &str, value: &dyn Fn(&PeerStats) -> Option<u64>| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for (id, s) in &peers {
+                    if let Some(v) = value(s) {
+                        let _ = writeln!(out, "{name}{{peer=\"{id}\"}} {v}");
+                    }
+                }
+            };
+        family(
+            "oplog_peer_lag_entries",
+            "gauge",
+            "Entries the peer sent us in the last session.",
+            &|s| Some(get(&s.lag_entries)),
+        );
+        family(
+            "oplog_peer_lag_seconds",
+            "gauge",
+            "Seconds since the last completed session with the peer.",
+            &|s| {
+                let last = get(&s.last_sync_ms);
+                (last > 0).then(|| now.saturating_sub(last) / 1000)
+            },
+        );
+        family(
+            "oplog_peer_bytes_received_total",
+            "counter",
+            "Bytes received from the peer.",
+            &|s| Some(get(&s.bytes_in)),
+        );
+        family(
+            "oplog_peer_bytes_sent_total",
+            "counter",
+            "Bytes sent to the peer.",
+            &|s| Some(get(&s.bytes_out)),
+        );
         out
     }
 
