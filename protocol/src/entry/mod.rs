@@ -15,6 +15,7 @@ mod verified;
 use crate::hlc::Hlc;
 use crate::key::{EntryKey, Hash, NodeId};
 pub use action::{Action, ObjectId, Op, MAX_BUCKET_LEN, MAX_OBJECT_KEY_LEN};
+pub(crate) use verified::{verify_decoded, Decoded};
 pub use verified::{verify_batch, Unverified, VerifiedEntry};
 
 /// Largest encoded entry (`body || signature`) accepted, in bytes.
@@ -248,6 +249,13 @@ impl<A: Action> LogEntry<A> {
                 computed,
             });
         }
+        self.verify_signature(keys)
+    }
+
+    /// The last check of [`LogEntry::verify`]: the signature over `hash`, strictly, under
+    /// `node_id`. Alone it proves the entry only if `hash` and the structure are known good,
+    /// which is what [`Decoded`] records.
+    fn verify_signature(&self, keys: &mut AuthorKeys) -> Result<(), EntryError> {
         let vk = keys
             .get(&self.node_id)
             .ok_or(EntryError::InvalidAuthor(self.node_id))?;
@@ -345,10 +353,19 @@ mod tests {
         not_a_point.hash = Hash(*blake3::hash(&not_a_point.body()).as_bytes());
         entries.insert(150, not_a_point);
         let single: Vec<Result<(), EntryError>> = entries.iter().map(LogEntry::verify).collect();
+        // the same entries off the wire: decoding did the hash and structure checks, so
+        // only signatures are checked, and the verdicts must not change
+        let decoded: Vec<Decoded<Op>> = entries
+            .iter()
+            .map(|e| Decoded::decode(&e.encode()).unwrap())
+            .collect();
         let batch = crate::verify_batch(entries);
+        let after_decoding = verify_decoded(decoded);
         assert_eq!(single.len(), batch.len());
-        for (s, b) in single.iter().zip(&batch) {
+        assert_eq!(single.len(), after_decoding.len());
+        for ((s, b), d) in single.iter().zip(&batch).zip(&after_decoding) {
             assert_eq!(s.as_ref().err(), b.as_ref().err().map(|u| &u.error));
+            assert_eq!(s.as_ref().err(), d.as_ref().err().map(|u| &u.error));
         }
         assert!(matches!(single[100], Err(EntryError::BadSignature(_))));
         assert!(matches!(single[150], Err(EntryError::InvalidAuthor(_))));
@@ -385,6 +402,10 @@ mod tests {
             b[i] ^= 0x01;
             if let Ok(d) = LogEntry::<Op>::decode(&b) {
                 assert!(d.verify().is_err(), "flip at {i} still verifies");
+            }
+            if let Ok(d) = Decoded::<Op>::decode(&b) {
+                let verdict = verify_decoded(vec![d]).pop().unwrap();
+                assert!(verdict.is_err(), "flip at {i} passes the decoded path");
             }
         }
     }

@@ -86,18 +86,54 @@ const PARALLEL_VERIFY_MIN: usize = 64;
 pub fn verify_batch<A: Action>(
     entries: Vec<LogEntry<A>>,
 ) -> Vec<Result<VerifiedEntry<A>, Unverified>> {
-    fn one<A: Action>(
-        e: LogEntry<A>,
-        keys: &mut AuthorKeys,
-    ) -> Result<VerifiedEntry<A>, Unverified> {
-        match e.verify_cached(keys) {
-            Ok(()) => Ok(VerifiedEntry(e)),
-            Err(error) => Err(Unverified {
-                hash: e.hash,
-                error,
-            }),
-        }
+    verify_many(entries, LogEntry::verify_cached)
+}
+
+/// An entry exactly as [`LogEntry::decode`] returned it: its hash was computed from the bytes
+/// it was decoded from, and those bytes were checked to be the canonical encoding of a
+/// structurally valid entry. Only [`Decoded::decode`] builds one and nothing can change the
+/// entry inside, so of [`LogEntry::verify`]'s checks only the signature is left to do
+/// ([`verify_decoded`]); the hash and the encoding are not computed a second time.
+pub(crate) struct Decoded<A>(LogEntry<A>);
+
+impl<A: Action> Decoded<A> {
+    /// [`LogEntry::decode`], keeping the proof that it was.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, EntryError> {
+        LogEntry::decode(bytes).map(Decoded)
     }
+}
+
+impl<A> std::ops::Deref for Decoded<A> {
+    type Target = LogEntry<A>;
+    fn deref(&self) -> &LogEntry<A> {
+        &self.0
+    }
+}
+
+/// [`verify_batch`] for entries just decoded: the same verdicts (the decoder already made
+/// the structure and hash checks [`LogEntry::verify`] repeats), for the signature's cost.
+pub(crate) fn verify_decoded<A: Action>(
+    entries: Vec<Decoded<A>>,
+) -> Vec<Result<VerifiedEntry<A>, Unverified>> {
+    verify_many(
+        entries.into_iter().map(|d| d.0).collect(),
+        LogEntry::verify_signature,
+    )
+}
+
+/// Runs `check` over `entries` on up to 8 threads (one for small batches), one verdict per
+/// entry in input order.
+fn verify_many<A: Action>(
+    entries: Vec<LogEntry<A>>,
+    check: fn(&LogEntry<A>, &mut AuthorKeys) -> Result<(), EntryError>,
+) -> Vec<Result<VerifiedEntry<A>, Unverified>> {
+    let one = |e: LogEntry<A>, keys: &mut AuthorKeys| match check(&e, keys) {
+        Ok(()) => Ok(VerifiedEntry(e)),
+        Err(error) => Err(Unverified {
+            hash: e.hash,
+            error,
+        }),
+    };
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .min(8);

@@ -64,7 +64,7 @@ use std::time::Instant;
 
 use tracing::{debug, debug_span, warn};
 
-use crate::entry::{verify_batch, Action, LogEntry, Unverified, VerifiedEntry};
+use crate::entry::{verify_decoded, Action, Decoded, Unverified, VerifiedEntry};
 use crate::key::EntryKey;
 use crate::range::RangeStore;
 use crate::reconcile::{KeyForm, Message, ReconcileError, Reconciler};
@@ -156,10 +156,10 @@ impl<A> std::fmt::Debug for Prepared<A> {
 /// decode).
 fn check_entries<A: Action>(raw: &[&[u8]]) -> Checked<A> {
     let decoded = decode_entries::<A>(raw)?;
-    let keys = decoded.iter().map(LogEntry::key).collect();
+    let keys = decoded.iter().map(|e| e.key()).collect();
     Ok(CheckedEntries {
         keys,
-        verdicts: verify_batch(decoded),
+        verdicts: verify_decoded(decoded),
     })
 }
 
@@ -739,7 +739,7 @@ impl<A: Action, R: RangeStore> Session<A, R> {
                     ));
                 }
                 debug!(entries = raw.len(), complete, "session: ancestry answer");
-                self.received(&raw, verify_batch(decoded))
+                self.received(&raw, verify_decoded(decoded))
             }
             AncestryAnswer::UnknownWant(h) => {
                 debug!(want = %h, "session: the peer does not hold what we lack");
@@ -819,10 +819,10 @@ fn unreachable_message() -> Result<(), (EndCode, String)> {
 }
 
 /// Decodes received entry bytes; the first that fails ends the session.
-fn decode_entries<A: Action>(raw: &[&[u8]]) -> Result<Vec<LogEntry<A>>, (EndCode, String)> {
+fn decode_entries<A: Action>(raw: &[&[u8]]) -> Result<Vec<Decoded<A>>, (EndCode, String)> {
     raw.iter()
         .map(|b| {
-            LogEntry::<A>::decode(b)
+            Decoded::<A>::decode(b)
                 .map_err(|e| (EndCode::InvalidEntry, format!("undecodable entry: {e}")))
         })
         .collect()

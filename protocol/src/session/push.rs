@@ -1,6 +1,6 @@
 //! The entries of a PUSH frame (spec 9.9): what a receiver checks before it stores them.
 
-use crate::entry::{verify_batch, Action, LogEntry, VerifiedEntry};
+use crate::entry::{verify_decoded, Action, Decoded, VerifiedEntry};
 use crate::key::NodeId;
 
 use super::end::EndCode;
@@ -24,7 +24,7 @@ pub fn check_push<A: Action>(
 ) -> Result<Vec<VerifiedEntry<A>>, (EndCode, String)> {
     let mut decoded = Vec::with_capacity(entries.len());
     for (i, bytes) in entries.iter().enumerate() {
-        match LogEntry::<A>::decode(bytes) {
+        match Decoded::<A>::decode(bytes) {
             Ok(e) => decoded.push(e),
             Err(e) => {
                 return Err((
@@ -43,7 +43,7 @@ pub fn check_push<A: Action>(
             ),
         ));
     }
-    verify_batch(decoded)
+    verify_decoded(decoded)
         .into_iter()
         .map(|v| {
             v.map_err(|bad| {
@@ -60,7 +60,7 @@ pub fn check_push<A: Action>(
 mod tests {
     use super::*;
     use crate::session::frame::{self, Frame};
-    use crate::{Hlc, ObjectId, Op, SigningKey};
+    use crate::{Hlc, LogEntry, ObjectId, Op, SigningKey};
 
     fn entry(seed: u8, hlc: u64) -> Vec<u8> {
         let put = Op::Put {
