@@ -9,6 +9,15 @@
 //! Negentropy's figures are its reconciliation (`Config::negentropy`, 16 buckets, 4 MiB
 //! frames) on the same key sets, plus the one round trip it then needs to fetch the entries it
 //! learned it lacks (the entries themselves are not counted for either method).
+//!
+//! Time to converge over a link of round-trip time `rtt` is modelled, not slept: the
+//! session's own compute time (both sides, one after the other, as measured here) plus half an
+//! `rtt` for every leg of the exchange that carried a frame; Negentropy's is its measured
+//! reconciliation time, plus the time `verify_batch` takes on the entries it fetches (oplog's
+//! session verifies what it receives, and so must any sync of signed entries), plus `rtt` per
+//! round trip, its fetch included. oplog has converged once the last leg that carried
+//! entries has arrived; legs after it only close the session. Bandwidth is not modelled (the
+//! bytes are in the other columns).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,7 +28,8 @@ use oplog_protocol::session::{Event, Role, Session, SessionConfig, SessionStore}
 use oplog_protocol::testing::transcript;
 use oplog_protocol::wire::{AncestryAnswer, AncestryRequest};
 use oplog_protocol::{
-    Config, EntryKey, Hash, Hlc, LogEntry, MemoryStore, ObjectId, Op, SigningKey, StoreError,
+    verify_batch, Config, EntryKey, Hash, Hlc, LogEntry, MemoryStore, ObjectId, Op, SigningKey,
+    StoreError,
 };
 use rand::{Rng, SeedableRng};
 
@@ -106,7 +116,20 @@ struct Run {
     overhead: u64,
     entry_bytes: u64,
     entries: u64,
-    millis: u128,
+    /// Legs (one direction, one turn) up to and including the last that carried entries.
+    legs: u64,
+    /// The keys of the entries that moved, either way.
+    moved: Vec<EntryKey>,
+    millis: f64,
+}
+
+/// The round-trip times the time to converge is modelled for, in milliseconds.
+const RTTS_MS: [f64; 3] = [1.0, 50.0, 200.0];
+
+/// Modelled time to converge: compute plus half a round trip per leg, in seconds.
+#[allow(clippy::cast_precision_loss)]
+fn converge_s(compute_ms: f64, legs: u64, rtt_ms: f64) -> f64 {
+    (compute_ms + legs as f64 * rtt_ms / 2.0) / 1e3
 }
 
 /// One session between the two sides, frames passed straight across.
@@ -119,9 +142,11 @@ fn session(a: &mut Side, b: &mut Side) -> Run {
             .expect("start");
     let mut sb = Session::<Op, MemoryStore>::new(cfg, Role::Responder, b.keys.snapshot(), now)
         .expect("start");
-    let mut turn = 0;
+    let mut turn: u64 = 0;
+    let mut legs = 0;
+    let mut moved = Vec::new();
     while !(sa.is_finished() && sb.is_finished()) {
-        let (from, from_side, to, to_side) = if turn % 2 == 0 {
+        let (from, from_side, to, to_side) = if turn.is_multiple_of(2) {
             (&mut sa, &*a, &mut sb, &mut *b)
         } else {
             (&mut sb, &*b, &mut sa, &mut *a)
@@ -133,7 +158,9 @@ fn session(a: &mut Side, b: &mut Side) -> Run {
             }
             while let Some(ev) = to.poll_event() {
                 if let Event::Apply(entries) = ev {
+                    legs = turn + 1;
                     for e in entries {
+                        moved.push(e.key());
                         to_side.keys.insert(e.key());
                     }
                 }
@@ -149,7 +176,9 @@ fn session(a: &mut Side, b: &mut Side) -> Run {
         overhead: ra.overhead_bytes(),
         entry_bytes: ra.entry_bytes_sent + ra.entry_bytes_received,
         entries: ra.entries_sent + ra.entries_received,
-        millis: t.elapsed().as_millis(),
+        legs,
+        moved,
+        millis: t.elapsed().as_secs_f64() * 1e3,
     }
 }
 
@@ -170,6 +199,7 @@ fn main() {
     println!("n = {n}; bytes are both directions; overhead = bytes on the wire minus the entries' own bytes");
     println!("| case | oplog round trips | negentropy round trips (+1 fetch) | oplog overhead B | negentropy B | ratio | entries moved | entry B | oplog session ms |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut times = Vec::new();
     for (name, d, newest) in [
         ("1 random", 1, false),
         ("1,000 random", 1_000, false),
@@ -179,6 +209,7 @@ fn main() {
         ("10% newest", n / 10, true),
     ] {
         let (ka, kb) = replicas(&keys, d, newest, 7);
+        let neg_started = Instant::now();
         let neg = transcript::run(
             &ka,
             &kb,
@@ -186,6 +217,7 @@ fn main() {
             Config::negentropy(Some(4 << 20)),
         )
         .expect("negentropy session");
+        let neg_ms = neg_started.elapsed().as_secs_f64() * 1e3;
         let (n_out, n_in) = neg.bytes();
         let neg_rounds = neg.rounds() as u64 + 1;
         let mut a = Side {
@@ -204,8 +236,41 @@ fn main() {
         #[allow(clippy::cast_precision_loss)]
         let ratio = r.overhead as f64 / neg_bytes as f64;
         println!(
-            "| {name} | {} | {neg_rounds} | {} | {neg_bytes} | {ratio:.2} | {} | {} | {} |",
+            "| {name} | {} | {neg_rounds} | {} | {neg_bytes} | {ratio:.2} | {} | {} | {:.0} |",
             r.round_trips, r.overhead, r.entries, r.entry_bytes, r.millis
+        );
+        let fetched: Vec<LogEntry<Op>> = r
+            .moved
+            .iter()
+            .map(|k| LogEntry::decode(&universe[k]).expect("universe entries decode"))
+            .collect();
+        let verify_started = Instant::now();
+        let verified = verify_batch(fetched).into_iter().flatten().count();
+        let neg_ms = neg_ms + verify_started.elapsed().as_secs_f64() * 1e3;
+        assert_eq!(verified, d, "every fetched entry verifies");
+        times.push((name, r.millis, r.legs, neg_ms, neg_rounds));
+    }
+    println!();
+    println!(
+        "Modelled time to converge, seconds (compute + half an RTT per leg; oplog / negentropy):"
+    );
+    println!("| case | legs oplog / negentropy | RTT 1 ms | RTT 50 ms | RTT 200 ms |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (name, ms, legs, neg_ms, neg_rounds) in times {
+        let cells: Vec<String> = RTTS_MS
+            .iter()
+            .map(|&rtt| {
+                format!(
+                    "{:.2} / {:.2}",
+                    converge_s(ms, legs, rtt),
+                    converge_s(neg_ms, 2 * neg_rounds, rtt)
+                )
+            })
+            .collect();
+        println!(
+            "| {name} | {legs} / {} | {} |",
+            2 * neg_rounds,
+            cells.join(" | ")
         );
     }
 }

@@ -15,8 +15,8 @@ mod verified;
 use crate::hlc::Hlc;
 use crate::key::{EntryKey, Hash, NodeId};
 pub use action::{Action, ObjectId, Op, MAX_BUCKET_LEN, MAX_OBJECT_KEY_LEN};
-pub(crate) use verified::{verify_decoded, Decoded};
 pub use verified::{verify_batch, Unverified, VerifiedEntry};
+pub(crate) use verified::{verify_decoded, Decoded};
 
 /// Largest encoded entry (`body || signature`) accepted, in bytes.
 pub const MAX_ENTRY_BYTES: usize = 64 * 1024;
