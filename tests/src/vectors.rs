@@ -1016,6 +1016,10 @@ pub struct InsertStep {
     /// `insert` or `retry_deferred`.
     pub op: String,
     pub now: String,
+    /// If present, the allowed authors (by name) from this call on, replacing the sequence's
+    /// set (a member removed at run time, SPEC 6.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<String>>,
     /// The batch (empty for `retry_deferred`).
     pub entries: Vec<String>,
     /// One per entry of the batch in batch order (for `retry_deferred`, per entry that came
@@ -1345,24 +1349,25 @@ pub fn run_insert_sequence(
     seq: &InsertSequence,
 ) -> Result<(Vec<InsertStep>, ReplicaStateJson), String> {
     let drift = Duration::from_nanos(num(&seq.max_drift_ns)?);
-    let allowed: Option<HashSet<NodeId>> = match &seq.allowed {
-        None => None,
-        Some(list) => Some(
-            list.iter()
-                .map(|n| {
-                    authors
-                        .iter()
-                        .find(|a| &a.name == n)
-                        .ok_or_else(|| format!("no author {n}"))
-                        .and_then(|a| unhex32(&a.public_key_hex).map(NodeId))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
+    let ids = |list: &[String]| -> Result<HashSet<NodeId>, String> {
+        list.iter()
+            .map(|n| {
+                authors
+                    .iter()
+                    .find(|a| &a.name == n)
+                    .ok_or_else(|| format!("no author {n}"))
+                    .and_then(|a| unhex32(&a.public_key_hex).map(NodeId))
+            })
+            .collect()
     };
+    let mut allowed: Option<HashSet<NodeId>> = seq.allowed.as_deref().map(ids).transpose()?;
     let mut r = MemoryReplica::<Op>::with_limits(seq.limits.limits(drift));
     let mut steps = Vec::new();
     for s in &seq.steps {
         let now = num(&s.now)?;
+        if let Some(list) = &s.allowed {
+            allowed = Some(ids(list)?);
+        }
         let report = match s.op.as_str() {
             "insert" => {
                 let batch: Vec<LogEntry> = s
@@ -1378,6 +1383,7 @@ pub fn run_insert_sequence(
         steps.push(InsertStep {
             op: s.op.clone(),
             now: s.now.clone(),
+            allowed: s.allowed.clone(),
             entries: s.entries.clone(),
             outcomes: report
                 .outcomes

@@ -2430,10 +2430,19 @@ impl GraphBuilder {
     }
 }
 
+/// [`step`] that first replaces the allowed authors (a member removed at run time).
+fn step_allowing(op: &str, now: u64, entries: &[&str], allowed: &[&str]) -> InsertStep {
+    InsertStep {
+        allowed: Some(allowed.iter().copied().map(String::from).collect()),
+        ..step(op, now, entries)
+    }
+}
+
 fn step(op: &str, now: u64, entries: &[&str]) -> InsertStep {
     InsertStep {
         op: op.into(),
         now: dec(now),
+        allowed: None,
         entries: entries.iter().copied().map(String::from).collect(),
         outcomes: vec![],
         applied: vec![],
@@ -2697,6 +2706,10 @@ fn dag_vectors() -> DagFile {
             vec![step("insert", now, &["c1", "c2", "c3"]), step("insert", now, &["child-of-bad-sig", "bad-sig"])]),
         seq("due-on-insert", "After the chain, `future` is deferred; an insert at its not_before (of c1 again, a Duplicate) first admits it: it is listed as due and applied.", "chain", None,
             vec![step("insert", now, &["c1", "c2", "c3"]), step("insert", now, &["future"]), step("insert", later, &["c1"])]),
+        seq("member-removed-held-back", "Allowed alice and bob: l0 to l9 apply; bob's x1 is held back waiting for l10. Then bob is removed (allowed: alice): l10 applies, and x1, now complete, is dropped (NotAllowed) instead of applied.", "long", Some(&["alice", "bob"]),
+            vec![step("insert", now, &["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8", "l9"]), step("insert", now, &["x1"]), step_allowing("insert", now, &["l10"], &["alice"])]),
+        seq("member-removed-deferred", "Allowed alice and bob: after the chain, bob's `future` is deferred. Then bob is removed (allowed: alice): at its not_before the retry refuses it (NotAllowed) instead of applying it.", "chain", Some(&["alice", "bob"]),
+            vec![step("insert", now, &["c1", "c2", "c3"]), step("insert", now, &["future"]), step_allowing("retry_deferred", later, &[], &["alice"])]),
         capped("held-back-author-cap", "max_held_per_author = 2. orphan3, then orphan (both bob, held back); orphan2 finds bob at the cap and evicts bob's held-back entry with the lowest key, orphan (dropped: HeldBackFull); orphan again is now the lowest key itself and is refused (HeldBackFull).", "chain", None,
             with(&|c| c.max_held_per_author = 2),
             vec![step("insert", now, &["orphan3"]), step("insert", now, &["orphan"]), step("insert", now, &["orphan2"]), step("insert", now, &["orphan"])]),
@@ -3041,7 +3054,7 @@ fn dag_vectors() -> DagFile {
     .collect();
 
     DagFile {
-        description: "The DAG rules of SPEC 6 on oplog_protocol::replica::MemoryReplica. `authors`: ed25519 keys from fixed seeds. `graphs`: entries made from (author, hlc, action, parents) and signed (deterministic ed25519); `corrupt` entries then have the last signature byte XOR-ed with 1; every case uses the entries of one graph by name. `sequences`: calls on a fresh replica (insert of a batch in the given order at wall time `now` with `max_drift_ns` and the `allowed` authors, or retry_deferred at `now`), each with its reported outcomes (in batch order), applied entries (in application order) and dropped entries, then the replica's state: applied entries in key order; heads, held-back entries and deferred entries ascending by hash; hashes to fetch (parents that held-back entries wait for and that are neither held back nor deferred, ascending); and the last-writer-wins view in register order (bucket, then key, compared as bytes) with each register's winner and whether it is a tombstone. `haves` (haves_for_request), `ancestry` (ancestry_to_send: hashes in order and the cut flag, or the error) and `conflicts` (merge_conflicts) run over a replica holding the whole graph. `merge_rule`: should_merge and merge_parents over given heads. Names stand for entries of the graph; 64-hex strings are hashes no graph entry has. Outcome errors are InsertError names: Invalid(<EntryError name>), NotAllowed, ParentOrder, AncestorRejected, HeldBackFull, DeferredFull. `limits` gives each sequence's caps on held-back and deferred entries; `due` lists the deferred entries a call admitted first because they had come due.".into(),
+        description: "The DAG rules of SPEC 6 on oplog_protocol::replica::MemoryReplica. `authors`: ed25519 keys from fixed seeds. `graphs`: entries made from (author, hlc, action, parents) and signed (deterministic ed25519); `corrupt` entries then have the last signature byte XOR-ed with 1; every case uses the entries of one graph by name. `sequences`: calls on a fresh replica (insert of a batch in the given order at wall time `now` with `max_drift_ns` and the `allowed` authors, or retry_deferred at `now`; a step's own `allowed`, where present, replaces the allowed authors from that call on: a member removed at run time), each with its reported outcomes (in batch order), applied entries (in application order) and dropped entries, then the replica's state: applied entries in key order; heads, held-back entries and deferred entries ascending by hash; hashes to fetch (parents that held-back entries wait for and that are neither held back nor deferred, ascending); and the last-writer-wins view in register order (bucket, then key, compared as bytes) with each register's winner and whether it is a tombstone. `haves` (haves_for_request), `ancestry` (ancestry_to_send: hashes in order and the cut flag, or the error) and `conflicts` (merge_conflicts) run over a replica holding the whole graph. `merge_rule`: should_merge and merge_parents over given heads. Names stand for entries of the graph; 64-hex strings are hashes no graph entry has. Outcome errors are InsertError names: Invalid(<EntryError name>), NotAllowed, ParentOrder, AncestorRejected, HeldBackFull, DeferredFull. `limits` gives each sequence's caps on held-back and deferred entries; `due` lists the deferred entries a call admitted first because they had come due.".into(),
         authors: authors_json,
         graphs,
         sequences,
