@@ -706,9 +706,9 @@ fn classify(
         end,
         store_error,
     } = outcome;
-    let Some(end) = end else {
-        return Ok(report);
-    };
+    // A store error wins even over a session that ended Done: the last write (the durable
+    // commit at the end of a sync) may be the one that failed, and then nothing received
+    // is safely stored.
     if let Some(reason) = store_error {
         return Err(SyncError::Store {
             peer,
@@ -716,6 +716,9 @@ fn classify(
             report: Box::new(report),
         });
     }
+    let Some(end) = end else {
+        return Ok(report);
+    };
     match end.code {
         EndCode::Busy if end.by_peer => Err(SyncError::Busy {
             peer,
