@@ -126,8 +126,8 @@ pub use alpn::{cluster_alpn, ALPN};
 pub use error::{NodeError, SyncError};
 #[cfg(feature = "iroh")]
 pub use handler::{
-    OplogSync, CLOSE_DONE, CLOSE_NOT_ALLOWED, CLOSE_SESSION_ERROR, MAX_STREAMS_PER_CONNECTION,
-    PUSHES_PER_SECOND, PUSH_BURST, PUSH_BYTES_PER_SECOND,
+    OplogSync, CLOSE_DONE, CLOSE_NOT_ALLOWED, CLOSE_SESSION_ERROR, MAX_CONNECTIONS_PER_PEER,
+    MAX_STREAMS_PER_CONNECTION, PUSHES_PER_SECOND, PUSH_BURST, PUSH_BYTES_PER_SECOND,
 };
 #[cfg(feature = "iroh")]
 pub use live::{Node, NodeConfig, NodeStatus, PeerStatus, SessionSummary};
