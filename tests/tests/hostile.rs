@@ -491,6 +491,17 @@ fn end_of(body: &[u8]) -> Seen {
 /// Reads until the victim's END (answering an ancestry request with "unknown want", so
 /// parents never arrive), within [`HANG`].
 async fn until_end(conn: &Connection, send: &mut SendStream, recv: &mut RecvStream) -> Seen {
+    until_end_answering(conn, send, recv, true).await
+}
+
+/// [`until_end`]; with `answer` false an ancestry request is left unanswered (the
+/// attacker goes silent).
+async fn until_end_answering(
+    conn: &Connection,
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+    answer: bool,
+) -> Seen {
     let read = async {
         loop {
             let Some(body) = read_frame(recv).await else {
@@ -500,7 +511,7 @@ async fn until_end(conn: &Connection, send: &mut SendStream, recv: &mut RecvStre
             };
             match body[0] {
                 kind::END => return end_of(&body),
-                kind::ANCESTRY_REQUEST => {
+                kind::ANCESTRY_REQUEST if answer => {
                     let req = AncestryRequest::decode(&body[1..]).expect("a valid request");
                     let answer = AncestryAnswer::UnknownWant(req.want[0]);
                     let _ = send
@@ -755,7 +766,8 @@ fn entries_hours_in_the_future_are_deferred_within_the_caps() {
 
 /// Thousands of orphans (each names a parent that never arrives, 5,000 in all, 10x long)
 /// over PUSH; the victim asks for the parents once per push and is told the attacker lacks
-/// them: END 00, none applied, held back within the caps.
+/// them: END 00, none applied, held back within the caps. A pusher that goes silent when
+/// asked gets END 06 at the idle timeout.
 #[test]
 fn thousands_of_orphans_stay_within_the_held_back_caps() {
     run("orphans", || async {
@@ -776,10 +788,28 @@ fn thousands_of_orphans_stay_within_the_held_back_caps() {
             }
             seen
         };
-        let (seen, _) = tokio::join!(attack, w.honest_sync());
+        // and one more push of orphans whose pusher goes silent when asked for the parents:
+        // the victim ends it at its idle timeout
+        let silent = async {
+            let more: Vec<Vec<u8>> = (0..100u64)
+                .map(|i| {
+                    let e =
+                        LogEntry::sign(&key, Hlc(hlc - 1 - i), put(i), vec![Hash([i as u8; 32])]);
+                    e.unwrap().encode()
+                })
+                .collect();
+            let conn = dial(&w.attacker, &w.vaddr).await;
+            let (mut send, mut recv) = open(&conn).await;
+            send.write_all(&push_of(&more)).await.unwrap();
+            let seen = until_end_answering(&conn, &mut send, &mut recv, false).await;
+            conn.close(0u32.into(), b"done");
+            seen
+        };
+        let (seen, silent, _) = tokio::join!(attack, silent, w.honest_sync());
         for s in &seen {
             assert_eq!(s.code(), Some(EndCode::Done), "{s:?}");
         }
+        assert_eq!(silent.code(), Some(EndCode::Timeout), "{silent:?}");
         let held = w.vstore.held_back().unwrap();
         assert!(!held.is_empty() && held.len() as u64 <= HELD_PER_AUTHOR);
         for e in &orphans {

@@ -312,7 +312,8 @@ where
 
 /// Reads the peer's next frame body within the idle timeout and counts its bytes. A stream
 /// that ends first is an I/O error saying `eof`; a length of 0 or over the frame limit is
-/// refused with END `02` (the body is left unread).
+/// refused with END `02` (the body is left unread); no whole frame within the idle timeout
+/// is END `06`.
 async fn next_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     recv: &mut R,
     send: &mut W,
@@ -320,7 +321,19 @@ async fn next_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     budget: StreamBudget,
     eof: &str,
 ) -> Result<Vec<u8>, PushError> {
-    match timed(budget.idle, read_frame(recv, budget.max_frame_bytes)).await? {
+    let read = tokio::time::timeout(budget.idle, read_frame(recv, budget.max_frame_bytes)).await;
+    let Ok(read) = read else {
+        // A silent peer (or one sending a byte now and then) gets the typed end, not just
+        // a finished stream.
+        return Err(refuse(
+            send,
+            stats,
+            EndCode::Timeout,
+            "the peer was silent past the idle timeout".into(),
+        )
+        .await);
+    };
+    match read.map_err(io_err)? {
         ReadFrame::Body(body) => {
             stats.bytes_in += 4 + body.len() as u64;
             Ok(body)
