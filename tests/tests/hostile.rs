@@ -793,8 +793,12 @@ fn thousands_of_orphans_stay_within_the_held_back_caps() {
         let silent = async {
             let more: Vec<Vec<u8>> = (0..100u64)
                 .map(|i| {
-                    let e =
-                        LogEntry::sign(&key, Hlc(hlc - 1 - i), put(i), vec![Hash([i as u8; 32])]);
+                    let e = LogEntry::sign(
+                        &key,
+                        Hlc(hlc - 1 - i),
+                        put(i),
+                        vec![Hash([u8::try_from(i).unwrap(); 32])],
+                    );
                     e.unwrap().encode()
                 })
                 .collect();
@@ -873,8 +877,8 @@ fn frames_over_the_limit_and_lying_lengths_end_with_their_codes() {
         let mut lying = 1_000u32.to_be_bytes().to_vec();
         lying.extend_from_slice(&[1; 10]);
         let attack = async {
-            let first_over = one_stream(&w.attacker, &w, &[over.clone()]).await;
-            let first_lying = one_stream(&w.attacker, &w, &[lying.clone()]).await;
+            let first_over = one_stream(&w.attacker, &w, std::slice::from_ref(&over)).await;
+            let first_lying = one_stream(&w.attacker, &w, std::slice::from_ref(&lying)).await;
             let mut rng = StdRng::seed_from_u64(3);
             let in_session_over = one_stream(
                 &w.attacker,
@@ -890,11 +894,20 @@ fn frames_over_the_limit_and_lying_lengths_end_with_their_codes() {
             .await;
             (first_over, first_lying, in_session_over, in_session_lying)
         };
-        let ((a, b, c, d), _) = tokio::join!(attack, w.honest_sync());
-        assert_eq!(a.code(), Some(EndCode::FrameTooLarge), "{a:?}");
-        assert_eq!(b.code(), Some(EndCode::Timeout), "{b:?}");
-        assert_eq!(c.code(), Some(EndCode::FrameTooLarge), "{c:?}");
-        assert_eq!(d.code(), Some(EndCode::Timeout), "{d:?}");
+        let ((first_over, first_lying, in_over, in_lying), _) =
+            tokio::join!(attack, w.honest_sync());
+        assert_eq!(
+            first_over.code(),
+            Some(EndCode::FrameTooLarge),
+            "{first_over:?}"
+        );
+        assert_eq!(
+            first_lying.code(),
+            Some(EndCode::Timeout),
+            "{first_lying:?}"
+        );
+        assert_eq!(in_over.code(), Some(EndCode::FrameTooLarge), "{in_over:?}");
+        assert_eq!(in_lying.code(), Some(EndCode::Timeout), "{in_lying:?}");
         w.check("frame limits", file_before, &[]).await;
         (3, 2, 2)
     });
@@ -915,13 +928,13 @@ fn a_reconciliation_that_never_converges_ends_at_the_message_budget() {
             send.write_all(&fingerprint_message(&mut rng))
                 .await
                 .unwrap();
-            let mut sent = 1u64;
+            let mut messages = 1u64;
             let seen = tokio::time::timeout(HANG, async {
                 loop {
                     match read_frame(&mut recv).await {
                         Some(b) if b[0] == kind::MESSAGE => {
                             if send.write_all(&fingerprint_message(&mut rng)).await.is_ok() {
-                                sent += 1;
+                                messages += 1;
                             }
                         }
                         Some(b) if b[0] == kind::END => return end_of(&b),
@@ -932,12 +945,12 @@ fn a_reconciliation_that_never_converges_ends_at_the_message_budget() {
             })
             .await
             .expect("the victim never ended the session");
-            (seen, sent)
+            (seen, messages)
         };
-        let ((seen, sent), _) = tokio::join!(attack, w.honest_sync());
+        let ((seen, messages), _) = tokio::join!(attack, w.honest_sync());
         assert_eq!(seen.code(), Some(EndCode::Limit), "{seen:?}");
-        assert!(sent > MAX_MESSAGES, "{sent} messages sent");
-        println!("never converges: the victim ended it after {sent} messages");
+        assert!(messages > MAX_MESSAGES, "{messages} messages sent");
+        println!("never converges: the victim ended it after {messages} messages");
         w.check("never converges", file_before, &[]).await;
         (3, 0, 2)
     });
@@ -1157,10 +1170,8 @@ fn a_thousand_connections_are_refused_or_served() {
                 Err(_) => failed += 1,
             }
         }
-        for s in &strangers {
-            if let Ok(code) = s {
-                assert_eq!(*code, Some(u64::from(CLOSE_NOT_ALLOWED)));
-            }
+        for code in strangers.iter().flatten() {
+            assert_eq!(*code, Some(u64::from(CLOSE_NOT_ALLOWED)));
         }
         let strangers_refused = strangers.iter().filter(|s| s.is_ok()).count();
         println!(
@@ -1178,7 +1189,7 @@ fn a_thousand_connections_are_refused_or_served() {
 }
 
 /// A flood of valid but useless requests beside the honest sync: 30 sessions (300 long)
-/// back to back from a member whose set equals the victim's, and 300 PUSHes (3,000 long)
+/// back to back from a member whose set equals the victim's, and 300 PUSH streams (3,000 long)
 /// of entries the victim already holds on one connection. Every session completes (the
 /// honest entries are the only thing that moves), every PUSH ends with END 00 or, past the
 /// connection's push budget, END 03; nothing is written for any of it.
