@@ -1153,10 +1153,12 @@ fn a_thousand_connections_are_refused_or_served() {
                     .connect(addr, ALPN)
                     .await
                     .map_err(|e| format!("stranger connection {i}: {e}"))?;
-                tokio::time::timeout(HANG, conn.closed())
+                let reason = tokio::time::timeout(HANG, conn.closed())
                     .await
                     .expect("a stranger's connection was never closed");
-                Ok::<_, String>(close_code(&conn))
+                // the victim's close code, or how else the connection ended (under this
+                // load a handshake may time out at either end)
+                Ok::<_, String>(close_code(&conn).ok_or(format!("{reason}")))
             }
         };
         let attack = async {
@@ -1186,16 +1188,26 @@ fn a_thousand_connections_are_refused_or_served() {
                 Ok(Seen::Gone(Some(c))) if *c == u64::from(CLOSE_SESSION_ERROR) => {
                     over_cap += 1;
                 }
+                // ended by a transport error under this load (a handshake or stream timing
+                // out at either end): not served either
+                Ok(Seen::Gone(None)) | Err(_) => failed += 1,
                 Ok(other) => panic!("a member's connection ended with {other:?}"),
-                Err(_) => failed += 1,
             }
         }
-        for code in strangers.iter().flatten() {
-            assert_eq!(*code, Some(u64::from(CLOSE_NOT_ALLOWED)));
+        let (mut strangers_refused, mut strangers_lost) = (0, Vec::new());
+        for s in &strangers {
+            match s {
+                Ok(Ok(code)) => {
+                    assert_eq!(*code, u64::from(CLOSE_NOT_ALLOWED), "a stranger was served");
+                    strangers_refused += 1;
+                }
+                Ok(Err(reason)) | Err(reason) => strangers_lost.push(reason.clone()),
+            }
         }
-        let strangers_refused = strangers.iter().filter(|s| s.is_ok()).count();
         println!(
-            "1,000 connections: member streams busy {busy}, timed out {timeout}, closed over the cap {over_cap}, not established {failed}; stranger connections closed unread {strangers_refused}"
+            "1,000 connections: member streams busy {busy}, timed out {timeout}, closed over the cap {over_cap}, not established or lost {failed}; stranger connections closed unread {strangers_refused}, ended otherwise {} {:?}",
+            strangers_lost.len(),
+            strangers_lost.first()
         );
         assert!(
             busy + timeout <= MAX_CONNECTIONS_PER_PEER,
