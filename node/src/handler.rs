@@ -35,6 +35,9 @@ pub const CLOSE_SESSION_ERROR: u32 = 2;
 /// end of stream (nothing is due after an END frame).
 const MAX_TRAILING_BYTES: usize = 1024;
 
+/// Bytes reserved up front for a stream's first frame; a longer one grows as it arrives.
+const FIRST_FRAME_RESERVE: usize = 64 << 10;
+
 /// Longest reason text put in a connection close (QUIC sends it in one packet).
 const MAX_CLOSE_REASON: usize = 512;
 
@@ -500,8 +503,9 @@ impl<A: Action> OplogSync<A> {
         // session slot meanwhile (a push gives it back at once).
         let active = self.begin(peer);
         // The body is allocated as its bytes arrive, not from the header: a length that
-        // lies costs this node what the peer really sent, not what it announced.
-        let mut body = Vec::new();
+        // lies costs this node what the peer really sent, not what it announced (64 KiB up
+        // front, the most a small first frame needs).
+        let mut body = Vec::with_capacity(size.min(FIRST_FRAME_RESERVE));
         let want = u64::try_from(size).unwrap_or(u64::MAX);
         match tokio::time::timeout(idle, (&mut recv).take(want).read_to_end(&mut body)).await {
             Ok(Ok(n)) if n == size => {}
