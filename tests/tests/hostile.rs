@@ -224,6 +224,8 @@ struct World {
     honest_bytes: u64,
     /// A store equal to the victim's (for the flood of useless sessions).
     apath: PathBuf,
+    /// Notified once the attack has sent its first bytes: the honest sync starts then.
+    attack_begun: tokio::sync::Notify,
 }
 
 impl World {
@@ -302,6 +304,7 @@ impl World {
             honest_bytes: honest_own.iter().map(|e| e.encode().len() as u64).sum(),
             honest_own: honest_own.iter().map(|e| e.hash).collect(),
             apath,
+            attack_begun: tokio::sync::Notify::new(),
         }
     }
 
@@ -315,7 +318,15 @@ impl World {
 
     /// The honest peer's sync with the victim: it must complete, moving exactly the two
     /// sides' own entries.
+    /// Marks the attack as under way.
+    fn begun(&self) {
+        self.attack_begun.notify_one();
+    }
+
     async fn honest_sync(&self) -> SyncReport {
+        tokio::time::timeout(HANG, self.attack_begun.notified())
+            .await
+            .expect("the attack never began");
         let report =
             tokio::time::timeout(HANG, self.honest.sync_with(&self.hend, self.vaddr.clone()))
                 .await
@@ -546,6 +557,7 @@ async fn one_stream(from: &Endpoint, w: &World, frames: &[Vec<u8>]) -> Seen {
             break;
         }
     }
+    w.begun();
     let seen = until_end(&conn, &mut send, &mut recv).await;
     conn.close(0u32.into(), b"done");
     seen
@@ -579,6 +591,7 @@ async fn session_with_entries(w: &World, entries: &[Vec<u8>]) -> Seen {
     send.write_all(&fingerprint_message(&mut rng))
         .await
         .unwrap();
+    w.begun();
     let reply = tokio::time::timeout(HANG, async {
         loop {
             match read_frame(&mut recv).await {
@@ -947,6 +960,7 @@ fn a_reconciliation_that_never_converges_ends_at_the_message_budget() {
             send.write_all(&fingerprint_message(&mut rng))
                 .await
                 .unwrap();
+            w.begun();
             let mut messages = 1u64;
             let seen = tokio::time::timeout(HANG, async {
                 loop {
@@ -1014,6 +1028,7 @@ fn ancestry_requests_for_the_whole_history_are_answered_within_the_frame() {
                 for _ in 0..per_conn {
                     tasks.push(tokio::spawn(ask(conn.clone())));
                 }
+                w.begun();
             }
             let mut out = Vec::new();
             for t in tasks {
@@ -1049,6 +1064,7 @@ fn a_slow_peer_is_cut_at_the_idle_timeout() {
                 let conn = dial(&w.attacker, &w.vaddr).await;
                 let (mut send, mut recv) = open(&conn).await;
                 send.write_all(&prefix).await.unwrap();
+                w.begun();
                 let frame = fingerprint_message(&mut rng);
                 let slow = async {
                     for b in &frame {
@@ -1165,6 +1181,7 @@ fn a_thousand_connections_are_refused_or_served() {
         let attack = async {
             let members: Vec<_> = (0..n).map(|i| tokio::spawn(member(i))).collect();
             let strangers: Vec<_> = (0..n).map(|i| tokio::spawn(stranger(i))).collect();
+            w.begun();
             let mut m = Vec::new();
             for t in members {
                 m.push(t.await.unwrap());
@@ -1265,6 +1282,7 @@ fn a_flood_of_useless_requests_beside_an_honest_sync() {
             for _ in 0..300 * scale() {
                 let (mut send, mut recv) = open(&conn).await;
                 send.write_all(&frame).await.unwrap();
+                w.begun();
                 match until_end(&conn, &mut send, &mut recv).await.code() {
                     Some(EndCode::Done) => done += 1,
                     Some(EndCode::Limit) => limited += 1,
