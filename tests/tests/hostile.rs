@@ -1267,7 +1267,9 @@ fn a_flood_of_useless_requests_beside_an_honest_sync() {
                         assert_eq!(r.entries_sent, 0, "nothing new from the attacker");
                         moved += r.entries_received;
                     }
-                    Err(SyncError::Busy { .. }) => {}
+                    // the attacker's own session cut by a 3 s idle timeout on a loaded
+                    // machine is not a failure of the victim
+                    Err(SyncError::Busy { .. } | SyncError::Timeout { .. }) => {}
                     Err(e) => panic!("a flood session failed: {e}"),
                 }
             }
