@@ -1,7 +1,7 @@
 //! [`OplogSync`]: the iroh protocol handler (the responder side) and [`OplogSync::sync_with`]
 //! (the initiator side).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -35,12 +35,22 @@ pub const CLOSE_SESSION_ERROR: u32 = 2;
 /// end of stream (nothing is due after an END frame).
 const MAX_TRAILING_BYTES: usize = 1024;
 
+/// Bytes reserved up front for a stream's first frame; a longer one grows as it arrives.
+const FIRST_FRAME_RESERVE: usize = 64 << 10;
+
 /// Longest reason text put in a connection close (QUIC sends it in one packet).
 const MAX_CLOSE_REASON: usize = 512;
 
 /// Streams of one connection served at once (sessions, pushes, ancestry fetches); further
 /// streams wait, unaccepted, for a slot (QUIC flow control then holds the peer back).
 pub const MAX_STREAMS_PER_CONNECTION: usize = 8;
+
+/// Connections one peer may have open to this node at once (those it dialed; a live node
+/// keeps one, and a one-shot `sync_with` opens one per session). A connection over it is
+/// closed at once with [`CLOSE_SESSION_ERROR`], before anything is read: with
+/// [`MAX_STREAMS_PER_CONNECTION`] it bounds what one member can make this node hold (at most
+/// 64 streams, each reading at most one first frame of `max_frame_bytes`).
+pub const MAX_CONNECTIONS_PER_PEER: usize = 8;
 
 /// PUSH streams accepted per connection per second, sustained; a burst of
 /// [`PUSH_BURST`] is allowed. A PUSH over the budget is answered END `03` unread.
@@ -127,6 +137,8 @@ struct Inner<A: Action> {
     config: SessionConfig,
     alpn: Vec<u8>,
     active: Mutex<HashSet<EndpointId>>,
+    /// Connections each peer has open to this node (accepted ones).
+    conns: Mutex<HashMap<EndpointId, usize>>,
     hooks: Option<Arc<dyn LiveHooks>>,
 }
 
@@ -169,6 +181,7 @@ impl<A: Action> OplogSync<A> {
                 config: SessionConfig::default(),
                 alpn: ALPN.to_vec(),
                 active: Mutex::new(HashSet::new()),
+                conns: Mutex::new(HashMap::new()),
                 hooks: None,
             }),
         }
@@ -197,6 +210,7 @@ impl<A: Action> OplogSync<A> {
             config: self.inner.config.clone(),
             alpn: self.inner.alpn.clone(),
             active: Mutex::new(HashSet::new()),
+            conns: Mutex::new(HashMap::new()),
             hooks: self.inner.hooks.clone(),
         };
         change(&mut inner);
@@ -488,9 +502,17 @@ impl<A: Action> OplogSync<A> {
         // Until the type byte is known the stream may be a session: it holds the pair's
         // session slot meanwhile (a push gives it back at once).
         let active = self.begin(peer);
-        let mut body = vec![0u8; size];
-        match tokio::time::timeout(idle, recv.read_exact(&mut body)).await {
-            Ok(Ok(())) => {}
+        // The body is allocated as its bytes arrive, not from the header: a length that
+        // lies costs this node what the peer really sent, not what it announced (64 KiB up
+        // front, the most a small first frame needs).
+        let mut body = Vec::with_capacity(size.min(FIRST_FRAME_RESERVE));
+        let want = u64::try_from(size).unwrap_or(u64::MAX);
+        match tokio::time::timeout(idle, (&mut recv).take(want).read_to_end(&mut body)).await {
+            Ok(Ok(n)) if n == size => {}
+            Ok(Ok(_)) => {
+                debug!("a stream ended inside its first frame");
+                return;
+            }
             Ok(Err(e)) => {
                 debug!(error = %e, "a stream ended inside its first frame");
                 return;
@@ -642,9 +664,56 @@ impl<A: Action> ProtocolHandler for OplogSync<A> {
             );
             return Ok(());
         }
+        let Some(_slot) = self.connection_slot(peer) else {
+            info!(peer = %peer.fmt_short(), limit = MAX_CONNECTIONS_PER_PEER, "refused a connection over the peer's connection limit");
+            conn.close(
+                CLOSE_SESSION_ERROR.into(),
+                format!(
+                    "{}: too many connections from this peer (limit {MAX_CONNECTIONS_PER_PEER})",
+                    EndCode::Limit
+                )
+                .as_bytes(),
+            );
+            return Ok(());
+        };
         let span = info_span!("oplog.connection", peer = %peer.fmt_short());
         self.serve(conn, peer, true).instrument(span).await;
         Ok(())
+    }
+}
+
+impl<A: Action> OplogSync<A> {
+    /// Counts one more accepted connection of `peer`, or `None` if it has
+    /// [`MAX_CONNECTIONS_PER_PEER`] open already.
+    fn connection_slot(&self, peer: EndpointId) -> Option<ConnectionSlot<A>> {
+        let mut conns = lock(&self.inner.conns);
+        let n = conns.entry(peer).or_insert(0);
+        if *n >= MAX_CONNECTIONS_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot {
+            inner: Arc::clone(&self.inner),
+            peer,
+        })
+    }
+}
+
+/// One accepted connection of a peer, counted until dropped.
+struct ConnectionSlot<A: Action> {
+    inner: Arc<Inner<A>>,
+    peer: EndpointId,
+}
+
+impl<A: Action> Drop for ConnectionSlot<A> {
+    fn drop(&mut self) {
+        let mut conns = lock(&self.inner.conns);
+        if let Some(n) = conns.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                conns.remove(&self.peer);
+            }
+        }
     }
 }
 

@@ -65,7 +65,9 @@
 //! [`MAX_STREAMS_PER_CONNECTION`] at once; the first frame of a stream names its job: `01`
 //! a session, `06` PUSH (entries the peer authored, pushed unasked, checked and applied by
 //! [`live::receive_push`]'s rules, with at most one ancestry request back for what they
-//! lack), `03` a standalone ancestry fetch. Pushes are budgeted per connection
+//! lack), `03` a standalone ancestry fetch. A peer may have at most
+//! [`MAX_CONNECTIONS_PER_PEER`] connections open to a node; more are closed at once with
+//! [`CLOSE_SESSION_ERROR`]. Pushes are budgeted per connection
 //! ([`PUSHES_PER_SECOND`], [`PUSH_BURST`], [`PUSH_BYTES_PER_SECOND`]). A peer removed from
 //! the allowed set has its next stream refused and its connection closed
 //! ([`CLOSE_NOT_ALLOWED`]).
@@ -126,8 +128,8 @@ pub use alpn::{cluster_alpn, ALPN};
 pub use error::{NodeError, SyncError};
 #[cfg(feature = "iroh")]
 pub use handler::{
-    OplogSync, CLOSE_DONE, CLOSE_NOT_ALLOWED, CLOSE_SESSION_ERROR, MAX_STREAMS_PER_CONNECTION,
-    PUSHES_PER_SECOND, PUSH_BURST, PUSH_BYTES_PER_SECOND,
+    OplogSync, CLOSE_DONE, CLOSE_NOT_ALLOWED, CLOSE_SESSION_ERROR, MAX_CONNECTIONS_PER_PEER,
+    MAX_STREAMS_PER_CONNECTION, PUSHES_PER_SECOND, PUSH_BURST, PUSH_BYTES_PER_SECOND,
 };
 #[cfg(feature = "iroh")]
 pub use live::{Node, NodeConfig, NodeStatus, PeerStatus, SessionSummary};

@@ -140,7 +140,15 @@ pub(crate) fn receive_push_body<A: Action>(
                 verdict.code = EndCode::Refused;
                 verdict.reason = format!("author {author} is not an allowed member of this log");
             }
-            InsertOutcome::Rejected(e) if verdict.code == EndCode::Done => {
+            // Check 8 of spec 9.9: only an entry refused for its parents' order (or for a
+            // refused ancestor) makes the push invalid. An entry the held-back or deferred
+            // caps turned away is not the pusher's fault: the push is accepted and
+            // anti-entropy fetches the entry again once its ancestry or its time comes.
+            InsertOutcome::Rejected(
+                e @ (InsertError::ParentOrder(_)
+                | InsertError::AncestorRejected(_)
+                | InsertError::Invalid(_)),
+            ) if verdict.code == EndCode::Done => {
                 verdict.code = EndCode::InvalidEntry;
                 verdict.reason = format!("entry {hash} refused: {e}");
             }
@@ -304,7 +312,8 @@ where
 
 /// Reads the peer's next frame body within the idle timeout and counts its bytes. A stream
 /// that ends first is an I/O error saying `eof`; a length of 0 or over the frame limit is
-/// refused with END `02` (the body is left unread).
+/// refused with END `02` (the body is left unread); no whole frame within the idle timeout
+/// is END `06`.
 async fn next_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     recv: &mut R,
     send: &mut W,
@@ -312,7 +321,19 @@ async fn next_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     budget: StreamBudget,
     eof: &str,
 ) -> Result<Vec<u8>, PushError> {
-    match timed(budget.idle, read_frame(recv, budget.max_frame_bytes)).await? {
+    let read = tokio::time::timeout(budget.idle, read_frame(recv, budget.max_frame_bytes)).await;
+    let Ok(read) = read else {
+        // A silent peer (or one sending a byte now and then) gets the typed end, not just
+        // a finished stream.
+        return Err(refuse(
+            send,
+            stats,
+            EndCode::Timeout,
+            "the peer was silent past the idle timeout".into(),
+        )
+        .await);
+    };
+    match read.map_err(io_err)? {
         ReadFrame::Body(body) => {
             stats.bytes_in += 4 + body.len() as u64;
             Ok(body)
@@ -529,4 +550,68 @@ async fn blocking<A: Action, T: Send + 'static, E: std::fmt::Display + Send + 's
         .await
         .map_err(|e| PushError::Store(e.to_string()))?
         .map_err(|e| PushError::Store(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oplog_protocol::replica::Limits;
+    use oplog_protocol::{Hlc, ObjectId, Op, SigningKey};
+    use oplog_store::Options;
+
+    fn put(i: u64) -> Op {
+        Op::Put {
+            bucket: "b".into(),
+            key: format!("k{i}"),
+            object_id: ObjectId([7; 32]),
+        }
+    }
+
+    /// Entries the held-back or deferred caps turn away do not make a push invalid (spec
+    /// 9.9, check 8): it ends with END 00, nothing is applied, and the caps hold.
+    #[test]
+    fn entries_turned_away_by_the_caps_do_not_make_a_push_invalid() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let sender = NodeId(key.verifying_key().to_bytes());
+        let now = 1_800_000_000_000_000_000u64;
+        let mut limits = Limits::default();
+        limits.max_held_per_author = 4;
+        limits.max_deferred_per_author = 4;
+        let store: Store<Op> =
+            Store::in_memory(Options::default().limits(limits).clock(move || now)).unwrap();
+        // orphans: each names a parent that is nowhere
+        let orphans: Vec<Vec<u8>> = (0..10u64)
+            .map(|i| {
+                LogEntry::sign(&key, Hlc(now - 1_000 + i), put(i), vec![Hash([9; 32])])
+                    .unwrap()
+                    .encode()
+            })
+            .collect();
+        let frame = super::super::wire::push_frame(orphans.iter().map(Vec::as_slice));
+        let v = receive_push(&store, sender, &frame, 1 << 20).unwrap();
+        assert_eq!(v.code, EndCode::Done, "{}", v.reason);
+        assert!(v.applied.is_empty());
+        assert_eq!(store.held_back().unwrap().len(), 4);
+        // a chain stamped an hour ahead: deferred up to the cap, the rest turned away
+        let hour = 3_600_000_000_000u64;
+        let mut parents = vec![];
+        let mut future = Vec::new();
+        for i in 0..10u64 {
+            let e = LogEntry::sign(&key, Hlc(now + hour + i), put(i), parents).unwrap();
+            parents = vec![e.hash];
+            future.push(e.encode());
+        }
+        let frame = super::super::wire::push_frame(future.iter().map(Vec::as_slice));
+        let v = receive_push(&store, sender, &frame, 1 << 20).unwrap();
+        assert_eq!(v.code, EndCode::Done, "{}", v.reason);
+        assert!(v.applied.is_empty());
+        assert_eq!(store.deferred().unwrap().len(), 4);
+        // an entry stamped at or below its parent's HLC is still END 04
+        let parent = LogEntry::sign(&key, Hlc(now - 10), put(100), vec![]).unwrap();
+        let child = LogEntry::sign(&key, Hlc(now - 10), put(101), vec![parent.hash]).unwrap();
+        let pair = [parent.encode(), child.encode()];
+        let frame = super::super::wire::push_frame(pair.iter().map(Vec::as_slice));
+        let v = receive_push(&store, sender, &frame, 1 << 20).unwrap();
+        assert_eq!(v.code, EndCode::InvalidEntry, "{}", v.reason);
+    }
 }
