@@ -1393,6 +1393,7 @@ fn session_frames_transcripts_and_invalid_frames() {
 
 mod push_vectors {
     use oplog_node::live::{push_frame, receive_push};
+    use oplog_protocol::replica::Limits;
     use oplog_protocol::session::EndCode::{
         self, Done, FrameTooLarge, InvalidEntry, Protocol, Refused,
     };
@@ -1435,6 +1436,10 @@ mod push_vectors {
         held_back: Vec<String>,
         /// The wants of the one ancestry request that follows (hashes, hex, ascending).
         want: Vec<String>,
+        /// The receiver's cap on held-back entries per author (6.1), where a case sets one
+        /// below the default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_held_per_author: Option<u64>,
     }
 
     fn hx(b: &[u8]) -> String {
@@ -1512,6 +1517,7 @@ mod push_vectors {
             applied: applied.iter().map(|e| hx(&e.hash.0)).collect(),
             held_back: held_back.iter().map(|e| hx(&e.hash.0)).collect(),
             want: want.iter().map(|h| hx(&h.0)).collect(),
+            max_held_per_author: None,
         };
         let over = u32::try_from(MAX_FRAME + 1).unwrap().to_be_bytes().to_vec();
         let cases = vec![
@@ -1746,9 +1752,25 @@ mod push_vectors {
                 &[],
                 &[],
             ),
+            // check 8 names only the parents' order and refused ancestors: an entry the
+            // held-back cap turns away is not the pusher's fault, and the push is accepted
+            PushCase {
+                max_held_per_author: Some(1),
+                ..case(
+                    "held-back-cap-turns-one-away",
+                    &[],
+                    None,
+                    ida,
+                    frame_of(&[&e2, &e3]),
+                    Done,
+                    &[],
+                    &[&e3],
+                    &[e2.hash],
+                )
+            },
         ];
         PushFile {
-            description: "PUSH frames (SPEC 9.9) against a receiver's store. Each case: insert `store` (entries in wire form) into an empty store that admits the `allowed` authors (null: any), then apply `frame` (the whole frame, length header first) pushed by `sender` with the receiver's max_frame_bytes; the receiver answers END `code` (9.6) and its store shows `applied` (application order), `held_back` (pushed entries held back, frame order) and `want` (the wants of its one ancestry request, ascending; none if empty). Checks run in the order of 9.9: length, payload, decode, author, verify, allowed, insert; a failure in the first six applies nothing of the frame. Entries are signed with the keys [0xa1; 32] and [0xb2; 32] at HLC 1,700,000,000,000,000,000 (+1, +2).".into(),
+            description: "PUSH frames (SPEC 9.9) against a receiver's store. Each case: insert `store` (entries in wire form) into an empty store that admits the `allowed` authors (null: any), then apply `frame` (the whole frame, length header first) pushed by `sender` with the receiver's max_frame_bytes and, where a case gives `max_held_per_author`, that cap on held-back entries (6.1; otherwise the defaults of appendix B); the receiver answers END `code` (9.6) and its store shows `applied` (application order), `held_back` (pushed entries held back, frame order) and `want` (the wants of its one ancestry request, ascending; none if empty). Checks run in the order of 9.9: length, payload, decode, author, verify, allowed, insert; a failure in the first six applies nothing of the frame, and entries the held-back or deferred caps turn away do not fail check 8. Entries are signed with the keys [0xa1; 32] and [0xb2; 32] at HLC 1,700,000,000,000,000,000 (+1, +2).".into(),
             max_frame_bytes: MAX_FRAME,
             cases,
         }
@@ -1782,8 +1804,13 @@ mod push_vectors {
     pub(super) fn check(f: &PushFile) -> Check {
         for c in &f.cases {
             let at = &c.name;
-            let store: Store<Op> =
-                Store::in_memory(Options::default()).map_err(|e| e.to_string())?;
+            let mut options = Options::default();
+            if let Some(cap) = c.max_held_per_author {
+                let mut limits = Limits::default();
+                limits.max_held_per_author = cap;
+                options = options.limits(limits);
+            }
+            let store: Store<Op> = Store::in_memory(options).map_err(|e| e.to_string())?;
             let before: Vec<LogEntry<Op>> = c
                 .store
                 .iter()
