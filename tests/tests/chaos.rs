@@ -81,7 +81,10 @@ impl Cluster {
         for i in 0..NODES {
             endpoints.push(bind_loopback(Some(secret(i)), vec![]).await.expect("bind"));
         }
-        let addrs = endpoints.iter().map(|e| loopback_addr(e).unwrap()).collect();
+        let addrs = endpoints
+            .iter()
+            .map(|e| loopback_addr(e).unwrap())
+            .collect();
         let mut cluster = Cluster {
             _dir: dir,
             paths,
@@ -142,9 +145,11 @@ impl Cluster {
         let node = self.nodes[i].take().expect("node is running");
         let store = Arc::clone(node.store());
         node.shutdown().await.expect("shutdown");
-        wait_until("the stopped node releases its store", Duration::from_secs(60), || {
-            Arc::strong_count(&store) == 1
-        })
+        wait_until(
+            "the stopped node releases its store",
+            Duration::from_secs(60),
+            || Arc::strong_count(&store) == 1,
+        )
         .await;
     }
 

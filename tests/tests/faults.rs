@@ -363,6 +363,11 @@ fn run_and_kill(
     let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // the test harness prints `test fault_child ... ` before the first line
+            let line = match line.strip_prefix("test fault_child ... ") {
+                Some(rest) => rest.to_owned(),
+                None => line,
+            };
             if tx.send(line).is_err() {
                 break;
             }
