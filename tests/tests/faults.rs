@@ -197,7 +197,11 @@ async fn syncs_cut_at_seeded_points_over_iroh_leave_both_stores_valid_and_the_ne
             let mut rng = StdRng::seed_from_u64(it_seed);
             insert_all(&sa, &wa.write(rng.gen_range(1..80)));
             insert_all(&sb, &wb.write(rng.gen_range(1..80)));
-            let (init, resp) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            let (init, resp) = if i.is_multiple_of(2) {
+                (&a, &b)
+            } else {
+                (&b, &a)
+            };
             let delay = full.mul_f64(rng.gen_range(0.0..1.2));
             match tokio::time::timeout(delay, init.sync_with(resp.addr())).await {
                 Ok(Ok(_)) => finished_first += 1,
@@ -236,7 +240,7 @@ async fn syncs_cut_at_seeded_points_over_iroh_leave_both_stores_valid_and_the_ne
         run.elapsed().as_secs_f64()
     );
     assert!(
-        cut > iterations as u32 / 4,
+        u64::from(cut) > iterations / 4,
         "most syncs are cut before they end"
     );
 }
@@ -448,10 +452,10 @@ async fn a_node_killed_during_writes_reopens_valid_with_every_acknowledged_write
     for round in 0..rounds {
         let delay = Duration::from_millis(rng.gen_range(0..300));
         let acks_before = rng.gen_range(1..40);
-        let mut seen = 0;
+        let mut acks = 0;
         let (acked, _) = run_and_kill("write", &path, None, delay, |l| {
-            seen += usize::from(l.starts_with("acked "));
-            seen >= acks_before
+            acks += usize::from(l.starts_with("acked "));
+            acks >= acks_before
         });
         all.extend(acked);
         let store = reopen_and_check(&path, &all, &format!("writes, round {round}"));
@@ -605,7 +609,7 @@ async fn a_node_killed_while_it_merges_reopens_valid_and_the_next_sync_completes
             (all, merges)
         })
     };
-    let (_, result) = tokio::join!(writer, killer);
+    let ((), result) = tokio::join!(writer, killer);
     let (all, merges) = result.unwrap();
     let store = reopen_and_check(&path, &all, "merge, the last reopen");
     next_sync_completes(&store, parent_addr, &parent_store).await;
@@ -803,8 +807,7 @@ fn a_store_on_a_read_only_file_system_or_file_refuses_to_open_with_a_clear_error
     let result = std::panic::catch_unwind(|| Store::<Op>::open(&path));
     let error = result
         .expect("opening a read-only file does not panic")
-        .err()
-        .expect("a read-only store file is refused");
+        .expect_err("a read-only store file is refused");
     println!("read-only store file: {error}");
     assert!(
         matches!(error, StoreError::Open { .. } | StoreError::Database(_)),
@@ -835,12 +838,9 @@ struct Outcomes {
 
 /// What a store file with damaged bytes does: `Ok` says how it failed safely.
 fn judge(path: &Path, want: &[Hash], view: &str, outcomes: &mut Outcomes) -> Result<(), String> {
-    let store = match Store::<Op>::open_with(path, Options::default()) {
-        Err(_) => {
-            outcomes.refused += 1;
-            return Ok(());
-        }
-        Ok(s) => s,
+    let Ok(store) = Store::<Op>::open_with(path, Options::default()) else {
+        outcomes.refused += 1;
+        return Ok(());
     };
     match store.verify() {
         Err(_) => {
@@ -854,13 +854,11 @@ fn judge(path: &Path, want: &[Hash], view: &str, outcomes: &mut Outcomes) -> Res
         Ok(_) => {}
     }
     // It opened and verify() found nothing: then every read must give the original data.
-    let got = match store.log(oplog_protocol::EntryKey::MIN, usize::MAX) {
-        Ok(entries) => entries.into_iter().map(|e| e.hash).collect::<Vec<_>>(),
-        Err(_) => {
-            outcomes.read_error += 1;
-            return Ok(());
-        }
+    let Ok(entries) = store.log(oplog_protocol::EntryKey::MIN, usize::MAX) else {
+        outcomes.read_error += 1;
+        return Ok(());
     };
+    let got: Vec<Hash> = entries.into_iter().map(|e| e.hash).collect();
     if got != want {
         return Err(format!(
             "opened, verify() clean, but the log differs ({} entries, {} expected)",
@@ -922,7 +920,13 @@ fn corrupt_bytes_in_a_closed_store_are_refused_or_reported_never_a_panic_or_wron
         match result {
             Ok(Ok(())) => {}
             Ok(Err(wrong)) => panic!("seed {it_seed}: silently wrong data: {wrong}"),
-            Err(_) => panic!("seed {it_seed}: a damaged store file made the store panic"),
+            Err(payload) => panic!(
+                "seed {it_seed}: a damaged store file made the store panic: {:?}",
+                payload
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| payload.downcast_ref::<&str>().copied())
+            ),
         }
     }
     println!(
