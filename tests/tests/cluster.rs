@@ -454,7 +454,11 @@ async fn a_member_removed_at_run_time_can_no_longer_write_to_the_others() {
                 }
                 Err(NodeError::Sync(SyncError::Connection { .. })) => break,
                 Err(
-                    NodeError::Sync(SyncError::Busy { .. } | SyncError::Timeout { .. })
+                    NodeError::Sync(
+                        SyncError::Busy { .. }
+                        | SyncError::Timeout { .. }
+                        | SyncError::Connect { .. },
+                    )
                     | NodeError::ConnectTimeout(_),
                 ) if attempts < 50 => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
