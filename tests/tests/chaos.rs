@@ -278,6 +278,7 @@ fn random_op(rng: &mut StdRng) -> Op {
 struct Tally {
     writes: u64,
     partitions: u64,
+    isolations: u64,
     heals: u64,
     stops: u64,
     restarts: u64,
@@ -312,10 +313,18 @@ async fn eight_nodes_under_seeded_writes_partitions_and_restarts_heal_to_one_sta
                 }
             }
             55..=71 => {
-                let j = (i + rng.gen_range(1..NODES)) % NODES;
-                if !cluster.cut_between(i, j) {
-                    cluster.partition(i, j);
-                    tally.partitions += 1;
+                // A pair, or (one time in three) node i cut off from every other node.
+                let others: Vec<usize> = if rng.gen_bool(0.33) {
+                    tally.isolations += 1;
+                    (0..NODES).filter(|&j| j != i).collect()
+                } else {
+                    vec![(i + rng.gen_range(1..NODES)) % NODES]
+                };
+                for j in others {
+                    if !cluster.cut_between(i, j) {
+                        cluster.partition(i, j);
+                        tally.partitions += 1;
+                    }
                 }
             }
             72..=87 => {
@@ -339,6 +348,16 @@ async fn eight_nodes_under_seeded_writes_partitions_and_restarts_heal_to_one_sta
         }
     }
     let chaos = started.elapsed();
+
+    // How far apart the nodes are when the heal starts: distinct entry sets among them.
+    let apart: BTreeSet<(u64, String)> = cluster
+        .running()
+        .map(|n| {
+            let snap = n.store().snapshot();
+            (snap.len(), format!("{:?}", snap.total()))
+        })
+        .collect();
+    let cut_at_end = cluster.cut.len();
 
     // Full heal: every node up, every pair members again.
     let heal_started = Instant::now();
@@ -369,9 +388,11 @@ async fn eight_nodes_under_seeded_writes_partitions_and_restarts_heal_to_one_sta
         .map(|n| n.status().unwrap().merges_written)
         .sum();
     println!(
-        "chaos: seed {seed}, {:.1} s of chaos, {tally:?}, healed in {:.1} s to {entries} \
+        "chaos: seed {seed}, {:.1} s of chaos, {tally:?}; at its end {cut_at_end} pairs cut and \
+         {} distinct entry sets among the running nodes; healed in {:.1} s to {entries} \
          entries ({merges} merges written since the last restarts) on all {NODES} nodes",
         chaos.as_secs_f64(),
+        apart.len(),
         heal.as_secs_f64()
     );
     cluster.shutdown().await;
