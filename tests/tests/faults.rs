@@ -245,6 +245,183 @@ async fn syncs_cut_at_seeded_points_over_iroh_leave_both_stores_valid_and_the_ne
     );
 }
 
+/// A UDP relay on loopback between one client and `server`: it forwards datagrams both ways
+/// until it has forwarded `cut_after` of them, then drops every one (a network cut: neither
+/// side sees a close, each finds out by its own timeouts).
+struct Blackhole {
+    addr: SocketAddr,
+    forwarded: Arc<std::sync::atomic::AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Blackhole {
+    fn start(server: SocketAddr, cut_after: u64) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let forwarded = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (forwarded, stop) = (Arc::clone(&forwarded), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut client: Option<SocketAddr> = None;
+                let mut buf = vec![0u8; 65_536];
+                while !stop.load(Relaxed) {
+                    let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    if forwarded.load(Relaxed) >= cut_after {
+                        continue;
+                    }
+                    let to = if from == server {
+                        match client {
+                            Some(c) => c,
+                            None => continue,
+                        }
+                    } else {
+                        client = Some(from);
+                        server
+                    };
+                    if socket.send_to(&buf[..n], to).is_ok() {
+                        forwarded.fetch_add(1, Relaxed);
+                    }
+                }
+            })
+        };
+        Blackhole {
+            addr,
+            forwarded,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn forwarded(&self) -> u64 {
+        self.forwarded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Syncs over iroh through a UDP relay that silently drops everything after a seeded number
+/// of datagrams (no close reaches either side): the initiator's sync ends with a typed error
+/// by its timeouts, both stores verify clean, and a sync on the direct path then completes
+/// (once the responder's half of the cut session has timed out) to the same state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_blackholed_after_a_seeded_number_of_datagrams_leave_both_stores_valid() {
+    let iterations = if long() { 100 } else { 8 };
+    let seed = base_seed(0xb1ac);
+    let dir = tempfile::tempdir().unwrap();
+    let (sa, sb) = (
+        open(&dir.path().join("a.redb")),
+        open(&dir.path().join("b.redb")),
+    );
+    let (ka, kb) = (secret(0x63), secret(0x64));
+    let (ida, idb) = (ka.public(), kb.public());
+    let mut config = session_config();
+    config.idle_timeout = Duration::from_secs(1);
+    let start = |store: &Arc<Store>, key: SecretKey, peer| {
+        let store = Arc::clone(store);
+        let config = config.clone();
+        async move {
+            let endpoint = bind_loopback(Some(key), vec![]).await.expect("bind");
+            let sync = OplogSync::new(store, [peer]).with_config(config);
+            let router = Router::builder(endpoint.clone())
+                .accept(ALPN, sync.clone())
+                .spawn();
+            Server {
+                endpoint,
+                sync,
+                router,
+            }
+        }
+    };
+    let a = start(&sa, ka, idb).await;
+    // The relayed syncs dial from an endpoint of their own (a's key) that never learns b's
+    // direct address, so the connection cannot leave the relay's path.
+    let relayed = |hole: &Blackhole| {
+        let addr = EndpointAddr::new(idb).with_ip_addr(hole.addr);
+        let sync = a.sync.clone();
+        async move {
+            let endpoint = bind_loopback(Some(secret(0x63)), vec![])
+                .await
+                .expect("bind");
+            let result = sync.sync_with(&endpoint, addr).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.close()).await;
+            result
+        }
+    };
+    let b = start(&sb, kb, ida).await;
+    let mut wa = Author::new(0x63, START);
+    let mut wb = Author::new(0x64, START + 500);
+    let server = *b.addr().ip_addrs().next().unwrap();
+
+    // One full sync through the relay: how many datagrams a whole sync takes.
+    insert_all(&sa, &wa.write(1_000));
+    insert_all(&sb, &wb.write(1_000));
+    let whole = {
+        let hole = Blackhole::start(server, u64::MAX);
+        relayed(&hole).await.expect("a sync through the relay");
+        hole.forwarded()
+    };
+    assert_converged(&sa, &sb);
+    let (mut cut, mut errors) = (0u32, Vec::new());
+    for i in 0..iterations {
+        let it_seed = seed.wrapping_mul(1_000_003).wrapping_add(i);
+        let _guard = SeedGuard {
+            test: "syncs_blackholed_after_a_seeded_number_of_datagrams_leave_both_stores_valid",
+            seed: it_seed,
+        };
+        let mut rng = StdRng::seed_from_u64(it_seed);
+        insert_all(&sa, &wa.write(rng.gen_range(100..600)));
+        insert_all(&sb, &wb.write(rng.gen_range(100..600)));
+        let cut_after = rng.gen_range(0..whole * 2 / 3);
+        let hole = Blackhole::start(server, cut_after);
+        let result = relayed(&hole).await;
+        if let Err(e) = &result {
+            cut += 1;
+            errors.push(match e {
+                SyncError::Timeout { .. } => "Timeout",
+                SyncError::Connection { .. } => "Connection",
+                SyncError::Connect { .. } => "Connect",
+                SyncError::Ended { .. } => "Ended",
+                SyncError::Busy { .. } => "Busy",
+                _ => "other",
+            });
+        }
+        drop(hole);
+        assert_valid(&sa, "a after the cut");
+        assert_valid(&sb, "b after the cut");
+        a.sync_until_done(b.addr(), 100).await;
+        assert_eq!(sa.len(), sb.len(), "iteration {i}: the next sync converges");
+        assert_eq!(
+            sa.heads().unwrap(),
+            sb.heads().unwrap(),
+            "iteration {i}: heads"
+        );
+    }
+    assert_converged(&sa, &sb);
+    println!(
+        "blackholed syncs: seed {seed}, a whole sync is {whole} datagrams; {iterations} \
+         iterations, {cut} ended by the cut, with {errors:?}; {} entries at the end",
+        sa.len()
+    );
+    assert!(cut > 0, "the relay cuts syncs");
+    a.stop().await;
+    b.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // SIGKILL: the child roles
 // ---------------------------------------------------------------------------------------
