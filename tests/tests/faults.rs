@@ -38,6 +38,11 @@ const PARENT_KEY: u8 = 0x51;
 /// Key seed of the child node.
 const CHILD_KEY: u8 = 0x52;
 
+/// Session idle timeout of both nodes in the merge test: the killed child's half of a
+/// session ends this soon at the parent, so the restarted child's sessions are not refused
+/// as Busy for long (each refusal backs its anti-entropy off further).
+const MERGE_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+
 fn secret(seed: u8) -> SecretKey {
     SecretKey::from_bytes(&[seed; 32])
 }
@@ -472,9 +477,11 @@ fn fault_child() {
             "merge" => Duration::from_millis(100),
             _ => Duration::from_secs(3600),
         };
-        let node = Node::spawn(endpoint, store, child_config(peer.clone(), interval))
-            .await
-            .unwrap();
+        let mut config = child_config(peer.clone(), interval);
+        if role == "merge" {
+            config.session.idle_timeout = MERGE_IDLE_TIMEOUT;
+        }
+        let node = Node::spawn(endpoint, store, config).await.unwrap();
         say("ready");
         let mut n = 0u64;
         loop {
@@ -495,7 +502,9 @@ fn fault_child() {
                 "merge" => {
                     let merges = node.status().unwrap().merges_written;
                     say(&format!("merges {merges}"));
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    // Slower than the parent, so sessions bring its entries in between and
+                    // the child has heads to merge.
+                    tokio::time::sleep(Duration::from_millis(150)).await;
                 }
                 _ => {}
             }
@@ -732,6 +741,7 @@ async fn a_node_killed_while_it_merges_reopens_valid_and_the_next_sync_completes
     let parent_addr = loopback_addr(&endpoint).unwrap();
     let mut config = child_config(None, Duration::from_millis(100));
     config.allowed = vec![secret(CHILD_KEY).public()];
+    config.session.idle_timeout = MERGE_IDLE_TIMEOUT;
     let parent = Node::spawn(endpoint, Arc::clone(&parent_store), config)
         .await
         .unwrap();
@@ -748,7 +758,7 @@ async fn a_node_killed_while_it_merges_reopens_valid_and_the_next_sync_completes
                     .put("b", format!("parent-{}", n % 50), object(n))
                     .await
                     .unwrap();
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(30)).await;
             }
             drop(parent_store);
         }
