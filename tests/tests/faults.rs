@@ -1128,13 +1128,11 @@ fn corrupt_bytes_in_a_closed_store_are_refused_or_reported_never_a_panic_or_wron
 
 /// A sync of fewer batches than `MAX_BUFFERED_COMMITS` whose entries do not fit on the disk:
 /// every batch is buffered (in redb's cache), and only the durable commit at the session's
-/// end meets the full disk. `run_session` records the store error, but
-/// `oplog_node`'s `classify` (node/src/handler.rs) returns `Ok` for a session that ended
-/// with Done before it looks at `store_error`, so the caller is told the entries were
-/// synced while none of them reached the disk (they are gone after a reopen; the peer still
-/// holds them).
+/// end meets the full disk. The session itself ended Done, but none of its entries reached
+/// the disk (they are gone after a reopen; the peer still holds them), so the caller must
+/// be told `SyncError::Store`, not `Ok` (which `classify` in node/src/handler.rs answered
+/// before it looked at the store error first).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "node bug: a failed persist() after a Done session is reported as Ok (node/src/handler.rs classify)"]
 async fn a_sync_whose_final_persist_fails_on_a_full_disk_reports_the_store_error() {
     let disk = tmpfs_or_skip!("2m");
     let dir = tempfile::tempdir().unwrap();
