@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use merkle_search_tree::diff::{diff, PageRangeSnapshot};
 use merkle_search_tree::MerkleSearchTree;
-use oplog_protocol::{Config, EntryKey, MemoryStore, Reconciler};
+use oplog_protocol::{Config, EntryKey, MemoryStore, Reconciler, Salt};
 use rand::{Rng, SeedableRng};
 
 use crate::{replicas, universe};
@@ -294,11 +294,19 @@ fn check<T: Ord + Clone + std::fmt::Debug>(
     }
 }
 
+/// The fingerprint salt of every benchmark session (spec 7.1).
+pub const BENCH_SALT: Salt = Salt(*b"oplog-bench-salt");
+
 /// oplog-v1 reconciliation with `config` on both sides, driven message by message as
 /// `oplog_protocol::testing::transcript::run` does, but timing each side apart. Both sides
 /// must end knowing exactly what each lacks.
 pub fn oplog(sets: &Sets, config: &Config) -> Result<Measure, Failure> {
     let err = |e: oplog_protocol::ReconcileError| format!("oplog-v1: {e}");
+    // A fixed fingerprint salt (a real session draws one), so that every run counts the
+    // same bytes and CI's regression check is exact.
+    let mut config = config.clone();
+    config.salt.get_or_insert(BENCH_SALT);
+    let config = &config;
     let mut m = Measure::default();
     let mut ra = Reconciler::new(config.clone()).map_err(err)?;
     let mut rb = Reconciler::new(config.clone()).map_err(err)?;

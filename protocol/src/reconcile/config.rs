@@ -1,6 +1,7 @@
 //! [`Config`], the [`Dialect`] it selects, and the defaults and bounds of its limits.
 
 use super::ReconcileError;
+use crate::fingerprint::Salt;
 #[cfg(feature = "negentropy")]
 use crate::negentropy;
 pub use crate::wire::message::KeyForm;
@@ -118,6 +119,11 @@ pub struct Config {
     /// cut and the rest carried over (8.8). At least [`MIN_CARRIED_KEYS`]. Ignored in inline
     /// form.
     pub max_carried_keys: usize,
+    /// The fingerprint salt this side sends when it opens a session (`spec/SPEC.md` 7.1,
+    /// 8.3). `None` (the default): a fresh random salt per session, which the security
+    /// argument of 7.2 needs. A fixed salt is for test vectors and reproducible benchmarks
+    /// only. A responder ignores it and uses the initiator's.
+    pub salt: Option<Salt>,
 }
 
 impl Default for Config {
@@ -134,6 +140,7 @@ impl Default for Config {
             max_session_memory: DEFAULT_MAX_SESSION_MEMORY,
             key_form: KeyForm::Inline,
             max_carried_keys: DEFAULT_MAX_CARRIED_KEYS,
+            salt: None,
         }
     }
 }
