@@ -518,6 +518,7 @@ pub struct ConfigJson {
     pub dialect: String,
     pub branching: usize,
     pub list_threshold: usize,
+    /// 0: the length by list size (spec 8.4, the default); 1 to 32: fixed.
     pub prefix_len: u8,
     pub max_message_bytes: Option<usize>,
     pub initial_split: bool,

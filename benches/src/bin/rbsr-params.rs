@@ -1,5 +1,6 @@
 //! Prints bytes and round trips of oplog-sync reconciliation for a grid of branching factors,
-//! list thresholds and prefix lengths, at n = 10^6 (or the `N` environment variable).
+//! list thresholds and prefix lengths, at n = 10^6 (or the `N` environment variable). With
+//! `DEFAULTS_ONLY` set, only the default configuration (quick, for tuning).
 
 use oplog_benches::{replicas, universe};
 use oplog_protocol::testing::transcript::run;
@@ -20,10 +21,19 @@ fn main() {
         "{:>3} {:>3} {:>3} | {:>22} | {:>22} | {:>22}",
         "B", "L", "P", "1000 random", "10% random", "1000 newest"
     );
+    let defaults_only = std::env::var_os("DEFAULTS_ONLY").is_some();
+    let d = Config::default();
     for branching in [8usize, 16, 32] {
         for threshold in [16usize, 24, 32, 48, 64] {
-            for prefix in [3u8, 4] {
+            for prefix in [0u8, 3, 4] {
+                if defaults_only
+                    && (branching, threshold, prefix)
+                        != (d.branching, d.list_threshold, d.prefix_len)
+                {
+                    continue;
+                }
                 let mut cfg = Config::default();
+                cfg.salt = Some(oplog_benches::bandwidth::BENCH_SALT);
                 cfg.branching = branching;
                 cfg.list_threshold = threshold;
                 cfg.prefix_len = prefix;

@@ -84,7 +84,7 @@ impl Reconciler {
                     out.part(range.end, Payload::Skip);
                 } else if mine.count() <= self.config.list_threshold as u64 {
                     let keys = listed_keys(store, range, self.config.list_threshold)?;
-                    let len = self.config.prefix_len;
+                    let len = self.config.prefix_bytes(keys.len());
                     let prefixes = keys
                         .iter()
                         .flat_map(|k| k.hash.0[..len as usize].iter().copied())

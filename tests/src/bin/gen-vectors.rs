@@ -1513,7 +1513,7 @@ fn recipe(base: u64, step: u64, div: u64) -> KeyRecipe {
 
 fn transcripts() -> TranscriptsFile {
     let small = cfg(4, 8, 4, None, true);
-    let standard = cfg(16, 32, 4, None, true);
+    let standard = cfg(16, 32, 0, None, true);
     let cases = vec![
         Case {
             name: "small-differences",
@@ -1529,8 +1529,8 @@ fn transcripts() -> TranscriptsFile {
         Case {
             name: "equal-sets-single-fingerprint",
             description: "Equal sets of 50 keys with initial_split off: one fingerprint of everything, answered by the empty message.",
-            config_initiator: cfg(16, 32, 4, None, false),
-            config_responder: cfg(16, 32, 4, None, false),
+            config_initiator: cfg(16, 32, 0, None, false),
+            config_responder: cfg(16, 32, 0, None, false),
             recipe: recipe(T2026, 1_000_000, 1),
             a: vec![[0, 50, 1]],
             b: vec![[0, 50, 1]],
@@ -1594,8 +1594,8 @@ fn transcripts() -> TranscriptsFile {
             description: "As initiator-empty-sent-whole with 2000 keys and both sides limiting messages to 4096 bytes: a \
                 reply of pieces is cut between two pieces (8.8), the rest of the key space is carried over as one \
                 Fingerprint, the initiator answers it with an empty PrefixList, and the pieces resume there.",
-            config_initiator: cfg(16, 32, 4, Some(4096), true),
-            config_responder: cfg(16, 32, 4, Some(4096), true),
+            config_initiator: cfg(16, 32, 0, Some(4096), true),
+            config_responder: cfg(16, 32, 0, Some(4096), true),
             recipe: recipe(T2026, 1_000, 1),
             a: vec![],
             b: vec![[0, 2000, 1]],
