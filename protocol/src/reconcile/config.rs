@@ -165,7 +165,7 @@ impl Config {
         }
     }
 
-    /// Bytes of each prefix in a PrefixList of `count` keys (spec 8.4): [`Config::prefix_len`]
+    /// Bytes of each prefix in a `PrefixList` of `count` keys (spec 8.4): [`Config::prefix_len`]
     /// when set, otherwise `ceil((log2(count) + 16) / 8)`: 2 bytes for one key, 3 for 2 to
     /// 256, which keeps the chance that a prefix matches a wrong key near `2^-16` per list.
     pub fn prefix_bytes(&self, count: usize) -> u8 {
