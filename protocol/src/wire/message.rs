@@ -443,7 +443,7 @@ impl Encoder {
         Self::in_form(KeyForm::Inline)
     }
 
-    /// An encoder for `form`; with a salt, of the session's opening message.
+    /// An encoder for `form`, of any message but a session's opening.
     pub(crate) fn in_form(form: KeyForm) -> Self {
         Self::opening(form, None)
     }
@@ -1236,6 +1236,36 @@ mod tests {
         }
     }
 
+    #[test]
+    fn opening_carries_the_salt_after_the_tag() {
+        let salt = Salt([0xab; SALT_LEN]);
+        let parts = vec![Part {
+            upper: None,
+            payload: Payload::Fingerprint(Fingerprint([3; 8])),
+        }];
+        let bytes = encode_opening(&salt, &parts).unwrap();
+        assert_eq!(bytes.len(), 1 + SALT_LEN + 2 + 8);
+        assert_eq!(bytes[0], MESSAGE_TAG);
+        assert_eq!(bytes[1..=SALT_LEN], salt.0);
+        assert_eq!(decode_opening(&bytes).unwrap(), (salt, parts.clone()));
+        // the same bytes read as a later message are something else entirely
+        assert_ne!(decode(&bytes).ok(), Some(parts));
+        for cut in 0..=SALT_LEN {
+            let e = decode_opening(&bytes[..cut]).unwrap_err();
+            let want = if cut == 0 {
+                DecodeError::BadTag(None)
+            } else {
+                DecodeError::Truncated("salt")
+            };
+            assert_eq!(e, want, "cut at {cut}");
+        }
+        // an opening without parts is the tag and the salt
+        assert_eq!(
+            decode_opening(&bytes[..=SALT_LEN]).unwrap(),
+            (salt, Vec::new())
+        );
+    }
+
     proptest! {
         #[test]
         fn decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
@@ -1243,9 +1273,13 @@ mod tests {
             if let Some(first) = b.first_mut() { *first = MESSAGE_TAG; }
             if let Ok(parts) = decode(&b) {
                 // whatever decodes re-encodes to the same bytes
-                prop_assert_eq!(encode(&parts).unwrap(), b);
+                prop_assert_eq!(encode(&parts).unwrap(), b.clone());
+            }
+            if let Ok((salt, parts)) = decode_opening(&b) {
+                prop_assert_eq!(encode_opening(&salt, &parts).unwrap(), b);
             }
             let _ = decode(&bytes);
+            let _ = decode_opening(&bytes);
         }
 
         #[test]
