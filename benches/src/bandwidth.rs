@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use merkle_search_tree::diff::{diff, PageRangeSnapshot};
 use merkle_search_tree::MerkleSearchTree;
-use oplog_protocol::{Config, EntryKey, MemoryStore, Reconciler};
+use oplog_protocol::{Config, EntryKey, MemoryStore, Reconciler, Salt};
 use rand::{Rng, SeedableRng};
 
 use crate::{replicas, universe};
@@ -294,11 +294,19 @@ fn check<T: Ord + Clone + std::fmt::Debug>(
     }
 }
 
+/// The fingerprint salt of every benchmark session (spec 7.1).
+pub const BENCH_SALT: Salt = Salt(*b"oplog-bench-salt");
+
 /// oplog-v1 reconciliation with `config` on both sides, driven message by message as
 /// `oplog_protocol::testing::transcript::run` does, but timing each side apart. Both sides
 /// must end knowing exactly what each lacks.
 pub fn oplog(sets: &Sets, config: &Config) -> Result<Measure, Failure> {
     let err = |e: oplog_protocol::ReconcileError| format!("oplog-v1: {e}");
+    // A fixed fingerprint salt (a real session draws one), so that every run counts the
+    // same bytes and CI's regression check is exact.
+    let mut config = config.clone();
+    config.salt.get_or_insert(BENCH_SALT);
+    let config = &config;
     let mut m = Measure::default();
     let mut ra = Reconciler::new(config.clone()).map_err(err)?;
     let mut rb = Reconciler::new(config.clone()).map_err(err)?;
@@ -335,6 +343,73 @@ pub fn oplog(sets: &Sets, config: &Config) -> Result<Measure, Failure> {
     check("oplog-v1 initiator have", a_have, sets.a_only.clone())?;
     check("oplog-v1 responder need", b_need, sets.a_only.clone())?;
     check("oplog-v1 responder have", b_have, sets.b_only.clone())?;
+    Ok(m)
+}
+
+/// oplog-v1 in the carried key form (spec 8.12), as a sync session runs it: the keys of the
+/// entries a side sends ride in those entries, so a message writes only their count. Bytes
+/// are the messages' alone: what the session sends beyond the entries it must send anyway.
+/// This is the figure to set beside Negentropy's, whose initiator likewise never sends the
+/// ids it holds (it learns them as "have" and sends their entries later). Both sides must
+/// still end knowing exactly what each lacks.
+pub fn oplog_carried(sets: &Sets, config: &Config) -> Result<Measure, Failure> {
+    let err = |e: oplog_protocol::ReconcileError| format!("oplog-v1 carried: {e}");
+    let mut config = config.clone();
+    config.salt.get_or_insert(BENCH_SALT);
+    config.key_form = oplog_protocol::KeyForm::Carried;
+    let mut m = Measure::default();
+    let mut ra = Reconciler::new(config.clone()).map_err(err)?;
+    let mut rb = Reconciler::new(config).map_err(err)?;
+    let (mut a_have, mut a_need, mut b_have, mut b_need) = (vec![], vec![], vec![], vec![]);
+    let first = timed(&mut m.cpu_a, || ra.initiate(&sets.a)).map_err(err)?;
+    let mut msg = Some((first, Vec::new()));
+    let mut to_b = true;
+    while let Some((x, carried)) = msg.take() {
+        m.messages += 1;
+        if m.messages > 100_000 {
+            return Err("oplog-v1 carried: more than 100,000 messages".into());
+        }
+        let step = if to_b {
+            timed(&mut m.cpu_b, || rb.handle_carried(&sets.b, &x, &carried)).map_err(err)?
+        } else {
+            timed(&mut m.cpu_a, || ra.handle_carried(&sets.a, &x, &carried)).map_err(err)?
+        };
+        if to_b {
+            b_have.extend(step.have);
+            b_need.extend(step.need);
+        } else {
+            a_have.extend(step.have);
+            a_need.extend(step.need);
+        }
+        msg = step.reply.map(|r| (r, step.carried));
+        to_b = !to_b;
+    }
+    if !ra.is_done() || !rb.is_done() {
+        return Err("oplog-v1 carried: the session stopped with a side still waiting".into());
+    }
+    m.bytes_ab = ra.stats().bytes_sent;
+    m.bytes_ba = rb.stats().bytes_sent;
+    m.rounds = m.messages.div_ceil(2);
+    check(
+        "oplog-v1 carried initiator need",
+        a_need,
+        sets.b_only.clone(),
+    )?;
+    check(
+        "oplog-v1 carried initiator have",
+        a_have,
+        sets.a_only.clone(),
+    )?;
+    check(
+        "oplog-v1 carried responder need",
+        b_need,
+        sets.a_only.clone(),
+    )?;
+    check(
+        "oplog-v1 carried responder have",
+        b_have,
+        sets.b_only.clone(),
+    )?;
     Ok(m)
 }
 

@@ -1,14 +1,16 @@
-//! The range fingerprint: a 4096-bit additive multiset hash with a 16-byte digest on the wire.
+//! The range fingerprint: a 4096-bit additive multiset hash with an 8-byte salted digest on the
+//! wire.
 //!
 //! Every key is expanded by BLAKE3 in extendable-output mode into a 4096-bit integer; the
 //! [`Aggregate`] of a set is the sum of those integers modulo 2^4096 together with the number
 //! of keys. Addition makes the aggregate a commutative group, so the aggregate of a union of
 //! disjoint ranges is the sum of theirs (a monoid homomorphism over key order, which lets a
 //! store cache aggregates in a tree) and a range can be computed as a difference of prefixes.
-//! Only [`Fingerprint`], the first 16 bytes of a keyed BLAKE3 hash of `(count, sum)`,
-//! crosses the wire. `spec/SPEC.md` explains why 4096 bits: it defeats the crafted
-//! collisions that break XOR (linear algebra) and sums modulo 2^256 (Wagner's generalised
-//! birthday attack).
+//! Only [`Fingerprint`], the first 8 bytes of a BLAKE3 hash of `(salt, count, sum)` under a
+//! per-session random [`Salt`], crosses the wire. `spec/SPEC.md` (7.2) explains why 4096 bits:
+//! it defeats the crafted collisions that break XOR (linear algebra) and sums modulo 2^256
+//! (Wagner's generalised birthday attack); and why 8 bytes suffice once the digest is keyed
+//! by a salt that nobody knows when the sets are written.
 
 use std::fmt;
 
@@ -19,12 +21,37 @@ pub const LIMBS: usize = 64;
 /// Bytes in the local aggregate state (the 4096-bit sum).
 pub const STATE_BYTES: usize = LIMBS * 8;
 /// Bytes of a fingerprint on the wire.
-pub const FINGERPRINT_LEN: usize = 16;
+pub const FINGERPRINT_LEN: usize = 8;
+/// Bytes of a session's [`Salt`].
+pub const SALT_LEN: usize = 16;
 
 /// BLAKE3 key-derivation context for expanding one key into its 4096-bit term.
 pub const ITEM_CONTEXT: &str = "oplog-sync v1 fingerprint item";
-/// BLAKE3 key-derivation context for the wire digest of an aggregate.
-pub const DIGEST_CONTEXT: &str = "oplog-sync v1 fingerprint digest";
+/// BLAKE3 key-derivation context for the salted wire digest of an aggregate.
+pub const DIGEST_CONTEXT: &str = "oplog-sync v1 salted fingerprint digest";
+
+/// The per-session random value that keys every wire [`Fingerprint`] of one session
+/// (`spec/SPEC.md` 7.1). The initiator draws it and sends it in its first message.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Salt(pub [u8; SALT_LEN]);
+
+impl Salt {
+    /// A fresh salt from the operating system's random source.
+    ///
+    /// Fails only if the operating system cannot provide randomness; the caller should then
+    /// not start the session (a predictable salt gives up the argument of spec 7.2).
+    pub fn random() -> Result<Salt, getrandom::Error> {
+        let mut salt = [0u8; SALT_LEN];
+        getrandom::getrandom(&mut salt)?;
+        Ok(Salt(salt))
+    }
+}
+
+impl fmt::Debug for Salt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Salt({})", hex::encode(self.0))
+    }
+}
 
 /// The local, combinable state of a set of keys: their count and the sum of their terms
 /// modulo 2^4096 (little-endian limbs).
@@ -44,9 +71,9 @@ impl fmt::Debug for Aggregate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Aggregate {{ count: {}, fingerprint: {:?} }}",
+            "Aggregate {{ count: {}, sum: {:016x}.. }}",
             self.count,
-            self.fingerprint()
+            self.sum[LIMBS - 1]
         )
     }
 }
@@ -119,10 +146,12 @@ impl Aggregate {
         out
     }
 
-    /// The wire digest: the first 16 bytes of
-    /// `BLAKE3-derive-key(DIGEST_CONTEXT, count as u64 LE || sum as 512 bytes LE)`.
-    pub fn fingerprint(&self) -> Fingerprint {
+    /// The wire digest under the session's `salt`: the first 8 bytes of
+    /// `BLAKE3-derive-key(DIGEST_CONTEXT, salt (16 bytes) || count as u64 LE || sum as 512
+    /// bytes LE)`.
+    pub fn fingerprint(&self, salt: &Salt) -> Fingerprint {
         let mut hasher = blake3::Hasher::new_derive_key(DIGEST_CONTEXT);
+        hasher.update(&salt.0);
         hasher.update(&self.count.to_le_bytes());
         hasher.update(&self.sum_bytes());
         let mut out = [0u8; FINGERPRINT_LEN];
@@ -131,7 +160,7 @@ impl Aggregate {
     }
 }
 
-/// The 16-byte digest of an [`Aggregate`] that crosses the wire.
+/// The 8-byte salted digest of an [`Aggregate`] that crosses the wire.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fingerprint(pub [u8; FINGERPRINT_LEN]);
 
@@ -146,6 +175,15 @@ mod tests {
     use super::*;
     use crate::key::Hash;
 
+    const S: Salt = Salt([7; SALT_LEN]);
+
+    #[test]
+    fn the_salt_keys_the_digest() {
+        let a = Aggregate::of_keys(&[k(1), k(2)]);
+        assert_ne!(a.fingerprint(&S), a.fingerprint(&Salt([8; SALT_LEN])));
+        assert_eq!(a.fingerprint(&S), a.clone().fingerprint(&S));
+    }
+
     fn k(i: u64) -> EntryKey {
         EntryKey::new(i, *blake3::hash(&i.to_le_bytes()).as_bytes())
     }
@@ -158,7 +196,7 @@ mod tests {
             let mut left = Aggregate::of_keys(&keys[..cut]);
             left.add(&Aggregate::of_keys(&keys[cut..]));
             assert_eq!(left, whole);
-            assert_eq!(left.fingerprint(), whole.fingerprint());
+            assert_eq!(left.fingerprint(&S), whole.fingerprint(&S));
             let mut right = whole.clone();
             right.sub(&Aggregate::of_keys(&keys[..cut]));
             assert_eq!(right, Aggregate::of_keys(&keys[cut..]));
@@ -170,8 +208,8 @@ mod tests {
         let a = Aggregate::of_key(&k(1));
         let mut b = a.clone();
         b.count = 2;
-        assert_ne!(a.fingerprint(), b.fingerprint());
-        assert_ne!(Aggregate::EMPTY.fingerprint(), a.fingerprint());
+        assert_ne!(a.fingerprint(&S), b.fingerprint(&S));
+        assert_ne!(Aggregate::EMPTY.fingerprint(&S), a.fingerprint(&S));
     }
 
     #[test]
@@ -245,8 +283,8 @@ mod tests {
         };
         assert_eq!(xor_of(a), xor_of(b), "the XOR fingerprint collides");
         assert_ne!(
-            Aggregate::of_keys(a).fingerprint(),
-            Aggregate::of_keys(b).fingerprint(),
+            Aggregate::of_keys(a).fingerprint(&S),
+            Aggregate::of_keys(b).fingerprint(&S),
             "ours must not"
         );
         // Same count on both sides does not save XOR either: pad the smaller side with a

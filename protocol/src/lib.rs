@@ -98,7 +98,8 @@ pub use entry::{
     VerifiedEntry, MAX_BUCKET_LEN, MAX_ENTRY_BYTES, MAX_OBJECT_KEY_LEN, MAX_PARENTS, SIGNATURE_LEN,
 };
 pub use fingerprint::{
-    Aggregate, Fingerprint, DIGEST_CONTEXT, FINGERPRINT_LEN, ITEM_CONTEXT, LIMBS, STATE_BYTES,
+    Aggregate, Fingerprint, Salt, DIGEST_CONTEXT, FINGERPRINT_LEN, ITEM_CONTEXT, LIMBS, SALT_LEN,
+    STATE_BYTES,
 };
 pub use hlc::{
     admission, Admission, Hlc, HlcClock, HlcError, SystemClock, WallClock, DEFAULT_MAX_DRIFT,

@@ -7,17 +7,42 @@ use std::collections::BTreeSet;
 
 use oplog_protocol::testing::transcript::{run, Transcript};
 use oplog_protocol::wire::message::{
-    decode_carried, encode, encode_carried, DecodeError, Part, Payload,
+    decode_carried, encode, encode_carried, parts_carried_opening, DecodeError, Part, Payload,
 };
 use oplog_protocol::{
-    Config, EntryKey, KeyForm, Limit, MemoryStore, Message, ReconcileError, Reconciler,
-    MIN_CARRIED_KEYS,
+    Config, EntryKey, KeyForm, Limit, MemoryStore, Message, ReconcileError, Reconciler, Salt,
+    MIN_CARRIED_KEYS, SALT_LEN,
 };
 use proptest::prelude::*;
 
 fn key(hlc: u64, seed: u64) -> EntryKey {
     EntryKey::new(hlc, *blake3::hash(&seed.to_le_bytes()).as_bytes())
 }
+
+/// `encoded`, message `index` of a session re-encoded by `encode` or `encode_carried`, as
+/// sent: the session's opening (index 0) has the salt after its tag (spec 8.3).
+fn as_sent(index: usize, salt: &Salt, encoded: Vec<u8>) -> Vec<u8> {
+    if index == 0 {
+        let mut out = vec![encoded[0]];
+        out.extend_from_slice(&salt.0);
+        out.extend_from_slice(&encoded[1..]);
+        out
+    } else {
+        encoded
+    }
+}
+
+/// Message `index` of a session decoded in the carried form.
+fn decode_nth(index: usize, bytes: &[u8], list: &[EntryKey]) -> Result<Vec<Part>, DecodeError> {
+    if index == 0 {
+        parts_carried_opening(bytes, list)?.collect()
+    } else {
+        decode_carried(bytes, list)
+    }
+}
+
+/// The salt of the sessions whose two forms are compared byte for byte.
+const SALT: Salt = Salt([0x5a; SALT_LEN]);
 
 fn carried(mut c: Config) -> Config {
     c.key_form = KeyForm::Carried;
@@ -106,6 +131,10 @@ fn check_both_forms(
     let b_only: Vec<EntryKey> = b.difference(a).copied().collect();
     let sa: MemoryStore = a.iter().copied().collect();
     let sb: MemoryStore = b.iter().copied().collect();
+    // one salt for both sessions, so that their messages can be compared byte for byte
+    let mut config = config.clone();
+    config.salt = Some(SALT);
+    let config = &config;
     let inline = run(&sa, &sb, config.clone(), config.clone()).unwrap();
     let c = run_carried(&sa, &sb, carried(config.clone()), carried(config.clone())).unwrap();
     assert_eq!(inline.initiator.have, a_only, "inline initiator have");
@@ -133,14 +162,14 @@ fn check_both_forms(
             extra.len(), missing.len(), side.prefix_collisions, side.carried_over
         );
     }
-    for (msg, list) in &c.messages {
+    for (i, (msg, list)) in c.messages.iter().enumerate() {
         assert!(list.len() <= config.max_carried_keys);
         if let Some(limit) = config.max_message_bytes {
             assert!(msg.len() <= limit);
         }
         // the list is strictly ascending and is exactly what the message's parts take
         assert!(list.windows(2).all(|w| w[0] < w[1]));
-        let parts = msg.parts_carried(list).unwrap();
+        let parts = decode_nth(i, msg.as_bytes(), list).unwrap();
         let taken: Vec<EntryKey> = parts.iter().flat_map(answer_keys).collect();
         assert_eq!(&taken, list);
     }
@@ -329,7 +358,7 @@ fn full_list_fallback_is_answered_with_keys() {
     // resolver's Resolve), by Keys for the same range when the resolver lacked listed keys.
     let mut keys_after_full = 0;
     for (i, (msg, list)) in c.messages.iter().enumerate() {
-        let parts = msg.parts_carried(list).unwrap();
+        let parts = decode_nth(i, msg.as_bytes(), list).unwrap();
         let mut lower = EntryKey::MIN;
         for p in &parts {
             if let Payload::FullList(listed) = &p.payload {
@@ -405,11 +434,15 @@ fn carried_form_saves_the_inline_key_bytes() {
         // re-encoded inline, is the inline session byte for byte.
         assert_eq!(c.messages.len(), inline.messages.len());
         let (mut carried_bytes, mut inline_bytes, mut key_bytes, mut keys) = (0, 0, 0, 0);
-        for ((msg, list), inline_msg) in c.messages.iter().zip(&inline.messages) {
-            let parts = decode_carried(msg.as_bytes(), list).unwrap();
-            assert_eq!(encode(&parts).unwrap(), inline_msg.as_bytes());
+        for (i, ((msg, list), inline_msg)) in c.messages.iter().zip(&inline.messages).enumerate() {
+            let parts = decode_nth(i, msg.as_bytes(), list).unwrap();
             assert_eq!(
-                encode_carried(&parts).unwrap(),
+                as_sent(i, &SALT, encode(&parts).unwrap()),
+                inline_msg.as_bytes()
+            );
+            let (bytes, again) = encode_carried(&parts).unwrap();
+            assert_eq!(
+                (as_sent(i, &SALT, bytes), again),
                 (msg.as_bytes().to_vec(), list.clone())
             );
             carried_bytes += msg.len();
@@ -458,7 +491,8 @@ fn sample() -> (Message, Vec<EntryKey>) {
     let (bytes, list) = encode_carried(&parts).unwrap();
     assert_eq!(list, vec![k(10, 1), k(20, 2), k(150, 3), k(160, 4)]);
     assert_eq!(decode_carried(&bytes, &list).unwrap(), parts);
-    (Message::from_bytes(bytes), list)
+    // sent to a fresh responder: the session's opening, with the salt after the tag
+    (Message::from_bytes(as_sent(0, &SALT, bytes)), list)
 }
 
 fn responder() -> Reconciler {
@@ -544,7 +578,7 @@ fn hostile_carried_lists_are_typed_errors() {
             if count == MIN_CARRIED_KEYS + 1 && limit == MIN_CARRIED_KEYS
     ));
     // a message that carries no keys must come with an empty list
-    let empty = Message::from_bytes(vec![1]);
+    let empty = Message::from_bytes(as_sent(0, &SALT, vec![1]));
     assert_eq!(
         decode_error(responder().handle_carried(&store, &empty, &list[..1])),
         DecodeError::CarriedKeysLeft(1)

@@ -19,6 +19,7 @@ use oplog_protocol::{
     KeyForm, DEFAULT_MAX_CARRIED_KEYS, DEFAULT_MAX_MESSAGES, DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_PARTS, MIN_PARTS,
 };
+use oplog_protocol::{Salt, SALT_LEN};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -74,9 +75,20 @@ fn measure<R>(f: impl FnOnce() -> R) -> (R, usize, isize) {
 // ---------------------------------------------------------------------------------------------
 // hand-built hostile messages
 
-/// `n` parts of `mode` with empty bounds one HLC apart and `payload` bytes each.
-fn flood(mode: u8, n: usize, payload: &[u8]) -> Vec<u8> {
+/// The salt of every crafted opening message.
+const SALT: Salt = Salt([0x42; SALT_LEN]);
+
+/// The start of a session's opening message (spec 8.3): its tag and [`SALT`].
+fn opening() -> Vec<u8> {
     let mut bytes = vec![message::MESSAGE_TAG];
+    bytes.extend_from_slice(&SALT.0);
+    bytes
+}
+
+/// An opening message of `n` parts of `mode` with empty bounds one HLC apart and `payload`
+/// bytes each.
+fn flood(mode: u8, n: usize, payload: &[u8]) -> Vec<u8> {
+    let mut bytes = opening();
     for _ in 0..n {
         bytes.push(mode); // prefix length 0
         bytes.push(2); // hlc = previous + 1
@@ -261,7 +273,7 @@ fn full_list_amplification_is_capped_by_the_limit() {
         .flat_map(|i| (0..32).map(move |j| key(1000 * i + 1 + j, i * 32 + j)))
         .collect();
     store.count(&Range::FULL).unwrap();
-    let mut bytes = vec![message::MESSAGE_TAG];
+    let mut bytes = opening();
     for _ in 0..parts {
         bytes.extend([3, 0xe9, 0x07, 0]); // FullList, hlc + 1000, no keys
     }
@@ -287,12 +299,12 @@ fn full_list_amplification_is_capped_by_the_limit() {
 #[test]
 fn oversized_input_is_refused() {
     let store: MemoryStore = (1..=100).map(|i| key(i, i)).collect();
-    let msg = Message::from_bytes(flood(1, 300, &[0; 16])); // 300 fingerprints, 5,401 bytes
+    let msg = Message::from_bytes(flood(1, 500, &[0; 8])); // 500 fingerprints, 5,017 bytes
     let mut r = Reconciler::new(config(|c| c.max_message_bytes = Some(4096))).unwrap();
     assert_eq!(
         limit(r.handle(&store, &msg)),
         Limit::MessageBytes {
-            size: 5401,
+            size: 5017,
             limit: 4096
         }
     );
@@ -308,17 +320,16 @@ fn oversized_input_is_refused() {
 #[test]
 fn wrong_fingerprint_forever_ends_at_the_message_cap() {
     let store: MemoryStore = (1..=200).map(|i| key(i, i)).collect();
-    let msg = Message::from_bytes(
-        message::encode(&[Part {
-            upper: None,
-            payload: Payload::Fingerprint(Fingerprint([0xab; 16])),
-        }])
-        .unwrap(),
-    );
+    let wrong = [Part {
+        upper: None,
+        payload: Payload::Fingerprint(Fingerprint([0xab; 8])),
+    }];
+    let first = Message::from_bytes(message::encode_opening(&SALT, &wrong).unwrap());
+    let msg = Message::from_bytes(message::encode(&wrong).unwrap());
     let mut r = Reconciler::new(Config::default()).unwrap();
     let mut handled = 0u64;
     let err = loop {
-        match r.handle(&store, &msg) {
+        match r.handle(&store, if handled == 0 { &first } else { &msg }) {
             Ok(step) => {
                 assert!(step.reply.is_some());
                 handled += 1;
@@ -340,7 +351,7 @@ fn wrong_fingerprint_forever_ends_at_the_message_cap() {
 fn part_cap_in_and_out() {
     let store: MemoryStore = (1..=20_000).map(|i| key(i, i)).collect();
     let mut r = Reconciler::new(config(|c| c.max_parts = MIN_PARTS)).unwrap();
-    let over = Message::from_bytes(flood(1, MIN_PARTS + 1, &[0; 16]));
+    let over = Message::from_bytes(flood(1, MIN_PARTS + 1, &[0; 8]));
     assert_eq!(
         limit(r.handle(&store, &over)),
         Limit::Parts { limit: MIN_PARTS }
@@ -350,10 +361,10 @@ fn part_cap_in_and_out() {
     let parts: Vec<Part> = (1..=60)
         .map(|i| Part {
             upper: Some(EntryKey::new(i * 300 + 1, [0; 32])),
-            payload: Payload::Fingerprint(Fingerprint([1; 16])),
+            payload: Payload::Fingerprint(Fingerprint([1; 8])),
         })
         .collect();
-    let msg = Message::from_bytes(message::encode(&parts).unwrap());
+    let msg = Message::from_bytes(message::encode_opening(&SALT, &parts).unwrap());
     let mut r = Reconciler::new(config(|c| c.max_parts = MIN_PARTS)).unwrap();
     let reply = r.handle(&store, &msg).unwrap().reply.unwrap();
     let n = reply.parts().unwrap().len();
@@ -370,7 +381,7 @@ fn part_cap_in_and_out() {
 fn reported_keys_are_within_the_budget() {
     let n = 50_000u64;
     let store: MemoryStore = (0..n).map(|i| key(1 + i, i)).collect();
-    let mut bytes = vec![message::MESSAGE_TAG];
+    let mut bytes = opening();
     for _ in 0..n / 32 {
         bytes.extend([3, 33, 0]); // FullList over the next 32 HLCs, no keys
     }
@@ -486,17 +497,6 @@ fn arb_key() -> impl Strategy<Value = EntryKey> {
         })
 }
 
-/// Whatever a reconciler sends decodes; it never panics.
-fn check_valid(r: &Result<impl Sized, ReconcileError>, msg: Option<&Message>) {
-    if let Some(m) = msg {
-        assert!(
-            m.parts().is_ok(),
-            "sent an invalid message: {r:?}",
-            r = r.is_ok()
-        );
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
@@ -515,13 +515,13 @@ proptest! {
         let mut a = Reconciler::new(Config::default()).unwrap();
         let first = a.initiate(&store);
         match &first {
-            Ok(m) => prop_assert!(m.parts().is_ok()),
+            Ok(m) => prop_assert!(m.opening_parts().is_ok()),
             Err(e) => prop_assert!(matches!(e, ReconcileError::Store(_)), "{e:?}"),
         }
         // and as a responder to a fingerprint of everything
-        let msg = Message::from_bytes(message::encode(&[Part {
+        let msg = Message::from_bytes(message::encode_opening(&SALT, &[Part {
             upper: None,
-            payload: Payload::Fingerprint(Fingerprint([7; 16])),
+            payload: Payload::Fingerprint(Fingerprint([7; 8])),
         }]).unwrap());
         let mut b = Reconciler::new(Config::default()).unwrap();
         match b.handle(&store, &msg) {
@@ -550,13 +550,13 @@ proptest! {
             if negentropy {
                 prop_assert!(oplog_protocol::negentropy::decode(m.as_bytes()).is_ok());
             } else {
-                check_valid(&first, Some(m));
+                prop_assert!(m.opening_parts().is_ok(), "sent an invalid opening");
             }
         }
         let mut b = Reconciler::new(cfg).unwrap();
         let mut bytes = msg;
         if let Some(f) = bytes.first_mut() {
-            *f = if negentropy { 0x61 } else { 0x01 };
+            *f = if negentropy { 0x61 } else { message::MESSAGE_TAG };
         }
         let msg = Message::from_bytes(bytes);
         let step = if carried { b.handle_carried(&store, &msg, &[]) } else { b.handle(&store, &msg) };

@@ -64,8 +64,8 @@ fn single_fingerprint_opening() {
     assert_eq!(t.messages.len(), 2);
     assert_eq!(
         t.messages[0].len(),
-        1 + 2 + 16,
-        "one fingerprint of everything"
+        1 + 16 + 2 + 8,
+        "the salt and one fingerprint of everything"
     );
 }
 
@@ -242,17 +242,20 @@ fn large_sets_default_config() {
 /// a valid stamp).
 #[test]
 fn bounds_at_the_top_of_the_key_space() {
-    use oplog_protocol::wire::message::{encode, Part, Payload};
+    use oplog_protocol::wire::message::{encode_opening, Part, Payload};
     use oplog_protocol::MAX_HLC;
-    use oplog_protocol::{Aggregate, Message, RangeStore, Reconciler};
+    use oplog_protocol::{Aggregate, Message, RangeStore, Reconciler, Salt};
 
+    let salt = Salt([5; 16]);
     let store: MemoryStore = (1..=50).map(|i| key(i * 1000, i)).collect();
-    let whole = store.fingerprint(&oplog_protocol::Range::FULL).unwrap();
+    let whole = store
+        .fingerprint(&oplog_protocol::Range::FULL, &salt)
+        .unwrap();
     let top = EntryKey::new(MAX_HLC, [0x80; 32]);
     let parts = vec![
         Part {
             upper: Some(EntryKey::new(1, [0; 32])),
-            payload: Payload::Fingerprint(Aggregate::EMPTY.fingerprint()),
+            payload: Payload::Fingerprint(Aggregate::EMPTY.fingerprint(&salt)),
         },
         Part {
             upper: Some(top),
@@ -260,25 +263,33 @@ fn bounds_at_the_top_of_the_key_space() {
         },
         Part {
             upper: None,
-            payload: Payload::Fingerprint(Aggregate::EMPTY.fingerprint()),
+            payload: Payload::Fingerprint(Aggregate::EMPTY.fingerprint(&salt)),
         },
     ];
     let mut r = Reconciler::new(Config::default()).unwrap();
     let step = r
-        .handle(&store, &Message::from_bytes(encode(&parts).unwrap()))
+        .handle(
+            &store,
+            &Message::from_bytes(encode_opening(&salt, &parts).unwrap()),
+        )
         .unwrap();
     let reply = step.reply.expect("fingerprints ask for an answer");
     reply.parts().expect("the reply decodes");
 
     // One step further is not a valid stamp: the decoder refuses it, nothing panics.
-    let mut bytes = vec![0x01, 0x01, 0x02];
-    bytes.extend([0u8; 16]);
+    let mut bytes = vec![0x02];
+    bytes.extend([5u8; 16]);
+    bytes.extend([0x01, 0x02]);
+    bytes.extend([0u8; 8]);
     bytes.push(0x01);
     bytes.extend([0xff; 9]);
     bytes.push(0x01);
-    bytes.extend([0u8; 16]);
+    bytes.extend([0u8; 8]);
     let mut r = Reconciler::new(Config::default()).unwrap();
-    assert!(r.handle(&store, &Message::from_bytes(bytes)).is_err());
+    assert!(matches!(
+        r.handle(&store, &Message::from_bytes(bytes)),
+        Err(ReconcileError::Decode(_))
+    ));
 }
 
 /// A session between `a` and `b` in which the message at index `at` is replaced by
@@ -300,7 +311,12 @@ fn corrupted_session(
     let mut i = 0;
     while let Some(msg) = next.take() {
         if !negentropy {
-            assert!(msg.parts().is_ok(), "message {i} does not decode");
+            let decoded = if i == 0 {
+                msg.opening_parts().map(|(_, p)| p)
+            } else {
+                msg.parts()
+            };
+            assert!(decoded.is_ok(), "message {i} does not decode");
         }
         assert!(msg.len() <= cfg.max_message_bytes.unwrap_or(usize::MAX));
         let msg = if i == at {
@@ -374,13 +390,55 @@ proptest! {
         match run(&sa, &sb, cfg.clone(), cfg) {
             Ok(t) => {
                 check(&a, &b, &t);
-                for m in &t.messages {
+                for (i, m) in t.messages.iter().enumerate() {
                     prop_assert!(m.len() <= 4096);
-                    prop_assert!(m.parts().unwrap().len() <= parts);
+                    let decoded = if i == 0 { m.opening_parts().unwrap().1 } else { m.parts().unwrap() };
+                    prop_assert!(decoded.len() <= parts);
                 }
             }
             Err(ReconcileError::Limit(Limit::SessionMemory { .. })) => {}
             Err(e) => prop_assert!(false, "{e}"),
         }
     }
+}
+
+/// Spec 8.3: the initiator's first message carries the session's salt after its tag, and
+/// every session draws a fresh one, so the same sets give different fingerprints in two
+/// sessions; a responder reads it, and a first message without one does not decode.
+#[test]
+fn the_opening_message_carries_a_fresh_salt() {
+    use oplog_protocol::wire::message::{decode_opening, encode};
+    use oplog_protocol::{Message, ReconcileError, Reconciler};
+
+    let a: MemoryStore = (1..=100).map(|i| key(i * 10, i)).collect();
+    let b: MemoryStore = (1..=100)
+        .filter(|i| i % 7 != 0)
+        .map(|i| key(i * 10, i))
+        .collect();
+    let first = Reconciler::new(Config::default())
+        .unwrap()
+        .initiate(&a)
+        .unwrap();
+    let (salt, parts) = decode_opening(first.as_bytes()).unwrap();
+    let again = Reconciler::new(Config::default())
+        .unwrap()
+        .initiate(&a)
+        .unwrap();
+    let (salt2, parts2) = decode_opening(again.as_bytes()).unwrap();
+    assert_ne!(salt, salt2, "each session draws its own salt");
+    assert_ne!(parts, parts2, "so its fingerprints differ");
+    // the responder keys its answer by the initiator's salt: the range it lists is the one
+    // whose fingerprint differs under that salt, and the session ends with the difference
+    let t = run(&a, &b, Config::default(), Config::default()).unwrap();
+    assert_eq!(t.responder.need.len(), 14);
+    // the same opening without its salt: the parts' bytes are read as a salt, and what is
+    // left is not a message
+    let plain = Message::from_bytes(encode(&parts).unwrap());
+    let mut rb = Reconciler::new(Config::default()).unwrap();
+    assert!(matches!(
+        rb.handle(&b, &plain),
+        Err(ReconcileError::Decode(_))
+    ));
+    // a truncated salt is a decode error
+    assert!(decode_opening(&first.as_bytes()[..10]).is_err());
 }

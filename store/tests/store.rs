@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use oplog_store::protocol::replica::MemoryReplica;
-use oplog_store::protocol::{EntryKey, Hash, Hlc, ObjectId, Range, RangeStore};
+use oplog_store::protocol::{EntryKey, Hash, Hlc, ObjectId, Range, RangeStore, Salt};
 use oplog_store::{Error, InsertError, InsertOutcome, Options, Store};
 
 fn open(dir: &tempfile::TempDir) -> Store {
@@ -163,8 +163,11 @@ fn reopening_keeps_everything_and_rebuilds_the_range_index() {
         store.insert([held.clone()]).unwrap();
         let r = Range::new(entries[100].key(), Some(entries[400].key()));
         (
-            store.snapshot().fingerprint(&Range::FULL).unwrap(),
-            store.snapshot().fingerprint(&r).unwrap(),
+            store
+                .snapshot()
+                .fingerprint(&Range::FULL, &Salt::default())
+                .unwrap(),
+            store.snapshot().fingerprint(&r, &Salt::default()).unwrap(),
             store.heads().unwrap(),
             store.view().unwrap(),
         )
@@ -173,10 +176,16 @@ fn reopening_keeps_everything_and_rebuilds_the_range_index() {
     let r = Range::new(entries[100].key(), Some(entries[400].key()));
     assert_eq!(store.len(), 500);
     assert_eq!(
-        store.snapshot().fingerprint(&Range::FULL).unwrap(),
+        store
+            .snapshot()
+            .fingerprint(&Range::FULL, &Salt::default())
+            .unwrap(),
         before.0
     );
-    assert_eq!(store.snapshot().fingerprint(&r).unwrap(), before.1);
+    assert_eq!(
+        store.snapshot().fingerprint(&r, &Salt::default()).unwrap(),
+        before.1
+    );
     assert_eq!(store.snapshot().count(&r).unwrap(), 300);
     assert_eq!(
         store.snapshot().key_at(&r, 5).unwrap(),

@@ -20,7 +20,7 @@ use oplog_protocol::wire::message::{DecodeError, Part, Payload};
 use oplog_protocol::VerifiedEntry;
 use oplog_protocol::{
     dag, negentropy, Config, EntryError, EntryKey, Fingerprint, Hash, LogEntry, MemoryStore,
-    NodeId, ObjectId, Op, Reconciler,
+    NodeId, ObjectId, Op, Reconciler, Salt,
 };
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,20 @@ pub fn unhex32(s: &str) -> Result<[u8; 32], String> {
 }
 
 /// `BLAKE3(i as u64 little-endian)`, the hash of key `i` in every recipe.
+/// The fingerprint salt every vector session opens with (spec 7.1): fixed, so that vectors
+/// are reproducible; a real session draws a random one.
+pub const VECTOR_SALT: Salt = Salt([
+    0x5a, 0x17, 0x00, 0xc3, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c,
+]);
+
+/// A 16-byte salt from hex.
+pub fn salt(s: &str) -> Result<Salt, String> {
+    let b = unhex(s)?;
+    Ok(Salt(b.try_into().map_err(|b: Vec<u8>| {
+        format!("a salt has 16 bytes, not {}", b.len())
+    })?))
+}
+
 pub fn ih(i: u64) -> Hash {
     Hash(*blake3::hash(&i.to_le_bytes()).as_bytes())
 }
@@ -282,6 +296,8 @@ pub struct FingerprintsFile {
     pub description: String,
     pub item_context: String,
     pub digest_context: String,
+    /// The salt every `fingerprint_hex` of the file is keyed by.
+    pub salt_hex: String,
     pub items: Vec<ItemVector>,
     pub aggregates: Vec<AggregateVector>,
 }
@@ -350,6 +366,9 @@ pub struct MessagesFile {
 pub struct ValidMessage {
     pub name: String,
     pub description: String,
+    /// The salt of an opening message (tag 02, spec 8.3); absent for every other message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt_hex: Option<String>,
     pub hex: String,
     pub parts: Vec<PartJson>,
 }
@@ -499,9 +518,13 @@ pub struct ConfigJson {
     pub dialect: String,
     pub branching: usize,
     pub list_threshold: usize,
+    /// 0: the length by list size (spec 8.4, the default); 1 to 32: fixed.
     pub prefix_len: u8,
     pub max_message_bytes: Option<usize>,
     pub initial_split: bool,
+    /// The fingerprint salt (16 bytes, hex) the side sends if it opens the session (spec 7.1,
+    /// 8.3); a responder uses the initiator's. Fixed here so that sessions are reproducible.
+    pub salt_hex: String,
 }
 
 impl ConfigJson {
@@ -519,6 +542,7 @@ impl ConfigJson {
         config.prefix_len = self.prefix_len;
         config.max_message_bytes = self.max_message_bytes;
         config.initial_split = self.initial_split;
+        config.salt = Some(salt(&self.salt_hex)?);
         Ok(config)
     }
 }
@@ -1646,6 +1670,8 @@ pub struct SessionConfigJson {
     pub ancestry_limit: u32,
     pub ancestry_visits: String,
     pub max_bytes_received: String,
+    /// The reconciler's fingerprint salt if this side opens the session (spec 7.1).
+    pub salt_hex: String,
 }
 
 impl SessionConfigJson {
@@ -1659,6 +1685,7 @@ impl SessionConfigJson {
             ancestry_limit: d.ancestry_limit,
             ancestry_visits: dec(d.ancestry_visits),
             max_bytes_received: dec(d.max_bytes_received),
+            salt_hex: hx(&VECTOR_SALT.0),
         }
     }
 
@@ -1671,6 +1698,7 @@ impl SessionConfigJson {
         c.ancestry_limit = self.ancestry_limit;
         c.ancestry_visits = num(&self.ancestry_visits)?;
         c.max_bytes_received = num(&self.max_bytes_received)?;
+        c.reconcile.salt = Some(salt(&self.salt_hex)?);
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }

@@ -21,7 +21,7 @@ use oplog_protocol::{
     Aggregate, Config, EntryKey, Hash, Hlc, HlcClock, HlcError, LogEntry, MemoryStore, Message,
     NodeId, Op, ReconcileError, Reconciler, SigningKey,
 };
-use oplog_protocol::{DIGEST_CONTEXT, ITEM_CONTEXT};
+use oplog_protocol::{DIGEST_CONTEXT, FINGERPRINT_LEN, ITEM_CONTEXT};
 use oplog_tests::vectors::{
     close_frame, decode_frame, end_code_name, feed_invalid, replay_session, run_session,
     DecodedFrame, SessionFile,
@@ -335,6 +335,7 @@ fn hlc() {
 fn check_fingerprints(f: &FingerprintsFile) -> Check {
     ensure_eq!(f.item_context, ITEM_CONTEXT, "item context");
     ensure_eq!(f.digest_context, DIGEST_CONTEXT, "digest context");
+    let fp_salt = oplog_tests::vectors::salt(&f.salt_hex)?;
     ensure!(
         f.items.iter().any(|i| i.term_hex.is_some()),
         "no item has its full term"
@@ -357,7 +358,7 @@ fn check_fingerprints(f: &FingerprintsFile) -> Check {
             ensure_eq!(hex::encode(term), *full, "item {n} full term");
         }
         ensure_eq!(
-            hex::encode(agg.fingerprint().0),
+            hex::encode(agg.fingerprint(&fp_salt).0),
             item.fingerprint_hex,
             "item {n} fingerprint"
         );
@@ -377,16 +378,17 @@ fn check_fingerprints(f: &FingerprintsFile) -> Check {
         ensure_eq!(agg.count(), a.count, "{name} count");
         ensure_eq!(hex::encode(agg.sum_bytes()), a.sum_hex, "{name} sum");
         ensure_eq!(
-            hex::encode(agg.fingerprint().0),
+            hex::encode(agg.fingerprint(&fp_salt).0),
             a.fingerprint_hex,
             "{name} fingerprint"
         );
         // the digest from count and sum alone
         let mut h = blake3::Hasher::new_derive_key(&f.digest_context);
+        h.update(&fp_salt.0);
         h.update(&a.count.to_le_bytes());
         h.update(&unhex(&a.sum_hex)?);
         ensure_eq!(
-            hex::encode(&h.finalize().as_bytes()[..16]),
+            hex::encode(&h.finalize().as_bytes()[..FINGERPRINT_LEN]),
             a.fingerprint_hex,
             "{name}: digest of (count, sum)"
         );
@@ -413,10 +415,24 @@ fn check_messages(f: &MessagesFile) -> Check {
             .map(PartJson::part)
             .collect::<Result<Vec<_>, _>>()?;
         modes.extend(parts.iter().map(|p| p.payload.name()));
-        let decoded = message::decode(&bytes).map_err(|e| format!("{name}: decode: {e}"))?;
+        let salt = m
+            .salt_hex
+            .as_deref()
+            .map(oplog_tests::vectors::salt)
+            .transpose()?;
+        let (decoded_salt, decoded) = match salt {
+            Some(_) => message::decode_opening(&bytes).map(|(s, p)| (Some(s), p)),
+            None => message::decode(&bytes).map(|p| (None, p)),
+        }
+        .map_err(|e| format!("{name}: decode: {e}"))?;
         ensure_eq!(decoded, parts, "{name}: decoded parts");
+        ensure_eq!(decoded_salt, salt, "{name}: salt");
+        let encoded = match &salt {
+            Some(s) => message::encode_opening(s, &parts),
+            None => message::encode(&parts),
+        };
         ensure_eq!(
-            hex::encode(message::encode(&parts).map_err(|e| format!("{name}: encode: {e}"))?),
+            hex::encode(encoded.map_err(|e| format!("{name}: encode: {e}"))?),
             m.hex,
             "{name}: encoding"
         );
@@ -638,8 +654,15 @@ fn ensure_transcript_coverage(f: &TranscriptsFile) -> Check {
     let modes: BTreeSet<&'static str> = f
         .transcripts
         .iter()
-        .flat_map(|t| t.messages.iter())
-        .flat_map(|m| message::decode(&unhex(&m.hex).unwrap()).unwrap())
+        .flat_map(|t| t.messages.iter().enumerate())
+        .flat_map(|(i, m)| {
+            let bytes = unhex(&m.hex).unwrap();
+            if i == 0 {
+                message::decode_opening(&bytes).unwrap().1
+            } else {
+                message::decode(&bytes).unwrap()
+            }
+        })
         .map(|p| p.payload.name())
         .collect();
     ensure_eq!(
@@ -736,7 +759,7 @@ fn a_flipped_byte_elsewhere_is_detected() {
         match field {
             0 => {
                 f.aggregates[last].fingerprint_hex =
-                    flip_hex(&f.aggregates[last].fingerprint_hex, 15);
+                    flip_hex(&f.aggregates[last].fingerprint_hex, 7);
             }
             1 => f.aggregates[last].sum_hex = flip_hex(&f.aggregates[last].sum_hex, 511),
             _ => f.items[0].term_hex = f.items[0].term_hex.as_deref().map(|t| flip_hex(t, 300)),
@@ -1378,6 +1401,10 @@ fn session_frames_transcripts_and_invalid_frames() {
         .find(|c| c.name == "message-out-of-turn")
         .unwrap();
     c.after = 0;
+    // in turn, the message is a fresh responder's first: the session's opening, with a salt
+    let mut frame = vec![0, 0, 0, 17, 0x01];
+    frame.extend_from_slice(&oplog_tests::vectors::VECTOR_SALT.0);
+    c.frames = vec![hex::encode(frame)];
     assert!(check_session(&t).is_err(), "the message in turn");
     let mut t = f.clone();
     let c = t.invalid.iter_mut().find(|c| c.config.is_some()).unwrap();

@@ -19,14 +19,16 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use oplog_benches::bandwidth::{
-    id_copy, lower_bound, mst, negentropy, oplog, sets, shoal_tips, Dag, Measure, Placement, Sides,
+    id_copy, lower_bound, mst, negentropy, oplog, oplog_carried, sets, shoal_tips, Dag, Measure,
+    Placement, Sides,
 };
 use oplog_benches::chart::{line_chart, Series, YScale};
 use oplog_protocol::Config;
 
 /// Methods in table order (the sweep's rows come after, in the CSV only and their own table).
-const METHODS: [&str; 7] = [
+const METHODS: [&str; 8] = [
     "oplog-v1",
+    "oplog-v1-carried",
     "negentropy",
     "merkle-search-tree",
     "id-copy",
@@ -114,6 +116,7 @@ fn run(ns: &[usize], with_sweep: bool) -> Result<Vec<Row>, String> {
                         Ok(())
                     };
                     push("oplog-v1", oplog(&x, &Config::default()))?;
+                    push("oplog-v1-carried", oplog_carried(&x, &Config::default()))?;
                     push("negentropy", negentropy(&x))?;
                     push("merkle-search-tree", mst(&x))?;
                     push("id-copy", id_copy(&x))?;
@@ -307,7 +310,7 @@ fn markdown(rows: &[Row], machine: &str, command: &str) -> String {
             out,
             "## n = {n}, CPU time per side (initiator / responder, ms), uniform differences on both sides\n"
         );
-        let cpu_methods = &METHODS[..5];
+        let cpu_methods = &METHODS[..6];
         let _ = writeln!(out, "| d | {} |", cpu_methods.join(" | "));
         let _ = writeln!(out, "| ---{} |", " | ---".repeat(cpu_methods.len()));
         for d in ds(n) {

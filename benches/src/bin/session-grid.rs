@@ -136,7 +136,9 @@ fn converge_s(compute_ms: f64, legs: u64, rtt_ms: f64) -> f64 {
 fn session(a: &mut Side, b: &mut Side) -> Run {
     let t = Instant::now();
     let now = Instant::now();
-    let cfg = SessionConfig::default();
+    let mut cfg = SessionConfig::default();
+    // the benchmarks' fixed fingerprint salt, so that every run counts the same bytes
+    cfg.reconcile.salt = Some(oplog_benches::bandwidth::BENCH_SALT);
     let mut sa =
         Session::<Op, MemoryStore>::new(cfg.clone(), Role::Initiator, a.keys.snapshot(), now)
             .expect("start");

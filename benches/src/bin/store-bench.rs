@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use oplog_protocol::{verify_batch, VerifiedEntry};
 use oplog_protocol::{
-    Aggregate, EntryKey, Hash, Hlc, LogEntry, ObjectId, Op, Range, RangeStore, SigningKey,
+    Aggregate, EntryKey, Hash, Hlc, LogEntry, ObjectId, Op, Range, RangeStore, Salt, SigningKey,
 };
 use oplog_store::{Options, Store};
 use rand::{Rng, SeedableRng};
@@ -128,7 +128,10 @@ fn measure(all: &[LogEntry<Op>], n: usize) -> Row {
     let start = Instant::now();
     let mut sink = 0u8;
     for r in &ranges {
-        sink ^= snapshot.fingerprint(r).expect("fingerprint").0[0];
+        sink ^= snapshot
+            .fingerprint(r, &Salt::default())
+            .expect("fingerprint")
+            .0[0];
     }
     let fingerprint = start.elapsed() / QUERIES;
     // the Negentropy dialect's fingerprint, from the same index (no scan)
@@ -153,7 +156,9 @@ fn measure(all: &[LogEntry<Op>], n: usize) -> Row {
         for r in ranges.iter().take(20) {
             let lo = keys.partition_point(|k| *k < r.start);
             let hi = keys.partition_point(|k| Some(*k) < r.end);
-            sink ^= Aggregate::of_keys(&keys[lo..hi]).fingerprint().0[0];
+            sink ^= Aggregate::of_keys(&keys[lo..hi])
+                .fingerprint(&Salt::default())
+                .0[0];
         }
         start.elapsed() / 20
     });

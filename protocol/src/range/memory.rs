@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: an in-memory [`RangeStore`] for tests, tools and small replicas.
 
-use crate::fingerprint::{Aggregate, Fingerprint};
+use crate::fingerprint::Aggregate;
 use crate::key::{EntryKey, Range};
 #[cfg(feature = "negentropy")]
 use crate::negentropy;
@@ -110,10 +110,6 @@ impl RangeStore for MemoryStore {
 
     fn keys(&self, range: &Range, limit: usize) -> Result<Vec<EntryKey>, StoreError> {
         self.index.keys(range, limit)
-    }
-
-    fn fingerprint(&self, range: &Range) -> Result<Fingerprint, StoreError> {
-        self.index.fingerprint(range)
     }
 
     #[cfg(feature = "negentropy")]

@@ -9,7 +9,7 @@ pub use memory::MemoryStore;
 
 use std::fmt;
 
-use crate::fingerprint::{Aggregate, Fingerprint};
+use crate::fingerprint::{Aggregate, Fingerprint, Salt};
 use crate::key::{EntryKey, Range};
 #[cfg(feature = "negentropy")]
 use crate::negentropy;
@@ -70,9 +70,10 @@ pub trait RangeStore {
     /// Up to `limit` keys of `range`, in key order.
     fn keys(&self, range: &Range, limit: usize) -> Result<Vec<EntryKey>, StoreError>;
 
-    /// The wire fingerprint of `range`.
-    fn fingerprint(&self, range: &Range) -> Result<Fingerprint, StoreError> {
-        Ok(self.aggregate(range)?.fingerprint())
+    /// The wire fingerprint of `range` under the session's `salt` (spec 7.1): the digest of
+    /// [`aggregate`](RangeStore::aggregate).
+    fn fingerprint(&self, range: &Range, salt: &Salt) -> Result<Fingerprint, StoreError> {
+        Ok(self.aggregate(range)?.fingerprint(salt))
     }
 
     #[cfg(feature = "negentropy")]
@@ -108,8 +109,8 @@ impl<T: RangeStore + ?Sized> RangeStore for &T {
     fn keys(&self, range: &Range, limit: usize) -> Result<Vec<EntryKey>, StoreError> {
         (**self).keys(range, limit)
     }
-    fn fingerprint(&self, range: &Range) -> Result<Fingerprint, StoreError> {
-        (**self).fingerprint(range)
+    fn fingerprint(&self, range: &Range, salt: &Salt) -> Result<Fingerprint, StoreError> {
+        (**self).fingerprint(range, salt)
     }
     #[cfg(feature = "negentropy")]
     fn negentropy_fingerprint(&self, range: &Range) -> Result<negentropy::Fingerprint, StoreError> {

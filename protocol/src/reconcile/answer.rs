@@ -80,11 +80,11 @@ impl Reconciler {
             Payload::Fingerprint(fp) => {
                 // Whatever we waited on inside this range, the peer has started it over.
                 let mine = store.aggregate(range)?;
-                if mine.fingerprint() == *fp {
+                if mine.fingerprint(&self.salt) == *fp {
                     out.part(range.end, Payload::Skip);
                 } else if mine.count() <= self.config.list_threshold as u64 {
                     let keys = listed_keys(store, range, self.config.list_threshold)?;
-                    let len = self.config.prefix_len;
+                    let len = self.config.prefix_bytes(keys.len());
                     let prefixes = keys
                         .iter()
                         .flat_map(|k| k.hash.0[..len as usize].iter().copied())
@@ -280,7 +280,7 @@ impl Reconciler {
                     .collect();
                 theirs.sort_unstable();
                 theirs.dedup();
-                if Aggregate::of_keys(&theirs).fingerprint() == peer_fp {
+                if Aggregate::of_keys(&theirs).fingerprint(&self.salt) == peer_fp {
                     let gave: Vec<EntryKey> = missing.iter().map(|&m| listed[m as usize]).collect();
                     out.have.extend(gave.iter().copied());
                     out.need
@@ -309,7 +309,10 @@ impl Reconciler {
                     // Even full keys do not reproduce the peer's fingerprint: a store changed
                     // during the session, or the peer is lying. Start the range over.
                     debug!(range = ?range.start, "reconcile: peer's answer contradicts its fingerprint, restarting range");
-                    out.part(range.end, Payload::Fingerprint(store.fingerprint(range)?));
+                    out.part(
+                        range.end,
+                        Payload::Fingerprint(store.fingerprint(range, &self.salt)?),
+                    );
                 }
             }
             Payload::Keys(theirs) => {

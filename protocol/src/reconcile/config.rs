@@ -1,6 +1,7 @@
 //! [`Config`], the [`Dialect`] it selects, and the defaults and bounds of its limits.
 
 use super::ReconcileError;
+use crate::fingerprint::Salt;
 #[cfg(feature = "negentropy")]
 use crate::negentropy;
 pub use crate::wire::message::KeyForm;
@@ -80,8 +81,10 @@ pub struct Config {
     /// A side that holds at most this many keys in a differing range lists them instead of
     /// splitting; ranges are split into parts of about this many keys (1 to 64; default 32).
     pub list_threshold: usize,
-    /// Bytes of each hash prefix in a prefix list (1 to 32; default 4). A prefix collision is
-    /// caught by the fingerprint check and costs one extra round trip for that range.
+    /// Bytes of each hash prefix in a prefix list: 1 to 32, or 0 (the default) for
+    /// `ceil((log2(count) + 16) / 8)` bytes in a list of `count` keys (3 for 2 to 256 keys;
+    /// [`Config::prefix_bytes`]). A prefix collision is caught by the fingerprint check and
+    /// costs one extra round trip for that range.
     pub prefix_len: u8,
     /// Largest message this side sends or accepts, in bytes (default
     /// [`DEFAULT_MAX_MESSAGE_BYTES`], 4 MiB). Ranges whose answers do not fit are carried into
@@ -118,6 +121,11 @@ pub struct Config {
     /// cut and the rest carried over (8.8). At least [`MIN_CARRIED_KEYS`]. Ignored in inline
     /// form.
     pub max_carried_keys: usize,
+    /// The fingerprint salt this side sends when it opens a session (`spec/SPEC.md` 7.1,
+    /// 8.3). `None` (the default): a fresh random salt per session, which the security
+    /// argument of 7.2 needs. A fixed salt is for test vectors and reproducible benchmarks
+    /// only. A responder ignores it and uses the initiator's.
+    pub salt: Option<Salt>,
 }
 
 impl Default for Config {
@@ -126,7 +134,7 @@ impl Default for Config {
             dialect: Dialect::OplogV1,
             branching: 16,
             list_threshold: 32,
-            prefix_len: 4,
+            prefix_len: 0,
             max_message_bytes: Some(DEFAULT_MAX_MESSAGE_BYTES),
             initial_split: true,
             max_messages: DEFAULT_MAX_MESSAGES,
@@ -134,6 +142,7 @@ impl Default for Config {
             max_session_memory: DEFAULT_MAX_SESSION_MEMORY,
             key_form: KeyForm::Inline,
             max_carried_keys: DEFAULT_MAX_CARRIED_KEYS,
+            salt: None,
         }
     }
 }
@@ -156,6 +165,19 @@ impl Config {
         }
     }
 
+    /// Bytes of each prefix in a `PrefixList` of `count` keys (spec 8.4): [`Config::prefix_len`]
+    /// when set, otherwise `ceil((log2(count) + 16) / 8)`: 2 bytes for one key, 3 for 2 to
+    /// 256, which keeps the chance that a prefix matches a wrong key near `2^-16` per list.
+    pub fn prefix_bytes(&self, count: usize) -> u8 {
+        if self.prefix_len != 0 {
+            return self.prefix_len;
+        }
+        // ceil(log2(count)) for count >= 1, as bits; the list holds at most 256 keys
+        let log2 = usize::BITS - count.max(1).saturating_sub(1).leading_zeros();
+        let bytes = (log2 + 16).div_ceil(8);
+        u8::try_from(bytes.min(32)).unwrap_or(32)
+    }
+
     /// Checks that every value is in range.
     pub fn validate(&self) -> Result<(), ReconcileError> {
         let bad = |why: String| Err(ReconcileError::Config(why));
@@ -173,8 +195,11 @@ impl Config {
                 self.list_threshold
             ));
         }
-        if !(1..=32).contains(&self.prefix_len) {
-            return bad(format!("prefix_len is {}; use 1 to 32", self.prefix_len));
+        if self.prefix_len > 32 {
+            return bad(format!(
+                "prefix_len is {}; use 1 to 32, or 0 for the length by list size",
+                self.prefix_len
+            ));
         }
         if let Some(m) = self.max_message_bytes {
             if m < MIN_MESSAGE_BYTES {
@@ -210,5 +235,25 @@ impl Config {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    #[test]
+    fn prefix_bytes_follow_the_list_size_unless_fixed() {
+        let mut c = Config::default();
+        let by_count: Vec<u8> = [0, 1, 2, 3, 32, 64, 256]
+            .iter()
+            .map(|n| c.prefix_bytes(*n))
+            .collect();
+        assert_eq!(by_count, [2, 2, 3, 3, 3, 3, 3]);
+        c.prefix_len = 4;
+        assert_eq!(c.prefix_bytes(1), 4);
+        assert_eq!(c.prefix_bytes(256), 4);
+        c.prefix_len = 33;
+        assert!(c.validate().is_err());
     }
 }

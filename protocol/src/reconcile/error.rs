@@ -100,6 +100,11 @@ pub enum ReconcileError {
     /// [`KeyForm`](super::KeyForm).
     #[error("reconciler misuse: {0}")]
     Misuse(&'static str),
+    /// The operating system could not provide the random fingerprint salt a session opens
+    /// with (`spec/SPEC.md` 7.1). Nothing was sent; retry later, or set
+    /// [`Config::salt`] (tests only: a predictable salt gives up the argument of 7.2).
+    #[error("no random salt for the session: {0}")]
+    Randomness(#[from] getrandom::Error),
 }
 
 /// A local store answer that would have produced an invalid message.

@@ -42,6 +42,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use tracing::{debug, debug_span, trace};
 
+use crate::fingerprint::{Salt, FINGERPRINT_LEN};
 use crate::key::{EntryKey, Hash, Range};
 #[cfg(feature = "negentropy")]
 use crate::negentropy;
@@ -109,6 +110,9 @@ pub struct Reconciler {
     reported: HashSet<EntryKey>,
     /// Negentropy dialect: every hash already reported in [`Step::need_hashes`].
     reported_hashes: HashSet<Hash>,
+    /// The session's fingerprint salt (spec 7.1): drawn (or taken from the config) by the
+    /// initiator, read from the opening message by the responder; zero until then.
+    salt: Salt,
 }
 
 impl Reconciler {
@@ -125,6 +129,7 @@ impl Reconciler {
             stats: SessionStats::default(),
             reported: HashSet::new(),
             reported_hashes: HashSet::new(),
+            salt: Salt::default(),
         })
     }
 
@@ -192,14 +197,21 @@ impl Reconciler {
             debug!(bytes = msg.len(), "reconcile: initiate (negentropy)");
             return Ok(msg);
         }
+        self.salt = match self.config.salt {
+            Some(salt) => salt,
+            None => Salt::random()?,
+        };
         let mut out = Out::new();
         let count = store.count(&Range::FULL)?;
         if self.config.initial_split && count > self.config.list_threshold as u64 {
             self.split(store, &Range::FULL, count, &mut out)?;
         } else {
-            out.part(None, Payload::Fingerprint(store.fingerprint(&Range::FULL)?));
+            out.part(
+                None,
+                Payload::Fingerprint(store.fingerprint(&Range::FULL, &self.salt)?),
+            );
         }
-        let mut enc = Encoder::new();
+        let mut enc = Encoder::opening(KeyForm::Inline, Some(&self.salt));
         for p in &out.parts {
             enc.push(p).map_err(inconsistent)?;
         }
@@ -322,16 +334,23 @@ impl Reconciler {
             }
             .into());
         }
-        let read = |bytes| match carried {
-            None => message::parts(bytes),
-            Some(c) => message::parts_carried(bytes, c),
+        // The responder's first message received is the session's opening: the salt of
+        // every fingerprint follows its tag (spec 8.3).
+        let opening = !self.initiator && self.stats.messages_received == 1;
+        let read = |bytes| match (carried, opening) {
+            (None, false) => message::parts(bytes),
+            (None, true) => message::parts_opening(bytes),
+            (Some(c), false) => message::parts_carried(bytes, c),
+            (Some(c), true) => message::parts_carried_opening(bytes, c),
         };
         // First pass: the whole message must be valid, and within the part limit, before
         // anything is acted on. Parts are decoded one at a time and dropped.
         let max_parts = self.config.max_parts;
         let mut count = 0usize;
         let mut expects_reply = false;
-        for part in read(&msg.0)? {
+        let mut reader = read(&msg.0)?;
+        let salt = reader.salt();
+        for part in &mut reader {
             let part = part?;
             count += 1;
             if count > max_parts {
@@ -340,6 +359,9 @@ impl Reconciler {
             expects_reply |= part.payload.is_open();
         }
         trace!(parts = count, bytes = msg.len(), "reconcile: received");
+        if let Some(salt) = salt {
+            self.salt = salt;
+        }
 
         let mut reply = Reply {
             enc: Encoder::in_form(self.config.key_form),
@@ -463,7 +485,9 @@ impl Reconciler {
             }
             enc.push(&Part {
                 upper: None,
-                payload: Payload::Fingerprint(store.fingerprint(&Range::new(start, None))?),
+                payload: Payload::Fingerprint(
+                    store.fingerprint(&Range::new(start, None), &self.salt)?,
+                ),
             })
             .map_err(inconsistent)?;
             reply.open = true;
@@ -574,7 +598,7 @@ impl Reconciler {
 
 /// Room kept in every limited message for the Skip and Fingerprint parts that carry leftover
 /// ranges into the next round.
-const CARRY_RESERVE: usize = 2 * (1 + 1 + 10 + 32) + 16;
+const CARRY_RESERVE: usize = 2 * (1 + 1 + 10 + 32) + FINGERPRINT_LEN;
 
 /// Bytes of traffic a carried key stands for when bounding pending state (8.11): the key's
 /// own 40 bytes (HLC and hash), which its entry carries beside the message.

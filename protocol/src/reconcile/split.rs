@@ -43,7 +43,10 @@ impl Reconciler {
                 Some(sep)
             };
             let child = Range::new(lower, upper);
-            out.part(upper, Payload::Fingerprint(store.fingerprint(&child)?));
+            out.part(
+                upper,
+                Payload::Fingerprint(store.fingerprint(&child, &self.salt)?),
+            );
             if let Some(u) = upper {
                 lower = u;
             }

@@ -1,6 +1,7 @@
 //! What crosses between the caller and a reconciler: the [`Message`] bytes, the [`Step`] one
 //! handled message produces, and the session's [`SessionStats`].
 
+use crate::fingerprint::Salt;
 use crate::key::{EntryKey, Hash};
 use crate::wire::message::{self, DecodeError, Part};
 
@@ -40,6 +41,12 @@ impl Message {
     /// Decodes the parts of an inline-form message, for inspection and logging.
     pub fn parts(&self) -> Result<Vec<Part>, DecodeError> {
         message::decode(&self.0)
+    }
+
+    /// Decodes the salt and parts of a session's opening message (the initiator's first,
+    /// `spec/SPEC.md` 8.3), for inspection and logging.
+    pub fn opening_parts(&self) -> Result<(Salt, Vec<Part>), DecodeError> {
+        message::decode_opening(&self.0)
     }
 
     /// Decodes the parts of a carried-form message (`spec/SPEC.md` 8.12), taking the keys of

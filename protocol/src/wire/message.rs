@@ -8,11 +8,13 @@
 //! the same bytes, and nothing a peer sends can make the decoder panic or allocate more than a
 //! small multiple of the input.
 
-use crate::fingerprint::{Fingerprint, FINGERPRINT_LEN};
+use crate::fingerprint::{Fingerprint, Salt, FINGERPRINT_LEN, SALT_LEN};
 use crate::hlc::{Hlc, MAX_HLC};
 use crate::key::{EntryKey, Hash};
 
-/// First byte of every oplog-sync v1 reconciliation message.
+/// First byte of every oplog-sync v1 reconciliation message. In the initiator's first
+/// message of a session (its *opening*) the session's fingerprint [`Salt`] follows it
+/// (`spec/SPEC.md` 8.3); only the receiver's position in the session tells the two apart.
 pub const MESSAGE_TAG: u8 = 0x01;
 /// Most items a list, key or index payload may carry.
 pub const MAX_LIST_ITEMS: usize = 256;
@@ -441,10 +443,21 @@ impl Encoder {
         Self::in_form(KeyForm::Inline)
     }
 
-    /// An encoder for `form`.
+    /// An encoder for `form`, of any message but a session's opening.
     pub(crate) fn in_form(form: KeyForm) -> Self {
+        Self::opening(form, None)
+    }
+
+    /// An encoder for `form` whose message carries `salt` after the tag when there is one:
+    /// the initiator's first message (`01 || salt || part*`).
+    pub(crate) fn opening(form: KeyForm, salt: Option<&Salt>) -> Self {
+        let mut buf = Vec::with_capacity(1 + SALT_LEN);
+        buf.push(MESSAGE_TAG);
+        if let Some(s) = salt {
+            buf.extend_from_slice(&s.0);
+        }
         Encoder {
-            buf: vec![MESSAGE_TAG],
+            buf,
             prev_hlc: 0,
             lower: EntryKey::MIN,
             ended: false,
@@ -640,10 +653,29 @@ pub fn encode_carried(parts: &[Part]) -> Result<(Vec<u8>, Vec<EntryKey>), Encode
     Ok(enc.finish_carried())
 }
 
+/// Encodes the initiator's first message of a session (`spec/SPEC.md` 8.3): [`MESSAGE_TAG`],
+/// the session's `salt`, then `parts` as [`encode`] writes them.
+pub fn encode_opening(salt: &Salt, parts: &[Part]) -> Result<Vec<u8>, EncodeError> {
+    let mut enc = Encoder::opening(KeyForm::Inline, Some(salt));
+    for p in parts {
+        enc.push(p)?;
+    }
+    Ok(enc.finish())
+}
+
 // ---------------------------------------------------------------------------------------------
 // decoding
 
-/// Decodes and validates a message into its parts.
+/// Decodes and validates the initiator's first message of a session into its salt and its
+/// parts (`spec/SPEC.md` 8.3).
+pub fn decode_opening(bytes: &[u8]) -> Result<(Salt, Vec<Part>), DecodeError> {
+    let reader = parts_opening(bytes)?;
+    let salt = reader.salt().unwrap_or_default();
+    Ok((salt, reader.collect::<Result<_, _>>()?))
+}
+
+/// Decodes and validates a message (other than a session's opening, [`decode_opening`]) into
+/// its parts.
 ///
 /// This holds every part in memory; [`parts`] reads them one at a time instead.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Part>, DecodeError> {
@@ -664,7 +696,23 @@ pub fn decode_carried(bytes: &[u8], carried: &[EntryKey]) -> Result<Vec<Part>, D
 /// Fails at once on a bad tag byte; each later error is yielded in place of a part and ends
 /// the iteration. A message is valid if and only if every item is `Ok`.
 pub fn parts(bytes: &[u8]) -> Result<PartReader<'_>, DecodeError> {
-    reader(bytes, None)
+    reader(bytes, None, false)
+}
+
+/// As [`parts`], for the initiator's first message of a session, whose salt follows the tag
+/// (`spec/SPEC.md` 8.3); [`PartReader::salt`] returns it. A truncated salt fails at once
+/// with [`DecodeError::Truncated`].
+pub fn parts_opening(bytes: &[u8]) -> Result<PartReader<'_>, DecodeError> {
+    reader(bytes, None, true)
+}
+
+/// As [`parts_carried`], for the initiator's first message of a session (see
+/// [`parts_opening`]).
+pub fn parts_carried_opening<'a>(
+    bytes: &'a [u8],
+    carried: &'a [EntryKey],
+) -> Result<PartReader<'a>, DecodeError> {
+    reader(bytes, Some(carried), true)
 }
 
 /// As [`parts`], for a message in the carried key form (`spec/SPEC.md` 8.12): each Resolve or
@@ -678,12 +726,13 @@ pub fn parts_carried<'a>(
     bytes: &'a [u8],
     carried: &'a [EntryKey],
 ) -> Result<PartReader<'a>, DecodeError> {
-    reader(bytes, Some(carried))
+    reader(bytes, Some(carried), false)
 }
 
 fn reader<'a>(
     bytes: &'a [u8],
     carried: Option<&'a [EntryKey]>,
+    opening: bool,
 ) -> Result<PartReader<'a>, DecodeError> {
     let mut r = Reader::new(bytes);
     match r.byte("tag") {
@@ -691,8 +740,16 @@ fn reader<'a>(
         Ok(b) => return Err(DecodeError::BadTag(Some(b))),
         Err(_) => return Err(DecodeError::BadTag(None)),
     }
+    let salt = if opening {
+        let mut salt = [0u8; SALT_LEN];
+        salt.copy_from_slice(r.bytes(SALT_LEN, "salt")?);
+        Some(Salt(salt))
+    } else {
+        None
+    };
     Ok(PartReader {
         r,
+        salt,
         lower: EntryKey::MIN,
         prev_hlc: 0,
         ended: false,
@@ -706,6 +763,8 @@ fn reader<'a>(
 #[derive(Debug)]
 pub struct PartReader<'a> {
     r: Reader<'a>,
+    /// The salt of an opening message ([`parts_opening`]); `None` for every other message.
+    salt: Option<Salt>,
     lower: EntryKey,
     prev_hlc: u64,
     ended: bool,
@@ -739,6 +798,12 @@ impl Iterator for PartReader<'_> {
 }
 
 impl PartReader<'_> {
+    /// The session's fingerprint salt if this reads an opening message ([`parts_opening`],
+    /// [`parts_carried_opening`]), `None` otherwise.
+    pub fn salt(&self) -> Option<Salt> {
+        self.salt
+    }
+
     /// The keys of a Resolve or Keys payload: inline, or taken from the carried list.
     fn answer_keys(
         &mut self,
@@ -971,7 +1036,7 @@ mod tests {
             },
             Part {
                 upper: Some(key(200, 3)),
-                payload: Payload::Fingerprint(Fingerprint([9; 16])),
+                payload: Payload::Fingerprint(Fingerprint([9; 8])),
             },
             Part {
                 upper: Some(key(300, 0)),
@@ -1071,7 +1136,7 @@ mod tests {
             },
             Part {
                 upper: Some(key(3, 0)),
-                payload: Payload::Fingerprint(Fingerprint([1; 16])),
+                payload: Payload::Fingerprint(Fingerprint([1; 8])),
             },
             Part {
                 upper: None,
@@ -1107,7 +1172,7 @@ mod tests {
 
     #[test]
     fn encode_refuses_what_decode_would_refuse() {
-        let fp = Payload::Fingerprint(Fingerprint([1; 16]));
+        let fp = Payload::Fingerprint(Fingerprint([1; 8]));
         let part = |upper, payload| Part { upper, payload };
         // bounds going backwards, equal bounds, a part after the end bound
         for parts in [
@@ -1171,6 +1236,36 @@ mod tests {
         }
     }
 
+    #[test]
+    fn opening_carries_the_salt_after_the_tag() {
+        let salt = Salt([0xab; SALT_LEN]);
+        let parts = vec![Part {
+            upper: None,
+            payload: Payload::Fingerprint(Fingerprint([3; 8])),
+        }];
+        let bytes = encode_opening(&salt, &parts).unwrap();
+        assert_eq!(bytes.len(), 1 + SALT_LEN + 2 + 8);
+        assert_eq!(bytes[0], MESSAGE_TAG);
+        assert_eq!(bytes[1..=SALT_LEN], salt.0);
+        assert_eq!(decode_opening(&bytes).unwrap(), (salt, parts.clone()));
+        // the same bytes read as a later message are something else entirely
+        assert_ne!(decode(&bytes).ok(), Some(parts));
+        for cut in 0..=SALT_LEN {
+            let e = decode_opening(&bytes[..cut]).unwrap_err();
+            let want = if cut == 0 {
+                DecodeError::BadTag(None)
+            } else {
+                DecodeError::Truncated("salt")
+            };
+            assert_eq!(e, want, "cut at {cut}");
+        }
+        // an opening without parts is the tag and the salt
+        assert_eq!(
+            decode_opening(&bytes[..=SALT_LEN]).unwrap(),
+            (salt, Vec::new())
+        );
+    }
+
     proptest! {
         #[test]
         fn decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
@@ -1178,9 +1273,13 @@ mod tests {
             if let Some(first) = b.first_mut() { *first = MESSAGE_TAG; }
             if let Ok(parts) = decode(&b) {
                 // whatever decodes re-encodes to the same bytes
-                prop_assert_eq!(encode(&parts).unwrap(), b);
+                prop_assert_eq!(encode(&parts).unwrap(), b.clone());
+            }
+            if let Ok((salt, parts)) = decode_opening(&b) {
+                prop_assert_eq!(encode_opening(&salt, &parts).unwrap(), b);
             }
             let _ = decode(&bytes);
+            let _ = decode_opening(&bytes);
         }
 
         #[test]

@@ -23,7 +23,7 @@ use oplog_protocol::wire::message::{self, Part, Payload, MESSAGE_TAG};
 use oplog_protocol::{admission, Admission};
 use oplog_protocol::{
     Aggregate, Config, EntryKey, Fingerprint, Hash, Hlc, HlcClock, HlcError, LogEntry, MemoryStore,
-    NodeId, ObjectId, Op, Reconciler,
+    NodeId, ObjectId, Op, Reconciler, FINGERPRINT_LEN,
 };
 use oplog_protocol::{DIGEST_CONTEXT, ITEM_CONTEXT, STATE_BYTES};
 use oplog_protocol::{MAX_BUCKET_LEN, MAX_OBJECT_KEY_LEN};
@@ -43,7 +43,7 @@ use oplog_tests::vectors::{
     InsertSequence, InsertStep, InvalidEntry, InvalidMessage, ItemVector, KeyRecipe, LimitCase,
     LimitsFile, MergeRuleCase, MessageJson, MessagesFile, NegInvalid, NegMessage, NegPartJson,
     NegTranscript, NegentropyFile, PartJson, ReplicaStateJson, SetJson, SideJson, TranscriptVector,
-    TranscriptsFile, ValidEntry, ValidMessage,
+    TranscriptsFile, ValidEntry, ValidMessage, VECTOR_SALT,
 };
 use serde::Serialize;
 
@@ -851,7 +851,7 @@ fn fingerprints() -> FingerprintsFile {
                 key_bytes_hex: hx(&k.to_bytes()),
                 term_first64_hex: hx(&term[..64]),
                 term_hex: (n == 0).then(|| hx(&term)),
-                fingerprint_hex: hx(&Aggregate::of_key(k).fingerprint().0),
+                fingerprint_hex: hx(&Aggregate::of_key(k).fingerprint(&VECTOR_SALT).0),
             }
         })
         .collect();
@@ -865,7 +865,7 @@ fn fingerprints() -> FingerprintsFile {
             recipe: None,
             count: agg.count(),
             sum_hex: hx(&agg.sum_bytes()),
-            fingerprint_hex: hx(&agg.fingerprint().0),
+            fingerprint_hex: hx(&agg.fingerprint(&VECTOR_SALT).0),
         }
     };
     let three = [
@@ -903,7 +903,7 @@ fn fingerprints() -> FingerprintsFile {
             recipe: Some(recipe),
             count: big.count(),
             sum_hex: hx(&big.sum_bytes()),
-            fingerprint_hex: hx(&big.fingerprint().0),
+            fingerprint_hex: hx(&big.fingerprint(&VECTOR_SALT).0),
         },
     ];
     FingerprintsFile {
@@ -911,11 +911,12 @@ fn fingerprints() -> FingerprintsFile {
             Its term is the first 512 bytes of the BLAKE3 XOF in derive_key mode with context item_context over the \
             40-byte key, read as a 4096-bit little-endian integer. An aggregate is (count, sum of terms mod 2^4096); \
             sum_hex is the sum as 512 bytes little-endian (the 1000-key sum wraps modulo 2^4096 many times). \
-            The fingerprint is the first 16 bytes of BLAKE3 derive_key(digest_context) over count (u64 little-endian) \
-            || sum (512 bytes). A recipe stands for the keys i in [from, to): hlc = hlc_base + i * hlc_step, \
+            The fingerprint is the first 8 bytes of BLAKE3 derive_key(digest_context) over salt (16 bytes, salt_hex) \
+            || count (u64 little-endian) || sum (512 bytes). A recipe stands for the keys i in [from, to): hlc = hlc_base + i * hlc_step, \
             hash = BLAKE3(i as u64 little-endian).".into(),
         item_context: ITEM_CONTEXT.into(),
         digest_context: DIGEST_CONTEXT.into(),
+        salt_hex: hx(&VECTOR_SALT.0),
         items,
         aggregates,
     }
@@ -924,9 +925,13 @@ fn fingerprints() -> FingerprintsFile {
 /// Recomputes the digest from count and sum directly, independently of `Aggregate::fingerprint`.
 fn check_digest(agg: &Aggregate) {
     let mut h = blake3::Hasher::new_derive_key(DIGEST_CONTEXT);
+    h.update(&VECTOR_SALT.0);
     h.update(&agg.count().to_le_bytes());
     h.update(&agg.sum_bytes());
-    assert_eq!(h.finalize().as_bytes()[..16], agg.fingerprint().0);
+    assert_eq!(
+        h.finalize().as_bytes()[..FINGERPRINT_LEN],
+        agg.fingerprint(&VECTOR_SALT).0
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -944,8 +949,8 @@ fn sorted(mut keys: Vec<EntryKey>) -> Vec<EntryKey> {
 }
 
 fn fp(label: &str) -> Fingerprint {
-    let mut f = [0u8; 16];
-    f.copy_from_slice(&blake3::hash(label.as_bytes()).as_bytes()[..16]);
+    let mut f = [0u8; FINGERPRINT_LEN];
+    f.copy_from_slice(&blake3::hash(label.as_bytes()).as_bytes()[..FINGERPRINT_LEN]);
     Fingerprint(f)
 }
 
@@ -965,6 +970,7 @@ fn messages() -> MessagesFile {
             valid.push(ValidMessage {
                 name: name.into(),
                 description: description.into(),
+                salt_hex: None,
                 hex: hx(&bytes),
                 parts: decoded.iter().map(PartJson::from).collect(),
             });
@@ -990,6 +996,31 @@ fn messages() -> MessagesFile {
         }],
         Some(h),
     );
+    // the same part as a session's opening message: the salt after the tag
+    let mut h = vec![MESSAGE_TAG];
+    h.extend_from_slice(&VECTOR_SALT.0);
+    h.extend_from_slice(&[0x01, 0x00]);
+    h.extend_from_slice(&f1.0);
+    let opening_parts = vec![Part {
+        upper: None,
+        payload: Payload::Fingerprint(f1),
+    }];
+    let bytes = message::encode_opening(&VECTOR_SALT, &opening_parts).unwrap();
+    assert_eq!(
+        bytes, h,
+        "opening: encoder differs from the hand-built bytes"
+    );
+    assert_eq!(
+        message::decode_opening(&bytes).unwrap(),
+        (VECTOR_SALT, opening_parts.clone())
+    );
+    let opening_vector = ValidMessage {
+        name: "opening".into(),
+        description: "The initiator's first message of a session (its opening): tag 01, the 16-byte fingerprint salt (salt_hex), then the parts as in any message (here one Fingerprint of everything, keyed by that salt). Only the receiver's place in the session tells an opening from another message.".into(),
+        salt_hex: Some(hx(&VECTOR_SALT.0)),
+        hex: hx(&bytes),
+        parts: opening_parts.iter().map(PartJson::from).collect(),
+    };
     let mut h = vec![0x01, 0x00, 0xe9, 0x07, 0x01, 0x00];
     h.extend_from_slice(&f2.0);
     ok(
@@ -1161,6 +1192,8 @@ fn messages() -> MessagesFile {
         None,
     );
 
+    valid.push(opening_vector);
+
     // ------------------------------------------------------------------ invalid messages
     let mut invalid = Vec::new();
     let mut bad =
@@ -1185,14 +1218,14 @@ fn messages() -> MessagesFile {
     bad("empty-input", "No bytes at all.", vec![], "BadTag");
     bad(
         "wrong-tag",
-        "First byte 02 instead of 01.",
-        vec![0x02, 0x01, 0x00],
+        "First byte 03 instead of 01.",
+        vec![0x03, 0x01, 0x00],
         "BadTag",
     );
     bad(
         "truncated-fingerprint",
-        "A Fingerprint part with 10 of its 16 bytes.",
-        with(&[0x01, 0x01, 0x00], &[&f[..10]]),
+        "A Fingerprint part with 5 of its 8 bytes.",
+        with(&[0x01, 0x01, 0x00], &[&f[..5]]),
         "Truncated",
     );
     bad(
@@ -1466,6 +1499,7 @@ fn cfg(
         prefix_len,
         max_message_bytes,
         initial_split,
+        salt_hex: hx(&VECTOR_SALT.0),
     }
 }
 
@@ -1479,7 +1513,7 @@ fn recipe(base: u64, step: u64, div: u64) -> KeyRecipe {
 
 fn transcripts() -> TranscriptsFile {
     let small = cfg(4, 8, 4, None, true);
-    let standard = cfg(16, 32, 4, None, true);
+    let standard = cfg(16, 32, 0, None, true);
     let cases = vec![
         Case {
             name: "small-differences",
@@ -1495,8 +1529,8 @@ fn transcripts() -> TranscriptsFile {
         Case {
             name: "equal-sets-single-fingerprint",
             description: "Equal sets of 50 keys with initial_split off: one fingerprint of everything, answered by the empty message.",
-            config_initiator: cfg(16, 32, 4, None, false),
-            config_responder: cfg(16, 32, 4, None, false),
+            config_initiator: cfg(16, 32, 0, None, false),
+            config_responder: cfg(16, 32, 0, None, false),
             recipe: recipe(T2026, 1_000_000, 1),
             a: vec![[0, 50, 1]],
             b: vec![[0, 50, 1]],
@@ -1560,8 +1594,8 @@ fn transcripts() -> TranscriptsFile {
             description: "As initiator-empty-sent-whole with 2000 keys and both sides limiting messages to 4096 bytes: a \
                 reply of pieces is cut between two pieces (8.8), the rest of the key space is carried over as one \
                 Fingerprint, the initiator answers it with an empty PrefixList, and the pieces resume there.",
-            config_initiator: cfg(16, 32, 4, Some(4096), true),
-            config_responder: cfg(16, 32, 4, Some(4096), true),
+            config_initiator: cfg(16, 32, 0, Some(4096), true),
+            config_responder: cfg(16, 32, 0, Some(4096), true),
             recipe: recipe(T2026, 1_000, 1),
             a: vec![],
             b: vec![[0, 2000, 1]],
@@ -1620,9 +1654,8 @@ fn transcripts() -> TranscriptsFile {
             a: vec![[0, 100, 1], [110, 300, 1]],
             b: vec![[0, 300, 1], [300, 305, 1]],
             check: |t| {
-                let has_prefix_bound = t.messages.iter().any(|m| {
-                    m.parts()
-                        .unwrap()
+                let has_prefix_bound = t.messages.iter().enumerate().any(|(i, m)| {
+                    parts_of_nth(i, m.as_bytes())
                         .iter()
                         .any(|p| p.upper.is_some_and(|u| u.hash != Hash::ZERO))
                 });
@@ -1892,6 +1925,17 @@ fn parts_of(bytes: &[u8]) -> Vec<Part> {
     message::decode(bytes).expect("honest message decodes")
 }
 
+/// The parts of message `index` of a session: the first is the opening, with its salt.
+fn parts_of_nth(index: usize, bytes: &[u8]) -> Vec<Part> {
+    if index == 0 {
+        message::decode_opening(bytes)
+            .expect("honest opening decodes")
+            .1
+    } else {
+        parts_of(bytes)
+    }
+}
+
 fn failures() -> FailuresFile {
     // 20 keys each, 18 shared: one Fingerprint, a PrefixList from the responder, a Resolve
     // from the initiator, Keys from the responder.
@@ -1911,7 +1955,7 @@ fn failures() -> FailuresFile {
         .collect();
     // the shape the cases rely on
     let modes = |i: usize| -> Vec<&'static str> {
-        parts_of(&honest[i])
+        parts_of_nth(i, &honest[i])
             .iter()
             .map(|p| p.payload.name())
             .collect()
@@ -1927,7 +1971,7 @@ fn failures() -> FailuresFile {
             name: "resolve-never-listed",
             description: "The first message is a Resolve over the whole key space: the responder never listed anything, so nothing is pending there.",
             honest: 0,
-            bad: |_| enc(&[Part { upper: None, payload: Payload::Resolve { missing: vec![], keys: vec![] } }]),
+            bad: |_| opening(&[Part { upper: None, payload: Payload::Resolve { missing: vec![], keys: vec![] } }]),
             error: "Protocol",
             decode_error: None,
         },
@@ -1989,7 +2033,7 @@ fn failures() -> FailuresFile {
             name: "keys-unasked",
             description: "The first message is Keys over the whole key space: the responder resolved nothing, so no Keys are due.",
             honest: 0,
-            bad: |_| enc(&[Part { upper: None, payload: Payload::Keys(vec![]) }]),
+            bad: |_| opening(&[Part { upper: None, payload: Payload::Keys(vec![]) }]),
             error: "Protocol",
             decode_error: None,
         },
@@ -2041,15 +2085,23 @@ fn failures() -> FailuresFile {
         },
         Failure {
             name: "bad-tag-mid-session",
-            description: "The responder's Keys message starts with 02 instead of 01.",
+            description: "The responder's Keys message starts with 03 instead of 01.",
             honest: 3,
             bad: |h| {
                 let mut b = h[3].clone();
-                b[0] = 0x02;
+                b[0] = 0x03;
                 b
             },
             error: "Decode",
             decode_error: Some("BadTag"),
+        },
+        Failure {
+            name: "opening-truncated-salt",
+            description: "The initiator's first message cut after 9 bytes of its 16-byte salt (8.3).",
+            honest: 0,
+            bad: |h| h[0][..=9].to_vec(),
+            error: "Decode",
+            decode_error: Some("Truncated"),
         },
         Failure {
             name: "key-outside-range-mid-session",
@@ -3069,6 +3121,11 @@ fn dag_vectors() -> DagFile {
 /// Encodes parts the generator built by hand; they are valid by construction.
 fn enc(parts: &[Part]) -> Vec<u8> {
     message::encode(parts).expect("hand-built message encodes")
+}
+
+/// As [`enc`], for a session's opening message (the salt after the tag, 8.3).
+fn opening(parts: &[Part]) -> Vec<u8> {
+    message::encode_opening(&VECTOR_SALT, parts).expect("hand-built message encodes")
 }
 
 /// Encodes Negentropy parts the generator built by hand; they are valid by construction.

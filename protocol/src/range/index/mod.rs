@@ -16,7 +16,7 @@ mod node;
 
 use std::sync::Arc;
 
-use crate::fingerprint::{Aggregate, Fingerprint};
+use crate::fingerprint::Aggregate;
 use crate::key::{EntryKey, Range};
 #[cfg(feature = "negentropy")]
 use crate::negentropy::{self, Accumulator};
@@ -398,10 +398,6 @@ impl RangeStore for RangeIndex {
         let (lo, hi) = self.span(range);
         let n = usize::try_from(hi - lo).unwrap_or(usize::MAX).min(limit);
         Ok(self.keys_from(lo, n))
-    }
-
-    fn fingerprint(&self, range: &Range) -> Result<Fingerprint, StoreError> {
-        Ok(self.range_aggregate(range).fingerprint())
     }
 
     #[cfg(feature = "negentropy")]

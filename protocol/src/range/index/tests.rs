@@ -1,4 +1,5 @@
 use super::*;
+use crate::fingerprint::Salt;
 use proptest::prelude::*;
 
 /// Keys with few distinct HLCs and hashes, so ranges often cut between equal HLCs.
@@ -20,8 +21,8 @@ fn check(index: &RangeIndex, model: &[EntryKey], range: &Range) -> Result<(), Te
     prop_assert_eq!(index.count(range).unwrap(), inside.len() as u64);
     prop_assert_eq!(index.aggregate(range).unwrap(), Aggregate::of_keys(&inside));
     prop_assert_eq!(
-        index.fingerprint(range).unwrap(),
-        Aggregate::of_keys(&inside).fingerprint()
+        index.fingerprint(range, &Salt([3; 16])).unwrap(),
+        Aggregate::of_keys(&inside).fingerprint(&Salt([3; 16]))
     );
     prop_assert_eq!(
         index.negentropy_fingerprint(range).unwrap(),
