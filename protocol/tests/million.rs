@@ -52,7 +52,7 @@ fn million_keys() {
             newest: true,
         },
     ];
-    println!("n = {N}, default config (branching 16, list threshold 32, 4-byte prefixes)");
+    println!("n = {N}, default config (branching 16, list threshold 32, prefixes sized by list, salted 8-byte fingerprints)");
     println!(
         "{:<38} {:>12} {:>12} {:>12} {:>9} {:>7} {:>9}",
         "case", "init->resp", "resp->init", "total", "B/diff", "rounds", "messages"
