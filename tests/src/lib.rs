@@ -9,6 +9,7 @@
 //! - [`fixture`]: signed histories (chains of writes by one author) for tests and benchmarks.
 //! - [`link`]: two sync sessions over real stores joined by an in-process link with a virtual
 //!   clock (a set RTT) and an optional cut after any frame.
+//! - [`heap`]: a counting global allocator for the tests that bound memory.
 //!
 //! The binaries in `src/bin/` are `gen-vectors` and `negentropy-harness` (Negentropy's
 //! conformance-harness line protocol in front of oplog-sync's reconciler).
@@ -19,4 +20,5 @@
 pub mod vectors;
 
 pub mod fixture;
+pub mod heap;
 pub mod link;

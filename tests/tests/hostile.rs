@@ -17,10 +17,8 @@
 //! under a minute in the debug profile; `OPLOG_HOSTILE_LONG=1` multiplies the counts of the
 //! floods, orphans and connections by 10.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -34,61 +32,17 @@ use oplog_node::{
 use oplog_protocol::replica::Limits;
 use oplog_protocol::session::frame::{kind, push_frame, whole};
 use oplog_protocol::session::{EndCode, SessionConfig, SyncReport, DEFAULT_IDLE_TIMEOUT};
+use oplog_protocol::wire::message::{self, Part, Payload};
 use oplog_protocol::wire::{AncestryAnswer, AncestryRequest};
-use oplog_protocol::{Hash, Hlc, LogEntry, ObjectId, Op, SigningKey};
+use oplog_protocol::{Fingerprint, Hash, Hlc, LogEntry, ObjectId, Op, Salt, SigningKey};
 use oplog_store::{Options, Store};
 use oplog_tests::fixture::{assert_converged, hashes, insert_all, Author, START};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-// ---------------------------------------------------------------------------------------
-// A counting allocator (the idea of tests/memory.rs): the peak of the process's heap.
-
-struct Counting;
-
-static NOW_BYTES: AtomicUsize = AtomicUsize::new(0);
-static PEAK_BYTES: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; the counters only
-// observe sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = NOW_BYTES.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            let now = NOW_BYTES.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        NOW_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            if new_size >= layout.size() {
-                let now = NOW_BYTES.fetch_add(new_size - layout.size(), Ordering::Relaxed)
-                    + (new_size - layout.size());
-                PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
-            } else {
-                NOW_BYTES.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        p
-    }
-}
-
+// The peak of the process's heap (a counting allocator, `oplog_tests::heap`).
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: oplog_tests::heap::Counting = oplog_tests::heap::Counting;
 
 const MIB: usize = 1 << 20;
 
@@ -426,11 +380,10 @@ where
         .enable_all()
         .build()
         .unwrap();
-    let base = NOW_BYTES.load(Ordering::Relaxed);
-    PEAK_BYTES.store(base, Ordering::Relaxed);
+    let base = oplog_tests::heap::start();
     let started = Instant::now();
     let (sessions, streams, conns) = rt.block_on(case());
-    let peak = PEAK_BYTES.load(Ordering::Relaxed).saturating_sub(base);
+    let peak = oplog_tests::heap::growth_since(base);
     let bound = heap_bound(sessions, streams, conns);
     println!(
         "{name}: {:.1} s, peak heap growth {:.1} MiB (bound {:.1} MiB: {sessions} sessions, {streams} streams, {conns} connections)",
@@ -464,6 +417,13 @@ impl Seen {
         match self {
             Seen::End(code, _) => Some(*code),
             Seen::Gone(_) => None,
+        }
+    }
+
+    /// Asserts that every stream of `seen` ended with the victim's END `code`.
+    fn all_ended_with(seen: &[Seen], code: EndCode) {
+        for s in seen {
+            assert_eq!(s.code(), Some(code), "{s:?}");
         }
     }
 }
@@ -563,12 +523,29 @@ async fn one_stream(from: &Endpoint, w: &World, frames: &[Vec<u8>]) -> Seen {
     seen
 }
 
-/// A reconciliation message: one Fingerprint part over the whole key space (bound ∞), a
-/// random fingerprint.
+/// One Fingerprint part over the whole key space (bound ∞) with a random fingerprint.
+fn random_fingerprint(rng: &mut StdRng) -> [Part; 1] {
+    [Part {
+        upper: None,
+        payload: Payload::Fingerprint(Fingerprint(rng.gen())),
+    }]
+}
+
+/// A session's first reconciliation message (spec 8.3: a random salt after the tag): one
+/// Fingerprint part over the whole key space, a random fingerprint.
+fn opening_message(rng: &mut StdRng) -> Vec<u8> {
+    let body = message::encode_opening(&Salt(rng.gen()), &random_fingerprint(rng)).unwrap();
+    frame(&body)
+}
+
+/// A later reconciliation message of the same shape (no salt).
 fn fingerprint_message(rng: &mut StdRng) -> Vec<u8> {
-    let mut payload = vec![0x01, 0x00]; // mode 1 (Fingerprint), no prefix; bound-hlc 0: ∞
-    payload.extend((0..16).map(|_| rng.gen::<u8>()));
-    whole(kind::MESSAGE, &payload)
+    frame(&message::encode(&random_fingerprint(rng)).unwrap())
+}
+
+/// A MESSAGE frame around an encoded message (whose tag is the frame's type byte).
+fn frame(message: &[u8]) -> Vec<u8> {
+    whole(kind::MESSAGE, &message[1..])
 }
 
 /// An ENTRIES frame holding `entries` (bytes), in the given order.
@@ -588,9 +565,7 @@ async fn session_with_entries(w: &World, entries: &[Vec<u8>]) -> Seen {
     let mut rng = StdRng::seed_from_u64(7);
     let conn = dial(&w.attacker, &w.vaddr).await;
     let (mut send, mut recv) = open(&conn).await;
-    send.write_all(&fingerprint_message(&mut rng))
-        .await
-        .unwrap();
+    send.write_all(&opening_message(&mut rng)).await.unwrap();
     w.begun();
     let reply = tokio::time::timeout(HANG, async {
         loop {
@@ -708,9 +683,7 @@ fn forged_entries_end_with_invalid_entry() {
             seen
         };
         let (seen, _) = tokio::join!(attack, w.honest_sync());
-        for s in &seen {
-            assert_eq!(s.code(), Some(EndCode::InvalidEntry), "{s:?}");
-        }
+        Seen::all_ended_with(&seen, EndCode::InvalidEntry);
         let mut forbidden = forbidden;
         forbidden.push(good[0].hash);
         w.check("forged entries", file_before, &forbidden).await;
@@ -770,9 +743,7 @@ fn entries_hours_in_the_future_are_deferred_within_the_caps() {
             seen
         };
         let (seen, _) = tokio::join!(attack, w.honest_sync());
-        for s in &seen {
-            assert_eq!(s.code(), Some(EndCode::Done), "{s:?}");
-        }
+        Seen::all_ended_with(&seen, EndCode::Done);
         let deferred = w.vstore.deferred().unwrap();
         assert!(!deferred.is_empty(), "some are deferred");
         assert!(deferred.len() as u64 <= DEFERRED_PER_AUTHOR);
@@ -839,9 +810,7 @@ fn thousands_of_orphans_stay_within_the_held_back_caps() {
             seen
         };
         let (seen, silent, _) = tokio::join!(attack, silent, w.honest_sync());
-        for s in &seen {
-            assert_eq!(s.code(), Some(EndCode::Done), "{s:?}");
-        }
+        Seen::all_ended_with(&seen, EndCode::Done);
         assert_eq!(silent.code(), Some(EndCode::Timeout), "{silent:?}");
         let held = w.vstore.held_back().unwrap();
         assert!(!held.is_empty() && held.len() as u64 <= HELD_PER_AUTHOR);
@@ -884,9 +853,7 @@ fn children_of_the_same_1024_missing_parents_stay_within_the_caps() {
             seen
         };
         let (seen, _) = tokio::join!(attack, w.honest_sync());
-        for s in &seen {
-            assert_eq!(s.code(), Some(EndCode::Done), "{s:?}");
-        }
+        Seen::all_ended_with(&seen, EndCode::Done);
         let held = w.vstore.held_back().unwrap();
         assert!(!held.is_empty(), "children are held back");
         for h in &children {
@@ -912,18 +879,10 @@ fn frames_over_the_limit_and_lying_lengths_end_with_their_codes() {
             let first_over = one_stream(&w.attacker, &w, std::slice::from_ref(&over)).await;
             let first_lying = one_stream(&w.attacker, &w, std::slice::from_ref(&lying)).await;
             let mut rng = StdRng::seed_from_u64(3);
-            let in_session_over = one_stream(
-                &w.attacker,
-                &w,
-                &[fingerprint_message(&mut rng), over.clone()],
-            )
-            .await;
-            let in_session_lying = one_stream(
-                &w.attacker,
-                &w,
-                &[fingerprint_message(&mut rng), lying.clone()],
-            )
-            .await;
+            let in_session_over =
+                one_stream(&w.attacker, &w, &[opening_message(&mut rng), over.clone()]).await;
+            let in_session_lying =
+                one_stream(&w.attacker, &w, &[opening_message(&mut rng), lying.clone()]).await;
             (first_over, first_lying, in_session_over, in_session_lying)
         };
         let ((first_over, first_lying, in_over, in_lying), _) =
@@ -957,9 +916,7 @@ fn a_reconciliation_that_never_converges_ends_at_the_message_budget() {
             let mut rng = StdRng::seed_from_u64(5);
             let conn = dial(&w.attacker, &w.vaddr).await;
             let (mut send, mut recv) = open(&conn).await;
-            send.write_all(&fingerprint_message(&mut rng))
-                .await
-                .unwrap();
+            send.write_all(&opening_message(&mut rng)).await.unwrap();
             w.begun();
             let mut messages = 1u64;
             let seen = tokio::time::timeout(HANG, async {
@@ -1065,7 +1022,12 @@ fn a_slow_peer_is_cut_at_the_idle_timeout() {
                 let (mut send, mut recv) = open(&conn).await;
                 send.write_all(&prefix).await.unwrap();
                 w.begun();
-                let frame = fingerprint_message(&mut rng);
+                // the trickled message opens the session unless a first message went before
+                let frame = if prefix.is_empty() {
+                    opening_message(&mut rng)
+                } else {
+                    fingerprint_message(&mut rng)
+                };
                 let slow = async {
                     for b in &frame {
                         if send.write_all(&[*b]).await.is_err() {
@@ -1094,8 +1056,7 @@ fn a_slow_peer_is_cut_at_the_idle_timeout() {
             }
         };
         let mut rng = StdRng::seed_from_u64(10);
-        let attack =
-            async { tokio::join!(trickle(vec![]), trickle(fingerprint_message(&mut rng))) };
+        let attack = async { tokio::join!(trickle(vec![]), trickle(opening_message(&mut rng))) };
         let (((first, first_close, t1), (inside, inside_close, t2)), _) =
             tokio::join!(attack, w.honest_sync());
         assert_eq!(first.code(), Some(EndCode::Timeout), "{first:?}");

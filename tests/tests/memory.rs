@@ -3,8 +3,6 @@
 //! not by the size of the log. Its own test binary: the counting allocator sees everything the
 //! process allocates, so nothing else may run beside it.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use iroh::protocol::Router;
@@ -13,43 +11,8 @@ use oplog_protocol::session::{SessionConfig, DEFAULT_BATCH_BYTES, DEFAULT_MAX_FR
 use oplog_store::{Options, Store};
 use oplog_tests::fixture::{insert_all, Author, NOW, START};
 
-struct Counting;
-
-static NOW_BYTES: AtomicUsize = AtomicUsize::new(0);
-static PEAK_BYTES: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; the counters only
-// observe sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = NOW_BYTES.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        NOW_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            if new_size >= layout.size() {
-                let now = NOW_BYTES.fetch_add(new_size - layout.size(), Ordering::Relaxed)
-                    + (new_size - layout.size());
-                PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
-            } else {
-                NOW_BYTES.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        p
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: oplog_tests::heap::Counting = oplog_tests::heap::Counting;
 
 const MIB: f64 = 1024.0 * 1024.0;
 /// redb's page cache for each store in this test.
@@ -81,13 +44,12 @@ async fn a_fresh_node_syncs_a_large_log_in_memory_bounded_by_the_batches() {
     let router = Router::builder(a.clone()).accept(ALPN, sync_a).spawn();
     let sync_b = OplogSync::new(Arc::clone(&sb), [a.id()]).with_config(SessionConfig::default());
 
-    let base = NOW_BYTES.load(Ordering::Relaxed);
-    PEAK_BYTES.store(base, Ordering::Relaxed);
+    let base = oplog_tests::heap::start();
     let report = sync_b
         .sync_with(&b, loopback_addr(&a).unwrap())
         .await
         .expect("sync completes");
-    let peak = PEAK_BYTES.load(Ordering::Relaxed) - base;
+    let peak = oplog_tests::heap::growth_since(base);
     assert_eq!(report.entries_received, 100_000);
     assert_eq!(sb.len(), 100_000);
 
