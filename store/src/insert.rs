@@ -11,7 +11,8 @@ use oplog_protocol::dag::{lww_cmp, LwwWrite};
 use oplog_protocol::replica::InsertReport;
 use oplog_protocol::replica::{self as apply, ReplicaState, Usage};
 use oplog_protocol::{
-    verify_batch, Action, EntryKey, Hash, Hlc, LogEntry, NodeId, Unverified, VerifiedEntry,
+    verify_batch, Action, EntryKey, Hash, Hlc, LogEntry, NodeId, RangeIndex, Unverified,
+    VerifiedEntry,
 };
 use redb::{Durability, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use tracing::debug_span;
@@ -96,6 +97,11 @@ struct TxnState<'t, A> {
     /// Whether `waiting` may hold rows: false when it was empty at the start of the
     /// transaction and nothing was held back since, so looking for waiters can be skipped.
     may_wait: bool,
+    /// The range index as of the start of the transaction: exactly the keys of the entries
+    /// applied before it (the store's writer lock is held from before the transaction until
+    /// after [`Store::publish`] added what it applied), so a received entry's duplicate check
+    /// is an in-memory lookup instead of a random-key read of `by_hash`.
+    index: RangeIndex,
 }
 
 /// The held-back set in `kept_usage` and `kept_bytes`.
@@ -104,7 +110,7 @@ const HELD_SET: u8 = 0;
 const DEFERRED_SET: u8 = 1;
 
 impl<'t, A: Action> TxnState<'t, A> {
-    fn new(t: Tables<'t>) -> Result<Self, Error> {
+    fn new(t: Tables<'t>, index: RangeIndex) -> Result<Self, Error> {
         let may_wait = !t.waiting.is_empty()?;
         Ok(TxnState {
             t,
@@ -114,6 +120,7 @@ impl<'t, A: Action> TxnState<'t, A> {
             new_view: BTreeMap::new(),
             new_writes: BTreeSet::new(),
             may_wait,
+            index,
         })
     }
 
@@ -207,6 +214,10 @@ impl<A: Action> ReplicaState<A> for TxnState<'_, A> {
             return Ok(Some(Hlc(*hlc)));
         }
         Ok(self.t.by_hash.get(hash.0)?.map(|v| Hlc(v.value())))
+    }
+
+    fn is_applied_key(&self, key: &EntryKey) -> Result<bool, Error> {
+        Ok(self.new_by_hash.contains_key(&key.hash.0) || self.index.contains(key))
     }
 
     /// Writes one entry whose parents are applied: its `entries` row now; its index, heads,
@@ -545,7 +556,7 @@ impl<A: Action> Store<A> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(durability)?;
         let (report, applied) = {
-            let mut state = TxnState::new(Tables::open(&txn)?)?;
+            let mut state = TxnState::new(Tables::open(&txn)?, self.read_index())?;
             let report = body(&mut state)?;
             state.flush()?;
             (report, state.applied)

@@ -94,6 +94,49 @@ fn duplicates_change_nothing_and_bad_entries_are_refused_one_by_one() {
     assert!(store.verify().unwrap().is_ok());
 }
 
+/// The duplicate check answers from the in-memory key index: it must know every applied
+/// entry, whether applied by a buffered commit, by a durable one, or read back at open, and
+/// entries applied earlier in the same call.
+#[test]
+fn duplicates_are_found_after_buffered_commits_and_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = chain(120, 1_000);
+    let verified = |es: &[oplog_store::protocol::LogEntry]| {
+        oplog_store::protocol::verify_batch(es.to_vec())
+            .into_iter()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+    };
+    {
+        let store = open(&dir);
+        store.insert_verified_buffered(verified(&chain[..60])).unwrap();
+        let again = store.insert_verified_buffered(verified(&chain[..80])).unwrap();
+        assert!(again.outcomes[..60]
+            .iter()
+            .all(|(_, o)| *o == InsertOutcome::Duplicate));
+        assert_eq!(again.applied.len(), 20);
+        // the same entry twice in one call: applied once, then a duplicate
+        let twice = store
+            .insert([chain[80].clone(), chain[80].clone()])
+            .unwrap();
+        assert_eq!(twice.outcomes[0].1, InsertOutcome::Applied);
+        assert_eq!(twice.outcomes[1].1, InsertOutcome::Duplicate);
+        store.persist().unwrap();
+    }
+    let store = open(&dir);
+    let heads = store.heads().unwrap();
+    let report = store.insert(chain.clone()).unwrap();
+    assert!(report.outcomes[..81]
+        .iter()
+        .all(|(_, o)| *o == InsertOutcome::Duplicate));
+    assert_eq!(report.applied.len(), 39);
+    assert_ne!(store.heads().unwrap(), heads);
+    assert_eq!(store.heads().unwrap(), vec![(chain[119].key(), node(1))]);
+    assert_eq!(store.len(), 120);
+    let v = store.verify().unwrap();
+    assert!(v.is_ok(), "{:?}", v.problems);
+}
+
 #[test]
 fn held_child_of_a_parent_that_breaks_hlc_order_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
