@@ -222,10 +222,10 @@ impl<A: Action> ReplicaState<A> for TxnState<'_, A> {
 
     /// Writes one entry whose parents are applied: its `entries` row now; its index, heads,
     /// view and history rows at [`TxnState::flush`].
-    fn apply(&mut self, entry: LogEntry<A>) -> Result<(), Error> {
+    fn apply(&mut self, entry: VerifiedEntry<A>) -> Result<(), Error> {
         let (hlc, hash) = (entry.hlc.0, entry.hash.0);
-        let bytes = entry.encode();
-        self.t.entries.insert((hlc, hash), bytes.as_slice())?;
+        self.t.entries.insert((hlc, hash), &*entry.encoded())?;
+        let entry = entry.into_inner();
         self.new_by_hash.insert(hash, hlc);
         for p in &entry.parents {
             // a parent applied in this transaction was never written as a head: forget it;

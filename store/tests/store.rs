@@ -109,8 +109,12 @@ fn duplicates_are_found_after_buffered_commits_and_after_reopening() {
     };
     {
         let store = open(&dir);
-        store.insert_verified_buffered(verified(&chain[..60])).unwrap();
-        let again = store.insert_verified_buffered(verified(&chain[..80])).unwrap();
+        store
+            .insert_verified_buffered(verified(&chain[..60]))
+            .unwrap();
+        let again = store
+            .insert_verified_buffered(verified(&chain[..80]))
+            .unwrap();
         assert!(again.outcomes[..60]
             .iter()
             .all(|(_, o)| *o == InsertOutcome::Duplicate));

@@ -366,6 +366,12 @@ mod tests {
         for ((s, b), d) in single.iter().zip(&batch).zip(&after_decoding) {
             assert_eq!(s.as_ref().err(), b.as_ref().err().map(|u| &u.error));
             assert_eq!(s.as_ref().err(), d.as_ref().err().map(|u| &u.error));
+            // what a store writes: the bytes kept from the wire, or encoded now, are the same
+            if let (Ok(b), Ok(d)) = (b, d) {
+                assert_eq!(b.encoded(), d.encoded());
+                assert_eq!(&*d.encoded(), d.encode().as_slice());
+                assert_eq!(b, d);
+            }
         }
         assert!(matches!(single[100], Err(EntryError::BadSignature(_))));
         assert!(matches!(single[150], Err(EntryError::InvalidAuthor(_))));

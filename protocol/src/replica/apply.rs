@@ -72,8 +72,10 @@ pub trait ReplicaState<A: Action> {
     }
 
     /// Adds `entry`, whose parents are all applied, to the applied set, with everything the
-    /// state derives from that set (heads, view, indexes).
-    fn apply(&mut self, entry: LogEntry<A>) -> Result<(), Self::Error>;
+    /// state derives from that set (heads, view, indexes). A state that keeps entries in
+    /// their encoded form takes it from [`VerifiedEntry::encoded`], which costs nothing for
+    /// an entry that came off the wire.
+    fn apply(&mut self, entry: VerifiedEntry<A>) -> Result<(), Self::Error>;
 
     /// The held-back entry `hash`, if there is one.
     fn held(&self, hash: &Hash) -> Result<Option<Cow<'_, LogEntry<A>>>, Self::Error>;
@@ -355,7 +357,7 @@ impl<S: ?Sized> Pass<'_, S> {
             }
         }
         if missing.is_empty() {
-            self.apply_ready(entry.into_inner())?;
+            self.apply_ready(entry)?;
             return Ok(InsertOutcome::Applied);
         }
         self.hold(entry.into_inner(), missing)
@@ -411,7 +413,7 @@ impl<S: ?Sized> Pass<'_, S> {
 
     /// Applies an entry whose parents are all applied, then every held-back entry this makes
     /// ready, iteratively (long chains arriving child-first do not recurse).
-    fn apply_ready<A: Action>(&mut self, entry: LogEntry<A>) -> Result<(), S::Error>
+    fn apply_ready<A: Action>(&mut self, entry: VerifiedEntry<A>) -> Result<(), S::Error>
     where
         S: ReplicaState<A>,
     {
@@ -436,7 +438,7 @@ impl<S: ?Sized> Pass<'_, S> {
             self.report.applied.push(hash);
             for child in self.state.take_waiters(&hash)? {
                 if self.state.parent_arrived(&child)? == Some(0) {
-                    ready.extend(self.state.take_held(&child)?);
+                    ready.extend(self.state.take_held(&child)?.map(VerifiedEntry::trusted));
                 }
             }
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::dag::{DagView, Heads, View};
 use crate::entry::Action;
-use crate::entry::{verify_batch, LogEntry};
+use crate::entry::{verify_batch, LogEntry, VerifiedEntry};
 use crate::hlc::Hlc;
 use crate::key::{EntryKey, Hash, NodeId};
 use crate::range::{MemoryStore, StoreError};
@@ -137,7 +137,8 @@ impl<A: Action> ReplicaState<A> for Maps<'_, A> {
     fn is_applied(&self, hash: &Hash) -> Result<bool, Infallible> {
         Ok(self.0.entries.contains_key(hash))
     }
-    fn apply(&mut self, entry: LogEntry<A>) -> Result<(), Infallible> {
+    fn apply(&mut self, entry: VerifiedEntry<A>) -> Result<(), Infallible> {
+        let entry = entry.into_inner();
         let r = &mut *self.0;
         r.order.insert(entry.key());
         r.heads.apply(&entry);

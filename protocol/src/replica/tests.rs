@@ -836,7 +836,7 @@ impl<A: Action, S: ReplicaState<A>> ReplicaState<A> for Counting<S> {
     fn applied_hlc(&self, hash: &Hash) -> Result<Option<Hlc>, S::Error> {
         self.inner.applied_hlc(hash)
     }
-    fn apply(&mut self, entry: LogEntry<A>) -> Result<(), S::Error> {
+    fn apply(&mut self, entry: crate::VerifiedEntry<A>) -> Result<(), S::Error> {
         self.calls += 1;
         self.inner.apply(entry)
     }
@@ -914,7 +914,7 @@ impl<A: Action, S: ReplicaState<A>> ReplicaState<A> for CountingReads<S> {
         self.reads.set(self.reads.get() + 1);
         self.inner.inner.is_applied(hash)
     }
-    fn apply(&mut self, entry: LogEntry<A>) -> Result<(), S::Error> {
+    fn apply(&mut self, entry: crate::VerifiedEntry<A>) -> Result<(), S::Error> {
         self.inner.apply(entry)
     }
     fn held(&self, hash: &Hash) -> Result<Option<std::borrow::Cow<'_, LogEntry<A>>>, S::Error> {
