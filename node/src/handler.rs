@@ -63,6 +63,18 @@ pub const PUSH_BURST: u32 = 128;
 /// size (at least the largest frame, so one frame of the maximum size always fits).
 pub const PUSH_BYTES_PER_SECOND: u64 = 8 << 20;
 
+/// Standalone ancestry fetches (streams whose first frame is `03`) answered per connection
+/// per second, sustained; a burst of [`ANCESTRY_FETCH_BURST`] is allowed. A fetch over the
+/// budget is answered END `03` without walking. Each answer walks at most `ancestry_visits`
+/// entries, so with [`MAX_CONNECTIONS_PER_PEER`] this bounds the walks one member can make
+/// this node do. The reference never opens such a stream (it asks for ancestry inside
+/// sessions and on PUSH streams), so honest peers do not meet this budget.
+pub const ANCESTRY_FETCHES_PER_SECOND: u32 = 2;
+
+/// Standalone ancestry fetches a connection may make at once before
+/// [`ANCESTRY_FETCHES_PER_SECOND`] applies.
+pub const ANCESTRY_FETCH_BURST: u32 = 8;
+
 /// Events a live node hears from its handler (connections, sessions and pushes it
 /// answered).
 pub(crate) trait LiveHooks: Send + Sync + 'static {
@@ -74,11 +86,13 @@ pub(crate) trait LiveHooks: Send + Sync + 'static {
     fn push_received(&self, peer: EndpointId, stats: &PushStats, result: &Result<(), PushError>);
 }
 
-/// Token buckets of one connection's pushes.
+/// Token buckets of one connection's pushes, and of its standalone ancestry fetches.
 struct PushBudget {
     state: Mutex<(f64, f64, Instant)>,
     bytes_per_second: f64,
     max_bytes: f64,
+    /// Fetches left and when the bucket was last refilled.
+    fetches: Mutex<(f64, Instant)>,
 }
 
 impl PushBudget {
@@ -89,6 +103,29 @@ impl PushBudget {
             state: Mutex::new((f64::from(PUSH_BURST), bytes, Instant::now())),
             bytes_per_second: bytes,
             max_bytes: bytes,
+            fetches: Mutex::new((f64::from(ANCESTRY_FETCH_BURST), Instant::now())),
+        }
+    }
+
+    /// Takes one standalone ancestry fetch from its bucket, or `false` if it is empty.
+    fn admit_fetch(&self) -> bool {
+        self.admit_fetch_at(Instant::now())
+    }
+
+    /// [`admit_fetch`](Self::admit_fetch) at the instant `now`.
+    fn admit_fetch_at(&self, now: Instant) -> bool {
+        let mut state = lock(&self.fetches);
+        let (left, at) = &mut *state;
+        let now = now.max(*at);
+        let secs = now.duration_since(*at).as_secs_f64();
+        *at = now;
+        *left = (*left + secs * f64::from(ANCESTRY_FETCHES_PER_SECOND))
+            .min(f64::from(ANCESTRY_FETCH_BURST));
+        if *left >= 1.0 {
+            *left -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
@@ -571,6 +608,19 @@ impl<A: Action> OplogSync<A> {
                 .await;
             }
             KIND_ANCESTRY_REQUEST => {
+                if !budget.admit_fetch() {
+                    info!(
+                        "an ancestry fetch over this connection's budget; answered END 03 unread"
+                    );
+                    finish_with_end(
+                        &mut send,
+                        EndCode::Limit,
+                        "ancestry fetches over this connection's budget (spec Appendix B)",
+                        config.idle_timeout,
+                    )
+                    .await;
+                    return;
+                }
                 let store = Arc::clone(&self.inner.store);
                 if let Err(e) = serve_ancestry(store, &body, self.stream_budget(), send).await {
                     debug!(error = %e, "an ancestry fetch from the peer failed");
@@ -867,6 +917,26 @@ mod tests {
         }
         assert!(
             !budget.admit_at(100, later),
+            "one second refills one second's rate"
+        );
+    }
+
+    #[test]
+    fn the_ancestry_fetch_budget_allows_a_burst_then_the_sustained_rate() {
+        let budget = PushBudget::new(1 << 20);
+        let t0 = lock(&budget.fetches).1;
+        for i in 0..ANCESTRY_FETCH_BURST {
+            assert!(budget.admit_fetch_at(t0), "fetch {i} of the burst");
+        }
+        assert!(!budget.admit_fetch_at(t0), "the burst is spent");
+        // pushes have their own buckets
+        assert!(budget.admit_at(100, t0));
+        let later = t0 + Duration::from_secs(1);
+        for i in 0..ANCESTRY_FETCHES_PER_SECOND {
+            assert!(budget.admit_fetch_at(later), "fetch {i} a second later");
+        }
+        assert!(
+            !budget.admit_fetch_at(later),
             "one second refills one second's rate"
         );
     }

@@ -68,7 +68,8 @@
 //! lack), `03` a standalone ancestry fetch. A peer may have at most
 //! [`MAX_CONNECTIONS_PER_PEER`] connections open to a node; more are closed at once with
 //! [`CLOSE_SESSION_ERROR`]. Pushes are budgeted per connection
-//! ([`PUSHES_PER_SECOND`], [`PUSH_BURST`], [`PUSH_BYTES_PER_SECOND`]). A peer removed from
+//! ([`PUSHES_PER_SECOND`], [`PUSH_BURST`], [`PUSH_BYTES_PER_SECOND`]), and so are standalone
+//! ancestry fetches ([`ANCESTRY_FETCHES_PER_SECOND`], [`ANCESTRY_FETCH_BURST`]). A peer removed from
 //! the allowed set has its next stream refused and its connection closed
 //! ([`CLOSE_NOT_ALLOWED`]).
 //!
@@ -128,8 +129,9 @@ pub use alpn::{cluster_alpn, ALPN};
 pub use error::{NodeError, SyncError};
 #[cfg(feature = "iroh")]
 pub use handler::{
-    OplogSync, CLOSE_DONE, CLOSE_NOT_ALLOWED, CLOSE_SESSION_ERROR, MAX_CONNECTIONS_PER_PEER,
-    MAX_STREAMS_PER_CONNECTION, PUSHES_PER_SECOND, PUSH_BURST, PUSH_BYTES_PER_SECOND,
+    OplogSync, ANCESTRY_FETCHES_PER_SECOND, ANCESTRY_FETCH_BURST, CLOSE_DONE, CLOSE_NOT_ALLOWED,
+    CLOSE_SESSION_ERROR, MAX_CONNECTIONS_PER_PEER, MAX_STREAMS_PER_CONNECTION, PUSHES_PER_SECOND,
+    PUSH_BURST, PUSH_BYTES_PER_SECOND,
 };
 #[cfg(feature = "iroh")]
 pub use live::{Node, NodeConfig, NodeStatus, PeerStatus, SessionSummary};

@@ -25,9 +25,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use iroh::endpoint::{Connection, ConnectionError, RecvStream, SendStream};
 use iroh::{Endpoint, EndpointAddr, EndpointId, SecretKey};
 use oplog_node::{
-    bind_loopback, loopback_addr, Node, NodeConfig, OplogSync, SyncError, ALPN, CLOSE_NOT_ALLOWED,
-    CLOSE_SESSION_ERROR, MAX_CONNECTIONS_PER_PEER, MAX_STREAMS_PER_CONNECTION, PUSHES_PER_SECOND,
-    PUSH_BURST,
+    bind_loopback, loopback_addr, Node, NodeConfig, OplogSync, SyncError, ALPN,
+    ANCESTRY_FETCHES_PER_SECOND, ANCESTRY_FETCH_BURST, CLOSE_NOT_ALLOWED, CLOSE_SESSION_ERROR,
+    MAX_CONNECTIONS_PER_PEER, MAX_STREAMS_PER_CONNECTION, PUSHES_PER_SECOND, PUSH_BURST,
 };
 use oplog_protocol::replica::Limits;
 use oplog_protocol::session::frame::{kind, push_frame, whole};
@@ -947,58 +947,96 @@ fn a_reconciliation_that_never_converges_ends_at_the_message_budget() {
 }
 
 /// Standalone ancestry requests for the whole history (want: every head, no haves, the
-/// largest limit), 32 of them, on 8 streams at once per connection: each answer is one
-/// frame within the limit holding the heads' whole ancestry, then END 00.
+/// largest limit), 32 of them, on 8 streams at once per connection: each connection gets its
+/// burst of fetches answered (one frame within the limit holding the heads' whole ancestry,
+/// then END 00) and, past its budget, END 03 without an answer, so the walks the victim makes
+/// are bounded by the fetch budget, not by what the attacker asks.
 #[test]
-fn ancestry_requests_for_the_whole_history_are_answered_within_the_frame() {
+fn ancestry_requests_for_the_whole_history_are_answered_within_the_frame_and_the_budget() {
     run("whole-history ancestry", || async {
         let w = World::new().await;
         let file_before = w.file_len();
         let req = AncestryRequest::new(w.vheads.clone(), vec![], 65_536).unwrap();
         let frame = whole(kind::ANCESTRY_REQUEST, &req.encode());
+        // (entries answered, or None when refused unread; the END)
         let ask = |conn: Connection| {
             let frame = frame.clone();
             async move {
                 let (mut send, mut recv) = open(&conn).await;
                 send.write_all(&frame).await.unwrap();
-                let answer = tokio::time::timeout(HANG, read_frame(&mut recv))
+                let first = tokio::time::timeout(HANG, read_frame(&mut recv))
                     .await
                     .expect("the answer hung")
-                    .expect("an answer");
-                assert_eq!(answer[0], kind::ANCESTRY_ANSWER);
+                    .expect("an answer or an END");
+                if first[0] == kind::END {
+                    return (None, end_of(&first));
+                }
+                assert_eq!(first[0], kind::ANCESTRY_ANSWER);
                 let end = tokio::time::timeout(HANG, read_frame(&mut recv))
                     .await
                     .expect("the END hung")
                     .expect("an END");
-                match AncestryAnswer::decode(&answer[1..], 65_536).unwrap() {
-                    AncestryAnswer::Entries { entries, .. } => (entries.len(), end_of(&end)),
+                match AncestryAnswer::decode(&first[1..], 65_536).unwrap() {
+                    AncestryAnswer::Entries { entries, .. } => (Some(entries.len()), end_of(&end)),
                     other => panic!("expected entries, got {other:?}"),
                 }
             }
         };
         let conns = 2;
         let per_conn = MAX_STREAMS_PER_CONNECTION * 2 * scale();
+        let started = Instant::now();
         let attack = async {
             let mut tasks = Vec::new();
             for _ in 0..conns {
                 let conn = dial(&w.attacker, &w.vaddr).await;
-                for _ in 0..per_conn {
-                    tasks.push(tokio::spawn(ask(conn.clone())));
-                }
+                let mine: Vec<_> = (0..per_conn)
+                    .map(|_| tokio::spawn(ask(conn.clone())))
+                    .collect();
+                tasks.push(mine);
                 w.begun();
             }
             let mut out = Vec::new();
-            for t in tasks {
-                out.push(t.await.unwrap());
+            for mine in tasks {
+                let mut got = Vec::new();
+                for t in mine {
+                    got.push(t.await.unwrap());
+                }
+                out.push(got);
             }
             out
         };
         let (answers, _) = tokio::join!(attack, w.honest_sync());
+        let elapsed = started.elapsed().as_secs_f64();
         // every entry but the honest peer's: the whole history behind the heads
         let expected = BASE + VICTIM_OWN + ATTACKER_HELD;
-        for (n, end) in &answers {
-            assert_eq!(*n, expected);
-            assert_eq!(end.code(), Some(EndCode::Done));
+        // what one connection's budget can admit while the attack ran
+        let budget = f64::from(ANCESTRY_FETCH_BURST)
+            + (elapsed * f64::from(ANCESTRY_FETCHES_PER_SECOND)).ceil();
+        for got in &answers {
+            let answered = got.iter().filter(|(n, _)| n.is_some()).count();
+            for (n, end) in got {
+                match n {
+                    Some(n) => {
+                        assert_eq!(*n, expected);
+                        assert_eq!(end.code(), Some(EndCode::Done));
+                    }
+                    None => assert_eq!(end.code(), Some(EndCode::Limit), "{end:?}"),
+                }
+            }
+            #[allow(clippy::cast_precision_loss)]
+            let over = answered as f64 > budget;
+            assert!(
+                !over,
+                "{answered} fetches answered on one connection in {elapsed:.1} s"
+            );
+            assert!(
+                answered >= (ANCESTRY_FETCH_BURST as usize).min(per_conn),
+                "the burst is answered: {answered}"
+            );
+            println!(
+                "whole-history ancestry: {answered} of {} fetches answered on one connection in {elapsed:.1} s",
+                got.len()
+            );
         }
         w.check("whole-history ancestry", file_before, &[]).await;
         // at most 8 streams per connection are served at once
