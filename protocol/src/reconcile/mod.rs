@@ -558,7 +558,7 @@ impl Reconciler {
             let upper = if keys.len() > piece {
                 let (pred, item) = (keys[piece - 1], keys[piece]);
                 keys.truncate(piece);
-                let sep = message::separator(&pred, &item)
+                let sep = message::separator(&lower, &pred, &item)
                     .filter(|s| *s > lower && range.end.is_none_or(|e| *s < e))
                     .ok_or_else(|| inconsistent("no bound between two listed keys"))?;
                 Some(sep)

@@ -207,6 +207,41 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v.to_le_bytes()[0]);
 }
 
+/// Writes a varint of up to 70 bits (at most 10 bytes), as [`put_varint`] does for 64.
+fn put_wide_varint(out: &mut Vec<u8>, mut v: u128) {
+    while v >= 0x80 {
+        out.push(v.to_le_bytes()[0] | 0x80);
+        v >>= 7;
+    }
+    out.push(v.to_le_bytes()[0]);
+}
+
+/// The value a bound's `bound-hlc` field holds for an HLC `delta` above the previous bound's
+/// (`spec/SPEC.md` 8.3), not counting the `+ 1` that keeps 0 for the end bound: 0 for a delta
+/// of 0, otherwise `(m << 6) | e` for `delta = m · 2^e` with `m` odd. A delta that ends in many
+/// zero bits (as the separators of 8.2 make them) is written in a few bytes.
+fn delta_code(delta: u64) -> u128 {
+    if delta == 0 {
+        return 0;
+    }
+    let e = delta.trailing_zeros();
+    (u128::from(delta >> e) << 6) | u128::from(e)
+}
+
+/// The delta a `bound-hlc` code stands for: `None` unless the code is canonical (`m` odd, or
+/// `m = 0` with `e = 0`) and the delta fits in 64 bits.
+fn delta_of_code(code: u128) -> Option<u64> {
+    let e = u32::try_from(code & 63).ok()?;
+    let m = u64::try_from(code >> 6).ok()?;
+    if m == 0 {
+        return (e == 0).then_some(0);
+    }
+    if m % 2 == 0 || m.leading_zeros() < e {
+        return None;
+    }
+    Some(m << e)
+}
+
 #[cfg(test)]
 pub(crate) fn varint_len(v: u64) -> usize {
     let bits = 64 - v.leading_zeros() as usize;
@@ -266,6 +301,22 @@ impl<'a> Reader<'a> {
         Err(DecodeError::BadVarint(what))
     }
 
+    /// A varint of at most 10 bytes (70 bits), canonical, for the `bound-hlc` field.
+    fn wide_varint(&mut self, what: &'static str) -> Result<u128, DecodeError> {
+        let mut v: u128 = 0;
+        for i in 0..10 {
+            let b = self.byte(what)?;
+            v |= u128::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                if i > 0 && b == 0 {
+                    return Err(DecodeError::BadVarint(what));
+                }
+                return Ok(v);
+            }
+        }
+        Err(DecodeError::BadVarint(what))
+    }
+
     /// A count of items each at least `min_item_bytes` long, checked against what is left.
     fn count(&mut self, what: &'static str, min_item_bytes: usize) -> Result<usize, DecodeError> {
         let n = usize::try_from(self.varint(what)?)
@@ -285,19 +336,27 @@ impl<'a> Reader<'a> {
 // ---------------------------------------------------------------------------------------------
 // bounds
 
-/// The shortest bound `b` with `pred < b <= item`, the split point between two adjacent keys.
+/// The cheapest bound `b` with `pred < b <= item`, the split point between two adjacent keys
+/// of a part that starts at `lower` (`spec/SPEC.md` 8.2).
 ///
-/// If the HLCs differ the bound is `(pred.hlc + 1, empty prefix)`; otherwise it is the item's
-/// HLC with the shortest hash prefix that exceeds `pred`'s hash.
+/// If the HLCs differ the bound has an empty prefix and the HLC `h` in `(pred.hlc, item.hlc]`
+/// for which `h - lower.hlc` ends in the most zero bits (there is exactly one), so that its
+/// delta from the previous bound, which is `lower`, is written in few bytes (8.3). Otherwise
+/// it is the item's HLC with the shortest hash prefix that exceeds `pred`'s hash.
 ///
-/// `None` if `pred` is not below `item`, or `item`'s HLC is above 2^64 - 2 (no valid key has
-/// it, and no bound may carry it): such a pair cannot come from a consistent store.
-pub fn separator(pred: &EntryKey, item: &EntryKey) -> Option<EntryKey> {
-    if pred >= item || item.hlc > MAX_HLC {
+/// `None` if `pred` is not below `item`, `pred` is below `lower`, or `item`'s HLC is above
+/// 2^64 - 2 (no valid key has it, and no bound may carry it): such keys cannot come from a
+/// consistent store.
+pub fn separator(lower: &EntryKey, pred: &EntryKey, item: &EntryKey) -> Option<EntryKey> {
+    if pred >= item || item.hlc > MAX_HLC || pred < lower {
         return None;
     }
     if pred.hlc < item.hlc {
-        return Some(EntryKey::new(Hlc(pred.hlc.0 + 1), Hash::ZERO));
+        let base = lower.hlc.0;
+        let (a, b) = (pred.hlc.0 - base, item.hlc.0 - base);
+        // the highest bit in which a and b differ is set in b: keep b's bits from there up
+        let k = 63 - (a ^ b).leading_zeros();
+        return Some(EntryKey::new(Hlc(base + ((b >> k) << k)), Hash::ZERO));
     }
     let i = pred
         .hash
@@ -557,8 +616,9 @@ impl Encoder {
         match part.upper {
             None => put_varint(out, 0),
             Some(u) => {
-                // checked: prev_hlc <= u.hlc <= MAX_HLC = 2^64 - 2, so neither step overflows
-                put_varint(out, (u.hlc.0 - self.prev_hlc).saturating_add(1));
+                // checked: prev_hlc <= u.hlc <= MAX_HLC = 2^64 - 2, so the delta does not
+                // underflow, and its code is below 2^70 - 1
+                put_wide_varint(out, delta_code(u.hlc.0 - self.prev_hlc) + 1);
                 out.extend_from_slice(&u.hash.0[..plen]);
             }
         }
@@ -850,7 +910,7 @@ impl PartReader<'_> {
                 ));
             }
         }
-        let t = r.varint("bound hlc")?;
+        let t = r.wide_varint("bound hlc")?;
         let upper = if t == 0 {
             if plen != 0 {
                 return Err(DecodeError::BadBound("end bound with a hash prefix"));
@@ -858,9 +918,12 @@ impl PartReader<'_> {
             self.ended = true;
             None
         } else {
+            let delta = delta_of_code(t - 1).ok_or(DecodeError::BadBound(
+                "hlc delta not in canonical form (odd multiplier, or zero)",
+            ))?;
             let hlc = self
                 .prev_hlc
-                .checked_add(t - 1)
+                .checked_add(delta)
                 .filter(|h| *h <= MAX_HLC.0)
                 .ok_or(DecodeError::BadBound("hlc above 2^64 - 2"))?;
             let mut hash = [0u8; 32];
@@ -1006,11 +1069,25 @@ mod tests {
     // `a`, `b`, `c`, `d`: four keys of a worked example, `s` a separator between two of them
     #[allow(clippy::many_single_char_names)]
     fn separator_is_between_and_short() {
+        let m = EntryKey::MIN;
         let a = key(10, 1);
         let b = key(20, 0);
-        assert_eq!(separator(&a, &b), Some(EntryKey::new(11, [0; 32])));
-        assert_eq!(separator(&b, &a), None);
-        assert_eq!(separator(&a, &a), None);
+        // 16 is the HLC in (10, 20] with the most trailing zero bits
+        assert_eq!(separator(&m, &a, &b), Some(EntryKey::new(16, [0; 32])));
+        // measured from a lower bound at HLC 3: 13 - 3 = 10 (two zero bits) ... 19 - 3 = 16
+        assert_eq!(
+            separator(&EntryKey::new(3, [0; 32]), &a, &b),
+            Some(EntryKey::new(19, [0; 32]))
+        );
+        // adjacent HLCs leave one choice
+        assert_eq!(
+            separator(&m, &a, &key(11, 0)),
+            Some(EntryKey::new(11, [0; 32]))
+        );
+        assert_eq!(separator(&m, &b, &a), None);
+        assert_eq!(separator(&m, &a, &a), None);
+        // pred below the part's lower bound: not from a consistent store
+        assert_eq!(separator(&key(12, 0), &a, &b), None);
         let c = EntryKey::new(
             5,
             [
@@ -1022,9 +1099,47 @@ mod tests {
         dh[2] = 9;
         dh[30] = 4;
         let d = EntryKey::new(5, dh);
-        let s = separator(&c, &d).unwrap();
+        let s = separator(&m, &c, &d).unwrap();
         assert!(c < s && s <= d);
         assert_eq!(prefix_len(&s), 3);
+    }
+
+    #[test]
+    fn bound_delta_codes_are_canonical_and_short() {
+        for d in [
+            0u64,
+            1,
+            2,
+            3,
+            1 << 20,
+            3 << 40,
+            1 << 63,
+            MAX_HLC.0,
+            u64::MAX,
+        ] {
+            let c = delta_code(d);
+            assert!(c + 1 < 1u128 << 70);
+            assert_eq!(delta_of_code(c), Some(d));
+        }
+        // a delta with many trailing zeros is short: 45 << 21 takes 2 bytes, not 4
+        let mut b = Vec::new();
+        put_wide_varint(&mut b, delta_code(45 << 21) + 1);
+        assert_eq!(b.len(), 2);
+        // non-canonical codes: even multiplier, zero with an exponent, overflow
+        assert_eq!(delta_of_code(2 << 6), None);
+        assert_eq!(delta_of_code(5), None);
+        assert_eq!(delta_of_code((3 << 6) | 63), None);
+        assert_eq!(delta_of_code((1 << 6) | 63), Some(1 << 63));
+        // the longest bound field: 10 bytes; an 11th is refused
+        let mut b = Vec::new();
+        put_wide_varint(&mut b, delta_code(MAX_HLC.0) + 1);
+        assert_eq!(b.len(), 10);
+        assert_eq!(
+            Reader::new(&b).wide_varint("t").ok(),
+            Some(delta_code(MAX_HLC.0) + 1)
+        );
+        assert!(Reader::new(&[0xff; 11]).wide_varint("t").is_err());
+        assert!(Reader::new(&[0x81, 0x00]).wide_varint("t").is_err());
     }
 
     #[test]
@@ -1154,11 +1269,21 @@ mod tests {
     fn rejects_bad_input() {
         assert_eq!(decode(&[]), Err(DecodeError::BadTag(None)));
         assert_eq!(decode(&[0x61]), Err(DecodeError::BadTag(Some(0x61))));
-        assert_eq!(decode(&[1, 7, 2]), Err(DecodeError::UnknownMode(7)));
+        assert_eq!(decode(&[1, 7, 65]), Err(DecodeError::UnknownMode(7)));
+        // bound deltas not in canonical form: zero with an exponent, an even multiplier
+        for code in [1u128, 2 << 6, (4 << 6) | 3] {
+            let mut b = vec![1, 1];
+            put_wide_varint(&mut b, code + 1);
+            b.extend([0; 8]);
+            assert!(
+                matches!(decode(&b), Err(DecodeError::BadBound(_))),
+                "{code}"
+            );
+        }
         // Skip to the end is non-canonical
         assert_eq!(decode(&[1, 0, 0]), Err(DecodeError::NonCanonicalSkip));
         // bound not increasing: two fingerprints at the same bound
-        let mut b = vec![1, 1, 5];
+        let mut b = vec![1, 1, 65];
         b.extend([0; 16]);
         b.extend([1, 1]);
         b.extend([0; 16]);
