@@ -540,17 +540,21 @@ impl Reconciler {
 
     /// Answers the peer's empty prefix list over `range`, where we hold more than
     /// `list_threshold` keys, with all of them: Resolve parts over consecutive pieces of
-    /// `range` of up to `list_threshold` keys each (so every piece fits the smallest message,
-    /// as every other answer does), each committed as one answer (so a full reply is cut
-    /// between pieces). Both key forms send the same parts. Returns `false` if the reply was
-    /// cut.
+    /// `range`, each committed as one answer (so a full reply is cut between pieces). A piece
+    /// holds up to `list_threshold` keys inline (so it fits the smallest message, as every
+    /// other answer does) and up to 256 in the carried form, where its keys ride beside the
+    /// message and a piece costs a few bytes whatever its size. Returns `false` if the reply
+    /// was cut.
     fn send_all<S: RangeStore + ?Sized>(
         &mut self,
         store: &S,
         range: &Range,
         reply: &mut Reply,
     ) -> Result<bool, ReconcileError> {
-        let piece = self.config.list_threshold;
+        let piece = match self.config.key_form {
+            KeyForm::Carried => MAX_LIST_ITEMS,
+            _ => self.config.list_threshold,
+        };
         let mut lower = range.start;
         loop {
             let rest = Range::new(lower, range.end);
