@@ -91,7 +91,8 @@ fn flood(mode: u8, n: usize, payload: &[u8]) -> Vec<u8> {
     let mut bytes = opening();
     for _ in 0..n {
         bytes.push(mode); // prefix length 0
-        bytes.push(2); // hlc = previous + 1
+                          // hlc = previous + 1: the delta 1 = 1 * 2^0 has the code (1 << 6) | 0, written + 1
+        bytes.push(0x41);
         bytes.extend_from_slice(payload);
     }
     bytes
@@ -275,7 +276,8 @@ fn full_list_amplification_is_capped_by_the_limit() {
     store.count(&Range::FULL).unwrap();
     let mut bytes = opening();
     for _ in 0..parts {
-        bytes.extend([3, 0xe9, 0x07, 0]); // FullList, hlc + 1000, no keys
+        // FullList, hlc + 1000 (= 125 * 2^3: code (125 << 6) | 3, written + 1 as c4 3e), no keys
+        bytes.extend([3, 0xc4, 0x3e, 0]);
     }
     let msg = Message::from_bytes(bytes);
     for cap in [None, Some(DEFAULT_MAX_MESSAGE_BYTES), Some(64 << 10)] {
@@ -383,7 +385,9 @@ fn reported_keys_are_within_the_budget() {
     let store: MemoryStore = (0..n).map(|i| key(1 + i, i)).collect();
     let mut bytes = opening();
     for _ in 0..n / 32 {
-        bytes.extend([3, 33, 0]); // FullList over the next 32 HLCs, no keys
+        // FullList over the next 32 HLCs (32 = 1 * 2^5: code (1 << 6) | 5, written + 1 as 46),
+        // no keys
+        bytes.extend([3, 0x46, 0]);
     }
     let msg = Message::from_bytes(bytes);
     store.count(&Range::FULL).unwrap();
