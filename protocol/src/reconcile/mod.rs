@@ -66,8 +66,9 @@ use pending::{Pending, REPORTED_HASH_BYTES, REPORTED_KEY_BYTES};
 
 pub use config::{
     Config, Dialect, KeyForm, DEFAULT_MAX_CARRIED_KEYS, DEFAULT_MAX_MESSAGES,
-    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTS, DEFAULT_MAX_SESSION_MEMORY, MIN_CARRIED_KEYS,
-    MIN_MESSAGE_BYTES, MIN_PARTS, MIN_SESSION_MEMORY, PENDING_PER_TRAFFIC_BYTE,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTS, DEFAULT_MAX_SESSION_MEMORY,
+    LONG_LIST_MESSAGE_BYTES, MIN_CARRIED_KEYS, MIN_MESSAGE_BYTES, MIN_PARTS, MIN_SESSION_MEMORY,
+    PENDING_PER_TRAFFIC_BYTE,
 };
 pub use error::{Limit, ReconcileError};
 pub use step::{Message, SessionStats, Step};
@@ -113,6 +114,13 @@ pub struct Reconciler {
     /// The session's fingerprint salt (spec 7.1): drawn (or taken from the config) by the
     /// initiator, read from the opening message by the responder; zero until then.
     salt: Salt,
+    /// For the message being answered, when dense listing applies (spec 8.4): per
+    /// Fingerprint part, in order, whether our fingerprint of its range equals it and our key
+    /// count there, computed once before answering. At most `max_parts` entries.
+    survey: std::collections::VecDeque<(bool, u64)>,
+    /// Whether the reply being built is dense: at least half of the received message's
+    /// Fingerprint parts differ from ours.
+    dense: bool,
 }
 
 impl Reconciler {
@@ -130,6 +138,8 @@ impl Reconciler {
             reported: HashSet::new(),
             reported_hashes: HashSet::new(),
             salt: Salt::default(),
+            survey: std::collections::VecDeque::new(),
+            dense: false,
         })
     }
 
@@ -362,6 +372,7 @@ impl Reconciler {
         if let Some(salt) = salt {
             self.salt = salt;
         }
+        self.survey_fingerprints(store, read(&msg.0)?)?;
 
         let mut reply = Reply {
             enc: Encoder::in_form(self.config.key_form),
@@ -407,6 +418,8 @@ impl Reconciler {
             }
             lower = part.upper.unwrap_or(lower);
         }
+        self.survey.clear();
+        self.dense = false;
         let Reply {
             enc,
             mut step,
@@ -436,6 +449,39 @@ impl Reconciler {
             "reconcile: handled message"
         );
         Ok(step)
+    }
+}
+
+impl Reconciler {
+    /// Dense listing (spec 8.4): with [`Config::dense_lists`] on and long lists allowed,
+    /// computes our fingerprint and count of every Fingerprint part's range of a validated
+    /// message, keeps them for the answers, and decides whether the reply is dense.
+    fn survey_fingerprints<S: RangeStore + ?Sized>(
+        &mut self,
+        store: &S,
+        parts: message::PartReader<'_>,
+    ) -> Result<(), ReconcileError> {
+        self.survey.clear();
+        self.dense = false;
+        if !self.config.dense_lists || self.config.list_max() <= self.config.list_threshold {
+            return Ok(());
+        }
+        let mut lower = EntryKey::MIN;
+        let mut differ = 0usize;
+        for part in parts {
+            let part = part?;
+            if let Payload::Fingerprint(fp) = &part.payload {
+                let mine = store.aggregate(&Range::new(lower, part.upper))?;
+                let equal = mine.fingerprint(&self.salt) == *fp;
+                differ += usize::from(!equal);
+                self.survey.push_back((equal, mine.count()));
+            }
+            if let Some(u) = part.upper {
+                lower = u;
+            }
+        }
+        self.dense = differ > 0 && 2 * differ >= self.survey.len();
+        Ok(())
     }
 }
 
