@@ -89,9 +89,20 @@ fn opening() -> Vec<u8> {
 /// bytes each.
 fn flood(mode: u8, n: usize, payload: &[u8]) -> Vec<u8> {
     let mut bytes = opening();
-    for _ in 0..n {
-        bytes.push(mode); // prefix length 0
-                          // hlc = previous + 1: the delta 1 = 1 * 2^0 has the code (1 << 6) | 0, written + 1
+    for i in 0..n {
+        if mode != 1 {
+            bytes.push(mode); // prefix length 0
+        } else if i % 33 == 0 {
+            // Fingerprints with empty bound prefixes go in runs of up to 33 (spec 8.3): a run
+            // header (mode 6, k - 2 in the high bits), or 01 for a group of one
+            let k = (n - i).min(33);
+            bytes.push(if k == 1 {
+                1
+            } else {
+                6 | (u8::try_from(k - 2).unwrap() << 3)
+            });
+        }
+        // hlc = previous + 1: the delta 1 = 1 * 2^0 has the code (1 << 6) | 0, written + 1
         bytes.push(0x41);
         bytes.extend_from_slice(payload);
     }
@@ -301,12 +312,13 @@ fn full_list_amplification_is_capped_by_the_limit() {
 #[test]
 fn oversized_input_is_refused() {
     let store: MemoryStore = (1..=100).map(|i| key(i, i)).collect();
-    let msg = Message::from_bytes(flood(1, 500, &[0; 8])); // 500 fingerprints, 5,017 bytes
+    // 500 fingerprints in 16 runs: 17 + 16 + 500 * 9 = 4,533 bytes
+    let msg = Message::from_bytes(flood(1, 500, &[0; 8]));
     let mut r = Reconciler::new(config(|c| c.max_message_bytes = Some(4096))).unwrap();
     assert_eq!(
         limit(r.handle(&store, &msg)),
         Limit::MessageBytes {
-            size: 5017,
+            size: 4533,
             limit: 4096
         }
     );

@@ -42,7 +42,13 @@ pub(crate) mod mode {
     pub const FULL_LIST: u8 = 3;
     pub const RESOLVE: u8 = 4;
     pub const KEYS: u8 = 5;
+    /// Not a payload: the header of a run of Fingerprint parts whose bounds have no hash
+    /// prefix (`spec/SPEC.md` 8.3); the header's high five bits hold the run length minus 2.
+    pub const FINGERPRINT_RUN: u8 = 6;
 }
+
+/// Most Fingerprint parts one run header covers (`spec/SPEC.md` 8.3).
+pub const MAX_RUN: u8 = 33;
 
 /// What a part says about its range.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,6 +167,11 @@ pub enum DecodeError {
         /// Keys left in the carried list at that part.
         left: usize,
     },
+    /// A Fingerprint part whose bound has no hash prefix follows such a part (or run) that
+    /// is not a full run of 33, or a run header follows one: consecutive such parts have one
+    /// shorter, canonical form, greedy runs of up to 33 (`spec/SPEC.md` 8.3).
+    #[error("non-canonical fingerprint run: consecutive fingerprints with empty bound prefixes must be grouped in runs of 33, the last one shorter")]
+    NonCanonicalRun,
     /// Carried form: keys of the carried list are left over after the last part, so entries
     /// were sent before the message that it does not name.
     #[error("{0} carried keys left over after the last part; every entry sent before a message must be named by one of its parts")]
@@ -472,6 +483,8 @@ pub(crate) struct Mark {
     parts: usize,
     pushed: usize,
     carried: usize,
+    run: Option<(usize, u8)>,
+    run_header: u8,
 }
 
 /// Builds a message part by part, merging adjacent Skip parts and dropping a trailing one.
@@ -494,6 +507,9 @@ pub(crate) struct Encoder {
     /// Carried form: the keys of Resolve and Keys payloads written so far, in order; `None`
     /// in inline form.
     carried: Option<Vec<EntryKey>>,
+    /// The last parts written are Fingerprints with empty bound prefixes: the position of
+    /// their (single or run) header byte and how many there are, at most [`MAX_RUN`].
+    run: Option<(usize, u8)>,
 }
 
 impl Encoder {
@@ -524,6 +540,7 @@ impl Encoder {
             parts: 0,
             pushed: 0,
             carried: (form == KeyForm::Carried).then(Vec::new),
+            run: None,
         }
     }
 
@@ -553,6 +570,8 @@ impl Encoder {
             parts: self.parts,
             pushed: self.pushed,
             carried: self.carried_len(),
+            run: self.run,
+            run_header: self.run.map_or(0, |(at, _)| self.buf[at]),
         }
     }
 
@@ -567,6 +586,10 @@ impl Encoder {
         self.pushed = mark.pushed;
         if let Some(c) = &mut self.carried {
             c.truncate(mark.carried);
+        }
+        self.run = mark.run;
+        if let Some((at, _)) = mark.run {
+            self.buf[at] = mark.run_header;
         }
     }
 
@@ -609,9 +632,21 @@ impl Encoder {
         // `check_part` accepted the part: its prefix is at most 32 bytes, so both casts are exact
         #[allow(clippy::cast_possible_truncation)]
         let (field, plen_byte) = (plen.min(31) as u8, plen as u8);
-        out.push(part.payload.mode() | (field << 3));
-        if field == 31 {
-            out.push(plen_byte);
+        let runs = plen == 0 && matches!(part.payload, Payload::Fingerprint(_));
+        match self.run {
+            // another Fingerprint with an empty prefix: it joins the run, whose header
+            // (a single part's until now) becomes or stays a run header
+            Some((at, k)) if runs && k < MAX_RUN => {
+                out[at] = mode::FINGERPRINT_RUN | ((k + 1 - 2) << 3);
+                self.run = Some((at, k + 1));
+            }
+            _ => {
+                self.run = runs.then_some((out.len(), 1));
+                out.push(part.payload.mode() | (field << 3));
+                if field == 31 {
+                    out.push(plen_byte);
+                }
+            }
         }
         match part.upper {
             None => put_varint(out, 0),
@@ -816,6 +851,9 @@ fn reader<'a>(
         last_skip: false,
         finished: false,
         carried,
+        run_left: 0,
+        run_len: 0,
+        run_open: false,
     })
 }
 
@@ -832,6 +870,13 @@ pub struct PartReader<'a> {
     finished: bool,
     /// Carried form: the keys of the carried list not yet taken; `None` in inline form.
     carried: Option<&'a [EntryKey]>,
+    /// Members of the current Fingerprint run still to read (they have no header).
+    run_left: u8,
+    /// Length of the current run (1 for a single Fingerprint with an empty bound prefix).
+    run_len: u8,
+    /// The previous part ended a group of Fingerprints with empty bound prefixes shorter than
+    /// [`MAX_RUN`]: another such part may not follow (it belongs in that group).
+    run_open: bool,
 }
 
 impl Iterator for PartReader<'_> {
@@ -841,7 +886,7 @@ impl Iterator for PartReader<'_> {
         if self.finished {
             return None;
         }
-        if self.r.is_empty() {
+        if self.r.is_empty() && self.run_left == 0 {
             self.finished = true;
             if self.last_skip {
                 return Some(Err(DecodeError::NonCanonicalSkip));
@@ -899,17 +944,40 @@ impl PartReader<'_> {
         if self.ended {
             return Err(DecodeError::BadBound("a part follows the end bound"));
         }
-        let header = r.byte("part header")?;
-        let m = header & 7;
-        let mut plen = (header >> 3) as usize;
-        if plen == 31 {
-            plen = r.byte("bound prefix length")? as usize;
-            if !(31..=32).contains(&plen) {
-                return Err(DecodeError::BadBound(
-                    "escaped prefix length must be 31 or 32",
-                ));
+        let (m, plen) = if self.run_left > 0 {
+            // a member of a run: no header, an empty bound prefix, a fingerprint
+            self.run_left -= 1;
+            (mode::FINGERPRINT, 0)
+        } else {
+            let header = r.byte("part header")?;
+            let m = header & 7;
+            let field = header >> 3;
+            if m == mode::FINGERPRINT_RUN {
+                if self.run_open {
+                    return Err(DecodeError::NonCanonicalRun);
+                }
+                self.run_len = field + 2;
+                self.run_left = field + 1;
+                (mode::FINGERPRINT, 0)
+            } else {
+                let mut plen = field as usize;
+                if plen == 31 {
+                    plen = r.byte("bound prefix length")? as usize;
+                    if !(31..=32).contains(&plen) {
+                        return Err(DecodeError::BadBound(
+                            "escaped prefix length must be 31 or 32",
+                        ));
+                    }
+                }
+                if m == mode::FINGERPRINT && plen == 0 {
+                    if self.run_open {
+                        return Err(DecodeError::NonCanonicalRun);
+                    }
+                    self.run_len = 1;
+                }
+                (m, plen)
             }
-        }
+        };
         let t = r.wide_varint("bound hlc")?;
         let upper = if t == 0 {
             if plen != 0 {
@@ -991,6 +1059,8 @@ impl PartReader<'_> {
             self.lower = u;
         }
         self.last_skip = matches!(payload, Payload::Skip);
+        self.run_open =
+            m == mode::FINGERPRINT && plen == 0 && self.run_left == 0 && self.run_len < MAX_RUN;
         Ok(Part { upper, payload })
     }
 }
@@ -1140,6 +1210,59 @@ mod tests {
         );
         assert!(Reader::new(&[0xff; 11]).wide_varint("t").is_err());
         assert!(Reader::new(&[0x81, 0x00]).wide_varint("t").is_err());
+    }
+
+    #[test]
+    fn fingerprints_with_empty_prefixes_share_run_headers() {
+        let fp = |i: u8| Payload::Fingerprint(Fingerprint([i; 8]));
+        // 40 fingerprints one HLC apart, then one whose bound has a prefix, then two more
+        let mut parts: Vec<Part> = (1..=40u8)
+            .map(|i| Part {
+                upper: Some(EntryKey::new(u64::from(i), [0; 32])),
+                payload: fp(i),
+            })
+            .collect();
+        parts.push(Part {
+            upper: Some(key(41, 3)),
+            payload: fp(41),
+        });
+        parts.push(Part {
+            upper: Some(EntryKey::new(42, [0; 32])),
+            payload: fp(42),
+        });
+        parts.push(Part {
+            upper: None,
+            payload: fp(43),
+        });
+        let bytes = encode(&parts).unwrap();
+        // a run of 33 (header 6 | 31 << 3), a run of 7, the prefixed part alone, a run of 2
+        assert_eq!(bytes[1], 6 | (31 << 3));
+        assert_eq!(bytes[1 + 1 + 33 * 9], 6 | (5 << 3));
+        // tag; 40 members of 9 bytes (bound 1, fingerprint 8) under 2 run headers; the prefixed
+        // part (header, plen byte, bound 1 + 32, fingerprint 8); a run of 2 members of 9 bytes
+        assert_eq!(
+            bytes.len(),
+            1 + (2 + 40 * 9) + (1 + 1 + 33 + 8) + (1 + 2 * 9)
+        );
+        assert_eq!(decode(&bytes).unwrap(), parts);
+        // a single fingerprint after a short run, or a run header after a single one, is not
+        // canonical
+        let mut single_after = encode(&parts[..2]).unwrap();
+        single_after[1] = 1;
+        single_after.insert(1 + 1 + 9, 1);
+        assert_eq!(decode(&single_after), Err(DecodeError::NonCanonicalRun));
+        // a run cut short by the end of the message
+        let mut short = encode(&parts[..3]).unwrap();
+        short.truncate(short.len() - 9);
+        assert!(matches!(decode(&short), Err(DecodeError::Truncated(_))));
+        // rolling back past a run restores its header
+        let mut enc = Encoder::new();
+        enc.push(&parts[0]).unwrap();
+        enc.push(&parts[1]).unwrap();
+        let mark = enc.mark();
+        enc.push(&parts[2]).unwrap();
+        enc.rollback(mark);
+        assert_eq!(enc.finish(), encode(&parts[..2]).unwrap());
     }
 
     #[test]

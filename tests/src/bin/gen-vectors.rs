@@ -1091,6 +1091,33 @@ fn messages() -> MessagesFile {
         None,
     );
     ok(
+        "fingerprint-run",
+        "Three Fingerprint parts with empty bound prefixes written as one run: header 0e (mode 6, k - 2 = 1 in the high bits), then per part the bound's HLC code and the 8-byte fingerprint. A part whose bound has a prefix (here the second) ends a run; a group of one keeps header 01.",
+        vec![
+            Part {
+                upper: Some(bound(T2026, &[])),
+                payload: Payload::Fingerprint(f1),
+            },
+            Part {
+                upper: Some(bound(T2026, &[0x42])),
+                payload: Payload::Fingerprint(f2),
+            },
+            Part {
+                upper: Some(bound(T2026 + (3 << 20), &[])),
+                payload: Payload::Fingerprint(f1),
+            },
+            Part {
+                upper: Some(bound(T2026 + (5 << 20), &[])),
+                payload: Payload::Fingerprint(f2),
+            },
+            Part {
+                upper: None,
+                payload: Payload::Fingerprint(f1),
+            },
+        ],
+        None,
+    );
+    ok(
         "prefix-list",
         "A PrefixList of three 4-byte prefixes over [MIN, end): prefix length byte, varint count, then count * len bytes.",
         vec![Part {
@@ -1306,10 +1333,22 @@ fn messages() -> MessagesFile {
         "BadBound",
     );
     bad(
-        "unknown-mode-6",
-        "Mode 6 is not defined.",
-        vec![0x01, 0x06, 0x00],
-        "UnknownMode",
+        "run-ends-early",
+        "A run header for 2 Fingerprint parts (06) whose first member ends the message: the second is missing.",
+        with(&[0x01, 0x06, 0x41], &[&f]),
+        "Truncated",
+    );
+    bad(
+        "run-after-single-fingerprint",
+        "A Fingerprint part with an empty bound prefix (header 01), then a run header: the two belong in one run.",
+        with(&[0x01, 0x01, 0x41], &[&f, &[0x06, 0x41], &f, &[0x00], &f]),
+        "NonCanonicalRun",
+    );
+    bad(
+        "single-fingerprint-after-short-run",
+        "A run of 2, then a Fingerprint part with an empty bound prefix and header 01: it belongs in the run.",
+        with(&[0x01, 0x06, 0x41], &[&f, &[0x41], &f, &[0x01, 0x00], &f]),
+        "NonCanonicalRun",
     );
     bad(
         "unknown-mode-7",
@@ -1343,8 +1382,8 @@ fn messages() -> MessagesFile {
     );
     bad(
         "bounds-not-increasing",
-        "Two parts with the same bound (HLC 4 = 1 * 2^2 -> code (1 << 6) | 2, varint 43; then delta 0 -> varint 01).",
-        with(&[0x01, 0x01, 0x43], &[&f, &[0x01, 0x01], &f]),
+        "A run of two Fingerprint parts with the same bound (HLC 4 = 1 * 2^2 -> code (1 << 6) | 2, varint 43; then delta 0 -> varint 01).",
+        with(&[0x01, 0x06, 0x43], &[&f, &[0x01], &f]),
         "BadBound",
     );
     bad(
@@ -1355,17 +1394,14 @@ fn messages() -> MessagesFile {
     );
     bad(
         "bound-hlc-overflow",
-        "A first bound at HLC 10, then one whose HLC delta 2^64 - 1 (m = 2^64 - 1, e = 0) takes it past 2^64 - 1.",
-        with(&[0x01, 0x01], &[&bound_t(10), &f, &[0x01], &bound_t(u64::MAX), &f]),
+        "A run of two Fingerprint parts: a first bound at HLC 10, then one whose HLC delta 2^64 - 1 (m = 2^64 - 1, e = 0) takes it past 2^64 - 1.",
+        with(&[0x01, 0x06], &[&bound_t(10), &f, &bound_t(u64::MAX), &f]),
         "BadBound",
     );
     bad(
         "bound-hlc-2-pow-64-minus-1",
-        "A second bound at HLC 1 + (2^64 - 2) = 2^64 - 1, above the largest valid stamp.",
-        with(
-            &[0x01, 0x01],
-            &[&bound_t(1), &f, &[0x01], &bound_t(u64::MAX - 1), &f],
-        ),
+        "A run of two Fingerprint parts, the second bound at HLC 1 + (2^64 - 2) = 2^64 - 1, above the largest valid stamp.",
+        with(&[0x01, 0x06], &[&bound_t(1), &f, &bound_t(u64::MAX - 1), &f]),
         "BadBound",
     );
     bad(
