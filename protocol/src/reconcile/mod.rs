@@ -403,11 +403,14 @@ impl Reconciler {
             let fitted = if out.send_all && reply.entries_may_follow {
                 // An earlier range of this reply may still bring the peer entries that
                 // come before these in key order; sent now, these would arrive before
-                // their parents. Split instead, as for a list that is not empty.
-                let mut split = Out::new();
-                let count = store.count(&range)?;
-                self.split(store, &range, count, &mut split)?;
-                self.commit(store, range.start, split, &mut reply)?
+                // their parents. Hand the range back whole instead: the peer lists its
+                // (empty) set again, and the range is sent in a later turn.
+                let mut later = Out::new();
+                later.part(
+                    range.end,
+                    Payload::Fingerprint(store.fingerprint(&range, &self.salt)?),
+                );
+                self.commit(store, range.start, later, &mut reply)?
             } else if out.send_all {
                 self.send_all(store, &range, &mut reply)?
             } else {
@@ -587,9 +590,10 @@ impl Reconciler {
     /// Answers the peer's empty prefix list over `range`, where we hold more than
     /// `list_threshold` keys, with all of them: Resolve parts over consecutive pieces of
     /// `range`, each committed as one answer (so a full reply is cut between pieces). A piece
-    /// holds up to `list_threshold` keys inline (so it fits the smallest message, as every
-    /// other answer does) and up to 256 in the carried form, where its keys ride beside the
-    /// message and a piece costs a few bytes whatever its size. Returns `false` if the reply
+    /// holds up to [`Config::list_max`] keys inline (so it fits the smallest message allowed
+    /// with that limit, as every other answer does) and up to 256 in the carried form, where
+    /// its keys ride beside the message and a piece costs a few bytes whatever its size; with
+    /// messages of 16 KiB or more both forms send the same parts. Returns `false` if the reply
     /// was cut.
     fn send_all<S: RangeStore + ?Sized>(
         &mut self,
@@ -599,7 +603,7 @@ impl Reconciler {
     ) -> Result<bool, ReconcileError> {
         let piece = match self.config.key_form {
             KeyForm::Carried => MAX_LIST_ITEMS,
-            _ => self.config.list_threshold,
+            _ => self.config.list_max(),
         };
         let mut lower = range.start;
         loop {
