@@ -125,11 +125,11 @@ pub struct Config {
     /// cut and the rest carried over (8.8). At least [`MIN_CARRIED_KEYS`]. Ignored in inline
     /// form.
     pub max_carried_keys: usize,
-    /// Dense listing (default on; `spec/SPEC.md` 8.4): when at least half of the Fingerprint
-    /// parts of a received message differ from this side's, it lists every differing range
+    /// Dense listing (default on; `spec/SPEC.md` 8.4): when at most 1/256 of the Fingerprint
+    /// parts of a received message agree with this side's, it lists every differing range
     /// in which it holds at most [`Config::list_max`] keys instead of splitting it again. At
-    /// 10% differences this saves the fingerprints of the last level and a round trip; with
-    /// few differences it never applies. Off: lists only up to `list_threshold` keys.
+    /// 10% differences this saves the fingerprints of the last level and a round trip; at 1%
+    /// or fewer it does not apply. Off: lists only up to `list_threshold` keys.
     pub dense_lists: bool,
     /// The fingerprint salt this side sends when it opens a session (`spec/SPEC.md` 7.1,
     /// 8.3). `None` (the default): a fresh random salt per session, which the security
