@@ -106,8 +106,8 @@ fn breakdown(bytes: &[u8], opening: bool, carried: Option<&[EntryKey]>) -> Break
 /// Runs one session message by message and prints each message's breakdown (or only the
 /// total with `verbose` off).
 fn trace(
-    a: &oplog_protocol::MemoryStore,
-    b: &oplog_protocol::MemoryStore,
+    initiator: &oplog_protocol::MemoryStore,
+    responder: &oplog_protocol::MemoryStore,
     form: KeyForm,
     verbose: bool,
 ) {
@@ -116,7 +116,7 @@ fn trace(
     cfg.key_form = form;
     let mut ra = Reconciler::new(cfg.clone()).expect("config");
     let mut rb = Reconciler::new(cfg).expect("config");
-    let first = ra.initiate(a).expect("initiate");
+    let first = ra.initiate(initiator).expect("initiate");
     let mut msg = Some((first, Vec::new()));
     let mut to_b = true;
     let mut i = 0;
@@ -128,7 +128,11 @@ fn trace(
         if verbose {
             println!("    msg {i} ({} carried) {}", carried.len(), br.show());
         }
-        let (r, s) = if to_b { (&mut rb, b) } else { (&mut ra, a) };
+        let (r, s) = if to_b {
+            (&mut rb, responder)
+        } else {
+            (&mut ra, initiator)
+        };
         let step = match form {
             KeyForm::Carried => r.handle_carried(s, &x, &carried),
             _ => r.handle(s, &x),

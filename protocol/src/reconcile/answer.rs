@@ -79,18 +79,14 @@ impl Reconciler {
             }
             Payload::Fingerprint(fp) => {
                 // Whatever we waited on inside this range, the peer has started it over.
-                let (equal, count) = match self.survey.pop_front() {
-                    Some(surveyed) => surveyed,
-                    None => {
-                        let mine = store.aggregate(range)?;
-                        (mine.fingerprint(&self.salt) == *fp, mine.count())
-                    }
-                };
-                let list_up_to = if self.dense {
-                    self.config.list_max()
+                let surveyed = self.survey.pop_front();
+                let (equal, count) = if let Some(s) = surveyed {
+                    s
                 } else {
-                    self.config.list_threshold
+                    let mine = store.aggregate(range)?;
+                    (mine.fingerprint(&self.salt) == *fp, mine.count())
                 };
+                let list_up_to = self.list_up_to;
                 if equal {
                     out.part(range.end, Payload::Skip);
                 } else if count <= list_up_to as u64 {

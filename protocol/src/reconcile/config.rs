@@ -19,7 +19,7 @@ pub const MIN_MESSAGE_BYTES: usize = 4096;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
 /// The smallest [`Config::max_message_bytes`] (or none) with which a side lists and resolves
 /// ranges of up to 256 keys ([`Config::list_max`], `spec/SPEC.md` 8.4): every such answer, a
-/// Resolve or FullList of 256 keys written inline, fits in it.
+/// `Resolve` or `FullList` of 256 keys written inline, fits in it.
 pub const LONG_LIST_MESSAGE_BYTES: usize = 16 * 1024;
 /// The default [`Config::max_messages`].
 pub const DEFAULT_MAX_MESSAGES: u64 = 1024;

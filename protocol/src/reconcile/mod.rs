@@ -118,9 +118,10 @@ pub struct Reconciler {
     /// Fingerprint part, in order, whether our fingerprint of its range equals it and our key
     /// count there, computed once before answering. At most `max_parts` entries.
     survey: std::collections::VecDeque<(bool, u64)>,
-    /// Whether the reply being built is dense: at most 1/256 of the received message's
-    /// Fingerprint parts agree with ours (and at least one differs).
-    dense: bool,
+    /// Most keys the reply being built lists in answer to a Fingerprint: `list_max` when the
+    /// reply is dense (at most 1/256 of the received message's Fingerprint parts agree with
+    /// ours, and at least one differs), `list_threshold` otherwise.
+    list_up_to: usize,
 }
 
 impl Reconciler {
@@ -139,7 +140,7 @@ impl Reconciler {
             reported_hashes: HashSet::new(),
             salt: Salt::default(),
             survey: std::collections::VecDeque::new(),
-            dense: false,
+            list_up_to: 0,
         })
     }
 
@@ -422,7 +423,6 @@ impl Reconciler {
             lower = part.upper.unwrap_or(lower);
         }
         self.survey.clear();
-        self.dense = false;
         let Reply {
             enc,
             mut step,
@@ -465,7 +465,7 @@ impl Reconciler {
         parts: message::PartReader<'_>,
     ) -> Result<(), ReconcileError> {
         self.survey.clear();
-        self.dense = false;
+        self.list_up_to = self.config.list_threshold;
         if !self.config.dense_lists || self.config.list_max() <= self.config.list_threshold {
             return Ok(());
         }
@@ -487,7 +487,9 @@ impl Reconciler {
         // (about 5.5 or more per range) that the next level's fingerprints would mostly differ
         // too; at 1% differences in 10^6 keys, 9% of the last level's ranges agree
         let agree = self.survey.len() - differ;
-        self.dense = differ > 0 && agree * 256 <= self.survey.len();
+        if differ > 0 && agree * 256 <= self.survey.len() {
+            self.list_up_to = self.config.list_max();
+        }
         Ok(())
     }
 }

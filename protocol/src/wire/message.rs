@@ -366,7 +366,7 @@ pub fn separator(lower: &EntryKey, pred: &EntryKey, item: &EntryKey) -> Option<E
         let base = lower.hlc.0;
         let (a, b) = (pred.hlc.0 - base, item.hlc.0 - base);
         // the highest bit in which a and b differ is set in b: keep b's bits from there up
-        let k = 63 - (a ^ b).leading_zeros();
+        let k = (a ^ b).ilog2();
         return Some(EntryKey::new(Hlc(base + ((b >> k) << k)), Hash::ZERO));
     }
     let i = pred
@@ -853,7 +853,6 @@ fn reader<'a>(
         carried,
         run_left: 0,
         run_len: 0,
-        run_open: false,
     })
 }
 
@@ -872,11 +871,10 @@ pub struct PartReader<'a> {
     carried: Option<&'a [EntryKey]>,
     /// Members of the current Fingerprint run still to read (they have no header).
     run_left: u8,
-    /// Length of the current run (1 for a single Fingerprint with an empty bound prefix).
+    /// Length of the group of Fingerprints with empty bound prefixes the last part belongs
+    /// to (1 for a single one, `k` for a run), 0 if it is any other part. Once the group is
+    /// read, another such part may follow only a full run of [`MAX_RUN`].
     run_len: u8,
-    /// The previous part ended a group of Fingerprints with empty bound prefixes shorter than
-    /// [`MAX_RUN`]: another such part may not follow (it belongs in that group).
-    run_open: bool,
 }
 
 impl Iterator for PartReader<'_> {
@@ -952,8 +950,9 @@ impl PartReader<'_> {
             let header = r.byte("part header")?;
             let m = header & 7;
             let field = header >> 3;
+            let run_open = self.run_len > 0 && self.run_len < MAX_RUN;
             if m == mode::FINGERPRINT_RUN {
-                if self.run_open {
+                if run_open {
                     return Err(DecodeError::NonCanonicalRun);
                 }
                 self.run_len = field + 2;
@@ -970,7 +969,7 @@ impl PartReader<'_> {
                     }
                 }
                 if m == mode::FINGERPRINT && plen == 0 {
-                    if self.run_open {
+                    if run_open {
                         return Err(DecodeError::NonCanonicalRun);
                     }
                     self.run_len = 1;
@@ -1059,8 +1058,9 @@ impl PartReader<'_> {
             self.lower = u;
         }
         self.last_skip = matches!(payload, Payload::Skip);
-        self.run_open =
-            m == mode::FINGERPRINT && plen == 0 && self.run_left == 0 && self.run_len < MAX_RUN;
+        if !(m == mode::FINGERPRINT && plen == 0) {
+            self.run_len = 0;
+        }
         Ok(Part { upper, payload })
     }
 }
