@@ -32,8 +32,8 @@ pub const MIN_PARTS: usize = 64;
 /// The default [`Config::max_session_memory`]: 256 MiB.
 pub const DEFAULT_MAX_SESSION_MEMORY: usize = 256 << 20;
 /// Most bytes of pending state one received message may create, per byte of that message
-/// and of its reply. The most an honest message creates is about 28 per byte (a one-byte
-/// prefix list of 32 keys answering a fingerprint); a part's state costs at most about 300
+/// and of its reply. The most an honest message creates is about 40 per byte (a one-byte
+/// prefix list of 256 keys in a dense reply answering a fingerprint); a part's state costs at most about 300
 /// bytes besides its keys, and every part that creates state is at least 5 bytes in and out.
 pub const PENDING_PER_TRAFFIC_BYTE: usize = 64;
 /// The smallest [`Config::max_session_memory`]: 1 MiB.
