@@ -678,7 +678,8 @@ type Forge = fn(&[Part]) -> Vec<Part>;
 /// was empty), and a piece may not reach past the range that was listed.
 #[test]
 fn pieces_over_an_empty_list_are_checked() {
-    let b: MemoryStore = (0..100u64).map(|i| key(1_000 + i, i)).collect();
+    // more keys than a dense reply lists at once (256, spec 8.4), so the holder splits
+    let b: MemoryStore = (0..300u64).map(|i| key(1_000 + i, i)).collect();
     let a = MemoryStore::default();
     let config = Config::default();
     let bad_replies: [Forge; 2] = [
@@ -717,7 +718,7 @@ fn pieces_over_an_empty_list_are_checked() {
         let step = ok.handle(&a, &honest).unwrap();
         assert_eq!(
             step.need.len(),
-            100,
+            300,
             "case {i}: the honest pieces bring every key"
         );
         let bad = Message::from_bytes(encode(&bad(&split_parts)).unwrap());

@@ -89,9 +89,21 @@ fn opening() -> Vec<u8> {
 /// bytes each.
 fn flood(mode: u8, n: usize, payload: &[u8]) -> Vec<u8> {
     let mut bytes = opening();
-    for _ in 0..n {
-        bytes.push(mode); // prefix length 0
-        bytes.push(2); // hlc = previous + 1
+    for i in 0..n {
+        if mode != 1 {
+            bytes.push(mode); // prefix length 0
+        } else if i % 33 == 0 {
+            // Fingerprints with empty bound prefixes go in runs of up to 33 (spec 8.3): a run
+            // header (mode 6, k - 2 in the high bits), or 01 for a group of one
+            let k = (n - i).min(33);
+            bytes.push(if k == 1 {
+                1
+            } else {
+                6 | (u8::try_from(k - 2).unwrap() << 3)
+            });
+        }
+        // hlc = previous + 1: the delta 1 = 1 * 2^0 has the code (1 << 6) | 0, written + 1
+        bytes.push(0x41);
         bytes.extend_from_slice(payload);
     }
     bytes
@@ -275,7 +287,8 @@ fn full_list_amplification_is_capped_by_the_limit() {
     store.count(&Range::FULL).unwrap();
     let mut bytes = opening();
     for _ in 0..parts {
-        bytes.extend([3, 0xe9, 0x07, 0]); // FullList, hlc + 1000, no keys
+        // FullList, hlc + 1000 (= 125 * 2^3: code (125 << 6) | 3, written + 1 as c4 3e), no keys
+        bytes.extend([3, 0xc4, 0x3e, 0]);
     }
     let msg = Message::from_bytes(bytes);
     for cap in [None, Some(DEFAULT_MAX_MESSAGE_BYTES), Some(64 << 10)] {
@@ -299,12 +312,13 @@ fn full_list_amplification_is_capped_by_the_limit() {
 #[test]
 fn oversized_input_is_refused() {
     let store: MemoryStore = (1..=100).map(|i| key(i, i)).collect();
-    let msg = Message::from_bytes(flood(1, 500, &[0; 8])); // 500 fingerprints, 5,017 bytes
+    // 500 fingerprints in 16 runs: 17 + 16 + 500 * 9 = 4,533 bytes
+    let msg = Message::from_bytes(flood(1, 500, &[0; 8]));
     let mut r = Reconciler::new(config(|c| c.max_message_bytes = Some(4096))).unwrap();
     assert_eq!(
         limit(r.handle(&store, &msg)),
         Limit::MessageBytes {
-            size: 5017,
+            size: 4533,
             limit: 4096
         }
     );
@@ -383,7 +397,9 @@ fn reported_keys_are_within_the_budget() {
     let store: MemoryStore = (0..n).map(|i| key(1 + i, i)).collect();
     let mut bytes = opening();
     for _ in 0..n / 32 {
-        bytes.extend([3, 33, 0]); // FullList over the next 32 HLCs, no keys
+        // FullList over the next 32 HLCs (32 = 1 * 2^5: code (1 << 6) | 5, written + 1 as 46),
+        // no keys
+        bytes.extend([3, 0x46, 0]);
     }
     let msg = Message::from_bytes(bytes);
     store.count(&Range::FULL).unwrap();

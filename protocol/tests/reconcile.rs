@@ -442,3 +442,67 @@ fn the_opening_message_carries_a_fresh_salt() {
     // a truncated salt is a decode error
     assert!(decode_opening(&first.as_bytes()[..10]).is_err());
 }
+
+/// Dense listing (spec 8.4): when most fingerprints differ, ranges of up to 256 keys are
+/// listed rather than split again, which saves a round trip and bytes; with few differences
+/// the sessions are identical with it on or off.
+#[test]
+fn dense_listing_pays_when_most_ranges_differ_and_only_then() {
+    let all: Vec<EntryKey> = (1..=60_000u64).map(|i| key(i * 3_600_000, i)).collect();
+    let sides = |every: u64| {
+        let a: BTreeSet<EntryKey> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !(*i as u64).is_multiple_of(every))
+            .map(|(_, k)| *k)
+            .collect();
+        let b: BTreeSet<EntryKey> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u64 % every != 1)
+            .map(|(_, k)| *k)
+            .collect();
+        (a, b)
+    };
+    // a fixed salt, so that the sessions with and without dense listing can be compared
+    let mut on = Config::default();
+    on.salt = Some(oplog_protocol::Salt([7; 16]));
+    let mut off = on.clone();
+    off.dense_lists = false;
+    // every 10th key differs (5% each way): every range differs
+    let (a, b) = sides(20);
+    let (sa, sb) = stores(&a, &b);
+    let dense = run(&sa, &sb, on.clone(), on.clone()).unwrap();
+    let sparse = run(&sa, &sb, off.clone(), off.clone()).unwrap();
+    check(&a, &b, &dense);
+    check(&a, &b, &sparse);
+    let total = |t: &Transcript| t.bytes().0 + t.bytes().1;
+    assert!(
+        dense.rounds() < sparse.rounds(),
+        "{} vs {}",
+        dense.rounds(),
+        sparse.rounds()
+    );
+    assert!(
+        total(&dense) < total(&sparse),
+        "{} vs {}",
+        total(&dense),
+        total(&sparse)
+    );
+    // a handful of differences: identical messages
+    let (a, b) = sides(6_000);
+    let (sa, sb) = stores(&a, &b);
+    let dense = run(&sa, &sb, on.clone(), on).unwrap();
+    let sparse = run(&sa, &sb, off.clone(), off).unwrap();
+    check(&a, &b, &dense);
+    assert_eq!(dense.messages, sparse.messages);
+    // below 16 KiB messages long lists are off: every answer must fit 4 KiB
+    let mut small = Config::default();
+    small.max_message_bytes = Some(4096);
+    assert_eq!(small.list_max(), small.list_threshold);
+    let (a, b) = sides(20);
+    let (sa, sb) = stores(&a, &b);
+    let t = run(&sa, &sb, small.clone(), small).unwrap();
+    check(&a, &b, &t);
+    assert!(t.messages.iter().all(|m| m.len() <= 4096));
+}

@@ -495,6 +495,7 @@ pub fn decode_error_name(e: &DecodeError) -> &'static str {
         DecodeError::BadBound(_) => "BadBound",
         DecodeError::BadPayload { .. } => "BadPayload",
         DecodeError::NonCanonicalSkip => "NonCanonicalSkip",
+        DecodeError::NonCanonicalRun => "NonCanonicalRun",
         // the enum is non-exhaustive; a variant added later has no vector name yet
         _ => "Unnamed",
     }

@@ -447,7 +447,11 @@ fn check_messages(f: &MessagesFile) -> Check {
         }
         errors.insert(m.error.clone());
     }
-    ensure_eq!(errors.len(), 7, "every DecodeError variant has a vector");
+    ensure_eq!(
+        errors.len(),
+        8,
+        "every DecodeError variant of the inline form has a vector"
+    );
     Ok(())
 }
 

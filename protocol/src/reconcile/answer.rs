@@ -79,11 +79,18 @@ impl Reconciler {
             }
             Payload::Fingerprint(fp) => {
                 // Whatever we waited on inside this range, the peer has started it over.
-                let mine = store.aggregate(range)?;
-                if mine.fingerprint(&self.salt) == *fp {
+                let surveyed = self.survey.pop_front();
+                let (equal, count) = if let Some(s) = surveyed {
+                    s
+                } else {
+                    let mine = store.aggregate(range)?;
+                    (mine.fingerprint(&self.salt) == *fp, mine.count())
+                };
+                let list_up_to = self.list_up_to;
+                if equal {
                     out.part(range.end, Payload::Skip);
-                } else if mine.count() <= self.config.list_threshold as u64 {
-                    let keys = listed_keys(store, range, self.config.list_threshold)?;
+                } else if count <= list_up_to as u64 {
+                    let keys = listed_keys(store, range, list_up_to)?;
                     let len = self.config.prefix_bytes(keys.len());
                     let prefixes = keys
                         .iter()
@@ -100,7 +107,7 @@ impl Reconciler {
                         },
                     ));
                 } else {
-                    self.split(store, range, mine.count(), out)?;
+                    self.split(store, range, count, out)?;
                 }
             }
             Payload::PrefixList { len, prefixes } => {
@@ -108,6 +115,7 @@ impl Reconciler {
                     return unexpected("PrefixList");
                 }
                 let count = store.count(range)?;
+                let list_max = self.config.list_max();
                 if count > self.config.list_threshold as u64 {
                     if prefixes.is_empty() {
                         // The peer holds nothing here: splitting would only find that out
@@ -115,9 +123,11 @@ impl Reconciler {
                         out.send_all = true;
                         return Ok(());
                     }
-                    return self.split(store, range, count, out);
+                    if count > list_max as u64 {
+                        return self.split(store, range, count, out);
+                    }
                 }
-                let mine = listed_keys(store, range, self.config.list_threshold)?;
+                let mine = listed_keys(store, range, list_max)?;
                 let len = *len as usize;
                 let mut unmatched: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
                 for (i, k) in mine.iter().enumerate().rev() {
@@ -169,10 +179,11 @@ impl Reconciler {
                     }
                 }
                 let count = store.count(range)?;
-                if count > self.config.list_threshold as u64 {
+                let list_max = self.config.list_max();
+                if count > list_max as u64 {
                     return self.split(store, range, count, out);
                 }
-                let mine = listed_keys(store, range, self.config.list_threshold)?;
+                let mine = listed_keys(store, range, list_max)?;
                 let missing = theirs
                     .iter()
                     .enumerate()

@@ -17,6 +17,10 @@ pub const MIN_MESSAGE_BYTES: usize = 4096;
 /// largest message of the 10^6-key benchmark (100,000 differences) is 3.84 MB, so honest
 /// sessions of that size are not slowed down by carry-overs.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// The smallest [`Config::max_message_bytes`] (or none) with which a side lists and resolves
+/// ranges of up to 256 keys ([`Config::list_max`], `spec/SPEC.md` 8.4): every such answer, a
+/// `Resolve` or `FullList` of 256 keys written inline, fits in it.
+pub const LONG_LIST_MESSAGE_BYTES: usize = 16 * 1024;
 /// The default [`Config::max_messages`].
 pub const DEFAULT_MAX_MESSAGES: u64 = 1024;
 /// The default [`Config::max_parts`]: 2^16, twice the most parts (32,768) of any message of
@@ -28,8 +32,8 @@ pub const MIN_PARTS: usize = 64;
 /// The default [`Config::max_session_memory`]: 256 MiB.
 pub const DEFAULT_MAX_SESSION_MEMORY: usize = 256 << 20;
 /// Most bytes of pending state one received message may create, per byte of that message
-/// and of its reply. The most an honest message creates is about 28 per byte (a one-byte
-/// prefix list of 32 keys answering a fingerprint); a part's state costs at most about 300
+/// and of its reply. The most an honest message creates is about 40 per byte (a one-byte
+/// prefix list of 256 keys in a dense reply answering a fingerprint); a part's state costs at most about 300
 /// bytes besides its keys, and every part that creates state is at least 5 bytes in and out.
 pub const PENDING_PER_TRAFFIC_BYTE: usize = 64;
 /// The smallest [`Config::max_session_memory`]: 1 MiB.
@@ -121,6 +125,12 @@ pub struct Config {
     /// cut and the rest carried over (8.8). At least [`MIN_CARRIED_KEYS`]. Ignored in inline
     /// form.
     pub max_carried_keys: usize,
+    /// Dense listing (default on; `spec/SPEC.md` 8.4): when at most 1/256 of the Fingerprint
+    /// parts of a received message agree with this side's, it lists every differing range
+    /// in which it holds at most [`Config::list_max`] keys instead of splitting it again. At
+    /// 10% differences this saves the fingerprints of the last level and a round trip; at 1%
+    /// or fewer it does not apply. Off: lists only up to `list_threshold` keys.
+    pub dense_lists: bool,
     /// The fingerprint salt this side sends when it opens a session (`spec/SPEC.md` 7.1,
     /// 8.3). `None` (the default): a fresh random salt per session, which the security
     /// argument of 7.2 needs. A fixed salt is for test vectors and reproducible benchmarks
@@ -142,6 +152,7 @@ impl Default for Config {
             max_session_memory: DEFAULT_MAX_SESSION_MEMORY,
             key_form: KeyForm::Inline,
             max_carried_keys: DEFAULT_MAX_CARRIED_KEYS,
+            dense_lists: true,
             salt: None,
         }
     }
@@ -176,6 +187,21 @@ impl Config {
         let log2 = usize::BITS - count.max(1).saturating_sub(1).leading_zeros();
         let bytes = (log2 + 16).div_ceil(8);
         u8::try_from(bytes.min(32)).unwrap_or(32)
+    }
+
+    /// Most keys this side resolves a received list against, or lists in a dense reply
+    /// (`spec/SPEC.md` 8.4): 256 when [`Config::max_message_bytes`] is `None` or at least
+    /// [`LONG_LIST_MESSAGE_BYTES`], otherwise `list_threshold` (so every answer fits the
+    /// smallest message).
+    pub fn list_max(&self) -> usize {
+        if self
+            .max_message_bytes
+            .is_none_or(|m| m >= LONG_LIST_MESSAGE_BYTES)
+        {
+            MAX_LIST_ITEMS
+        } else {
+            self.list_threshold
+        }
     }
 
     /// Checks that every value is in range.

@@ -66,8 +66,9 @@ use pending::{Pending, REPORTED_HASH_BYTES, REPORTED_KEY_BYTES};
 
 pub use config::{
     Config, Dialect, KeyForm, DEFAULT_MAX_CARRIED_KEYS, DEFAULT_MAX_MESSAGES,
-    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTS, DEFAULT_MAX_SESSION_MEMORY, MIN_CARRIED_KEYS,
-    MIN_MESSAGE_BYTES, MIN_PARTS, MIN_SESSION_MEMORY, PENDING_PER_TRAFFIC_BYTE,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PARTS, DEFAULT_MAX_SESSION_MEMORY,
+    LONG_LIST_MESSAGE_BYTES, MIN_CARRIED_KEYS, MIN_MESSAGE_BYTES, MIN_PARTS, MIN_SESSION_MEMORY,
+    PENDING_PER_TRAFFIC_BYTE,
 };
 pub use error::{Limit, ReconcileError};
 pub use step::{Message, SessionStats, Step};
@@ -113,6 +114,14 @@ pub struct Reconciler {
     /// The session's fingerprint salt (spec 7.1): drawn (or taken from the config) by the
     /// initiator, read from the opening message by the responder; zero until then.
     salt: Salt,
+    /// For the message being answered, when dense listing applies (spec 8.4): per
+    /// Fingerprint part, in order, whether our fingerprint of its range equals it and our key
+    /// count there, computed once before answering. At most `max_parts` entries.
+    survey: std::collections::VecDeque<(bool, u64)>,
+    /// Most keys the reply being built lists in answer to a Fingerprint: `list_max` when the
+    /// reply is dense (at most 1/256 of the received message's Fingerprint parts agree with
+    /// ours, and at least one differs), `list_threshold` otherwise.
+    list_up_to: usize,
 }
 
 impl Reconciler {
@@ -130,6 +139,8 @@ impl Reconciler {
             reported: HashSet::new(),
             reported_hashes: HashSet::new(),
             salt: Salt::default(),
+            survey: std::collections::VecDeque::new(),
+            list_up_to: 0,
         })
     }
 
@@ -362,6 +373,7 @@ impl Reconciler {
         if let Some(salt) = salt {
             self.salt = salt;
         }
+        self.survey_fingerprints(store, read(&msg.0)?)?;
 
         let mut reply = Reply {
             enc: Encoder::in_form(self.config.key_form),
@@ -392,11 +404,14 @@ impl Reconciler {
             let fitted = if out.send_all && reply.entries_may_follow {
                 // An earlier range of this reply may still bring the peer entries that
                 // come before these in key order; sent now, these would arrive before
-                // their parents. Split instead, as for a list that is not empty.
-                let mut split = Out::new();
-                let count = store.count(&range)?;
-                self.split(store, &range, count, &mut split)?;
-                self.commit(store, range.start, split, &mut reply)?
+                // their parents. Hand the range back whole instead: the peer lists its
+                // (empty) set again, and the range is sent in a later turn.
+                let mut later = Out::new();
+                later.part(
+                    range.end,
+                    Payload::Fingerprint(store.fingerprint(&range, &self.salt)?),
+                );
+                self.commit(store, range.start, later, &mut reply)?
             } else if out.send_all {
                 self.send_all(store, &range, &mut reply)?
             } else {
@@ -407,6 +422,7 @@ impl Reconciler {
             }
             lower = part.upper.unwrap_or(lower);
         }
+        self.survey.clear();
         let Reply {
             enc,
             mut step,
@@ -436,6 +452,45 @@ impl Reconciler {
             "reconcile: handled message"
         );
         Ok(step)
+    }
+}
+
+impl Reconciler {
+    /// Dense listing (spec 8.4): with [`Config::dense_lists`] on and long lists allowed,
+    /// computes our fingerprint and count of every Fingerprint part's range of a validated
+    /// message, keeps them for the answers, and decides whether the reply is dense.
+    fn survey_fingerprints<S: RangeStore + ?Sized>(
+        &mut self,
+        store: &S,
+        parts: message::PartReader<'_>,
+    ) -> Result<(), ReconcileError> {
+        self.survey.clear();
+        self.list_up_to = self.config.list_threshold;
+        if !self.config.dense_lists || self.config.list_max() <= self.config.list_threshold {
+            return Ok(());
+        }
+        let mut lower = EntryKey::MIN;
+        let mut differ = 0usize;
+        for part in parts {
+            let part = part?;
+            if let Payload::Fingerprint(fp) = &part.payload {
+                let mine = store.aggregate(&Range::new(lower, part.upper))?;
+                let equal = mine.fingerprint(&self.salt) == *fp;
+                differ += usize::from(!equal);
+                self.survey.push_back((equal, mine.count()));
+            }
+            if let Some(u) = part.upper {
+                lower = u;
+            }
+        }
+        // dense when at most 1/256 of the fingerprints agree: differences are then so dense
+        // (about 5.5 or more per range) that the next level's fingerprints would mostly differ
+        // too; at 1% differences in 10^6 keys, 9% of the last level's ranges agree
+        let agree = self.survey.len() - differ;
+        if differ > 0 && agree * 256 <= self.survey.len() {
+            self.list_up_to = self.config.list_max();
+        }
+        Ok(())
     }
 }
 
@@ -540,17 +595,22 @@ impl Reconciler {
 
     /// Answers the peer's empty prefix list over `range`, where we hold more than
     /// `list_threshold` keys, with all of them: Resolve parts over consecutive pieces of
-    /// `range` of up to `list_threshold` keys each (so every piece fits the smallest message,
-    /// as every other answer does), each committed as one answer (so a full reply is cut
-    /// between pieces). Both key forms send the same parts. Returns `false` if the reply was
-    /// cut.
+    /// `range`, each committed as one answer (so a full reply is cut between pieces). A piece
+    /// holds up to [`Config::list_max`] keys inline (so it fits the smallest message allowed
+    /// with that limit, as every other answer does) and up to 256 in the carried form, where
+    /// its keys ride beside the message and a piece costs a few bytes whatever its size; with
+    /// messages of 16 KiB or more both forms send the same parts. Returns `false` if the reply
+    /// was cut.
     fn send_all<S: RangeStore + ?Sized>(
         &mut self,
         store: &S,
         range: &Range,
         reply: &mut Reply,
     ) -> Result<bool, ReconcileError> {
-        let piece = self.config.list_threshold;
+        let piece = match self.config.key_form {
+            KeyForm::Carried => MAX_LIST_ITEMS,
+            _ => self.config.list_max(),
+        };
         let mut lower = range.start;
         loop {
             let rest = Range::new(lower, range.end);
@@ -558,7 +618,7 @@ impl Reconciler {
             let upper = if keys.len() > piece {
                 let (pred, item) = (keys[piece - 1], keys[piece]);
                 keys.truncate(piece);
-                let sep = message::separator(&pred, &item)
+                let sep = message::separator(&lower, &pred, &item)
                     .filter(|s| *s > lower && range.end.is_none_or(|e| *s < e))
                     .ok_or_else(|| inconsistent("no bound between two listed keys"))?;
                 Some(sep)

@@ -32,7 +32,7 @@ impl Reconciler {
                 };
                 // The separator must fall strictly inside the range, above the last bound:
                 // a store whose set changed between the two calls could answer otherwise.
-                let sep = message::separator(&pred, &item)
+                let sep = message::separator(&lower, &pred, &item)
                     .filter(|s| *s > lower && range.end.is_none_or(|e| *s < e))
                     .ok_or_else(|| {
                         inconsistent(format!(

@@ -42,7 +42,13 @@ pub(crate) mod mode {
     pub const FULL_LIST: u8 = 3;
     pub const RESOLVE: u8 = 4;
     pub const KEYS: u8 = 5;
+    /// Not a payload: the header of a run of Fingerprint parts whose bounds have no hash
+    /// prefix (`spec/SPEC.md` 8.3); the header's high five bits hold the run length minus 2.
+    pub const FINGERPRINT_RUN: u8 = 6;
 }
+
+/// Most Fingerprint parts one run header covers (`spec/SPEC.md` 8.3).
+pub const MAX_RUN: u8 = 33;
 
 /// What a part says about its range.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,6 +167,11 @@ pub enum DecodeError {
         /// Keys left in the carried list at that part.
         left: usize,
     },
+    /// A Fingerprint part whose bound has no hash prefix follows such a part (or run) that
+    /// is not a full run of 33, or a run header follows one: consecutive such parts have one
+    /// shorter, canonical form, greedy runs of up to 33 (`spec/SPEC.md` 8.3).
+    #[error("non-canonical fingerprint run: consecutive fingerprints with empty bound prefixes must be grouped in runs of 33, the last one shorter")]
+    NonCanonicalRun,
     /// Carried form: keys of the carried list are left over after the last part, so entries
     /// were sent before the message that it does not name.
     #[error("{0} carried keys left over after the last part; every entry sent before a message must be named by one of its parts")]
@@ -205,6 +216,41 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     }
     // below 0x80 here: the low byte is the whole value
     out.push(v.to_le_bytes()[0]);
+}
+
+/// Writes a varint of up to 70 bits (at most 10 bytes), as [`put_varint`] does for 64.
+fn put_wide_varint(out: &mut Vec<u8>, mut v: u128) {
+    while v >= 0x80 {
+        out.push(v.to_le_bytes()[0] | 0x80);
+        v >>= 7;
+    }
+    out.push(v.to_le_bytes()[0]);
+}
+
+/// The value a bound's `bound-hlc` field holds for an HLC `delta` above the previous bound's
+/// (`spec/SPEC.md` 8.3), not counting the `+ 1` that keeps 0 for the end bound: 0 for a delta
+/// of 0, otherwise `(m << 6) | e` for `delta = m · 2^e` with `m` odd. A delta that ends in many
+/// zero bits (as the separators of 8.2 make them) is written in a few bytes.
+fn delta_code(delta: u64) -> u128 {
+    if delta == 0 {
+        return 0;
+    }
+    let e = delta.trailing_zeros();
+    (u128::from(delta >> e) << 6) | u128::from(e)
+}
+
+/// The delta a `bound-hlc` code stands for: `None` unless the code is canonical (`m` odd, or
+/// `m = 0` with `e = 0`) and the delta fits in 64 bits.
+fn delta_of_code(code: u128) -> Option<u64> {
+    let e = u32::try_from(code & 63).ok()?;
+    let m = u64::try_from(code >> 6).ok()?;
+    if m == 0 {
+        return (e == 0).then_some(0);
+    }
+    if m % 2 == 0 || m.leading_zeros() < e {
+        return None;
+    }
+    Some(m << e)
 }
 
 #[cfg(test)]
@@ -266,6 +312,22 @@ impl<'a> Reader<'a> {
         Err(DecodeError::BadVarint(what))
     }
 
+    /// A varint of at most 10 bytes (70 bits), canonical, for the `bound-hlc` field.
+    fn wide_varint(&mut self, what: &'static str) -> Result<u128, DecodeError> {
+        let mut v: u128 = 0;
+        for i in 0..10 {
+            let b = self.byte(what)?;
+            v |= u128::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                if i > 0 && b == 0 {
+                    return Err(DecodeError::BadVarint(what));
+                }
+                return Ok(v);
+            }
+        }
+        Err(DecodeError::BadVarint(what))
+    }
+
     /// A count of items each at least `min_item_bytes` long, checked against what is left.
     fn count(&mut self, what: &'static str, min_item_bytes: usize) -> Result<usize, DecodeError> {
         let n = usize::try_from(self.varint(what)?)
@@ -285,19 +347,27 @@ impl<'a> Reader<'a> {
 // ---------------------------------------------------------------------------------------------
 // bounds
 
-/// The shortest bound `b` with `pred < b <= item`, the split point between two adjacent keys.
+/// The cheapest bound `b` with `pred < b <= item`, the split point between two adjacent keys
+/// of a part that starts at `lower` (`spec/SPEC.md` 8.2).
 ///
-/// If the HLCs differ the bound is `(pred.hlc + 1, empty prefix)`; otherwise it is the item's
-/// HLC with the shortest hash prefix that exceeds `pred`'s hash.
+/// If the HLCs differ the bound has an empty prefix and the HLC `h` in `(pred.hlc, item.hlc]`
+/// for which `h - lower.hlc` ends in the most zero bits (there is exactly one), so that its
+/// delta from the previous bound, which is `lower`, is written in few bytes (8.3). Otherwise
+/// it is the item's HLC with the shortest hash prefix that exceeds `pred`'s hash.
 ///
-/// `None` if `pred` is not below `item`, or `item`'s HLC is above 2^64 - 2 (no valid key has
-/// it, and no bound may carry it): such a pair cannot come from a consistent store.
-pub fn separator(pred: &EntryKey, item: &EntryKey) -> Option<EntryKey> {
-    if pred >= item || item.hlc > MAX_HLC {
+/// `None` if `pred` is not below `item`, `pred` is below `lower`, or `item`'s HLC is above
+/// 2^64 - 2 (no valid key has it, and no bound may carry it): such keys cannot come from a
+/// consistent store.
+pub fn separator(lower: &EntryKey, pred: &EntryKey, item: &EntryKey) -> Option<EntryKey> {
+    if pred >= item || item.hlc > MAX_HLC || pred < lower {
         return None;
     }
     if pred.hlc < item.hlc {
-        return Some(EntryKey::new(Hlc(pred.hlc.0 + 1), Hash::ZERO));
+        let base = lower.hlc.0;
+        let (a, b) = (pred.hlc.0 - base, item.hlc.0 - base);
+        // the highest bit in which a and b differ is set in b: keep b's bits from there up
+        let k = (a ^ b).ilog2();
+        return Some(EntryKey::new(Hlc(base + ((b >> k) << k)), Hash::ZERO));
     }
     let i = pred
         .hash
@@ -413,6 +483,8 @@ pub(crate) struct Mark {
     parts: usize,
     pushed: usize,
     carried: usize,
+    run: Option<(usize, u8)>,
+    run_header: u8,
 }
 
 /// Builds a message part by part, merging adjacent Skip parts and dropping a trailing one.
@@ -435,6 +507,9 @@ pub(crate) struct Encoder {
     /// Carried form: the keys of Resolve and Keys payloads written so far, in order; `None`
     /// in inline form.
     carried: Option<Vec<EntryKey>>,
+    /// The last parts written are Fingerprints with empty bound prefixes: the position of
+    /// their (single or run) header byte and how many there are, at most [`MAX_RUN`].
+    run: Option<(usize, u8)>,
 }
 
 impl Encoder {
@@ -465,6 +540,7 @@ impl Encoder {
             parts: 0,
             pushed: 0,
             carried: (form == KeyForm::Carried).then(Vec::new),
+            run: None,
         }
     }
 
@@ -494,6 +570,8 @@ impl Encoder {
             parts: self.parts,
             pushed: self.pushed,
             carried: self.carried_len(),
+            run: self.run,
+            run_header: self.run.map_or(0, |(at, _)| self.buf[at]),
         }
     }
 
@@ -508,6 +586,10 @@ impl Encoder {
         self.pushed = mark.pushed;
         if let Some(c) = &mut self.carried {
             c.truncate(mark.carried);
+        }
+        self.run = mark.run;
+        if let Some((at, _)) = mark.run {
+            self.buf[at] = mark.run_header;
         }
     }
 
@@ -550,15 +632,28 @@ impl Encoder {
         // `check_part` accepted the part: its prefix is at most 32 bytes, so both casts are exact
         #[allow(clippy::cast_possible_truncation)]
         let (field, plen_byte) = (plen.min(31) as u8, plen as u8);
-        out.push(part.payload.mode() | (field << 3));
-        if field == 31 {
-            out.push(plen_byte);
+        let runs = plen == 0 && matches!(part.payload, Payload::Fingerprint(_));
+        match self.run {
+            // another Fingerprint with an empty prefix: it joins the run, whose header
+            // (a single part's until now) becomes or stays a run header
+            Some((at, k)) if runs && k < MAX_RUN => {
+                out[at] = mode::FINGERPRINT_RUN | ((k + 1 - 2) << 3);
+                self.run = Some((at, k + 1));
+            }
+            _ => {
+                self.run = runs.then_some((out.len(), 1));
+                out.push(part.payload.mode() | (field << 3));
+                if field == 31 {
+                    out.push(plen_byte);
+                }
+            }
         }
         match part.upper {
             None => put_varint(out, 0),
             Some(u) => {
-                // checked: prev_hlc <= u.hlc <= MAX_HLC = 2^64 - 2, so neither step overflows
-                put_varint(out, (u.hlc.0 - self.prev_hlc).saturating_add(1));
+                // checked: prev_hlc <= u.hlc <= MAX_HLC = 2^64 - 2, so the delta does not
+                // underflow, and its code is below 2^70 - 1
+                put_wide_varint(out, delta_code(u.hlc.0 - self.prev_hlc) + 1);
                 out.extend_from_slice(&u.hash.0[..plen]);
             }
         }
@@ -756,6 +851,8 @@ fn reader<'a>(
         last_skip: false,
         finished: false,
         carried,
+        run_left: 0,
+        run_len: 0,
     })
 }
 
@@ -772,6 +869,12 @@ pub struct PartReader<'a> {
     finished: bool,
     /// Carried form: the keys of the carried list not yet taken; `None` in inline form.
     carried: Option<&'a [EntryKey]>,
+    /// Members of the current Fingerprint run still to read (they have no header).
+    run_left: u8,
+    /// Length of the group of Fingerprints with empty bound prefixes the last part belongs
+    /// to (1 for a single one, `k` for a run), 0 if it is any other part. Once the group is
+    /// read, another such part may follow only a full run of [`MAX_RUN`].
+    run_len: u8,
 }
 
 impl Iterator for PartReader<'_> {
@@ -781,7 +884,7 @@ impl Iterator for PartReader<'_> {
         if self.finished {
             return None;
         }
-        if self.r.is_empty() {
+        if self.r.is_empty() && self.run_left == 0 {
             self.finished = true;
             if self.last_skip {
                 return Some(Err(DecodeError::NonCanonicalSkip));
@@ -839,18 +942,42 @@ impl PartReader<'_> {
         if self.ended {
             return Err(DecodeError::BadBound("a part follows the end bound"));
         }
-        let header = r.byte("part header")?;
-        let m = header & 7;
-        let mut plen = (header >> 3) as usize;
-        if plen == 31 {
-            plen = r.byte("bound prefix length")? as usize;
-            if !(31..=32).contains(&plen) {
-                return Err(DecodeError::BadBound(
-                    "escaped prefix length must be 31 or 32",
-                ));
+        let (m, plen) = if self.run_left > 0 {
+            // a member of a run: no header, an empty bound prefix, a fingerprint
+            self.run_left -= 1;
+            (mode::FINGERPRINT, 0)
+        } else {
+            let header = r.byte("part header")?;
+            let m = header & 7;
+            let field = header >> 3;
+            let run_open = self.run_len > 0 && self.run_len < MAX_RUN;
+            if m == mode::FINGERPRINT_RUN {
+                if run_open {
+                    return Err(DecodeError::NonCanonicalRun);
+                }
+                self.run_len = field + 2;
+                self.run_left = field + 1;
+                (mode::FINGERPRINT, 0)
+            } else {
+                let mut plen = field as usize;
+                if plen == 31 {
+                    plen = r.byte("bound prefix length")? as usize;
+                    if !(31..=32).contains(&plen) {
+                        return Err(DecodeError::BadBound(
+                            "escaped prefix length must be 31 or 32",
+                        ));
+                    }
+                }
+                if m == mode::FINGERPRINT && plen == 0 {
+                    if run_open {
+                        return Err(DecodeError::NonCanonicalRun);
+                    }
+                    self.run_len = 1;
+                }
+                (m, plen)
             }
-        }
-        let t = r.varint("bound hlc")?;
+        };
+        let t = r.wide_varint("bound hlc")?;
         let upper = if t == 0 {
             if plen != 0 {
                 return Err(DecodeError::BadBound("end bound with a hash prefix"));
@@ -858,9 +985,12 @@ impl PartReader<'_> {
             self.ended = true;
             None
         } else {
+            let delta = delta_of_code(t - 1).ok_or(DecodeError::BadBound(
+                "hlc delta not in canonical form (odd multiplier, or zero)",
+            ))?;
             let hlc = self
                 .prev_hlc
-                .checked_add(t - 1)
+                .checked_add(delta)
                 .filter(|h| *h <= MAX_HLC.0)
                 .ok_or(DecodeError::BadBound("hlc above 2^64 - 2"))?;
             let mut hash = [0u8; 32];
@@ -928,6 +1058,9 @@ impl PartReader<'_> {
             self.lower = u;
         }
         self.last_skip = matches!(payload, Payload::Skip);
+        if !(m == mode::FINGERPRINT && plen == 0) {
+            self.run_len = 0;
+        }
         Ok(Part { upper, payload })
     }
 }
@@ -1006,11 +1139,25 @@ mod tests {
     // `a`, `b`, `c`, `d`: four keys of a worked example, `s` a separator between two of them
     #[allow(clippy::many_single_char_names)]
     fn separator_is_between_and_short() {
+        let m = EntryKey::MIN;
         let a = key(10, 1);
         let b = key(20, 0);
-        assert_eq!(separator(&a, &b), Some(EntryKey::new(11, [0; 32])));
-        assert_eq!(separator(&b, &a), None);
-        assert_eq!(separator(&a, &a), None);
+        // 16 is the HLC in (10, 20] with the most trailing zero bits
+        assert_eq!(separator(&m, &a, &b), Some(EntryKey::new(16, [0; 32])));
+        // measured from a lower bound at HLC 3: 13 - 3 = 10 (two zero bits) ... 19 - 3 = 16
+        assert_eq!(
+            separator(&EntryKey::new(3, [0; 32]), &a, &b),
+            Some(EntryKey::new(19, [0; 32]))
+        );
+        // adjacent HLCs leave one choice
+        assert_eq!(
+            separator(&m, &a, &key(11, 0)),
+            Some(EntryKey::new(11, [0; 32]))
+        );
+        assert_eq!(separator(&m, &b, &a), None);
+        assert_eq!(separator(&m, &a, &a), None);
+        // pred below the part's lower bound: not from a consistent store
+        assert_eq!(separator(&key(12, 0), &a, &b), None);
         let c = EntryKey::new(
             5,
             [
@@ -1022,9 +1169,100 @@ mod tests {
         dh[2] = 9;
         dh[30] = 4;
         let d = EntryKey::new(5, dh);
-        let s = separator(&c, &d).unwrap();
+        let s = separator(&m, &c, &d).unwrap();
         assert!(c < s && s <= d);
         assert_eq!(prefix_len(&s), 3);
+    }
+
+    #[test]
+    fn bound_delta_codes_are_canonical_and_short() {
+        for d in [
+            0u64,
+            1,
+            2,
+            3,
+            1 << 20,
+            3 << 40,
+            1 << 63,
+            MAX_HLC.0,
+            u64::MAX,
+        ] {
+            let c = delta_code(d);
+            assert!(c + 1 < 1u128 << 70);
+            assert_eq!(delta_of_code(c), Some(d));
+        }
+        // a delta with many trailing zeros is short: 45 << 21 takes 2 bytes, not 4
+        let mut b = Vec::new();
+        put_wide_varint(&mut b, delta_code(45 << 21) + 1);
+        assert_eq!(b.len(), 2);
+        // non-canonical codes: even multiplier, zero with an exponent, overflow
+        assert_eq!(delta_of_code(2 << 6), None);
+        assert_eq!(delta_of_code(5), None);
+        assert_eq!(delta_of_code((3 << 6) | 63), None);
+        assert_eq!(delta_of_code((1 << 6) | 63), Some(1 << 63));
+        // the longest bound field: 10 bytes; an 11th is refused
+        let mut b = Vec::new();
+        put_wide_varint(&mut b, delta_code(MAX_HLC.0) + 1);
+        assert_eq!(b.len(), 10);
+        assert_eq!(
+            Reader::new(&b).wide_varint("t").ok(),
+            Some(delta_code(MAX_HLC.0) + 1)
+        );
+        assert!(Reader::new(&[0xff; 11]).wide_varint("t").is_err());
+        assert!(Reader::new(&[0x81, 0x00]).wide_varint("t").is_err());
+    }
+
+    #[test]
+    fn fingerprints_with_empty_prefixes_share_run_headers() {
+        let fp = |i: u8| Payload::Fingerprint(Fingerprint([i; 8]));
+        // 40 fingerprints one HLC apart, then one whose bound has a prefix, then two more
+        let mut parts: Vec<Part> = (1..=40u8)
+            .map(|i| Part {
+                upper: Some(EntryKey::new(u64::from(i), [0; 32])),
+                payload: fp(i),
+            })
+            .collect();
+        parts.push(Part {
+            upper: Some(key(41, 3)),
+            payload: fp(41),
+        });
+        parts.push(Part {
+            upper: Some(EntryKey::new(42, [0; 32])),
+            payload: fp(42),
+        });
+        parts.push(Part {
+            upper: None,
+            payload: fp(43),
+        });
+        let bytes = encode(&parts).unwrap();
+        // a run of 33 (header 6 | 31 << 3), a run of 7, the prefixed part alone, a run of 2
+        assert_eq!(bytes[1], 6 | (31 << 3));
+        assert_eq!(bytes[1 + 1 + 33 * 9], 6 | (5 << 3));
+        // tag; 40 members of 9 bytes (bound 1, fingerprint 8) under 2 run headers; the prefixed
+        // part (header, plen byte, bound 1 + 32, fingerprint 8); a run of 2 members of 9 bytes
+        assert_eq!(
+            bytes.len(),
+            1 + (2 + 40 * 9) + (1 + 1 + 33 + 8) + (1 + 2 * 9)
+        );
+        assert_eq!(decode(&bytes).unwrap(), parts);
+        // a single fingerprint after a short run, or a run header after a single one, is not
+        // canonical
+        let mut single_after = encode(&parts[..2]).unwrap();
+        single_after[1] = 1;
+        single_after.insert(1 + 1 + 9, 1);
+        assert_eq!(decode(&single_after), Err(DecodeError::NonCanonicalRun));
+        // a run cut short by the end of the message
+        let mut short = encode(&parts[..3]).unwrap();
+        short.truncate(short.len() - 9);
+        assert!(matches!(decode(&short), Err(DecodeError::Truncated(_))));
+        // rolling back past a run restores its header
+        let mut enc = Encoder::new();
+        enc.push(&parts[0]).unwrap();
+        enc.push(&parts[1]).unwrap();
+        let mark = enc.mark();
+        enc.push(&parts[2]).unwrap();
+        enc.rollback(mark);
+        assert_eq!(enc.finish(), encode(&parts[..2]).unwrap());
     }
 
     #[test]
@@ -1154,11 +1392,21 @@ mod tests {
     fn rejects_bad_input() {
         assert_eq!(decode(&[]), Err(DecodeError::BadTag(None)));
         assert_eq!(decode(&[0x61]), Err(DecodeError::BadTag(Some(0x61))));
-        assert_eq!(decode(&[1, 7, 2]), Err(DecodeError::UnknownMode(7)));
+        assert_eq!(decode(&[1, 7, 65]), Err(DecodeError::UnknownMode(7)));
+        // bound deltas not in canonical form: zero with an exponent, an even multiplier
+        for code in [1u128, 2 << 6, (4 << 6) | 3] {
+            let mut b = vec![1, 1];
+            put_wide_varint(&mut b, code + 1);
+            b.extend([0; 8]);
+            assert!(
+                matches!(decode(&b), Err(DecodeError::BadBound(_))),
+                "{code}"
+            );
+        }
         // Skip to the end is non-canonical
         assert_eq!(decode(&[1, 0, 0]), Err(DecodeError::NonCanonicalSkip));
         // bound not increasing: two fingerprints at the same bound
-        let mut b = vec![1, 1, 5];
+        let mut b = vec![1, 1, 65];
         b.extend([0; 16]);
         b.extend([1, 1]);
         b.extend([0; 16]);

@@ -943,6 +943,29 @@ fn bound(hlc: u64, prefix: &[u8]) -> EntryKey {
     EntryKey::new(hlc, h)
 }
 
+/// The `bound-hlc` field for an HLC delta (SPEC 8.3), written here from the spec's text: the
+/// varint of `1 + ((m << 6) | e)` for `delta = m * 2^e` with `m` odd (0 for a delta of 0).
+fn bound_t(delta: u64) -> Vec<u8> {
+    let code: u128 = if delta == 0 {
+        0
+    } else {
+        let e = delta.trailing_zeros();
+        (u128::from(delta >> e) << 6) | u128::from(e)
+    };
+    wide_varint(code + 1)
+}
+
+/// A LEB128 varint of up to 70 bits.
+fn wide_varint(mut v: u128) -> Vec<u8> {
+    let mut out = Vec::new();
+    while v >= 0x80 {
+        out.push(v.to_le_bytes()[0] | 0x80);
+        v >>= 7;
+    }
+    out.push(v.to_le_bytes()[0]);
+    out
+}
+
 fn sorted(mut keys: Vec<EntryKey>) -> Vec<EntryKey> {
     keys.sort_unstable();
     keys
@@ -1021,11 +1044,11 @@ fn messages() -> MessagesFile {
         hex: hx(&bytes),
         parts: opening_parts.iter().map(PartJson::from).collect(),
     };
-    let mut h = vec![0x01, 0x00, 0xe9, 0x07, 0x01, 0x00];
+    let mut h = vec![0x01, 0x00, 0xc4, 0x3e, 0x01, 0x00];
     h.extend_from_slice(&f2.0);
     ok(
         "skip-then-fingerprint",
-        "Skip [MIN, (1000, empty prefix)) then Fingerprint to the end. The bound's HLC is written as hlc - previous bound hlc + 1 = 1001 (e9 07).",
+        "Skip [MIN, (1000, empty prefix)) then Fingerprint to the end. The bound's HLC delta from the previous bound (0) is 1000 = 125 * 2^3, written as ((125 << 6) | 3) + 1 = 8004 (c4 3e).",
         vec![
             Part {
                 upper: Some(bound(1000, &[])),
@@ -1042,7 +1065,7 @@ fn messages() -> MessagesFile {
     p31[30] = 0x01;
     ok(
         "bound-prefix-lengths",
-        "Bounds with hash prefixes of 0, 3, 31 and 32 bytes (trailing zero bytes of the hash are not sent). Prefix lengths 31 and 32 use the escape: header field 31 followed by a length byte. Same-HLC bounds have HLC delta varint 01.",
+        "Bounds with hash prefixes of 0, 3, 31 and 32 bytes (trailing zero bytes of the hash are not sent). Prefix lengths 31 and 32 use the escape: header field 31 followed by a length byte. Same-HLC bounds have HLC delta 0, written as varint 01.",
         vec![
             Part {
                 upper: Some(bound(T2026, &[])),
@@ -1063,6 +1086,33 @@ fn messages() -> MessagesFile {
             Part {
                 upper: None,
                 payload: Payload::Fingerprint(f2),
+            },
+        ],
+        None,
+    );
+    ok(
+        "fingerprint-run",
+        "Three Fingerprint parts with empty bound prefixes written as one run: header 0e (mode 6, k - 2 = 1 in the high bits), then per part the bound's HLC code and the 8-byte fingerprint. A part whose bound has a prefix (here the second) ends a run; a group of one keeps header 01.",
+        vec![
+            Part {
+                upper: Some(bound(T2026, &[])),
+                payload: Payload::Fingerprint(f1),
+            },
+            Part {
+                upper: Some(bound(T2026, &[0x42])),
+                payload: Payload::Fingerprint(f2),
+            },
+            Part {
+                upper: Some(bound(T2026 + (3 << 20), &[])),
+                payload: Payload::Fingerprint(f1),
+            },
+            Part {
+                upper: Some(bound(T2026 + (5 << 20), &[])),
+                payload: Payload::Fingerprint(f2),
+            },
+            Part {
+                upper: None,
+                payload: Payload::Fingerprint(f1),
             },
         ],
         None,
@@ -1237,7 +1287,7 @@ fn messages() -> MessagesFile {
     bad(
         "truncated-bound-prefix",
         "A bound announcing a 3-byte prefix with 2 bytes present.",
-        vec![0x01, 0x19, 0x05, 0xaa, 0xbb],
+        vec![0x01, 0x19, 0x41, 0xaa, 0xbb],
         "Truncated",
     );
     bad(
@@ -1260,15 +1310,45 @@ fn messages() -> MessagesFile {
     );
     bad(
         "varint-overflow",
-        "A 10-byte varint whose last byte is 02: more than 2^64 - 1.",
-        with(&[0x01, 0x01], &[&[0xff; 9], &[0x02], &f]),
+        "A FullList count written as a 10-byte varint whose last byte is 02: more than 2^64 - 1.",
+        with(&[0x01, 0x03, 0x00], &[&[0xff; 9], &[0x02]]),
         "BadVarint",
     );
     bad(
-        "unknown-mode-6",
-        "Mode 6 is not defined.",
-        vec![0x01, 0x06, 0x00],
-        "UnknownMode",
+        "bound-delta-even-multiplier",
+        "A bound delta code (2 << 6) | 0 (m = 2, e = 0): the canonical code of the delta 2 is (1 << 6) | 1.",
+        with(&[0x01, 0x01], &[&wide_varint((2 << 6) + 1), &f]),
+        "BadBound",
+    );
+    bad(
+        "bound-delta-zero-with-exponent",
+        "A bound delta code 0 << 6 | 4 (m = 0, e = 4): a delta of 0 has only the code 0.",
+        with(&[0x01, 0x01, 0x05], &[&f]),
+        "BadBound",
+    );
+    bad(
+        "bound-delta-code-overflow",
+        "A bound delta code (3 << 6) | 63: 3 * 2^63 does not fit 64 bits.",
+        with(&[0x01, 0x01], &[&wide_varint(((3 << 6) | 63) + 1), &f]),
+        "BadBound",
+    );
+    bad(
+        "run-ends-early",
+        "A run header for 2 Fingerprint parts (06) whose first member ends the message: the second is missing.",
+        with(&[0x01, 0x06, 0x41], &[&f]),
+        "Truncated",
+    );
+    bad(
+        "run-after-single-fingerprint",
+        "A Fingerprint part with an empty bound prefix (header 01), then a run header: the two belong in one run.",
+        with(&[0x01, 0x01, 0x41], &[&f, &[0x06, 0x41], &f, &[0x00], &f]),
+        "NonCanonicalRun",
+    );
+    bad(
+        "single-fingerprint-after-short-run",
+        "A run of 2, then a Fingerprint part with an empty bound prefix and header 01: it belongs in the run.",
+        with(&[0x01, 0x06, 0x41], &[&f, &[0x41], &f, &[0x01, 0x00], &f]),
+        "NonCanonicalRun",
     );
     bad(
         "unknown-mode-7",
@@ -1285,13 +1365,13 @@ fn messages() -> MessagesFile {
     bad(
         "prefix-ends-in-zero",
         "A 1-byte bound prefix 00: not the shortest form.",
-        with(&[0x01, 0x09, 0x05, 0x00], &[&f]),
+        with(&[0x01, 0x09, 0x41, 0x00], &[&f]),
         "BadBound",
     );
     bad(
         "escaped-prefix-length-30",
         "Header prefix field 31 (escape) followed by length 30, which has a direct form.",
-        with(&[0x01, 0xf9, 0x1e, 0x05], &[&[0x11; 30], &f]),
+        with(&[0x01, 0xf9, 0x1e, 0x41], &[&[0x11; 30], &f]),
         "BadBound",
     );
     bad(
@@ -1302,8 +1382,8 @@ fn messages() -> MessagesFile {
     );
     bad(
         "bounds-not-increasing",
-        "Two parts with the same bound (HLC 4, then delta 0 -> varint 01).",
-        with(&[0x01, 0x01, 0x05], &[&f, &[0x01, 0x01], &f]),
+        "A run of two Fingerprint parts with the same bound (HLC 4 = 1 * 2^2 -> code (1 << 6) | 2, varint 43; then delta 0 -> varint 01).",
+        with(&[0x01, 0x06, 0x43], &[&f, &[0x01], &f]),
         "BadBound",
     );
     bad(
@@ -1314,14 +1394,14 @@ fn messages() -> MessagesFile {
     );
     bad(
         "bound-hlc-overflow",
-        "A second bound whose HLC delta overflows 2^64 - 1.",
-        with(&[0x01, 0x01, 0x0b], &[&f, &[0x01], &[0xff; 9], &[0x01], &f]),
+        "A run of two Fingerprint parts: a first bound at HLC 10, then one whose HLC delta 2^64 - 1 (m = 2^64 - 1, e = 0) takes it past 2^64 - 1.",
+        with(&[0x01, 0x06], &[&bound_t(10), &f, &bound_t(u64::MAX), &f]),
         "BadBound",
     );
     bad(
         "bound-hlc-2-pow-64-minus-1",
-        "A second bound at HLC 1 + (2^64 - 2) = 2^64 - 1, above the largest valid stamp.",
-        with(&[0x01, 0x01, 0x02], &[&f, &[0x01], &[0xff; 9], &[0x01], &f]),
+        "A run of two Fingerprint parts, the second bound at HLC 1 + (2^64 - 2) = 2^64 - 1, above the largest valid stamp.",
+        with(&[0x01, 0x06], &[&bound_t(1), &f, &bound_t(u64::MAX - 1), &f]),
         "BadBound",
     );
     bad(
@@ -1364,14 +1444,17 @@ fn messages() -> MessagesFile {
         bad(
             "key-outside-range",
             "A Keys part over [MIN, (10, empty)) holding a key with HLC 20.",
-            with(&[0x01, 0x05, 0x0b, 0x01, 0x14], &[&a]),
+            with(&[0x01, 0x05], &[&bound_t(10), &[0x01, 0x14], &a]),
             "BadPayload",
         );
         bad(
             "key-below-range",
             "A Skip to the bound (10, 80) then a Keys part over [(10, 80), end) holding a key
              (10, 00 ..), below the part's lower bound.",
-            with(&[0x01, 0x08, 0x0b, 0x80, 0x05, 0x00, 0x01, 0x00], &[&lo]),
+            with(
+                &[0x01, 0x08],
+                &[&bound_t(10), &[0x80, 0x05, 0x00, 0x01, 0x00], &lo],
+            ),
             "BadPayload",
         );
     }
@@ -1384,7 +1467,7 @@ fn messages() -> MessagesFile {
     bad(
         "trailing-skip",
         "A message ending with a Skip part (the trailing Skip is implicit).",
-        with(&[0x01, 0x01, 0x05], &[&f, &[0x00, 0x00]]),
+        with(&[0x01, 0x01, 0x43], &[&f, &[0x00, 0x00]]),
         "NonCanonicalSkip",
     );
     bad(
@@ -1396,7 +1479,7 @@ fn messages() -> MessagesFile {
     bad(
         "two-skips",
         "Two adjacent Skip parts: they must be merged into one.",
-        with(&[0x01, 0x00, 0x05, 0x00, 0x02, 0x01, 0x00], &[&f]),
+        with(&[0x01, 0x00, 0x43, 0x00, 0x41, 0x01, 0x00], &[&f]),
         "NonCanonicalSkip",
     );
     MessagesFile {
