@@ -12,9 +12,10 @@
 //! insert copies only the nodes on its path that a snapshot still shares
 //! (copy-on-write), so a snapshot never changes and costs nothing until the index diverges.
 
+mod memo;
 mod node;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::fingerprint::Aggregate;
 use crate::key::{EntryKey, Range};
@@ -22,10 +23,8 @@ use crate::key::{EntryKey, Range};
 use crate::negentropy::{self, Accumulator};
 use crate::range::{RangeStore, StoreError};
 
+use memo::EdgeMemo;
 use node::{Node, Summary, INNER_FILL, LEAF_FILL, LEAF_MAX};
-
-/// Ranges of at most this many keys are measured by hashing their keys directly.
-const DIRECT_MAX: u64 = 16;
 
 /// Why [`RangeIndex::from_sorted`] refused its input: the keys are not strictly ascending,
 /// which in a store means the scanned table is damaged.
@@ -69,20 +68,43 @@ pub enum IndexBuildError {
 /// assert_eq!(snapshot.key_at(&r, 3)?, Some(EntryKey::new(13, [0; 32])));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct RangeIndex {
     root: Arc<Node>,
+    /// Leaf edges of recent aggregate queries; cleared by every change (see `memo.rs`).
+    memo: Mutex<EdgeMemo>,
 }
 
 impl Default for RangeIndex {
     fn default() -> Self {
-        RangeIndex {
-            root: Arc::new(Node::EMPTY_LEAF),
-        }
+        RangeIndex::with_root(Arc::new(Node::EMPTY_LEAF))
+    }
+}
+
+impl Clone for RangeIndex {
+    /// A snapshot: shares every node and starts with an empty memo of its own.
+    fn clone(&self) -> Self {
+        RangeIndex::with_root(self.root.clone())
     }
 }
 
 impl RangeIndex {
+    fn with_root(root: Arc<Node>) -> Self {
+        RangeIndex {
+            root,
+            memo: Mutex::new(EdgeMemo::default()),
+        }
+    }
+
+    /// The memo, emptied, before a change to the tree.
+    fn forget_edges(&mut self) {
+        match self.memo.get_mut() {
+            Ok(memo) => memo.clear(),
+            // A thread panicked while holding the memo: start a new one.
+            Err(_) => self.memo = Mutex::new(EdgeMemo::default()),
+        }
+    }
+
     /// An empty index.
     pub fn new() -> Self {
         Self::default()
@@ -151,7 +173,7 @@ impl RangeIndex {
                 .collect();
         }
         let root = level.pop().unwrap_or_else(|| Arc::new(Node::EMPTY_LEAF));
-        Ok(RangeIndex { root })
+        Ok(RangeIndex::with_root(root))
     }
 
     /// An immutable copy of the index as it is now, in `O(1)`: later inserts into `self` (or
@@ -166,6 +188,7 @@ impl RangeIndex {
         if self.root.contains(&key) {
             return false;
         }
+        self.forget_edges();
         let term = Summary::of_key(&key);
         if let Some(right) = node::insert(&mut self.root, key, &term) {
             let left = self.root.clone();
@@ -180,6 +203,7 @@ impl RangeIndex {
         if !self.root.contains(key) {
             return false;
         }
+        self.forget_edges();
         let term = Summary::of_key(key);
         if node::remove(&mut self.root, key, &term) {
             self.root = Arc::new(Node::EMPTY_LEAF);
@@ -256,33 +280,31 @@ impl RangeIndex {
         }
     }
 
-    /// The measure of the keys in `range`: directly for small ranges, otherwise as a
-    /// difference of two prefixes.
-    fn measure<M: node::Measure>(&self, range: &Range) -> M {
-        let (lo, hi) = self.span(range);
-        if hi - lo <= DIRECT_MAX {
-            // at most DIRECT_MAX (16)
-            #[allow(clippy::cast_possible_truncation)]
-            let n = (hi - lo) as usize;
-            return M::of_keys(&self.keys_from(lo, n));
-        }
-        let mut m = match &range.end {
-            Some(end) => self.root.prefix::<M>(end),
-            None => M::cached(self.root.sum()).clone(),
-        };
-        m.sub(&self.root.prefix::<M>(&range.start));
-        m
+    /// The measure of the keys in `range`, with leaf edges measured by `edge`.
+    fn measure<M: node::Measure>(
+        &self,
+        range: &Range,
+        edge: &mut dyn FnMut(&[EntryKey], &M, usize) -> M,
+    ) -> M {
+        self.root.range(&range.start, range.end.as_ref(), edge)
     }
 
     /// The fingerprint aggregate of the keys in `range`.
+    ///
+    /// Leaf edges (the part of a leaf below a bound) are remembered in a small per-index memo,
+    /// since reconciliation measures adjacent ranges that share their bounds; the memo is
+    /// skipped, never waited for, if another thread is using it.
     pub fn range_aggregate(&self, range: &Range) -> Aggregate {
-        self.measure::<Aggregate>(range)
+        match self.memo.try_lock() {
+            Ok(mut memo) => self.measure(range, &mut |keys, sum, pos| memo.below(keys, sum, pos)),
+            Err(_) => self.measure(range, &mut node::leaf_below),
+        }
     }
 
     /// The Negentropy accumulator (id sum and count) of the keys in `range`.
     #[cfg(feature = "negentropy")]
     pub fn range_accumulator(&self, range: &Range) -> Accumulator {
-        self.measure::<Accumulator>(range)
+        self.measure(range, &mut node::leaf_below)
     }
 
     /// Approximate heap bytes held by the tree (nodes shared with snapshots counted in full).

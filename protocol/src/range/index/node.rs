@@ -215,32 +215,76 @@ impl Node {
         }
     }
 
-    /// The measure of the keys strictly below `key`: the cached sums left of one descent plus
-    /// at most half a leaf of keys measured directly.
-    pub(super) fn prefix<M: Measure>(&self, key: &EntryKey) -> M {
+    /// The measure of the keys in `[start, end)` (`end == None`: no upper bound).
+    ///
+    /// One descent while both bounds route to the same child; where they part, the children
+    /// strictly between them (or the node's total less the children outside, whichever is
+    /// fewer additions), then one descent per bound for the part of its child inside the range.
+    /// Each descent takes at every node the cheaper side of its cut ([`add_side`]), and asks
+    /// `edge` for the keys of a leaf below a position, so that the caller can remember those
+    /// (a split measures `[b0, b1)`, `[b1, b2)`, ...: every inner bound twice).
+    pub(super) fn range<M: Measure>(
+        &self,
+        start: &EntryKey,
+        end: Option<&EntryKey>,
+        edge: &mut dyn FnMut(&[EntryKey], &M, usize) -> M,
+    ) -> M {
+        if end.is_some_and(|e| e <= start) {
+            return M::EMPTY;
+        }
         let mut node = self;
-        let mut acc = M::EMPTY;
         loop {
             match node {
                 Node::Leaf { keys, sum } => {
-                    let pos = keys.partition_point(|k| k < key);
-                    note_reads(pos.min(keys.len() - pos));
-                    if pos <= keys.len() / 2 {
-                        acc.add(&M::of_keys(&keys[..pos]));
-                    } else {
-                        acc.add(M::cached(sum));
-                        acc.sub(&M::of_keys(&keys[pos..]));
+                    let len = keys.len();
+                    let lo = keys.partition_point(|k| k < start);
+                    let hi = end.map_or(len, |e| keys.partition_point(|k| k < e)).max(lo);
+                    if hi - lo <= lo.min(len - lo) + hi.min(len - hi) {
+                        note_reads(hi - lo);
+                        return M::of_keys(&keys[lo..hi]);
                     }
-                    return acc;
+                    let mut m = edge(keys, M::cached(sum), hi);
+                    m.sub(&edge(keys, M::cached(sum), lo));
+                    return m;
                 }
                 Node::Inner {
-                    children, firsts, ..
+                    children,
+                    firsts,
+                    sum,
                 } => {
-                    let slot = slot_of(firsts, key);
-                    for c in &children[..slot] {
-                        acc.add(M::cached(c.sum()));
+                    let len = children.len();
+                    let s = slot_of(firsts, start);
+                    // End slot, or `len` when the range runs past the last child.
+                    let stop = end.map_or(len, |e| slot_of(firsts, e));
+                    if stop == s || (stop == len && s == len - 1) {
+                        node = &children[s];
+                        continue;
                     }
-                    node = &children[slot];
+                    let mut acc = M::EMPTY;
+                    let between = stop - s - 1;
+                    let outside = 1 + s + len.saturating_sub(stop + 1);
+                    if between <= outside {
+                        for c in &children[s + 1..stop] {
+                            acc.add(M::cached(c.sum()));
+                        }
+                        add_side(&children[s], start, false, false, &mut acc, edge);
+                        if let (Some(e), Some(child)) = (end, children.get(stop)) {
+                            add_side(child, e, true, false, &mut acc, edge);
+                        }
+                    } else {
+                        acc.add(M::cached(sum));
+                        for c in &children[..s] {
+                            acc.sub(M::cached(c.sum()));
+                        }
+                        for c in children.iter().skip(stop + 1) {
+                            acc.sub(M::cached(c.sum()));
+                        }
+                        add_side(&children[s], start, true, true, &mut acc, edge);
+                        if let (Some(e), Some(child)) = (end, children.get(stop)) {
+                            add_side(child, e, false, true, &mut acc, edge);
+                        }
+                    }
+                    return acc;
                 }
             }
         }
@@ -317,6 +361,82 @@ impl Node {
         match self {
             Node::Leaf { .. } => 0,
             Node::Inner { children, .. } => 1 + children.first().map_or(0, |c| c.depth()),
+        }
+    }
+}
+
+/// `acc += x`, or `acc -= x` if `negative`.
+#[inline]
+fn apply<M: Measure>(acc: &mut M, x: &M, negative: bool) {
+    if negative {
+        acc.sub(x);
+    } else {
+        acc.add(x);
+    }
+}
+
+/// The measure of the keys of a leaf below position `pos`, from whichever side of `pos`
+/// holds fewer keys: `keys[..pos]` directly, or the leaf's `sum` less `keys[pos..]`.
+pub(super) fn leaf_below<M: Measure>(keys: &[EntryKey], sum: &M, pos: usize) -> M {
+    note_reads(pos.min(keys.len() - pos));
+    if pos <= keys.len() / 2 {
+        M::of_keys(&keys[..pos])
+    } else {
+        let mut m = sum.clone();
+        m.sub(&M::of_keys(&keys[pos..]));
+        m
+    }
+}
+
+/// Adds to `acc` (subtracts, if `negative`) the measure of the keys below `node` that are
+/// below `key` (`below`) or at or above it (`!below`).
+///
+/// At each inner node the wanted side's siblings are added directly, or, when the other side
+/// has fewer, the node's total less the other side's siblings less the child's other part:
+/// the descent then continues with the side and the sign flipped. So a level costs at most
+/// about half its children, and a leaf at most half its keys (through `edge`).
+fn add_side<M: Measure>(
+    mut node: &Node,
+    key: &EntryKey,
+    mut below: bool,
+    mut negative: bool,
+    acc: &mut M,
+    edge: &mut dyn FnMut(&[EntryKey], &M, usize) -> M,
+) {
+    loop {
+        match node {
+            Node::Leaf { keys, sum } => {
+                let pos = keys.partition_point(|k| k < key);
+                let part = edge(keys, M::cached(sum), pos);
+                if !below {
+                    apply(acc, M::cached(sum), negative);
+                    negative = !negative;
+                }
+                apply(acc, &part, negative);
+                return;
+            }
+            Node::Inner {
+                children,
+                firsts,
+                sum,
+            } => {
+                let slot = slot_of(firsts, key);
+                let (left, right) = (&children[..slot], &children[slot + 1..]);
+                let (near, far) = if below { (left, right) } else { (right, left) };
+                if near.len() <= far.len() + 1 {
+                    for c in near {
+                        apply(acc, M::cached(c.sum()), negative);
+                    }
+                } else {
+                    apply(acc, M::cached(sum), negative);
+                    for c in far {
+                        apply(acc, M::cached(c.sum()), !negative);
+                    }
+                    below = !below;
+                    negative = !negative;
+                }
+                node = &children[slot];
+            }
         }
     }
 }

@@ -1,0 +1,66 @@
+//! The leaf-edge memo of a [`RangeIndex`](super::RangeIndex): the aggregates of the last few
+//! leaf prefixes a range query measured.
+//!
+//! Reconciliation measures adjacent ranges `[b0, b1)`, `[b1, b2)`, ... (a split on one side,
+//! the answers to it on the other), so every inner bound is measured twice, and the part of
+//! a bound's leaf below it (up to half a leaf of keys, each expanded to 512 bytes by BLAKE3)
+//! is the largest cost of a query. The memo keeps the last [`SLOTS`] of those parts.
+//!
+//! An entry is named by the leaf's key buffer (its address and length) and the position in
+//! it. The buffer stays alive and unchanged as long as the index that owns the memo holds
+//! the leaf, and every change to an index goes through `&mut self`, which clears the memo
+//! first; a snapshot starts with an empty memo of its own. Memory: at most [`SLOTS`]
+//! aggregates (520 bytes each) per index, allocated on first use.
+
+use crate::fingerprint::Aggregate;
+use crate::key::EntryKey;
+
+use super::node::leaf_below;
+
+/// Leaf edges remembered per index.
+pub(super) const SLOTS: usize = 8;
+
+/// See the module documentation.
+#[derive(Debug, Default)]
+pub(super) struct EdgeMemo {
+    /// `(leaf buffer address, leaf length, position, aggregate of the keys below it)`.
+    entries: Vec<(usize, usize, usize, Aggregate)>,
+    /// The entry to replace next once all [`SLOTS`] are used.
+    next: usize,
+}
+
+impl EdgeMemo {
+    /// Forgets every entry (the index is about to change).
+    pub(super) fn clear(&mut self) {
+        self.entries.clear();
+        self.next = 0;
+    }
+
+    /// The aggregate of `keys[..pos]` for the leaf whose keys are `keys` and total `sum`,
+    /// remembered or computed (and then remembered).
+    pub(super) fn below(&mut self, keys: &[EntryKey], sum: &Aggregate, pos: usize) -> Aggregate {
+        // An edge at either end of the leaf costs nothing to compute.
+        if pos == 0 || pos == keys.len() {
+            return leaf_below(keys, sum, pos);
+        }
+        let id = (keys.as_ptr() as usize, keys.len(), pos);
+        if let Some(e) = self.entries.iter().find(|e| (e.0, e.1, e.2) == id) {
+            return e.3.clone();
+        }
+        let agg = leaf_below(keys, sum, pos);
+        let entry = (id.0, id.1, id.2, agg.clone());
+        if self.entries.len() < SLOTS {
+            self.entries.push(entry);
+        } else {
+            self.entries[self.next] = entry;
+            self.next = (self.next + 1) % SLOTS;
+        }
+        agg
+    }
+
+    /// Entries held (tests).
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
