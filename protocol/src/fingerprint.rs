@@ -13,7 +13,7 @@
 //! by a salt that nobody knows when the sets are written.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::cell::RefCell;
 
 use crate::key::EntryKey;
 
@@ -88,10 +88,11 @@ impl Aggregate {
 
     /// The aggregate of the one-key set `{key}`.
     pub fn of_key(key: &EntryKey) -> Self {
-        let mut hasher = keyed_hasher(&ITEM_HASHER, ITEM_CONTEXT);
-        hasher.update(&key.to_bytes());
         let mut bytes = [0u8; STATE_BYTES];
-        hasher.finalize_xof().fill(&mut bytes);
+        with_hasher(&ITEM_HASHER, ITEM_CONTEXT, &mut |hasher| {
+            hasher.update(&key.to_bytes());
+            hasher.finalize_xof().fill(&mut bytes);
+        });
         let mut sum = [0u64; LIMBS];
         let (chunks, _) = bytes.as_chunks::<8>();
         for (limb, chunk) in sum.iter_mut().zip(chunks) {
@@ -151,28 +152,49 @@ impl Aggregate {
     /// `BLAKE3-derive-key(DIGEST_CONTEXT, salt (16 bytes) || count as u64 LE || sum as 512
     /// bytes LE)`.
     pub fn fingerprint(&self, salt: &Salt) -> Fingerprint {
-        let mut hasher = keyed_hasher(&DIGEST_HASHER, DIGEST_CONTEXT);
-        hasher.update(&salt.0);
-        hasher.update(&self.count.to_le_bytes());
-        hasher.update(&self.sum_bytes());
         let mut out = [0u8; FINGERPRINT_LEN];
-        out.copy_from_slice(&hasher.finalize().as_bytes()[..FINGERPRINT_LEN]);
+        with_hasher(&DIGEST_HASHER, DIGEST_CONTEXT, &mut |hasher| {
+            hasher.update(&salt.0);
+            hasher.update(&self.count.to_le_bytes());
+            hasher.update(&self.sum_bytes());
+            out.copy_from_slice(&hasher.finalize().as_bytes()[..FINGERPRINT_LEN]);
+        });
         Fingerprint(out)
     }
 }
 
-/// The derive-key hasher of `ITEM_CONTEXT`, built once: deriving the context key costs one
-/// BLAKE3 compression, as much as a third of expanding one key.
-static ITEM_HASHER: OnceLock<blake3::Hasher> = OnceLock::new();
-/// The derive-key hasher of `DIGEST_CONTEXT`, built once.
-static DIGEST_HASHER: OnceLock<blake3::Hasher> = OnceLock::new();
+thread_local! {
+    /// This thread's derive-key hasher of `ITEM_CONTEXT`, reset before each use: deriving the
+    /// context key costs one BLAKE3 compression (a third of expanding one key), and a hasher
+    /// is large enough (about 2 KB) that copying one per key shows in a profile.
+    static ITEM_HASHER: RefCell<blake3::Hasher> =
+        RefCell::new(blake3::Hasher::new_derive_key(ITEM_CONTEXT));
+    /// This thread's derive-key hasher of `DIGEST_CONTEXT`, reset before each use.
+    static DIGEST_HASHER: RefCell<blake3::Hasher> =
+        RefCell::new(blake3::Hasher::new_derive_key(DIGEST_CONTEXT));
+}
 
-/// A fresh hasher in derive-key mode for `context`: a copy of the one built on first use,
-/// which is exactly what `blake3::Hasher::new_derive_key(context)` would return.
-#[inline]
-fn keyed_hasher(cell: &OnceLock<blake3::Hasher>, context: &str) -> blake3::Hasher {
-    cell.get_or_init(|| blake3::Hasher::new_derive_key(context))
-        .clone()
+/// Runs `f` on this thread's hasher in `cell`, reset (so in the state
+/// `blake3::Hasher::new_derive_key` of its context returns); if that hasher is in use or
+/// gone (thread teardown), on a new one for `context`.
+fn with_hasher(
+    cell: &'static std::thread::LocalKey<RefCell<blake3::Hasher>>,
+    context: &str,
+    f: &mut dyn FnMut(&mut blake3::Hasher),
+) {
+    let ran = cell
+        .try_with(|h| match h.try_borrow_mut() {
+            Ok(mut h) => {
+                h.reset();
+                f(&mut h);
+                true
+            }
+            Err(_) => false,
+        })
+        .unwrap_or(false);
+    if !ran {
+        f(&mut blake3::Hasher::new_derive_key(context));
+    }
 }
 
 /// The 8-byte salted digest of an [`Aggregate`] that crosses the wire.

@@ -1,5 +1,5 @@
-//! The leaf-edge memo of a [`RangeIndex`](super::RangeIndex): the aggregates of the last few
-//! leaf prefixes a range query measured.
+//! The query memo of a [`RangeIndex`](super::RangeIndex): the aggregates of the last few
+//! leaf prefixes a range query measured, and the positions of the last range asked about.
 //!
 //! Reconciliation measures adjacent ranges `[b0, b1)`, `[b1, b2)`, ... (a split on one side,
 //! the answers to it on the other), so every inner bound is measured twice, and the part of
@@ -10,10 +10,10 @@
 //! it. The buffer stays alive and unchanged as long as the index that owns the memo holds
 //! the leaf, and every change to an index goes through `&mut self`, which clears the memo
 //! first; a snapshot starts with an empty memo of its own. Memory: at most [`SLOTS`]
-//! aggregates (520 bytes each) per index, allocated on first use.
+//! aggregates (520 bytes each) per index, allocated on first use, and one range.
 
 use crate::fingerprint::Aggregate;
-use crate::key::EntryKey;
+use crate::key::{EntryKey, Range};
 
 use super::node::leaf_below;
 
@@ -27,6 +27,9 @@ pub(super) struct EdgeMemo {
     entries: Vec<(usize, usize, usize, Aggregate)>,
     /// The entry to replace next once all [`SLOTS`] are used.
     next: usize,
+    /// The last range whose positions were asked for, and its positions `[lo, hi)`: a split
+    /// asks for two keys by rank in the same range up to 30 times.
+    span: Option<(Range, u64, u64)>,
 }
 
 impl EdgeMemo {
@@ -34,6 +37,19 @@ impl EdgeMemo {
     pub(super) fn clear(&mut self) {
         self.entries.clear();
         self.next = 0;
+        self.span = None;
+    }
+
+    /// The positions of `range`, remembered, or computed by `compute` (and then remembered).
+    pub(super) fn span(&mut self, range: &Range, compute: impl FnOnce() -> (u64, u64)) -> (u64, u64) {
+        match self.span {
+            Some((r, lo, hi)) if r == *range => (lo, hi),
+            _ => {
+                let (lo, hi) = compute();
+                self.span = Some((*range, lo, hi));
+                (lo, hi)
+            }
+        }
     }
 
     /// The aggregate of `keys[..pos]` for the leaf whose keys are `keys` and total `sum`,

@@ -258,6 +258,14 @@ impl RangeIndex {
         (lo, hi.max(lo))
     }
 
+    /// [`span`](RangeIndex::span), remembered for the last range asked about (see `memo.rs`).
+    fn memo_span(&self, range: &Range) -> (u64, u64) {
+        match self.memo.try_lock() {
+            Ok(mut memo) => memo.span(range, || self.span(range)),
+            Err(_) => self.span(range),
+        }
+    }
+
     /// Up to `limit` keys from position `pos` on, in order.
     pub fn keys_from(&self, pos: u64, limit: usize) -> Vec<EntryKey> {
         let mut out = Vec::with_capacity(limit.min(1024));
@@ -400,7 +408,7 @@ impl<'a> Iterator for IndexIter<'a> {
 /// including the Negentropy fingerprint (feature `negentropy`), which never scans.
 impl RangeStore for RangeIndex {
     fn count(&self, range: &Range) -> Result<u64, StoreError> {
-        let (lo, hi) = self.span(range);
+        let (lo, hi) = self.memo_span(range);
         Ok(hi - lo)
     }
 
@@ -409,7 +417,7 @@ impl RangeStore for RangeIndex {
     }
 
     fn key_at(&self, range: &Range, rank: u64) -> Result<Option<EntryKey>, StoreError> {
-        let (lo, hi) = self.span(range);
+        let (lo, hi) = self.memo_span(range);
         Ok(lo
             .checked_add(rank)
             .filter(|p| *p < hi)
@@ -417,7 +425,7 @@ impl RangeStore for RangeIndex {
     }
 
     fn keys(&self, range: &Range, limit: usize) -> Result<Vec<EntryKey>, StoreError> {
-        let (lo, hi) = self.span(range);
+        let (lo, hi) = self.memo_span(range);
         let n = usize::try_from(hi - lo).unwrap_or(usize::MAX).min(limit);
         Ok(self.keys_from(lo, n))
     }

@@ -131,6 +131,9 @@ pub(super) enum Node {
         /// `firsts[i]` is at most the smallest key below `children[i]` and greater than every
         /// key below `children[i - 1]`: the separators a descent routes by.
         firsts: Vec<EntryKey>,
+        /// `counts[i]` is the number of keys below `children[i]`, kept here so that rank and
+        /// select read one array instead of a cache line of every child.
+        counts: Vec<u64>,
         sum: Summary,
     },
 }
@@ -172,13 +175,16 @@ impl Node {
     pub(super) fn inner(children: Vec<Arc<Node>>) -> Node {
         let mut sum = Summary::default();
         let mut firsts = Vec::with_capacity(children.len());
+        let mut counts = Vec::with_capacity(children.len());
         for c in &children {
             sum.add(c.sum());
             firsts.push(c.first());
+            counts.push(c.count());
         }
         Node::Inner {
             children,
             firsts,
+            counts,
             sum,
         }
     }
@@ -205,10 +211,13 @@ impl Node {
                     return below + keys.partition_point(|k| k < key) as u64;
                 }
                 Node::Inner {
-                    children, firsts, ..
+                    children,
+                    firsts,
+                    counts,
+                    ..
                 } => {
                     let slot = slot_of(firsts, key);
-                    below += children[..slot].iter().map(|c| c.count()).sum::<u64>();
+                    below += counts[..slot].iter().sum::<u64>();
                     node = &children[slot];
                 }
             }
@@ -251,6 +260,7 @@ impl Node {
                     children,
                     firsts,
                     sum,
+                    ..
                 } => {
                     let len = children.len();
                     let s = slot_of(firsts, start);
@@ -298,10 +308,11 @@ impl Node {
                 Node::Leaf { keys, .. } => {
                     return usize::try_from(pos).ok().and_then(|p| keys.get(p).copied());
                 }
-                Node::Inner { children, .. } => {
+                Node::Inner {
+                    children, counts, ..
+                } => {
                     let mut next = None;
-                    for c in children {
-                        let n = c.count();
+                    for (c, &n) in children.iter().zip(counts) {
                         if pos < n {
                             next = Some(c);
                             break;
@@ -323,12 +334,13 @@ impl Node {
                 note_reads(take);
                 out.extend_from_slice(&keys[start..start + take]);
             }
-            Node::Inner { children, .. } => {
-                for c in children {
+            Node::Inner {
+                children, counts, ..
+            } => {
+                for (c, &n) in children.iter().zip(counts) {
                     if out.len() >= limit {
                         return;
                     }
-                    let n = c.count();
                     if skip >= n {
                         skip -= n;
                         continue;
@@ -347,10 +359,14 @@ impl Node {
         match self {
             Node::Leaf { keys, .. } => own + keys.capacity() * std::mem::size_of::<EntryKey>(),
             Node::Inner {
-                children, firsts, ..
+                children,
+                firsts,
+                counts,
+                ..
             } => {
                 own + children.capacity() * std::mem::size_of::<Arc<Node>>()
                     + firsts.capacity() * std::mem::size_of::<EntryKey>()
+                    + counts.capacity() * std::mem::size_of::<u64>()
                     + children.iter().map(|c| c.heap_bytes()).sum::<usize>()
             }
         }
@@ -419,6 +435,7 @@ fn add_side<M: Measure>(
                 children,
                 firsts,
                 sum,
+                ..
             } => {
                 let slot = slot_of(firsts, key);
                 let (left, right) = (&children[..slot], &children[slot + 1..]);
@@ -465,6 +482,7 @@ pub(super) fn insert(node: &mut Arc<Node>, key: EntryKey, term: &Summary) -> Opt
         Node::Inner {
             children,
             firsts,
+            counts,
             sum,
         } => {
             let slot = slot_of(firsts, &key);
@@ -473,7 +491,12 @@ pub(super) fn insert(node: &mut Arc<Node>, key: EntryKey, term: &Summary) -> Opt
             if key < firsts[slot] {
                 firsts[slot] = key;
             }
-            let right = split?;
+            let Some(right) = split else {
+                counts[slot] += 1;
+                return None;
+            };
+            counts[slot] = children[slot].count();
+            counts.insert(slot + 1, right.count());
             firsts.insert(slot + 1, right.first());
             children.insert(slot + 1, right);
             if children.len() <= INNER_MAX {
@@ -482,6 +505,7 @@ pub(super) fn insert(node: &mut Arc<Node>, key: EntryKey, term: &Summary) -> Opt
             let mid = children.len() / 2;
             let right_children = children.split_off(mid);
             firsts.truncate(mid);
+            counts.truncate(mid);
             let right = Node::inner(right_children);
             sum.sub(right.sum());
             Some(Arc::new(right))
@@ -504,6 +528,7 @@ pub(super) fn remove(node: &mut Arc<Node>, key: &EntryKey, term: &Summary) -> bo
         Node::Inner {
             children,
             firsts,
+            counts,
             sum,
         } => {
             let slot = slot_of(firsts, key);
@@ -512,9 +537,11 @@ pub(super) fn remove(node: &mut Arc<Node>, key: &EntryKey, term: &Summary) -> bo
             if children[slot].count() != before {
                 sum.sub(term);
             }
+            counts[slot] = children[slot].count();
             if empty {
                 children.remove(slot);
                 firsts.remove(slot);
+                counts.remove(slot);
             }
             children.is_empty()
         }
