@@ -88,26 +88,48 @@ impl Aggregate {
 
     /// The aggregate of the one-key set `{key}`.
     pub fn of_key(key: &EntryKey) -> Self {
-        let mut bytes = [0u8; STATE_BYTES];
-        with_hasher(&ITEM_HASHER, ITEM_CONTEXT, &mut |hasher| {
-            hasher.update(&key.to_bytes());
-            hasher.finalize_xof().fill(&mut bytes);
-        });
-        let mut sum = [0u64; LIMBS];
-        let (chunks, _) = bytes.as_chunks::<8>();
-        for (limb, chunk) in sum.iter_mut().zip(chunks) {
-            *limb = u64::from_le_bytes(*chunk);
-        }
-        Aggregate { sum, count: 1 }
+        let mut agg = Aggregate::EMPTY;
+        agg.add_key(key);
+        agg
     }
 
     /// The aggregate of a set of distinct keys.
     pub fn of_keys<'a>(keys: impl IntoIterator<Item = &'a EntryKey>) -> Self {
         let mut agg = Aggregate::EMPTY;
         for k in keys {
-            agg.add(&Aggregate::of_key(k));
+            agg.add_key(k);
         }
         agg
+    }
+
+    /// Adds the term of a key not in the set: `self = self ∪ {key}`. The same as adding
+    /// [`of_key`](Aggregate::of_key), without building it.
+    pub fn add_key(&mut self, key: &EntryKey) {
+        let term = term_bytes(key);
+        let (chunks, _) = term.as_chunks::<8>();
+        let mut carry = false;
+        for (a, chunk) in self.sum.iter_mut().zip(chunks) {
+            let (s1, c1) = a.overflowing_add(u64::from_le_bytes(*chunk));
+            let (s2, c2) = s1.overflowing_add(u64::from(carry));
+            *a = s2;
+            carry = c1 | c2;
+        }
+        self.count = self.count.wrapping_add(1);
+    }
+
+    /// Removes the term of a key in the set: `self = self \ {key}`. The same as subtracting
+    /// [`of_key`](Aggregate::of_key), without building it.
+    pub fn sub_key(&mut self, key: &EntryKey) {
+        let term = term_bytes(key);
+        let (chunks, _) = term.as_chunks::<8>();
+        let mut borrow = false;
+        for (a, chunk) in self.sum.iter_mut().zip(chunks) {
+            let (d1, b1) = a.overflowing_sub(u64::from_le_bytes(*chunk));
+            let (d2, b2) = d1.overflowing_sub(u64::from(borrow));
+            *a = d2;
+            borrow = b1 | b2;
+        }
+        self.count = self.count.wrapping_sub(1);
     }
 
     /// Number of keys aggregated.
@@ -195,6 +217,18 @@ fn with_hasher(
     if !ran {
         f(&mut blake3::Hasher::new_derive_key(context));
     }
+}
+
+/// A key's 4096-bit term as 512 little-endian bytes: BLAKE3 in derive-key mode for
+/// `ITEM_CONTEXT` over the key's 40-byte form, extended to 512 bytes.
+#[inline]
+fn term_bytes(key: &EntryKey) -> [u8; STATE_BYTES] {
+    let mut bytes = [0u8; STATE_BYTES];
+    with_hasher(&ITEM_HASHER, ITEM_CONTEXT, &mut |hasher| {
+        hasher.update(&key.to_bytes());
+        hasher.finalize_xof().fill(&mut bytes);
+    });
+    bytes
 }
 
 /// The 8-byte salted digest of an [`Aggregate`] that crosses the wire.

@@ -81,6 +81,10 @@ pub(super) trait Measure: Clone {
     const EMPTY: Self;
     fn cached(summary: &Summary) -> &Self;
     fn of_keys(keys: &[EntryKey]) -> Self;
+    /// `self -= of_keys(keys)`.
+    fn sub_keys(&mut self, keys: &[EntryKey]) {
+        self.sub(&Self::of_keys(keys));
+    }
     fn add(&mut self, other: &Self);
     fn sub(&mut self, other: &Self);
 }
@@ -92,6 +96,11 @@ impl Measure for Aggregate {
     }
     fn of_keys(keys: &[EntryKey]) -> Self {
         Aggregate::of_keys(keys)
+    }
+    fn sub_keys(&mut self, keys: &[EntryKey]) {
+        for k in keys {
+            self.sub_key(k);
+        }
     }
     fn add(&mut self, other: &Self) {
         Aggregate::add(self, other);
@@ -399,7 +408,7 @@ pub(super) fn leaf_below<M: Measure>(keys: &[EntryKey], sum: &M, pos: usize) -> 
         M::of_keys(&keys[..pos])
     } else {
         let mut m = sum.clone();
-        m.sub(&M::of_keys(&keys[pos..]));
+        m.sub_keys(&keys[pos..]);
         m
     }
 }
