@@ -478,9 +478,17 @@ pub(super) fn insert(node: &mut Arc<Node>, key: EntryKey, term: &Summary) -> Opt
             if keys.len() <= LEAF_MAX {
                 return None;
             }
+            // Keys arrive mostly in ascending order (an oplog's keys start with a clock): a leaf
+            // that overflowed at its end keeps LEAF_FILL keys, as a bulk build would, instead
+            // of half, so that appending leaves leaves as full as a build from sorted keys.
+            let cut = if pos + 1 == keys.len() {
+                LEAF_FILL
+            } else {
+                keys.len() / 2
+            };
             let mut right = Vec::with_capacity(LEAF_MAX + 1);
-            right.extend_from_slice(&keys[keys.len() / 2..]);
-            keys.truncate(keys.len() / 2);
+            right.extend_from_slice(&keys[cut..]);
+            keys.truncate(cut);
             let right_sum = Summary::of_keys(&right);
             sum.sub(&right_sum);
             Some(Arc::new(Node::Leaf {
@@ -511,7 +519,12 @@ pub(super) fn insert(node: &mut Arc<Node>, key: EntryKey, term: &Summary) -> Opt
             if children.len() <= INNER_MAX {
                 return None;
             }
-            let mid = children.len() / 2;
+            // As for leaves: a node that overflowed at its last child keeps INNER_FILL.
+            let mid = if slot + 2 == children.len() {
+                INNER_FILL
+            } else {
+                children.len() / 2
+            };
             let right_children = children.split_off(mid);
             firsts.truncate(mid);
             counts.truncate(mid);
