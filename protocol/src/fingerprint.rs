@@ -12,8 +12,8 @@
 //! (Wagner's generalised birthday attack); and why 8 bytes suffice once the digest is keyed
 //! by a salt that nobody knows when the sets are written.
 
-use std::fmt;
 use std::cell::RefCell;
+use std::fmt;
 
 use crate::key::EntryKey;
 

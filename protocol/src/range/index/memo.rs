@@ -13,9 +13,9 @@
 //! aggregates (520 bytes each) per index, allocated on first use, and one range.
 
 use crate::fingerprint::Aggregate;
-use crate::key::{EntryKey, Range};
+use crate::key::Range;
 
-use super::node::leaf_below;
+use super::node::{leaf_below, LeafRef, MID};
 
 /// Leaf edges remembered per index.
 pub(super) const SLOTS: usize = 8;
@@ -41,7 +41,11 @@ impl EdgeMemo {
     }
 
     /// The positions of `range`, remembered, or computed by `compute` (and then remembered).
-    pub(super) fn span(&mut self, range: &Range, compute: impl FnOnce() -> (u64, u64)) -> (u64, u64) {
+    pub(super) fn span(
+        &mut self,
+        range: &Range,
+        compute: impl FnOnce() -> (u64, u64),
+    ) -> (u64, u64) {
         match self.span {
             Some((r, lo, hi)) if r == *range => (lo, hi),
             _ => {
@@ -52,18 +56,19 @@ impl EdgeMemo {
         }
     }
 
-    /// The aggregate of `keys[..pos]` for the leaf whose keys are `keys` and total `sum`,
-    /// remembered or computed (and then remembered).
-    pub(super) fn below(&mut self, keys: &[EntryKey], sum: &Aggregate, pos: usize) -> Aggregate {
-        // An edge at either end of the leaf costs nothing to compute.
-        if pos == 0 || pos == keys.len() {
-            return leaf_below(keys, sum, pos);
+    /// The aggregate of the leaf's keys below `pos`, remembered or computed (and then
+    /// remembered).
+    pub(super) fn below(&mut self, leaf: &LeafRef<'_, Aggregate>, pos: usize) -> Aggregate {
+        let keys = leaf.keys;
+        // An edge at either end of the leaf or at its checkpoint costs nothing to compute.
+        if pos == 0 || pos == keys.len() || pos == MID {
+            return leaf_below(leaf, pos);
         }
         let id = (keys.as_ptr() as usize, keys.len(), pos);
         if let Some(e) = self.entries.iter().find(|e| (e.0, e.1, e.2) == id) {
             return e.3.clone();
         }
-        let agg = leaf_below(keys, sum, pos);
+        let agg = leaf_below(leaf, pos);
         let entry = (id.0, id.1, id.2, agg.clone());
         if self.entries.len() < SLOTS {
             self.entries.push(entry);

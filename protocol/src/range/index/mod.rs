@@ -131,8 +131,8 @@ impl RangeIndex {
         }
         let chunks: Vec<&[EntryKey]> = keys.chunks(LEAF_FILL).collect();
         let threads = threads.max(1);
-        let sums: Vec<Summary> = if threads == 1 || chunks.len() < 64 {
-            chunks.iter().map(|c| Summary::of_keys(c)).collect()
+        let sums: Vec<(Summary, Aggregate)> = if threads == 1 || chunks.len() < 64 {
+            chunks.iter().map(|c| node::leaf_sums(c)).collect()
         } else {
             let per_thread = chunks.len().div_ceil(threads);
             std::thread::scope(|s| {
@@ -142,7 +142,7 @@ impl RangeIndex {
                         (
                             part,
                             s.spawn(move || {
-                                part.iter().map(|c| Summary::of_keys(c)).collect::<Vec<_>>()
+                                part.iter().map(|c| node::leaf_sums(c)).collect::<Vec<_>>()
                             }),
                         )
                     })
@@ -152,7 +152,7 @@ impl RangeIndex {
                     .flat_map(|(part, h)| {
                         // A hashing thread cannot panic; should it, hash its part here.
                         h.join()
-                            .unwrap_or_else(|_| part.iter().map(|c| Summary::of_keys(c)).collect())
+                            .unwrap_or_else(|_| part.iter().map(|c| node::leaf_sums(c)).collect())
                     })
                     .collect()
             })
@@ -163,7 +163,7 @@ impl RangeIndex {
             .map(|(chunk, sum)| {
                 let mut leaf = Vec::with_capacity(LEAF_MAX + 1);
                 leaf.extend_from_slice(chunk);
-                Arc::new(Node::Leaf { keys: leaf, sum })
+                Arc::new(Node::leaf(leaf, sum))
             })
             .collect();
         while level.len() > 1 {
@@ -292,7 +292,7 @@ impl RangeIndex {
     fn measure<M: node::Measure>(
         &self,
         range: &Range,
-        edge: &mut dyn FnMut(&[EntryKey], &M, usize) -> M,
+        edge: &mut dyn FnMut(&node::LeafRef<'_, M>, usize) -> M,
     ) -> M {
         self.root.range(&range.start, range.end.as_ref(), edge)
     }
@@ -304,7 +304,7 @@ impl RangeIndex {
     /// skipped, never waited for, if another thread is using it.
     pub fn range_aggregate(&self, range: &Range) -> Aggregate {
         match self.memo.try_lock() {
-            Ok(mut memo) => self.measure(range, &mut |keys, sum, pos| memo.below(keys, sum, pos)),
+            Ok(mut memo) => self.measure(range, &mut |leaf, pos| memo.below(leaf, pos)),
             Err(_) => self.measure(range, &mut node::leaf_below),
         }
     }
