@@ -10,12 +10,16 @@
 //! it. The buffer stays alive and unchanged as long as the index that owns the memo holds
 //! the leaf, and every change to an index goes through `&mut self`, which clears the memo
 //! first; a snapshot starts with an empty memo of its own. Memory: at most [`SLOTS`]
-//! aggregates (520 bytes each) per index, allocated on first use, and one range.
+//! aggregates (520 bytes each) per index, allocated on first use, one range and one shared
+//! pointer to a leaf (released by every change, so that the change can edit that leaf in
+//! place rather than copy it).
 
 use crate::fingerprint::Aggregate;
-use crate::key::Range;
+use crate::key::{EntryKey, Range};
 
-use super::node::{leaf_below, LeafRef, MID};
+use std::sync::Arc;
+
+use super::node::{leaf_below, LeafRef, Node, MID};
 
 /// Leaf edges remembered per index.
 pub(super) const SLOTS: usize = 8;
@@ -30,6 +34,9 @@ pub(super) struct EdgeMemo {
     /// The last range whose positions were asked for, and its positions `[lo, hi)`: a split
     /// asks for two keys by rank in the same range up to 30 times.
     span: Option<(Range, u64, u64)>,
+    /// The leaf the last select by position ended in, and the position of its first key: a
+    /// split asks for the keys at ranks `r - 1` and `r`, nearly always in one leaf.
+    pub(super) leaf: Option<(Arc<Node>, u64)>,
 }
 
 impl EdgeMemo {
@@ -38,6 +45,18 @@ impl EdgeMemo {
         self.entries.clear();
         self.next = 0;
         self.span = None;
+        // Also gives the leaf back, so that the change can edit it in place.
+        self.leaf = None;
+    }
+
+    /// The key at position `pos` if it lies in the remembered leaf.
+    pub(super) fn key_in_leaf(&self, pos: u64) -> Option<EntryKey> {
+        let (leaf, base) = self.leaf.as_ref()?;
+        let Node::Leaf { keys, .. } = &**leaf else {
+            return None;
+        };
+        let i = usize::try_from(pos.checked_sub(*base)?).ok()?;
+        keys.get(i).copied()
     }
 
     /// The positions of `range`, remembered, or computed by `compute` (and then remembered).

@@ -266,6 +266,19 @@ impl RangeIndex {
         }
     }
 
+    /// [`select`](RangeIndex::select), from the leaf of the last select if `pos` lies in it.
+    fn memo_select(&self, pos: u64) -> Option<EntryKey> {
+        let Ok(mut memo) = self.memo.try_lock() else {
+            return self.select(pos);
+        };
+        if let Some(k) = memo.key_in_leaf(pos) {
+            return Some(k);
+        }
+        let (leaf, base) = node::leaf_at(&self.root, pos)?;
+        memo.leaf = Some((leaf.clone(), base));
+        memo.key_in_leaf(pos)
+    }
+
     /// Up to `limit` keys from position `pos` on, in order.
     pub fn keys_from(&self, pos: u64, limit: usize) -> Vec<EntryKey> {
         let mut out = Vec::with_capacity(limit.min(1024));
@@ -421,7 +434,7 @@ impl RangeStore for RangeIndex {
         Ok(lo
             .checked_add(rank)
             .filter(|p| *p < hi)
-            .and_then(|p| self.select(p)))
+            .and_then(|p| self.memo_select(p)))
     }
 
     fn keys(&self, range: &Range, limit: usize) -> Result<Vec<EntryKey>, StoreError> {

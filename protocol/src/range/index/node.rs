@@ -163,8 +163,22 @@ pub(super) enum Node {
 }
 
 /// The child slot of an inner node that `key` belongs to.
+///
+/// Counted over the whole (sorted) slice rather than found by bisection: the loads do not
+/// depend on one another, so on a node not in cache they miss together instead of one after
+/// another, which for at most 33 separators is the faster search.
 fn slot_of(firsts: &[EntryKey], key: &EntryKey) -> usize {
-    firsts.partition_point(|f| f <= key).saturating_sub(1)
+    firsts
+        .iter()
+        .map(|f| usize::from(f <= key))
+        .sum::<usize>()
+        .saturating_sub(1)
+}
+
+/// The number of keys of a leaf below `key` (its position among them), counted like
+/// [`slot_of`] for the same reason.
+fn count_below(keys: &[EntryKey], key: &EntryKey) -> usize {
+    keys.iter().map(|k| usize::from(k < key)).sum()
 }
 
 impl Node {
@@ -239,7 +253,7 @@ impl Node {
         loop {
             match node {
                 Node::Leaf { keys, .. } => {
-                    return below + keys.partition_point(|k| k < key) as u64;
+                    return below + count_below(keys, key) as u64;
                 }
                 Node::Inner {
                     children,
@@ -277,8 +291,8 @@ impl Node {
             match node {
                 Node::Leaf { keys, sum, mid } => {
                     let len = keys.len();
-                    let lo = keys.partition_point(|k| k < start);
-                    let hi = end.map_or(len, |e| keys.partition_point(|k| k < e)).max(lo);
+                    let lo = count_below(keys, start);
+                    let hi = end.map_or(len, |e| count_below(keys, e)).max(lo);
                     if hi - lo <= edge_cost(len, lo) + edge_cost(len, hi) {
                         note_reads(hi - lo);
                         return M::of_keys(&keys[lo..hi]);
@@ -417,6 +431,31 @@ impl Node {
     }
 }
 
+/// The leaf holding position `pos` below `root`, and the position of its first key.
+pub(super) fn leaf_at(root: &Arc<Node>, mut pos: u64) -> Option<(&Arc<Node>, u64)> {
+    let mut node = root;
+    let mut base = 0u64;
+    loop {
+        match &**node {
+            Node::Leaf { keys, .. } => return (pos < keys.len() as u64).then_some((node, base)),
+            Node::Inner {
+                children, counts, ..
+            } => {
+                let mut next = None;
+                for (c, &n) in children.iter().zip(counts) {
+                    if pos < n {
+                        next = Some(c);
+                        break;
+                    }
+                    pos -= n;
+                    base += n;
+                }
+                node = next?;
+            }
+        }
+    }
+}
+
 /// `acc += x`, or `acc -= x` if `negative`.
 #[inline]
 fn apply<M: Measure>(acc: &mut M, x: &M, negative: bool) {
@@ -508,7 +547,7 @@ fn add_side<M: Measure>(
     loop {
         match node {
             Node::Leaf { keys, sum, mid } => {
-                let pos = keys.partition_point(|k| k < key);
+                let pos = count_below(keys, key);
                 let leaf = LeafRef {
                     keys,
                     sum: M::cached(sum),
