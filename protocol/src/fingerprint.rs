@@ -105,30 +105,34 @@ impl Aggregate {
     /// Adds the term of a key not in the set: `self = self ∪ {key}`. The same as adding
     /// [`of_key`](Aggregate::of_key), without building it.
     pub fn add_key(&mut self, key: &EntryKey) {
-        let term = term_bytes(key);
-        let (chunks, _) = term.as_chunks::<8>();
-        let mut carry = false;
-        for (a, chunk) in self.sum.iter_mut().zip(chunks) {
-            let (s1, c1) = a.overflowing_add(u64::from_le_bytes(*chunk));
-            let (s2, c2) = s1.overflowing_add(u64::from(carry));
-            *a = s2;
-            carry = c1 | c2;
-        }
+        let sum = &mut self.sum;
+        with_term(key, |term| {
+            let (chunks, _) = term.as_chunks::<8>();
+            let mut carry = false;
+            for (a, chunk) in sum.iter_mut().zip(chunks) {
+                let (s1, c1) = a.overflowing_add(u64::from_le_bytes(*chunk));
+                let (s2, c2) = s1.overflowing_add(u64::from(carry));
+                *a = s2;
+                carry = c1 | c2;
+            }
+        });
         self.count = self.count.wrapping_add(1);
     }
 
     /// Removes the term of a key in the set: `self = self \ {key}`. The same as subtracting
     /// [`of_key`](Aggregate::of_key), without building it.
     pub fn sub_key(&mut self, key: &EntryKey) {
-        let term = term_bytes(key);
-        let (chunks, _) = term.as_chunks::<8>();
-        let mut borrow = false;
-        for (a, chunk) in self.sum.iter_mut().zip(chunks) {
-            let (d1, b1) = a.overflowing_sub(u64::from_le_bytes(*chunk));
-            let (d2, b2) = d1.overflowing_sub(u64::from(borrow));
-            *a = d2;
-            borrow = b1 | b2;
-        }
+        let sum = &mut self.sum;
+        with_term(key, |term| {
+            let (chunks, _) = term.as_chunks::<8>();
+            let mut borrow = false;
+            for (a, chunk) in sum.iter_mut().zip(chunks) {
+                let (d1, b1) = a.overflowing_sub(u64::from_le_bytes(*chunk));
+                let (d2, b2) = d1.overflowing_sub(u64::from(borrow));
+                *a = d2;
+                borrow = b1 | b2;
+            }
+        });
         self.count = self.count.wrapping_sub(1);
     }
 
@@ -198,8 +202,10 @@ thread_local! {
     /// This thread's derive-key hasher of `ITEM_CONTEXT`, reset before each use: deriving the
     /// context key costs one BLAKE3 compression (a third of expanding one key), and a hasher
     /// is large enough (about 2 KB) that copying one per key shows in a profile.
-    static ITEM_HASHER: RefCell<blake3::Hasher> =
-        RefCell::new(blake3::Hasher::new_derive_key(ITEM_CONTEXT));
+    /// With a buffer for the 512 bytes of a term, so that expanding a key neither zeroes nor
+    /// copies one.
+    static ITEM_HASHER: RefCell<(blake3::Hasher, [u8; STATE_BYTES])> =
+        RefCell::new((blake3::Hasher::new_derive_key(ITEM_CONTEXT), [0; STATE_BYTES]));
     /// This thread's derive-key hasher of `DIGEST_CONTEXT`, reset before each use.
     static DIGEST_HASHER: RefCell<blake3::Hasher> =
         RefCell::new(blake3::Hasher::new_derive_key(DIGEST_CONTEXT));
@@ -228,16 +234,31 @@ fn with_hasher(
     }
 }
 
-/// A key's 4096-bit term as 512 little-endian bytes: BLAKE3 in derive-key mode for
-/// `ITEM_CONTEXT` over the key's 40-byte form, extended to 512 bytes.
+/// Calls `f` with a key's 4096-bit term as 512 little-endian bytes: BLAKE3 in derive-key
+/// mode for `ITEM_CONTEXT` over the key's 40-byte form, extended to 512 bytes.
 #[inline]
-fn term_bytes(key: &EntryKey) -> [u8; STATE_BYTES] {
-    let mut bytes = [0u8; STATE_BYTES];
-    with_hasher(&ITEM_HASHER, ITEM_CONTEXT, &mut |hasher| {
-        hasher.update(&key.to_bytes());
-        hasher.finalize_xof().fill(&mut bytes);
-    });
-    bytes
+fn with_term(key: &EntryKey, mut f: impl FnMut(&[u8; STATE_BYTES])) {
+    let input = key.to_bytes();
+    let ran = ITEM_HASHER
+        .try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut state) => {
+                let (hasher, term) = &mut *state;
+                hasher.reset();
+                hasher.update(&input);
+                hasher.finalize_xof().fill(term);
+                f(term);
+                true
+            }
+            Err(_) => false,
+        })
+        .unwrap_or(false);
+    if !ran {
+        let mut hasher = blake3::Hasher::new_derive_key(ITEM_CONTEXT);
+        hasher.update(&input);
+        let mut term = [0u8; STATE_BYTES];
+        hasher.finalize_xof().fill(&mut term);
+        f(&term);
+    }
 }
 
 /// The 8-byte salted digest of an [`Aggregate`] that crosses the wire.

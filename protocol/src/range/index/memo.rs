@@ -21,8 +21,9 @@ use std::sync::Arc;
 
 use super::node::{leaf_below, LeafRef, Node, MID};
 
-/// Leaf edges remembered per index.
-pub(super) const SLOTS: usize = 8;
+/// Leaf edges remembered per index: enough for a split into 32 parts (its 33 bounds, the two
+/// outer ones measured first when the peer's fingerprint of the whole range was checked).
+pub(super) const SLOTS: usize = 40;
 
 /// See the module documentation.
 #[derive(Debug, Default)]
