@@ -24,7 +24,7 @@ use crate::negentropy::{self, Accumulator};
 use crate::range::{RangeStore, StoreError};
 
 use memo::EdgeMemo;
-use node::{Node, Summary, INNER_FILL, LEAF_FILL, LEAF_MAX};
+use node::{Node, Summary, INNER_FILL, LEAF_FILL};
 
 /// Why [`RangeIndex::from_sorted`] refused its input: the keys are not strictly ascending,
 /// which in a store means the scanned table is damaged.
@@ -160,11 +160,7 @@ impl RangeIndex {
         let mut level: Vec<Arc<Node>> = chunks
             .into_iter()
             .zip(sums)
-            .map(|(chunk, sum)| {
-                let mut leaf = Vec::with_capacity(LEAF_MAX + 1);
-                leaf.extend_from_slice(chunk);
-                Arc::new(Node::leaf(leaf, sum))
-            })
+            .map(|(chunk, sum)| Arc::new(Node::leaf(node::LeafKeys::from_slice(chunk), sum)))
             .collect();
         while level.len() > 1 {
             level = level

@@ -140,11 +140,75 @@ impl Measure for Accumulator {
     }
 }
 
+/// A leaf's keys, stored in the node itself: a descent that reaches a leaf not in cache then
+/// waits for one memory read fewer than with the keys in a buffer of their own. Room for
+/// `LEAF_MAX + 1` keys, the most a leaf holds before it splits, as a `Vec` reserved for them.
+#[derive(Clone)]
+pub(super) struct LeafKeys {
+    len: usize,
+    keys: [EntryKey; LEAF_MAX + 1],
+}
+
+impl LeafKeys {
+    /// No keys.
+    pub(super) const EMPTY: LeafKeys = LeafKeys {
+        len: 0,
+        keys: [EntryKey::MIN; LEAF_MAX + 1],
+    };
+
+    /// The first `LEAF_MAX + 1` of `keys` (callers pass at most that many).
+    pub(super) fn from_slice(keys: &[EntryKey]) -> Self {
+        let mut out = LeafKeys::EMPTY;
+        let n = keys.len().min(LEAF_MAX + 1);
+        out.keys[..n].copy_from_slice(&keys[..n]);
+        out.len = n;
+        out
+    }
+
+    /// Inserts `key` at `pos` (at most the length); returns `false`, changing nothing, if the
+    /// leaf is full (callers split leaves before that).
+    pub(super) fn insert(&mut self, pos: usize, key: EntryKey) -> bool {
+        if self.len > LEAF_MAX || pos > self.len {
+            return false;
+        }
+        self.keys.copy_within(pos..self.len, pos + 1);
+        self.keys[pos] = key;
+        self.len += 1;
+        true
+    }
+
+    /// Removes the key at `pos`, if there is one.
+    pub(super) fn remove(&mut self, pos: usize) {
+        if pos < self.len {
+            self.keys.copy_within(pos + 1..self.len, pos);
+            self.len -= 1;
+        }
+    }
+
+    /// Keeps the first `n` keys.
+    pub(super) fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n);
+    }
+}
+
+impl std::ops::Deref for LeafKeys {
+    type Target = [EntryKey];
+    fn deref(&self) -> &[EntryKey] {
+        &self.keys[..self.len]
+    }
+}
+
+impl std::fmt::Debug for LeafKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(super) enum Node {
     Leaf {
         /// Strictly ascending; empty only in the root of an empty index.
-        keys: Vec<EntryKey>,
+        keys: LeafKeys,
         sum: Summary,
         /// The aggregate of `keys[..min(MID, keys.len())]`.
         mid: Aggregate,
@@ -183,7 +247,7 @@ fn count_below(keys: &[EntryKey], key: &EntryKey) -> usize {
 
 impl Node {
     pub(super) const EMPTY_LEAF: Node = Node::Leaf {
-        keys: Vec::new(),
+        keys: LeafKeys::EMPTY,
         sum: Summary {
             agg: Aggregate::EMPTY,
             #[cfg(feature = "negentropy")]
@@ -194,7 +258,7 @@ impl Node {
 
     /// A leaf over `keys` (strictly ascending) with its summary and checkpoint from
     /// [`leaf_sums`].
-    pub(super) fn leaf(keys: Vec<EntryKey>, (sum, mid): (Summary, Aggregate)) -> Node {
+    pub(super) fn leaf(keys: LeafKeys, (sum, mid): (Summary, Aggregate)) -> Node {
         Node::Leaf { keys, sum, mid }
     }
 
@@ -407,7 +471,7 @@ impl Node {
     pub(super) fn heap_bytes(&self) -> usize {
         let own = std::mem::size_of::<Node>() + 2 * std::mem::size_of::<usize>();
         match self {
-            Node::Leaf { keys, .. } => own + keys.capacity() * std::mem::size_of::<EntryKey>(),
+            Node::Leaf { .. } => own,
             Node::Inner {
                 children,
                 firsts,
@@ -594,7 +658,10 @@ pub(super) fn insert(node: &mut Arc<Node>, key: EntryKey, term: &Summary) -> Opt
     match Arc::make_mut(node) {
         Node::Leaf { keys, sum, mid } => {
             let pos = keys.partition_point(|k| *k < key);
-            keys.insert(pos, key);
+            // A leaf at rest holds at most LEAF_MAX keys (it splits as soon as it holds more),
+            // so there is room for one more.
+            let inserted = keys.insert(pos, key);
+            debug_assert!(inserted, "a leaf at rest holds at most LEAF_MAX keys");
             sum.add(term);
             if pos < MID {
                 // The new key joins the first MID; the one pushed to position MID leaves them.
@@ -614,8 +681,7 @@ pub(super) fn insert(node: &mut Arc<Node>, key: EntryKey, term: &Summary) -> Opt
             } else {
                 keys.len() / 2
             };
-            let mut right = Vec::with_capacity(LEAF_MAX + 1);
-            right.extend_from_slice(&keys[cut..]);
+            let right = LeafKeys::from_slice(keys.get(cut..).unwrap_or_default());
             keys.truncate(cut);
             if cut < MID {
                 *mid = Aggregate::of_keys(keys.iter());

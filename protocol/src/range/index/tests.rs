@@ -57,7 +57,7 @@ fn check_caches(node: &Node) -> Result<(), TestCaseError> {
     match node {
         Node::Leaf { keys, sum, mid } => {
             prop_assert_eq!(&sum.agg, &Aggregate::of_keys(keys.iter()));
-            prop_assert_eq!(&sum.neg, &Accumulator::of_keys(keys));
+            prop_assert_eq!(&sum.neg, &Accumulator::of_keys(&keys[..]));
             prop_assert_eq!(mid, &Aggregate::of_keys(&keys[..keys.len().min(node::MID)]));
         }
         Node::Inner {
