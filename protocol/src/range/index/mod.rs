@@ -72,7 +72,8 @@ pub enum IndexBuildError {
 pub struct RangeIndex {
     root: Arc<Node>,
     /// Leaf edges of recent aggregate queries; cleared by every change (see `memo.rs`).
-    memo: Mutex<EdgeMemo>,
+    /// Boxed, so that an index stays two pointers wide inside the futures that hold one.
+    memo: Box<Mutex<EdgeMemo>>,
 }
 
 impl Default for RangeIndex {
@@ -92,7 +93,7 @@ impl RangeIndex {
     fn with_root(root: Arc<Node>) -> Self {
         RangeIndex {
             root,
-            memo: Mutex::new(EdgeMemo::default()),
+            memo: Box::default(),
         }
     }
 
@@ -101,7 +102,7 @@ impl RangeIndex {
         match self.memo.get_mut() {
             Ok(memo) => memo.clear(),
             // A thread panicked while holding the memo: start a new one.
-            Err(_) => self.memo = Mutex::new(EdgeMemo::default()),
+            Err(_) => *self.memo = Mutex::default(),
         }
     }
 
