@@ -1,10 +1,11 @@
 //! The query memo of a [`RangeIndex`](super::RangeIndex): the aggregates of the last few
-//! leaf prefixes a range query measured, and the positions of the last range asked about.
+//! leaf prefixes a range query measured, the positions of the last range asked about and
+//! the leaf the last select by position ended in.
 //!
 //! Reconciliation measures adjacent ranges `[b0, b1)`, `[b1, b2)`, ... (a split on one side,
-//! the answers to it on the other), so every inner bound is measured twice, and the part of
-//! a bound's leaf below it (up to half a leaf of keys, each expanded to 512 bytes by BLAKE3)
-//! is the largest cost of a query. The memo keeps the last [`SLOTS`] of those parts.
+//! the answers to it on the other), so every inner bound is measured twice; the part of a
+//! bound's leaf below it (up to a quarter of a bulk-built leaf, each key expanded to 512
+//! bytes by BLAKE3) is a large part of a query's cost. The memo keeps the last [`SLOTS`].
 //!
 //! An entry is named by the leaf's key buffer (its address and length) and the position in
 //! it. The buffer stays alive and unchanged as long as the index that owns the memo holds

@@ -1,12 +1,22 @@
 //! [`RangeIndex`]: the augmented B+tree every store of this workspace answers range queries
 //! from, with `O(1)` immutable snapshots.
 //!
-//! Leaves hold sorted [`EntryKey`]s (at most 32); every node caches the number of keys below it,
-//! their 4096-bit fingerprint [`Aggregate`] and, with the `negentropy` feature, their
-//! Negentropy id sum. Both sums form groups, so the sum of `[a, b)` is
-//! `prefix(b) - prefix(a)`, and each prefix is one root-to-leaf descent that adds the cached
-//! sums left of the path and measures at most half a leaf (16 keys) directly. Count, rank and
-//! `key_at` are the same descent on counts.
+//! Leaves hold sorted [`EntryKey`]s (at most 32, in the node itself); every node caches the
+//! number of keys below it, their 4096-bit fingerprint [`Aggregate`] and, with the `negentropy`
+//! feature, their Negentropy id sum; inner nodes also keep their children's counts, and
+//! leaves the aggregate of their first 12 keys (a checkpoint). Both sums form groups, so a
+//! range is measured in one descent: down the path both bounds share, then the children
+//! strictly between them, then one path per bound, taking at every node whichever side of
+//! the cut needs fewer additions (the node's total less the other side when that is
+//! shorter). Inside a leaf the part below a bound is expanded from the nearest of its start,
+//! its checkpoint and its end: at most 6 keys of a bulk-built leaf of 24. A small per-index
+//! memo keeps recent leaf edges, the last range's positions and the last leaf a select
+//! ended in, because reconciliation measures adjacent ranges and asks for adjacent ranks
+//! (see `memo.rs`). Count, rank and `key_at` are descents on counts.
+//!
+//! Memory (`heap_bytes`, 10^6 keys): about 108 bytes per key built from sorted keys, 109 grown
+//! by appending in key order (a node that overflows at its end keeps the bulk fill), 118 grown
+//! in random order; plus at most 40 memo aggregates (21 KB) per index or snapshot in use.
 //!
 //! Nodes are shared through `Arc`: [`RangeIndex::snapshot`] copies one pointer, and a later
 //! insert copies only the nodes on its path that a snapshot still shares
