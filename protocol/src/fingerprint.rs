@@ -12,6 +12,7 @@
 //! (Wagner's generalised birthday attack); and why 8 bytes suffice once the digest is keyed
 //! by a salt that nobody knows when the sets are written.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use crate::key::EntryKey;
@@ -87,25 +88,52 @@ impl Aggregate {
 
     /// The aggregate of the one-key set `{key}`.
     pub fn of_key(key: &EntryKey) -> Self {
-        let mut hasher = blake3::Hasher::new_derive_key(ITEM_CONTEXT);
-        hasher.update(&key.to_bytes());
-        let mut bytes = [0u8; STATE_BYTES];
-        hasher.finalize_xof().fill(&mut bytes);
-        let mut sum = [0u64; LIMBS];
-        let (chunks, _) = bytes.as_chunks::<8>();
-        for (limb, chunk) in sum.iter_mut().zip(chunks) {
-            *limb = u64::from_le_bytes(*chunk);
-        }
-        Aggregate { sum, count: 1 }
+        let mut agg = Aggregate::EMPTY;
+        agg.add_key(key);
+        agg
     }
 
     /// The aggregate of a set of distinct keys.
     pub fn of_keys<'a>(keys: impl IntoIterator<Item = &'a EntryKey>) -> Self {
         let mut agg = Aggregate::EMPTY;
         for k in keys {
-            agg.add(&Aggregate::of_key(k));
+            agg.add_key(k);
         }
         agg
+    }
+
+    /// Adds the term of a key not in the set: `self = self ∪ {key}`. The same as adding
+    /// [`of_key`](Aggregate::of_key), without building it.
+    pub fn add_key(&mut self, key: &EntryKey) {
+        let sum = &mut self.sum;
+        with_term(key, |term| {
+            let (chunks, _) = term.as_chunks::<8>();
+            let mut carry = false;
+            for (a, chunk) in sum.iter_mut().zip(chunks) {
+                let (s1, c1) = a.overflowing_add(u64::from_le_bytes(*chunk));
+                let (s2, c2) = s1.overflowing_add(u64::from(carry));
+                *a = s2;
+                carry = c1 | c2;
+            }
+        });
+        self.count = self.count.wrapping_add(1);
+    }
+
+    /// Removes the term of a key in the set: `self = self \ {key}`. The same as subtracting
+    /// [`of_key`](Aggregate::of_key), without building it.
+    pub fn sub_key(&mut self, key: &EntryKey) {
+        let sum = &mut self.sum;
+        with_term(key, |term| {
+            let (chunks, _) = term.as_chunks::<8>();
+            let mut borrow = false;
+            for (a, chunk) in sum.iter_mut().zip(chunks) {
+                let (d1, b1) = a.overflowing_sub(u64::from_le_bytes(*chunk));
+                let (d2, b2) = d1.overflowing_sub(u64::from(borrow));
+                *a = d2;
+                borrow = b1 | b2;
+            }
+        });
+        self.count = self.count.wrapping_sub(1);
     }
 
     /// Number of keys aggregated.
@@ -150,13 +178,86 @@ impl Aggregate {
     /// `BLAKE3-derive-key(DIGEST_CONTEXT, salt (16 bytes) || count as u64 LE || sum as 512
     /// bytes LE)`.
     pub fn fingerprint(&self, salt: &Salt) -> Fingerprint {
-        let mut hasher = blake3::Hasher::new_derive_key(DIGEST_CONTEXT);
-        hasher.update(&salt.0);
-        hasher.update(&self.count.to_le_bytes());
-        hasher.update(&self.sum_bytes());
+        // One contiguous input, so that BLAKE3 compresses its whole blocks in place instead
+        // of copying three pieces through its block buffer.
+        let mut input = [0u8; SALT_LEN + 8 + STATE_BYTES];
+        input[..SALT_LEN].copy_from_slice(&salt.0);
+        input[SALT_LEN..SALT_LEN + 8].copy_from_slice(&self.count.to_le_bytes());
+        for (chunk, limb) in input[SALT_LEN + 8..]
+            .chunks_exact_mut(8)
+            .zip(self.sum.iter())
+        {
+            chunk.copy_from_slice(&limb.to_le_bytes());
+        }
         let mut out = [0u8; FINGERPRINT_LEN];
-        out.copy_from_slice(&hasher.finalize().as_bytes()[..FINGERPRINT_LEN]);
+        with_hasher(&DIGEST_HASHER, DIGEST_CONTEXT, &mut |hasher| {
+            hasher.update(&input);
+            out.copy_from_slice(&hasher.finalize().as_bytes()[..FINGERPRINT_LEN]);
+        });
         Fingerprint(out)
+    }
+}
+
+thread_local! {
+    /// This thread's derive-key hasher of `ITEM_CONTEXT`, reset before each use: deriving the
+    /// context key costs one BLAKE3 compression (a third of expanding one key), and a hasher
+    /// is large enough (about 2 KB) that copying one per key shows in a profile.
+    /// With a buffer for the 512 bytes of a term, so that expanding a key neither zeroes nor
+    /// copies one.
+    static ITEM_HASHER: RefCell<(blake3::Hasher, [u8; STATE_BYTES])> =
+        RefCell::new((blake3::Hasher::new_derive_key(ITEM_CONTEXT), [0; STATE_BYTES]));
+    /// This thread's derive-key hasher of `DIGEST_CONTEXT`, reset before each use.
+    static DIGEST_HASHER: RefCell<blake3::Hasher> =
+        RefCell::new(blake3::Hasher::new_derive_key(DIGEST_CONTEXT));
+}
+
+/// Runs `f` on this thread's hasher in `cell`, reset (so in the state
+/// `blake3::Hasher::new_derive_key` of its context returns); if that hasher is in use or
+/// gone (thread teardown), on a new one for `context`.
+fn with_hasher(
+    cell: &'static std::thread::LocalKey<RefCell<blake3::Hasher>>,
+    context: &str,
+    f: &mut dyn FnMut(&mut blake3::Hasher),
+) {
+    let ran = cell
+        .try_with(|h| match h.try_borrow_mut() {
+            Ok(mut h) => {
+                h.reset();
+                f(&mut h);
+                true
+            }
+            Err(_) => false,
+        })
+        .unwrap_or(false);
+    if !ran {
+        f(&mut blake3::Hasher::new_derive_key(context));
+    }
+}
+
+/// Calls `f` with a key's 4096-bit term as 512 little-endian bytes: BLAKE3 in derive-key
+/// mode for `ITEM_CONTEXT` over the key's 40-byte form, extended to 512 bytes.
+#[inline]
+fn with_term(key: &EntryKey, mut f: impl FnMut(&[u8; STATE_BYTES])) {
+    let input = key.to_bytes();
+    let ran = ITEM_HASHER
+        .try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut state) => {
+                let (hasher, term) = &mut *state;
+                hasher.reset();
+                hasher.update(&input);
+                hasher.finalize_xof().fill(term);
+                f(term);
+                true
+            }
+            Err(_) => false,
+        })
+        .unwrap_or(false);
+    if !ran {
+        let mut hasher = blake3::Hasher::new_derive_key(ITEM_CONTEXT);
+        hasher.update(&input);
+        let mut term = [0u8; STATE_BYTES];
+        hasher.finalize_xof().fill(&mut term);
+        f(&term);
     }
 }
 

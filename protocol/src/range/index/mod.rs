@@ -1,20 +1,31 @@
 //! [`RangeIndex`]: the augmented B+tree every store of this workspace answers range queries
 //! from, with `O(1)` immutable snapshots.
 //!
-//! Leaves hold sorted [`EntryKey`]s (at most 32); every node caches the number of keys below it,
-//! their 4096-bit fingerprint [`Aggregate`] and, with the `negentropy` feature, their
-//! Negentropy id sum. Both sums form groups, so the sum of `[a, b)` is
-//! `prefix(b) - prefix(a)`, and each prefix is one root-to-leaf descent that adds the cached
-//! sums left of the path and measures at most half a leaf (16 keys) directly. Count, rank and
-//! `key_at` are the same descent on counts.
+//! Leaves hold sorted [`EntryKey`]s (at most 32, in the node itself); every node caches the
+//! number of keys below it, their 4096-bit fingerprint [`Aggregate`] and, with the `negentropy`
+//! feature, their Negentropy id sum; inner nodes also keep their children's counts, and
+//! leaves the aggregate of their first 12 keys (a checkpoint). Both sums form groups, so a
+//! range is measured in one descent: down the path both bounds share, then the children
+//! strictly between them, then one path per bound, taking at every node whichever side of
+//! the cut needs fewer additions (the node's total less the other side when that is
+//! shorter). Inside a leaf the part below a bound is expanded from the nearest of its start,
+//! its checkpoint and its end: at most 6 keys of a bulk-built leaf of 24. A small per-index
+//! memo keeps recent leaf edges, the last range's positions and the last leaf a select
+//! ended in, because reconciliation measures adjacent ranges and asks for adjacent ranks
+//! (see `memo.rs`). Count, rank and `key_at` are descents on counts.
+//!
+//! Memory (`heap_bytes`, 10^6 keys): about 108 bytes per key built from sorted keys, 109 grown
+//! by appending in key order (a node that overflows at its end keeps the bulk fill), 118 grown
+//! in random order; plus at most 40 memo aggregates (21 KB) per index or snapshot in use.
 //!
 //! Nodes are shared through `Arc`: [`RangeIndex::snapshot`] copies one pointer, and a later
 //! insert copies only the nodes on its path that a snapshot still shares
 //! (copy-on-write), so a snapshot never changes and costs nothing until the index diverges.
 
+mod memo;
 mod node;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::fingerprint::Aggregate;
 use crate::key::{EntryKey, Range};
@@ -22,10 +33,8 @@ use crate::key::{EntryKey, Range};
 use crate::negentropy::{self, Accumulator};
 use crate::range::{RangeStore, StoreError};
 
-use node::{Node, Summary, INNER_FILL, LEAF_FILL, LEAF_MAX};
-
-/// Ranges of at most this many keys are measured by hashing their keys directly.
-const DIRECT_MAX: u64 = 16;
+use memo::EdgeMemo;
+use node::{Node, Summary, INNER_FILL, LEAF_FILL};
 
 /// Why [`RangeIndex::from_sorted`] refused its input: the keys are not strictly ascending,
 /// which in a store means the scanned table is damaged.
@@ -69,20 +78,44 @@ pub enum IndexBuildError {
 /// assert_eq!(snapshot.key_at(&r, 3)?, Some(EntryKey::new(13, [0; 32])));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct RangeIndex {
     root: Arc<Node>,
+    /// Leaf edges of recent aggregate queries; cleared by every change (see `memo.rs`).
+    /// Boxed, so that an index stays two pointers wide inside the futures that hold one.
+    memo: Box<Mutex<EdgeMemo>>,
 }
 
 impl Default for RangeIndex {
     fn default() -> Self {
-        RangeIndex {
-            root: Arc::new(Node::EMPTY_LEAF),
-        }
+        RangeIndex::with_root(Arc::new(Node::EMPTY_LEAF))
+    }
+}
+
+impl Clone for RangeIndex {
+    /// A snapshot: shares every node and starts with an empty memo of its own.
+    fn clone(&self) -> Self {
+        RangeIndex::with_root(self.root.clone())
     }
 }
 
 impl RangeIndex {
+    fn with_root(root: Arc<Node>) -> Self {
+        RangeIndex {
+            root,
+            memo: Box::default(),
+        }
+    }
+
+    /// The memo, emptied, before a change to the tree.
+    fn forget_edges(&mut self) {
+        match self.memo.get_mut() {
+            Ok(memo) => memo.clear(),
+            // A thread panicked while holding the memo: start a new one.
+            Err(_) => *self.memo = Mutex::default(),
+        }
+    }
+
     /// An empty index.
     pub fn new() -> Self {
         Self::default()
@@ -109,8 +142,8 @@ impl RangeIndex {
         }
         let chunks: Vec<&[EntryKey]> = keys.chunks(LEAF_FILL).collect();
         let threads = threads.max(1);
-        let sums: Vec<Summary> = if threads == 1 || chunks.len() < 64 {
-            chunks.iter().map(|c| Summary::of_keys(c)).collect()
+        let sums: Vec<(Summary, Aggregate)> = if threads == 1 || chunks.len() < 64 {
+            chunks.iter().map(|c| node::leaf_sums(c)).collect()
         } else {
             let per_thread = chunks.len().div_ceil(threads);
             std::thread::scope(|s| {
@@ -120,7 +153,7 @@ impl RangeIndex {
                         (
                             part,
                             s.spawn(move || {
-                                part.iter().map(|c| Summary::of_keys(c)).collect::<Vec<_>>()
+                                part.iter().map(|c| node::leaf_sums(c)).collect::<Vec<_>>()
                             }),
                         )
                     })
@@ -130,7 +163,7 @@ impl RangeIndex {
                     .flat_map(|(part, h)| {
                         // A hashing thread cannot panic; should it, hash its part here.
                         h.join()
-                            .unwrap_or_else(|_| part.iter().map(|c| Summary::of_keys(c)).collect())
+                            .unwrap_or_else(|_| part.iter().map(|c| node::leaf_sums(c)).collect())
                     })
                     .collect()
             })
@@ -138,11 +171,7 @@ impl RangeIndex {
         let mut level: Vec<Arc<Node>> = chunks
             .into_iter()
             .zip(sums)
-            .map(|(chunk, sum)| {
-                let mut leaf = Vec::with_capacity(LEAF_MAX + 1);
-                leaf.extend_from_slice(chunk);
-                Arc::new(Node::Leaf { keys: leaf, sum })
-            })
+            .map(|(chunk, sum)| Arc::new(Node::leaf(node::LeafKeys::from_slice(chunk), sum)))
             .collect();
         while level.len() > 1 {
             level = level
@@ -151,7 +180,7 @@ impl RangeIndex {
                 .collect();
         }
         let root = level.pop().unwrap_or_else(|| Arc::new(Node::EMPTY_LEAF));
-        Ok(RangeIndex { root })
+        Ok(RangeIndex::with_root(root))
     }
 
     /// An immutable copy of the index as it is now, in `O(1)`: later inserts into `self` (or
@@ -166,6 +195,7 @@ impl RangeIndex {
         if self.root.contains(&key) {
             return false;
         }
+        self.forget_edges();
         let term = Summary::of_key(&key);
         if let Some(right) = node::insert(&mut self.root, key, &term) {
             let left = self.root.clone();
@@ -180,6 +210,7 @@ impl RangeIndex {
         if !self.root.contains(key) {
             return false;
         }
+        self.forget_edges();
         let term = Summary::of_key(key);
         if node::remove(&mut self.root, key, &term) {
             self.root = Arc::new(Node::EMPTY_LEAF);
@@ -234,6 +265,27 @@ impl RangeIndex {
         (lo, hi.max(lo))
     }
 
+    /// [`span`](RangeIndex::span), remembered for the last range asked about (see `memo.rs`).
+    fn memo_span(&self, range: &Range) -> (u64, u64) {
+        match self.memo.try_lock() {
+            Ok(mut memo) => memo.span(range, || self.span(range)),
+            Err(_) => self.span(range),
+        }
+    }
+
+    /// [`select`](RangeIndex::select), from the leaf of the last select if `pos` lies in it.
+    fn memo_select(&self, pos: u64) -> Option<EntryKey> {
+        let Ok(mut memo) = self.memo.try_lock() else {
+            return self.select(pos);
+        };
+        if let Some(k) = memo.key_in_leaf(pos) {
+            return Some(k);
+        }
+        let (leaf, base) = node::leaf_at(&self.root, pos)?;
+        memo.leaf = Some((leaf.clone(), base));
+        memo.key_in_leaf(pos)
+    }
+
     /// Up to `limit` keys from position `pos` on, in order.
     pub fn keys_from(&self, pos: u64, limit: usize) -> Vec<EntryKey> {
         let mut out = Vec::with_capacity(limit.min(1024));
@@ -256,33 +308,31 @@ impl RangeIndex {
         }
     }
 
-    /// The measure of the keys in `range`: directly for small ranges, otherwise as a
-    /// difference of two prefixes.
-    fn measure<M: node::Measure>(&self, range: &Range) -> M {
-        let (lo, hi) = self.span(range);
-        if hi - lo <= DIRECT_MAX {
-            // at most DIRECT_MAX (16)
-            #[allow(clippy::cast_possible_truncation)]
-            let n = (hi - lo) as usize;
-            return M::of_keys(&self.keys_from(lo, n));
-        }
-        let mut m = match &range.end {
-            Some(end) => self.root.prefix::<M>(end),
-            None => M::cached(self.root.sum()).clone(),
-        };
-        m.sub(&self.root.prefix::<M>(&range.start));
-        m
+    /// The measure of the keys in `range`, with leaf edges measured by `edge`.
+    fn measure<M: node::Measure>(
+        &self,
+        range: &Range,
+        edge: &mut dyn FnMut(&node::LeafRef<'_, M>, usize) -> M,
+    ) -> M {
+        self.root.range(&range.start, range.end.as_ref(), edge)
     }
 
     /// The fingerprint aggregate of the keys in `range`.
+    ///
+    /// Leaf edges (the part of a leaf below a bound) are remembered in a small per-index memo,
+    /// since reconciliation measures adjacent ranges that share their bounds; the memo is
+    /// skipped, never waited for, if another thread is using it.
     pub fn range_aggregate(&self, range: &Range) -> Aggregate {
-        self.measure::<Aggregate>(range)
+        match self.memo.try_lock() {
+            Ok(mut memo) => self.measure(range, &mut |leaf, pos| memo.below(leaf, pos)),
+            Err(_) => self.measure(range, &mut node::leaf_below),
+        }
     }
 
     /// The Negentropy accumulator (id sum and count) of the keys in `range`.
     #[cfg(feature = "negentropy")]
     pub fn range_accumulator(&self, range: &Range) -> Accumulator {
-        self.measure::<Accumulator>(range)
+        self.measure(range, &mut node::leaf_below)
     }
 
     /// Approximate heap bytes held by the tree (nodes shared with snapshots counted in full).
@@ -378,7 +428,7 @@ impl<'a> Iterator for IndexIter<'a> {
 /// including the Negentropy fingerprint (feature `negentropy`), which never scans.
 impl RangeStore for RangeIndex {
     fn count(&self, range: &Range) -> Result<u64, StoreError> {
-        let (lo, hi) = self.span(range);
+        let (lo, hi) = self.memo_span(range);
         Ok(hi - lo)
     }
 
@@ -387,15 +437,15 @@ impl RangeStore for RangeIndex {
     }
 
     fn key_at(&self, range: &Range, rank: u64) -> Result<Option<EntryKey>, StoreError> {
-        let (lo, hi) = self.span(range);
+        let (lo, hi) = self.memo_span(range);
         Ok(lo
             .checked_add(rank)
             .filter(|p| *p < hi)
-            .and_then(|p| self.select(p)))
+            .and_then(|p| self.memo_select(p)))
     }
 
     fn keys(&self, range: &Range, limit: usize) -> Result<Vec<EntryKey>, StoreError> {
-        let (lo, hi) = self.span(range);
+        let (lo, hi) = self.memo_span(range);
         let n = usize::try_from(hi - lo).unwrap_or(usize::MAX).min(limit);
         Ok(self.keys_from(lo, n))
     }

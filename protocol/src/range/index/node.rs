@@ -18,6 +18,10 @@ pub(super) const INNER_MAX: usize = 32;
 pub(super) const LEAF_FILL: usize = 24;
 /// Children per inner node when the tree is built from a sorted list.
 pub(super) const INNER_FILL: usize = 24;
+/// Every leaf also caches the aggregate of its first `MID` keys, a third anchor besides its
+/// two ends for measuring the part of the leaf below a bound: a bound then costs at most a
+/// quarter of a full bulk-built leaf in key expansions instead of half.
+pub(super) const MID: usize = LEAF_FILL / 2;
 
 /// What every node caches about the keys below it: the oplog-v1 aggregate and, with the
 /// `negentropy` feature, Negentropy's id sum (each carries the count).
@@ -34,14 +38,6 @@ impl Summary {
             agg: Aggregate::of_key(key),
             #[cfg(feature = "negentropy")]
             neg: Accumulator::of_keys(std::slice::from_ref(key)),
-        }
-    }
-
-    pub(super) fn of_keys(keys: &[EntryKey]) -> Self {
-        Summary {
-            agg: Aggregate::of_keys(keys),
-            #[cfg(feature = "negentropy")]
-            neg: Accumulator::of_keys(keys),
         }
     }
 
@@ -81,6 +77,16 @@ pub(super) trait Measure: Clone {
     const EMPTY: Self;
     fn cached(summary: &Summary) -> &Self;
     fn of_keys(keys: &[EntryKey]) -> Self;
+    /// `self += of_keys(keys)`.
+    fn add_keys(&mut self, keys: &[EntryKey]) {
+        self.add(&Self::of_keys(keys));
+    }
+    /// `self -= of_keys(keys)`.
+    fn sub_keys(&mut self, keys: &[EntryKey]) {
+        self.sub(&Self::of_keys(keys));
+    }
+    /// The leaf's cached measure of its first [`MID`] keys, if this measure has one.
+    fn checkpoint(mid: &Aggregate) -> Option<&Self>;
     fn add(&mut self, other: &Self);
     fn sub(&mut self, other: &Self);
 }
@@ -92,6 +98,19 @@ impl Measure for Aggregate {
     }
     fn of_keys(keys: &[EntryKey]) -> Self {
         Aggregate::of_keys(keys)
+    }
+    fn add_keys(&mut self, keys: &[EntryKey]) {
+        for k in keys {
+            self.add_key(k);
+        }
+    }
+    fn sub_keys(&mut self, keys: &[EntryKey]) {
+        for k in keys {
+            self.sub_key(k);
+        }
+    }
+    fn checkpoint(mid: &Aggregate) -> Option<&Self> {
+        Some(mid)
     }
     fn add(&mut self, other: &Self) {
         Aggregate::add(self, other);
@@ -110,6 +129,9 @@ impl Measure for Accumulator {
     fn of_keys(keys: &[EntryKey]) -> Self {
         Accumulator::of_keys(keys)
     }
+    fn checkpoint(_: &Aggregate) -> Option<&Self> {
+        None
+    }
     fn add(&mut self, other: &Self) {
         self.add_set(other);
     }
@@ -118,12 +140,82 @@ impl Measure for Accumulator {
     }
 }
 
+/// A leaf's keys, stored in the node itself: a descent that reaches a leaf not in cache then
+/// waits for one memory read fewer than with the keys in a buffer of their own. Room for
+/// `LEAF_MAX + 1` keys, the most a leaf holds before it splits, as a `Vec` reserved for them.
+#[derive(Clone)]
+pub(super) struct LeafKeys {
+    len: usize,
+    keys: [EntryKey; LEAF_MAX + 1],
+}
+
+impl LeafKeys {
+    /// No keys.
+    pub(super) const EMPTY: LeafKeys = LeafKeys {
+        len: 0,
+        keys: [EntryKey::MIN; LEAF_MAX + 1],
+    };
+
+    /// The first `LEAF_MAX + 1` of `keys` (callers pass at most that many).
+    pub(super) fn from_slice(keys: &[EntryKey]) -> Self {
+        let mut out = LeafKeys::EMPTY;
+        let n = keys.len().min(LEAF_MAX + 1);
+        out.keys[..n].copy_from_slice(&keys[..n]);
+        out.len = n;
+        out
+    }
+
+    /// Inserts `key` at `pos` (at most the length); returns `false`, changing nothing, if the
+    /// leaf is full (callers split leaves before that).
+    pub(super) fn insert(&mut self, pos: usize, key: EntryKey) -> bool {
+        if self.len > LEAF_MAX || pos > self.len {
+            return false;
+        }
+        self.keys.copy_within(pos..self.len, pos + 1);
+        self.keys[pos] = key;
+        self.len += 1;
+        true
+    }
+
+    /// Removes the key at `pos`, if there is one.
+    pub(super) fn remove(&mut self, pos: usize) {
+        if pos < self.len {
+            self.keys.copy_within(pos + 1..self.len, pos);
+            self.len -= 1;
+        }
+    }
+
+    /// Keeps the first `n` keys.
+    pub(super) fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n);
+    }
+}
+
+impl std::ops::Deref for LeafKeys {
+    type Target = [EntryKey];
+    fn deref(&self) -> &[EntryKey] {
+        &self.keys[..self.len]
+    }
+}
+
+impl std::fmt::Debug for LeafKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+// Leaves are nearly all of the nodes (one inner node per 16-24 leaves), so inner nodes
+// carrying a leaf's size cost about 3 bytes per key; boxing the leaf's keys instead would
+// bring back the dependent memory read that keeping them in the node saves.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub(super) enum Node {
     Leaf {
         /// Strictly ascending; empty only in the root of an empty index.
-        keys: Vec<EntryKey>,
+        keys: LeafKeys,
         sum: Summary,
+        /// The aggregate of `keys[..min(MID, keys.len())]`.
+        mid: Aggregate,
     },
     Inner {
         /// Never empty.
@@ -131,24 +223,48 @@ pub(super) enum Node {
         /// `firsts[i]` is at most the smallest key below `children[i]` and greater than every
         /// key below `children[i - 1]`: the separators a descent routes by.
         firsts: Vec<EntryKey>,
+        /// `counts[i]` is the number of keys below `children[i]`, kept here so that rank and
+        /// select read one array instead of a cache line of every child.
+        counts: Vec<u64>,
         sum: Summary,
     },
 }
 
 /// The child slot of an inner node that `key` belongs to.
+///
+/// Counted over the whole (sorted) slice rather than found by bisection: the loads do not
+/// depend on one another, so on a node not in cache they miss together instead of one after
+/// another, which for at most 33 separators is the faster search.
 fn slot_of(firsts: &[EntryKey], key: &EntryKey) -> usize {
-    firsts.partition_point(|f| f <= key).saturating_sub(1)
+    firsts
+        .iter()
+        .map(|f| usize::from(f <= key))
+        .sum::<usize>()
+        .saturating_sub(1)
+}
+
+/// The number of keys of a leaf below `key` (its position among them), counted like
+/// [`slot_of`] for the same reason.
+fn count_below(keys: &[EntryKey], key: &EntryKey) -> usize {
+    keys.iter().map(|k| usize::from(k < key)).sum()
 }
 
 impl Node {
     pub(super) const EMPTY_LEAF: Node = Node::Leaf {
-        keys: Vec::new(),
+        keys: LeafKeys::EMPTY,
         sum: Summary {
             agg: Aggregate::EMPTY,
             #[cfg(feature = "negentropy")]
             neg: Accumulator::EMPTY,
         },
+        mid: Aggregate::EMPTY,
     };
+
+    /// A leaf over `keys` (strictly ascending) with its summary and checkpoint from
+    /// [`leaf_sums`].
+    pub(super) fn leaf(keys: LeafKeys, (sum, mid): (Summary, Aggregate)) -> Node {
+        Node::Leaf { keys, sum, mid }
+    }
 
     pub(super) fn sum(&self) -> &Summary {
         match self {
@@ -172,13 +288,16 @@ impl Node {
     pub(super) fn inner(children: Vec<Arc<Node>>) -> Node {
         let mut sum = Summary::default();
         let mut firsts = Vec::with_capacity(children.len());
+        let mut counts = Vec::with_capacity(children.len());
         for c in &children {
             sum.add(c.sum());
             firsts.push(c.first());
+            counts.push(c.count());
         }
         Node::Inner {
             children,
             firsts,
+            counts,
             sum,
         }
     }
@@ -202,45 +321,98 @@ impl Node {
         loop {
             match node {
                 Node::Leaf { keys, .. } => {
-                    return below + keys.partition_point(|k| k < key) as u64;
+                    return below + count_below(keys, key) as u64;
                 }
                 Node::Inner {
-                    children, firsts, ..
+                    children,
+                    firsts,
+                    counts,
+                    ..
                 } => {
                     let slot = slot_of(firsts, key);
-                    below += children[..slot].iter().map(|c| c.count()).sum::<u64>();
+                    below += counts[..slot].iter().sum::<u64>();
                     node = &children[slot];
                 }
             }
         }
     }
 
-    /// The measure of the keys strictly below `key`: the cached sums left of one descent plus
-    /// at most half a leaf of keys measured directly.
-    pub(super) fn prefix<M: Measure>(&self, key: &EntryKey) -> M {
+    /// The measure of the keys in `[start, end)` (`end == None`: no upper bound).
+    ///
+    /// One descent while both bounds route to the same child; where they part, the children
+    /// strictly between them (or the node's total less the children outside, whichever is
+    /// fewer additions), then one descent per bound for the part of its child inside the range.
+    /// Each descent takes at every node the cheaper side of its cut ([`add_side`]), and asks
+    /// `edge` for the keys of a leaf below a position, so that the caller can remember those
+    /// (a split measures `[b0, b1)`, `[b1, b2)`, ...: every inner bound twice).
+    pub(super) fn range<M: Measure>(
+        &self,
+        start: &EntryKey,
+        end: Option<&EntryKey>,
+        edge: &mut dyn FnMut(&LeafRef<'_, M>, usize) -> M,
+    ) -> M {
+        if end.is_some_and(|e| e <= start) {
+            return M::EMPTY;
+        }
         let mut node = self;
-        let mut acc = M::EMPTY;
         loop {
             match node {
-                Node::Leaf { keys, sum } => {
-                    let pos = keys.partition_point(|k| k < key);
-                    note_reads(pos.min(keys.len() - pos));
-                    if pos <= keys.len() / 2 {
-                        acc.add(&M::of_keys(&keys[..pos]));
-                    } else {
-                        acc.add(M::cached(sum));
-                        acc.sub(&M::of_keys(&keys[pos..]));
+                Node::Leaf { keys, sum, mid } => {
+                    let len = keys.len();
+                    let lo = count_below(keys, start);
+                    let hi = end.map_or(len, |e| count_below(keys, e)).max(lo);
+                    if hi - lo <= edge_cost(len, lo) + edge_cost(len, hi) {
+                        note_reads(hi - lo);
+                        return M::of_keys(&keys[lo..hi]);
                     }
-                    return acc;
+                    let leaf = LeafRef {
+                        keys,
+                        sum: M::cached(sum),
+                        mid: M::checkpoint(mid),
+                    };
+                    let mut m = edge(&leaf, hi);
+                    m.sub(&edge(&leaf, lo));
+                    return m;
                 }
                 Node::Inner {
-                    children, firsts, ..
+                    children,
+                    firsts,
+                    sum,
+                    ..
                 } => {
-                    let slot = slot_of(firsts, key);
-                    for c in &children[..slot] {
-                        acc.add(M::cached(c.sum()));
+                    let len = children.len();
+                    let s = slot_of(firsts, start);
+                    // End slot, or `len` when the range runs past the last child.
+                    let stop = end.map_or(len, |e| slot_of(firsts, e));
+                    if stop == s || (stop == len && s == len - 1) {
+                        node = &children[s];
+                        continue;
                     }
-                    node = &children[slot];
+                    let mut acc = M::EMPTY;
+                    let between = stop - s - 1;
+                    let outside = 1 + s + len.saturating_sub(stop + 1);
+                    if between <= outside {
+                        for c in &children[s + 1..stop] {
+                            acc.add(M::cached(c.sum()));
+                        }
+                        add_side(&children[s], start, false, false, &mut acc, edge);
+                        if let (Some(e), Some(child)) = (end, children.get(stop)) {
+                            add_side(child, e, true, false, &mut acc, edge);
+                        }
+                    } else {
+                        acc.add(M::cached(sum));
+                        for c in &children[..s] {
+                            acc.sub(M::cached(c.sum()));
+                        }
+                        for c in children.iter().skip(stop + 1) {
+                            acc.sub(M::cached(c.sum()));
+                        }
+                        add_side(&children[s], start, true, true, &mut acc, edge);
+                        if let (Some(e), Some(child)) = (end, children.get(stop)) {
+                            add_side(child, e, false, true, &mut acc, edge);
+                        }
+                    }
+                    return acc;
                 }
             }
         }
@@ -254,10 +426,11 @@ impl Node {
                 Node::Leaf { keys, .. } => {
                     return usize::try_from(pos).ok().and_then(|p| keys.get(p).copied());
                 }
-                Node::Inner { children, .. } => {
+                Node::Inner {
+                    children, counts, ..
+                } => {
                     let mut next = None;
-                    for c in children {
-                        let n = c.count();
+                    for (c, &n) in children.iter().zip(counts) {
                         if pos < n {
                             next = Some(c);
                             break;
@@ -279,12 +452,13 @@ impl Node {
                 note_reads(take);
                 out.extend_from_slice(&keys[start..start + take]);
             }
-            Node::Inner { children, .. } => {
-                for c in children {
+            Node::Inner {
+                children, counts, ..
+            } => {
+                for (c, &n) in children.iter().zip(counts) {
                     if out.len() >= limit {
                         return;
                     }
-                    let n = c.count();
                     if skip >= n {
                         skip -= n;
                         continue;
@@ -301,12 +475,16 @@ impl Node {
     pub(super) fn heap_bytes(&self) -> usize {
         let own = std::mem::size_of::<Node>() + 2 * std::mem::size_of::<usize>();
         match self {
-            Node::Leaf { keys, .. } => own + keys.capacity() * std::mem::size_of::<EntryKey>(),
+            Node::Leaf { .. } => own,
             Node::Inner {
-                children, firsts, ..
+                children,
+                firsts,
+                counts,
+                ..
             } => {
                 own + children.capacity() * std::mem::size_of::<Arc<Node>>()
                     + firsts.capacity() * std::mem::size_of::<EntryKey>()
+                    + counts.capacity() * std::mem::size_of::<u64>()
                     + children.iter().map(|c| c.heap_bytes()).sum::<usize>()
             }
         }
@@ -321,30 +499,205 @@ impl Node {
     }
 }
 
+/// The leaf holding position `pos` below `root`, and the position of its first key.
+pub(super) fn leaf_at(root: &Arc<Node>, mut pos: u64) -> Option<(&Arc<Node>, u64)> {
+    let mut node = root;
+    let mut base = 0u64;
+    loop {
+        match &**node {
+            Node::Leaf { keys, .. } => return (pos < keys.len() as u64).then_some((node, base)),
+            Node::Inner {
+                children, counts, ..
+            } => {
+                let mut next = None;
+                for (c, &n) in children.iter().zip(counts) {
+                    if pos < n {
+                        next = Some(c);
+                        break;
+                    }
+                    pos -= n;
+                    base += n;
+                }
+                node = next?;
+            }
+        }
+    }
+}
+
+/// `acc += x`, or `acc -= x` if `negative`.
+#[inline]
+fn apply<M: Measure>(acc: &mut M, x: &M, negative: bool) {
+    if negative {
+        acc.sub(x);
+    } else {
+        acc.add(x);
+    }
+}
+
+/// What a leaf-edge measurement reads of a leaf.
+pub(super) struct LeafRef<'a, M> {
+    /// The leaf's keys.
+    pub(super) keys: &'a [EntryKey],
+    /// The measure of all of them.
+    pub(super) sum: &'a M,
+    /// The measure of the first [`MID`] of them, if the measure has that checkpoint.
+    pub(super) mid: Option<&'a M>,
+}
+
+/// Keys expanded to measure the part below `pos` of a leaf of `len` keys with a checkpoint:
+/// the distance from `pos` to the nearest of 0, [`MID`] (if the leaf has that many) and `len`.
+fn edge_cost(len: usize, pos: usize) -> usize {
+    let ends = pos.min(len - pos);
+    if len >= MID {
+        ends.min(pos.abs_diff(MID))
+    } else {
+        ends
+    }
+}
+
+/// The measure of the keys of a leaf below position `pos`, from whichever anchor is nearest:
+/// `keys[..pos]` directly, the leaf's sum less `keys[pos..]`, or its checkpoint of the first
+/// [`MID`] keys plus or minus the keys between `MID` and `pos`.
+pub(super) fn leaf_below<M: Measure>(leaf: &LeafRef<'_, M>, pos: usize) -> M {
+    let keys = leaf.keys;
+    let len = keys.len();
+    let ends = pos.min(len - pos);
+    if let Some(mid) = leaf.mid.filter(|_| len >= MID && pos.abs_diff(MID) < ends) {
+        note_reads(pos.abs_diff(MID));
+        let mut m = mid.clone();
+        if pos >= MID {
+            m.add_keys(&keys[MID..pos]);
+        } else {
+            m.sub_keys(&keys[pos..MID]);
+        }
+        return m;
+    }
+    note_reads(ends);
+    if pos <= len / 2 {
+        M::of_keys(&keys[..pos])
+    } else {
+        let mut m = leaf.sum.clone();
+        m.sub_keys(&keys[pos..]);
+        m
+    }
+}
+
+/// The summary of a leaf's keys and its checkpoint (the aggregate of its first [`MID`] keys),
+/// expanding each key once.
+pub(super) fn leaf_sums(keys: &[EntryKey]) -> (Summary, Aggregate) {
+    let m = keys.len().min(MID);
+    let mid = Aggregate::of_keys(&keys[..m]);
+    let mut agg = mid.clone();
+    agg.add_keys(&keys[m..]);
+    let sum = Summary {
+        agg,
+        #[cfg(feature = "negentropy")]
+        neg: Accumulator::of_keys(keys),
+    };
+    (sum, mid)
+}
+
+/// Adds to `acc` (subtracts, if `negative`) the measure of the keys below `node` that are
+/// below `key` (`below`) or at or above it (`!below`).
+///
+/// At each inner node the wanted side's siblings are added directly, or, when the other side
+/// has fewer, the node's total less the other side's siblings less the child's other part:
+/// the descent then continues with the side and the sign flipped. So a level costs at most
+/// about half its children, and a leaf at most half its keys (through `edge`).
+fn add_side<M: Measure>(
+    mut node: &Node,
+    key: &EntryKey,
+    mut below: bool,
+    mut negative: bool,
+    acc: &mut M,
+    edge: &mut dyn FnMut(&LeafRef<'_, M>, usize) -> M,
+) {
+    loop {
+        match node {
+            Node::Leaf { keys, sum, mid } => {
+                let pos = count_below(keys, key);
+                let leaf = LeafRef {
+                    keys,
+                    sum: M::cached(sum),
+                    mid: M::checkpoint(mid),
+                };
+                let part = edge(&leaf, pos);
+                if !below {
+                    apply(acc, M::cached(sum), negative);
+                    negative = !negative;
+                }
+                apply(acc, &part, negative);
+                return;
+            }
+            Node::Inner {
+                children,
+                firsts,
+                sum,
+                ..
+            } => {
+                let slot = slot_of(firsts, key);
+                let (left, right) = (&children[..slot], &children[slot + 1..]);
+                let (near, far) = if below { (left, right) } else { (right, left) };
+                if near.len() <= far.len() + 1 {
+                    for c in near {
+                        apply(acc, M::cached(c.sum()), negative);
+                    }
+                } else {
+                    apply(acc, M::cached(sum), negative);
+                    for c in far {
+                        apply(acc, M::cached(c.sum()), !negative);
+                    }
+                    below = !below;
+                    negative = !negative;
+                }
+                node = &children[slot];
+            }
+        }
+    }
+}
+
 /// Inserts `key`, known to be absent, whose summary is `term`; copies shared nodes on the path.
 /// Returns the new right sibling if the node split.
 pub(super) fn insert(node: &mut Arc<Node>, key: EntryKey, term: &Summary) -> Option<Arc<Node>> {
     match Arc::make_mut(node) {
-        Node::Leaf { keys, sum } => {
+        Node::Leaf { keys, sum, mid } => {
             let pos = keys.partition_point(|k| *k < key);
-            keys.insert(pos, key);
+            // A leaf at rest holds at most LEAF_MAX keys (it splits as soon as it holds more),
+            // so there is room for one more.
+            let inserted = keys.insert(pos, key);
+            debug_assert!(inserted, "a leaf at rest holds at most LEAF_MAX keys");
             sum.add(term);
+            if pos < MID {
+                // The new key joins the first MID; the one pushed to position MID leaves them.
+                mid.add(&term.agg);
+                if let Some(out) = keys.get(MID) {
+                    mid.sub_key(out);
+                }
+            }
             if keys.len() <= LEAF_MAX {
                 return None;
             }
-            let mut right = Vec::with_capacity(LEAF_MAX + 1);
-            right.extend_from_slice(&keys[keys.len() / 2..]);
-            keys.truncate(keys.len() / 2);
-            let right_sum = Summary::of_keys(&right);
-            sum.sub(&right_sum);
-            Some(Arc::new(Node::Leaf {
-                keys: right,
-                sum: right_sum,
-            }))
+            // Keys arrive mostly in ascending order (an oplog's keys start with a clock): a leaf
+            // that overflowed at its end keeps LEAF_FILL keys, as a bulk build would, instead
+            // of half, so that appending leaves leaves as full as a build from sorted keys.
+            let cut = if pos + 1 == keys.len() {
+                LEAF_FILL
+            } else {
+                keys.len() / 2
+            };
+            let right = LeafKeys::from_slice(keys.get(cut..).unwrap_or_default());
+            keys.truncate(cut);
+            if cut < MID {
+                *mid = Aggregate::of_keys(keys.iter());
+            }
+            let right_sums = leaf_sums(&right);
+            sum.sub(&right_sums.0);
+            Some(Arc::new(Node::leaf(right, right_sums)))
         }
         Node::Inner {
             children,
             firsts,
+            counts,
             sum,
         } => {
             let slot = slot_of(firsts, &key);
@@ -353,15 +706,26 @@ pub(super) fn insert(node: &mut Arc<Node>, key: EntryKey, term: &Summary) -> Opt
             if key < firsts[slot] {
                 firsts[slot] = key;
             }
-            let right = split?;
+            let Some(right) = split else {
+                counts[slot] += 1;
+                return None;
+            };
+            counts[slot] = children[slot].count();
+            counts.insert(slot + 1, right.count());
             firsts.insert(slot + 1, right.first());
             children.insert(slot + 1, right);
             if children.len() <= INNER_MAX {
                 return None;
             }
-            let mid = children.len() / 2;
+            // As for leaves: a node that overflowed at its last child keeps INNER_FILL.
+            let mid = if slot + 2 == children.len() {
+                INNER_FILL
+            } else {
+                children.len() / 2
+            };
             let right_children = children.split_off(mid);
             firsts.truncate(mid);
+            counts.truncate(mid);
             let right = Node::inner(right_children);
             sum.sub(right.sum());
             Some(Arc::new(right))
@@ -374,16 +738,25 @@ pub(super) fn insert(node: &mut Arc<Node>, key: EntryKey, term: &Summary) -> Opt
 /// merged when they become small.
 pub(super) fn remove(node: &mut Arc<Node>, key: &EntryKey, term: &Summary) -> bool {
     match Arc::make_mut(node) {
-        Node::Leaf { keys, sum } => {
+        Node::Leaf { keys, sum, mid } => {
             if let Ok(pos) = keys.binary_search(key) {
                 keys.remove(pos);
                 sum.sub(term);
+                if pos < MID {
+                    // The key leaves the first MID; the one moved down to position MID - 1
+                    // joins them.
+                    mid.sub(&term.agg);
+                    if let Some(joined) = keys.get(MID - 1) {
+                        mid.add_key(joined);
+                    }
+                }
             }
             keys.is_empty()
         }
         Node::Inner {
             children,
             firsts,
+            counts,
             sum,
         } => {
             let slot = slot_of(firsts, key);
@@ -392,9 +765,11 @@ pub(super) fn remove(node: &mut Arc<Node>, key: &EntryKey, term: &Summary) -> bo
             if children[slot].count() != before {
                 sum.sub(term);
             }
+            counts[slot] = children[slot].count();
             if empty {
                 children.remove(slot);
                 firsts.remove(slot);
+                counts.remove(slot);
             }
             children.is_empty()
         }

@@ -51,7 +51,39 @@ fn check(index: &RangeIndex, model: &[EntryKey], range: &Range) -> Result<(), Te
     Ok(())
 }
 
+/// Every cached value in the tree equals what it caches: each node's summary, each inner
+/// node's child counts and each leaf's checkpoint of its first `MID` keys.
+fn check_caches(node: &Node) -> Result<(), TestCaseError> {
+    match node {
+        Node::Leaf { keys, sum, mid } => {
+            prop_assert_eq!(&sum.agg, &Aggregate::of_keys(keys.iter()));
+            prop_assert_eq!(&sum.neg, &Accumulator::of_keys(&keys[..]));
+            prop_assert_eq!(mid, &Aggregate::of_keys(&keys[..keys.len().min(node::MID)]));
+        }
+        Node::Inner {
+            children,
+            firsts,
+            counts,
+            sum,
+        } => {
+            prop_assert_eq!(children.len(), firsts.len());
+            prop_assert_eq!(
+                counts,
+                &children.iter().map(|c| c.count()).collect::<Vec<_>>()
+            );
+            let mut total = Summary::default();
+            for c in children {
+                total.add(c.sum());
+                check_caches(c)?;
+            }
+            prop_assert_eq!(sum, &total);
+        }
+    }
+    Ok(())
+}
+
 fn check_whole(index: &RangeIndex, model: &[EntryKey]) -> Result<(), TestCaseError> {
+    check_caches(&index.root)?;
     prop_assert_eq!(index.len(), model.len() as u64);
     prop_assert_eq!(index.all_keys(), model.to_vec());
     prop_assert_eq!(index.iter().copied().collect::<Vec<_>>(), model.to_vec());
@@ -131,6 +163,68 @@ proptest! {
         }
     }
 
+    /// Adjacent ranges `[b0, b1)`, `[b1, b2)`, ... (what a split measures, and what the query
+    /// memo serves twice per bound) and ranks inside them match the model, also when keys are
+    /// inserted and removed between queries: a change must empty the memo, even one that
+    /// leaves a leaf with as many keys as before at the same address.
+    #[test]
+    fn adjacent_ranges_match_the_model_across_changes(
+        keys in proptest::collection::vec((0u64..3000, 0u8..4), 0..1500),
+        bounds in proptest::collection::vec((0u64..3100, 0u8..4), 1..40),
+        changes in proptest::collection::vec(((0u64..3000, 0u8..4), any::<bool>()), 0..12),
+        bulk in any::<bool>(),
+    ) {
+        let mut model: Vec<EntryKey> = keys.iter().map(|&(h, x)| mk(h, x)).collect();
+        model.sort();
+        model.dedup();
+        let mut index = if bulk {
+            RangeIndex::from_sorted(model.clone()).unwrap()
+        } else {
+            let mut index = RangeIndex::new();
+            for k in keys.iter().map(|&(h, x)| mk(h, x)) {
+                index.insert(k);
+            }
+            index
+        };
+        let mut bounds: Vec<EntryKey> = bounds.into_iter().map(|(h, x)| mk(h, x)).collect();
+        bounds.sort();
+        bounds.dedup();
+        let mut changes = changes.into_iter();
+        loop {
+            let mut lower = EntryKey::MIN;
+            for upper in bounds.iter().map(Some).chain([None]) {
+                let range = Range::new(lower, upper.copied());
+                let inside: Vec<EntryKey> =
+                    model.iter().copied().filter(|k| range.contains(k)).collect();
+                prop_assert_eq!(index.aggregate(&range).unwrap(), Aggregate::of_keys(&inside));
+                prop_assert_eq!(index.count(&range).unwrap(), inside.len() as u64);
+                let mid = inside.len() as u64 / 2;
+                prop_assert_eq!(index.key_at(&range, mid).unwrap(), inside.get(mid as usize).copied());
+                if let Some(u) = upper {
+                    lower = *u;
+                }
+            }
+            // One change between passes: an insert and a removal in the same leaf keep its
+            // length, so a stale memo entry would still match by address and length.
+            let Some(((h, x), remove)) = changes.next() else { break };
+            let k = mk(h, x);
+            if remove {
+                let present = model.binary_search(&k);
+                prop_assert_eq!(index.remove(&k), present.is_ok());
+                if let Ok(p) = present { model.remove(p); }
+            } else {
+                let absent = model.binary_search(&k);
+                prop_assert_eq!(index.insert(k), absent.is_err());
+                if let Err(p) = absent { model.insert(p, k); }
+                if let Some(&next) = model.iter().find(|n| **n > k) {
+                    prop_assert!(index.remove(&next));
+                    model.retain(|m| *m != next);
+                }
+            }
+            check_caches(&index.root)?;
+        }
+    }
+
     /// The bulk builder refuses unsorted or repeated keys with a typed error, never a panic.
     #[test]
     fn bulk_builder_refuses_bad_input(keys in proptest::collection::vec((0u64..50, 0u8..3), 0..200)) {
@@ -181,7 +275,8 @@ fn sequential_inserts_stay_shallow_and_removals_empty_it() {
             assert!(index.insert(EntryKey::new(h, [0; 32])));
         }
         assert_eq!(index.len(), n);
-        // half-full leaves of 16 keys and inner nodes of 16 children: 20 000 keys fit in 3 levels
+        // appended keys leave full leaves (24) behind, prepended ones half-full leaves (16):
+        // 20 000 keys fit in 3 levels either way
         assert!(index.depth() <= 3, "depth {}", index.depth());
         assert_eq!(index.select(0), Some(EntryKey::new(1, [0; 32])));
         assert_eq!(index.select(n - 1), Some(EntryKey::new(n, [0; 32])));
@@ -194,6 +289,68 @@ fn sequential_inserts_stay_shallow_and_removals_empty_it() {
         assert!(index.insert(EntryKey::new(5, [0; 32])));
         assert_eq!(index.all_keys(), vec![EntryKey::new(5, [0; 32])]);
     }
+}
+
+/// An index grown by appending keys in order (an oplog's usual order) is as compact as one
+/// built from the sorted keys, not half empty.
+#[test]
+fn appending_fills_leaves_like_a_bulk_build() {
+    let keys: Vec<EntryKey> = (0..50_000u64).map(|i| mk(i, (i % 5) as u8)).collect();
+    let bulk = RangeIndex::from_sorted(keys.clone()).unwrap();
+    let mut appended = RangeIndex::new();
+    for k in &keys {
+        appended.insert(*k);
+    }
+    assert_eq!(appended.all_keys(), keys);
+    let (a, b) = (appended.heap_bytes(), bulk.heap_bytes());
+    assert!(a <= b + b / 10, "appended {a} bytes, bulk-built {b}");
+    // and the checkpoints kept up with every append
+    let mut model = Vec::new();
+    for w in keys.chunks(997) {
+        model.extend_from_slice(w);
+        let r = Range::new(w[0], w.get(500).copied());
+        let inside: Vec<EntryKey> = keys.iter().copied().filter(|k| r.contains(k)).collect();
+        assert_eq!(appended.aggregate(&r).unwrap(), Aggregate::of_keys(&inside));
+    }
+}
+
+/// The memo serves a repeated query without measuring again, and a snapshot starts with its
+/// own empty memo.
+#[test]
+fn the_memo_serves_repeated_edges() {
+    use node::KEYS_READ;
+    let keys: Vec<EntryKey> = (0..10_000u64).map(|i| mk(i, 1)).collect();
+    let index = RangeIndex::from_sorted(keys.clone()).unwrap();
+    let reads = |f: &mut dyn FnMut()| {
+        KEYS_READ.with(|c| c.set(0));
+        f();
+        KEYS_READ.with(std::cell::Cell::get)
+    };
+    // bounds 5 keys into their leaves (bulk leaves hold 24): 5 expansions per edge
+    let r = Range::new(keys[24 * 10 + 5], Some(keys[24 * 50 + 5]));
+    let first = reads(&mut || {
+        let _ = index.aggregate(&r);
+    });
+    assert_eq!(first, 10, "two edges of 5 keys each");
+    let again = reads(&mut || {
+        let _ = index.aggregate(&r);
+    });
+    assert_eq!(again, 0, "both edges remembered");
+    let next = Range::new(keys[24 * 50 + 5], Some(keys[24 * 90 + 5]));
+    assert_eq!(
+        reads(&mut || {
+            let _ = index.aggregate(&next);
+        }),
+        5
+    );
+    let snapshot = index.snapshot();
+    assert_eq!(
+        reads(&mut || {
+            let _ = snapshot.aggregate(&r);
+        }),
+        10
+    );
+    assert!(index.memo.lock().map_or(0, |m| m.len()) <= memo::SLOTS);
 }
 
 #[test]
