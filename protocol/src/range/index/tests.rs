@@ -68,8 +68,8 @@ fn check_caches(node: &Node) -> Result<(), TestCaseError> {
         } => {
             prop_assert_eq!(children.len(), firsts.len());
             prop_assert_eq!(
-                counts,
-                &children.iter().map(|c| c.count()).collect::<Vec<_>>()
+                counts.to_vec(),
+                children.iter().map(|c| c.count()).collect::<Vec<_>>()
             );
             let mut total = Summary::default();
             for c in children {
@@ -367,7 +367,11 @@ fn snapshot_shares_nodes_until_a_write() {
         panic!("10 000 keys need inner nodes");
     };
     assert!(!Arc::ptr_eq(&index.root, &snapshot.root));
-    let shared = a.iter().zip(b).filter(|(x, y)| Arc::ptr_eq(x, y)).count();
+    let shared = a
+        .iter()
+        .zip(b.iter())
+        .filter(|(x, y)| Arc::ptr_eq(x, y))
+        .count();
     assert_eq!(shared, b.len() - 1);
     assert_eq!(snapshot.len(), 10_000);
     assert_eq!(index.len(), 10_001);
