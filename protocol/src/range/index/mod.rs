@@ -177,7 +177,7 @@ impl RangeIndex {
         while level.len() > 1 {
             level = level
                 .chunks(INNER_FILL)
-                .map(|group| Arc::new(Node::inner(group.to_vec())))
+                .map(|group| Arc::new(Node::inner(group)))
                 .collect();
         }
         let root = level.pop().unwrap_or_else(|| Arc::new(Node::EMPTY_LEAF));
@@ -200,7 +200,7 @@ impl RangeIndex {
         let term = Summary::of_key(&key);
         if let Some(right) = node::insert(&mut self.root, key, &term) {
             let left = self.root.clone();
-            self.root = Arc::new(Node::inner(vec![left, right]));
+            self.root = Arc::new(Node::inner(&[left, right]));
         }
         true
     }

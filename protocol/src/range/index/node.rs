@@ -356,8 +356,8 @@ impl Node {
 
     /// A new inner node over `children` (non-empty, at most [`CAP`]: the rest are dropped),
     /// computing its cached sum.
-    pub(super) fn inner(children: Vec<Arc<Node>>) -> Node {
-        let children = Inline::from_slice(&children);
+    pub(super) fn inner(children: &[Arc<Node>]) -> Node {
+        let children = Inline::from_slice(children);
         let mut sum = Summary::default();
         let mut firsts = Inline::new();
         let mut counts = Inline::new();
@@ -791,7 +791,7 @@ pub(super) fn insert(node: &mut Arc<Node>, key: EntryKey, term: &Summary) -> Opt
             let right_children = children.split_off(mid);
             firsts.truncate(mid);
             counts.truncate(mid);
-            let right = Node::inner(right_children);
+            let right = Node::inner(&right_children);
             sum.sub(right.sum());
             Some(Arc::new(right))
         }
