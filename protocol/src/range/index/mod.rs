@@ -3,7 +3,8 @@
 //!
 //! Leaves hold sorted [`EntryKey`]s (at most 32, in the node itself); every node caches the
 //! number of keys below it, their 4096-bit fingerprint [`Aggregate`] and, with the `negentropy`
-//! feature, their Negentropy id sum; inner nodes also keep their children's counts, and
+//! feature, their Negentropy id sum; inner nodes also keep their children's counts (their
+//! separators, counts and child pointers in the node itself, like a leaf's keys), and
 //! leaves the aggregate of their first 12 keys (a checkpoint). Both sums form groups, so a
 //! range is measured in one descent: down the path both bounds share, then the children
 //! strictly between them, then one path per bound, taking at every node whichever side of
@@ -14,8 +15,8 @@
 //! ended in, because reconciliation measures adjacent ranges and asks for adjacent ranks
 //! (see `memo.rs`). Count, rank and `key_at` are descents on counts.
 //!
-//! Memory (`heap_bytes`, 10^6 keys): about 108 bytes per key built from sorted keys, 109 grown
-//! by appending in key order (a node that overflows at its end keeps the bulk fill), 118 grown
+//! Memory (`heap_bytes`, 10^6 keys): about 106 bytes per key built from sorted keys or grown
+//! by appending in key order (a node that overflows at its end keeps the bulk fill), 115 grown
 //! in random order; plus at most 40 memo aggregates (21 KB) per index or snapshot in use.
 //!
 //! Nodes are shared through `Arc`: [`RangeIndex::snapshot`] copies one pointer, and a later
@@ -176,7 +177,7 @@ impl RangeIndex {
         while level.len() > 1 {
             level = level
                 .chunks(INNER_FILL)
-                .map(|group| Arc::new(Node::inner(group.to_vec())))
+                .map(|group| Arc::new(Node::inner(group)))
                 .collect();
         }
         let root = level.pop().unwrap_or_else(|| Arc::new(Node::EMPTY_LEAF));
@@ -199,7 +200,7 @@ impl RangeIndex {
         let term = Summary::of_key(&key);
         if let Some(right) = node::insert(&mut self.root, key, &term) {
             let left = self.root.clone();
-            self.root = Arc::new(Node::inner(vec![left, right]));
+            self.root = Arc::new(Node::inner(&[left, right]));
         }
         true
     }

@@ -140,73 +140,143 @@ impl Measure for Accumulator {
     }
 }
 
-/// A leaf's keys, stored in the node itself: a descent that reaches a leaf not in cache then
-/// waits for one memory read fewer than with the keys in a buffer of their own. Room for
-/// `LEAF_MAX + 1` keys, the most a leaf holds before it splits, as a `Vec` reserved for them.
-#[derive(Clone)]
-pub(super) struct LeafKeys {
-    len: usize,
-    keys: [EntryKey; LEAF_MAX + 1],
+/// Items a node keeps in itself: `LEAF_MAX + 1` (the most a leaf holds before it splits),
+/// which is also `INNER_MAX + 1`.
+pub(super) const CAP: usize = LEAF_MAX + 1;
+const _: () = assert!(LEAF_MAX == INNER_MAX);
+
+/// What fills the unused slots of an [`Inline`] array.
+pub(super) trait Filler: Clone {
+    fn filler() -> Self;
 }
 
-impl LeafKeys {
-    /// No keys.
-    pub(super) const EMPTY: LeafKeys = LeafKeys {
-        len: 0,
-        keys: [EntryKey::MIN; LEAF_MAX + 1],
-    };
+impl Filler for EntryKey {
+    fn filler() -> Self {
+        EntryKey::MIN
+    }
+}
 
-    /// The first `LEAF_MAX + 1` of `keys` (callers pass at most that many).
-    pub(super) fn from_slice(keys: &[EntryKey]) -> Self {
-        let mut out = LeafKeys::EMPTY;
-        let n = keys.len().min(LEAF_MAX + 1);
-        out.keys[..n].copy_from_slice(&keys[..n]);
+impl Filler for u64 {
+    fn filler() -> Self {
+        0
+    }
+}
+
+/// One empty leaf that every unused child slot of every inner node points to.
+static NO_CHILD: std::sync::LazyLock<Arc<Node>> =
+    std::sync::LazyLock::new(|| Arc::new(Node::EMPTY_LEAF));
+
+impl Filler for Arc<Node> {
+    fn filler() -> Self {
+        NO_CHILD.clone()
+    }
+}
+
+/// Up to [`CAP`] items stored in the node itself rather than in a buffer of their own: a
+/// descent that reaches a node not in cache then waits for one memory read per level (the
+/// node) instead of two or three (the node, then its separators' and children's buffers).
+/// Unused slots hold [`Filler::filler`].
+#[derive(Clone)]
+pub(super) struct Inline<T> {
+    len: usize,
+    items: [T; CAP],
+}
+
+/// A leaf's keys (strictly ascending), or an inner node's separators.
+pub(super) type LeafKeys = Inline<EntryKey>;
+
+impl Inline<EntryKey> {
+    /// No keys.
+    pub(super) const EMPTY: LeafKeys = Inline {
+        len: 0,
+        items: [EntryKey::MIN; CAP],
+    };
+}
+
+impl<T: Filler> Inline<T> {
+    /// No items.
+    pub(super) fn new() -> Self {
+        Inline {
+            len: 0,
+            items: std::array::from_fn(|_| T::filler()),
+        }
+    }
+
+    /// The first [`CAP`] of `items` (callers pass at most that many).
+    pub(super) fn from_slice(items: &[T]) -> Self {
+        let mut out = Inline::new();
+        let n = items.len().min(CAP);
+        out.items[..n].clone_from_slice(&items[..n]);
         out.len = n;
         out
     }
 
-    /// Inserts `key` at `pos` (at most the length); returns `false`, changing nothing, if the
-    /// leaf is full (callers split leaves before that).
-    pub(super) fn insert(&mut self, pos: usize, key: EntryKey) -> bool {
-        if self.len > LEAF_MAX || pos > self.len {
+    /// Inserts `item` at `pos` (at most the length); returns `false`, changing nothing, if
+    /// the array is full (callers split nodes before that).
+    pub(super) fn insert(&mut self, pos: usize, item: T) -> bool {
+        if self.len >= CAP || pos > self.len {
             return false;
         }
-        self.keys.copy_within(pos..self.len, pos + 1);
-        self.keys[pos] = key;
+        self.items[pos..=self.len].rotate_right(1);
+        self.items[pos] = item;
         self.len += 1;
         true
     }
 
-    /// Removes the key at `pos`, if there is one.
+    /// Removes the item at `pos`, if there is one.
     pub(super) fn remove(&mut self, pos: usize) {
         if pos < self.len {
-            self.keys.copy_within(pos + 1..self.len, pos);
+            self.items[pos..self.len].rotate_left(1);
             self.len -= 1;
+            self.items[self.len] = T::filler();
         }
     }
 
-    /// Keeps the first `n` keys.
+    /// Keeps the first `n` items.
     pub(super) fn truncate(&mut self, n: usize) {
-        self.len = self.len.min(n);
+        while self.len > n {
+            self.len -= 1;
+            self.items[self.len] = T::filler();
+        }
+    }
+
+    /// Moves the items from `at` on out into a `Vec`.
+    pub(super) fn split_off(&mut self, at: usize) -> Vec<T> {
+        let out = self.get(at..).map(<[T]>::to_vec).unwrap_or_default();
+        self.truncate(at);
+        out
     }
 }
 
-impl std::ops::Deref for LeafKeys {
-    type Target = [EntryKey];
-    fn deref(&self) -> &[EntryKey] {
-        &self.keys[..self.len]
+impl<T> std::ops::Deref for Inline<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.items[..self.len]
     }
 }
 
-impl std::fmt::Debug for LeafKeys {
+impl<T> std::ops::DerefMut for Inline<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.items[..self.len]
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Inline<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Inline<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.iter()).finish()
     }
 }
 
-// Leaves are nearly all of the nodes (one inner node per 16-24 leaves), so inner nodes
-// carrying a leaf's size cost about 3 bytes per key; boxing the leaf's keys instead would
-// bring back the dependent memory read that keeping them in the node saves.
+// Both variants keep their arrays inline and are about the same size (a leaf's keys and
+// checkpoint weigh about what an inner node's separators, counts and children do).
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub(super) enum Node {
@@ -219,13 +289,13 @@ pub(super) enum Node {
     },
     Inner {
         /// Never empty.
-        children: Vec<Arc<Node>>,
+        children: Inline<Arc<Node>>,
         /// `firsts[i]` is at most the smallest key below `children[i]` and greater than every
         /// key below `children[i - 1]`: the separators a descent routes by.
-        firsts: Vec<EntryKey>,
+        firsts: Inline<EntryKey>,
         /// `counts[i]` is the number of keys below `children[i]`, kept here so that rank and
         /// select read one array instead of a cache line of every child.
-        counts: Vec<u64>,
+        counts: Inline<u64>,
         sum: Summary,
     },
 }
@@ -284,15 +354,17 @@ impl Node {
         }
     }
 
-    /// A new inner node over `children` (non-empty), computing its cached sum.
-    pub(super) fn inner(children: Vec<Arc<Node>>) -> Node {
+    /// A new inner node over `children` (non-empty, at most [`CAP`]: the rest are dropped),
+    /// computing its cached sum.
+    pub(super) fn inner(children: &[Arc<Node>]) -> Node {
+        let children = Inline::from_slice(children);
         let mut sum = Summary::default();
-        let mut firsts = Vec::with_capacity(children.len());
-        let mut counts = Vec::with_capacity(children.len());
-        for c in &children {
+        let mut firsts = Inline::new();
+        let mut counts = Inline::new();
+        for (i, c) in children.iter().enumerate() {
             sum.add(c.sum());
-            firsts.push(c.first());
-            counts.push(c.count());
+            firsts.insert(i, c.first());
+            counts.insert(i, c.count());
         }
         Node::Inner {
             children,
@@ -476,16 +548,8 @@ impl Node {
         let own = std::mem::size_of::<Node>() + 2 * std::mem::size_of::<usize>();
         match self {
             Node::Leaf { .. } => own,
-            Node::Inner {
-                children,
-                firsts,
-                counts,
-                ..
-            } => {
-                own + children.capacity() * std::mem::size_of::<Arc<Node>>()
-                    + firsts.capacity() * std::mem::size_of::<EntryKey>()
-                    + counts.capacity() * std::mem::size_of::<u64>()
-                    + children.iter().map(|c| c.heap_bytes()).sum::<usize>()
+            Node::Inner { children, .. } => {
+                own + children.iter().map(|c| c.heap_bytes()).sum::<usize>()
             }
         }
     }
@@ -711,6 +775,7 @@ pub(super) fn insert(node: &mut Arc<Node>, key: EntryKey, term: &Summary) -> Opt
                 return None;
             };
             counts[slot] = children[slot].count();
+            // An inner node at rest has at most INNER_MAX children: room for one more.
             counts.insert(slot + 1, right.count());
             firsts.insert(slot + 1, right.first());
             children.insert(slot + 1, right);
@@ -726,7 +791,7 @@ pub(super) fn insert(node: &mut Arc<Node>, key: EntryKey, term: &Summary) -> Opt
             let right_children = children.split_off(mid);
             firsts.truncate(mid);
             counts.truncate(mid);
-            let right = Node::inner(right_children);
+            let right = Node::inner(&right_children);
             sum.sub(right.sum());
             Some(Arc::new(right))
         }

@@ -68,8 +68,8 @@ fn check_caches(node: &Node) -> Result<(), TestCaseError> {
         } => {
             prop_assert_eq!(children.len(), firsts.len());
             prop_assert_eq!(
-                counts,
-                &children.iter().map(|c| c.count()).collect::<Vec<_>>()
+                counts.to_vec(),
+                children.iter().map(|c| c.count()).collect::<Vec<_>>()
             );
             let mut total = Summary::default();
             for c in children {
@@ -367,7 +367,11 @@ fn snapshot_shares_nodes_until_a_write() {
         panic!("10 000 keys need inner nodes");
     };
     assert!(!Arc::ptr_eq(&index.root, &snapshot.root));
-    let shared = a.iter().zip(b).filter(|(x, y)| Arc::ptr_eq(x, y)).count();
+    let shared = a
+        .iter()
+        .zip(b.iter())
+        .filter(|(x, y)| Arc::ptr_eq(x, y))
+        .count();
     assert_eq!(shared, b.len() - 1);
     assert_eq!(snapshot.len(), 10_000);
     assert_eq!(index.len(), 10_001);
@@ -450,4 +454,36 @@ fn negentropy_messages_do_not_scan_at_100k_keys() {
         reads(&mut || drop(a.keys(&Range::FULL, usize::MAX).unwrap())),
         a.len()
     );
+}
+
+#[test]
+fn inline_arrays_keep_order_refuse_overflow_and_release_children() {
+    use node::{Inline, CAP};
+    let mut a: Inline<u64> = Inline::new();
+    for i in 0..CAP as u64 {
+        assert!(a.insert(a.len(), i * 2));
+    }
+    // full: a further insert changes nothing
+    assert!(!a.insert(0, 99));
+    assert_eq!(a.len(), CAP);
+    a.remove(0);
+    a.remove(CAP); // past the end: no-op
+    assert!(a.insert(3, 5));
+    let mut want: Vec<u64> = (1..CAP as u64).map(|i| i * 2).collect();
+    want.insert(3, 5);
+    assert_eq!(a.to_vec(), want);
+    let tail = a.split_off(10);
+    assert_eq!(tail, want[10..].to_vec());
+    assert_eq!(a.to_vec(), want[..10].to_vec());
+    // a child leaves an inline array and is dropped with it: no slot keeps it alive
+    let child = Arc::new(Node::EMPTY_LEAF);
+    let mut children: Inline<Arc<Node>> = Inline::new();
+    assert!(children.insert(0, child.clone()));
+    assert!(children.insert(1, child.clone()));
+    assert_eq!(Arc::strong_count(&child), 3);
+    children.remove(0);
+    assert_eq!(Arc::strong_count(&child), 2);
+    children.truncate(0);
+    assert_eq!(Arc::strong_count(&child), 1);
+    assert!(children.is_empty());
 }
