@@ -123,7 +123,7 @@ fn print_transcript(t: &Transcript, a: &str, b: &str) {
                 Payload::PrefixList { .. } => "prefix-list",
                 Payload::FullList(_) => "full-list",
                 Payload::Resolve { .. } => "resolve",
-                Payload::Keys(_) => "keys",
+                Payload::Keys { .. } => "keys",
             };
             match kinds.iter_mut().find(|(k, _)| *k == name) {
                 Some((_, n)) => *n += 1,

@@ -272,7 +272,9 @@ impl Bound {
     /// timestamp alone when the timestamps differ, otherwise `curr`'s timestamp with the
     /// shortest id prefix of `curr` that exceeds `prev`'s id.
     ///
-    /// This differs from oplog-sync's own separator, which uses `prev`'s HLC plus one.
+    /// This differs from oplog-sync's own separator (`spec/SPEC.md` 8.2), which, when the
+    /// timestamps differ, picks the HLC in `(prev.hlc, curr.hlc]` whose delta from the part's
+    /// lower bound ends in the most zero bits, so that its delta code is short.
     pub fn minimal(prev: &EntryKey, curr: &EntryKey) -> Bound {
         if prev.hlc != curr.hlc {
             return Bound {

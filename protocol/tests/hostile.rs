@@ -129,14 +129,15 @@ fn limit(r: Result<oplog_protocol::Step, ReconcileError>) -> Limit {
 // ---------------------------------------------------------------------------------------------
 // decoding and pending state
 
-/// 4 MiB of 3-byte empty `Keys` parts: the old decoder built all 1.4 million parts (about
-/// 200 MB) before refusing. Now the parts are validated one at a time: refused by the part
+/// 4 MiB of 4-byte empty `Keys` parts: the old decoder built all 1 million parts (about
+/// 150 MB) before refusing. Now the parts are validated one at a time: refused by the part
 /// cap without allocating, and even with the cap lifted decoding holds one part at a time.
 #[test]
 fn keys_flood_decodes_in_bounded_memory() {
     let store: MemoryStore = (1..=1000).map(|i| key(i * 7, i)).collect();
     store.count(&Range::FULL).unwrap();
-    let bytes = flood(5, (4 << 20) / 3 + 1, &[0]); // 4 MiB + 3 bytes
+    // header, bound, omitted length 0, count 0 (spec 8.3): 4 bytes a part
+    let bytes = flood(5, (4 << 20) / 4 + 1, &[0, 0]); // 4 MiB + 4 bytes
     let msg = Message::from_bytes(bytes);
 
     // the default configuration: over the part cap

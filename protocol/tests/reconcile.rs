@@ -506,3 +506,59 @@ fn dense_listing_pays_when_most_ranges_differ_and_only_then() {
     check(&a, &b, &t);
     assert!(t.messages.iter().all(|m| m.len() <= 4096));
 }
+
+/// Inline Keys answers leave out the bytes of the prefixes the resolver listed against
+/// (spec 8.3); the resolver fills them in and only then can check the keys' order, and it
+/// refuses a Keys part that leaves out another number of bytes.
+#[test]
+fn keys_without_listed_prefixes_are_filled_in_and_checked() {
+    use oplog_protocol::wire::message::{decode, encode, Payload};
+    let shared: Vec<EntryKey> = (0..10).map(|i| key(i, i)).collect();
+    // two keys only the responder (the lister) holds, the lower one's hash above the other's,
+    // so giving both the lower HLC puts them out of order once their prefixes are filled in
+    let seed = (1000u64..2000)
+        .find(|s| key(100, *s).hash.0[..3] > key(101, s + 1).hash.0[..3])
+        .unwrap();
+    let (low, high) = (key(100, seed), key(101, seed + 1));
+    let a: BTreeSet<EntryKey> = shared.iter().copied().collect();
+    let mut b = a.clone();
+    b.extend([low, high]);
+    let (sa, sb) = stores(&a, &b);
+    let cfg = Config::default();
+    let tamper = |f: fn(&mut u8, &mut Vec<EntryKey>)| {
+        move |bytes: &[u8]| {
+            let mut parts = decode(bytes).unwrap();
+            let Payload::Keys { omitted, keys } = &mut parts[0].payload else {
+                panic!("message 3 is not the Keys answer: {parts:?}")
+            };
+            f(omitted, keys);
+            encode(&parts).unwrap()
+        }
+    };
+    // honest: 3 prefix bytes left out of each of the 2 keys, and the session ends exactly
+    corrupted_session(
+        &sa,
+        &sb,
+        &cfg,
+        3,
+        tamper(|o, k| {
+            assert_eq!((*o, k.len()), (3, 2));
+            assert!(k.iter().all(|k| k.hash.0[..3] == [0; 3]));
+        }),
+    )
+    .unwrap();
+    let honest = run(&sa, &sb, cfg.clone(), cfg.clone()).unwrap();
+    check(&a, &b, &honest);
+    // the second key given the first one's HLC: ascending on the wire, not once filled in
+    let err = corrupted_session(&sa, &sb, &cfg, 3, tamper(|_, k| k[1].hlc = k[0].hlc));
+    assert!(
+        matches!(&err, Err(ReconcileError::Protocol(m)) if m.contains("not ascending")),
+        "{err:?}"
+    );
+    // whole keys where the listed prefixes' length is due
+    let err = corrupted_session(&sa, &sb, &cfg, 3, tamper(|o, _| *o = 0));
+    assert!(
+        matches!(&err, Err(ReconcileError::Protocol(m)) if m.contains("leave out 0")),
+        "{err:?}"
+    );
+}

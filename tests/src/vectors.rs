@@ -402,8 +402,17 @@ pub enum PayloadJson {
         keys: Vec<KeyJson>,
     },
     Keys {
+        /// Leading hash bytes each key leaves out on the wire (inline form, 8.3); absent = 0.
+        /// The keys listed here have those bytes zero, as decoded.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        omitted: u8,
         keys: Vec<KeyJson>,
     },
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(v: &u8) -> bool {
+    *v == 0
 }
 
 impl PartJson {
@@ -442,7 +451,10 @@ impl PartJson {
                 missing: missing.clone(),
                 keys: keys(k)?,
             },
-            PayloadJson::Keys { keys: k } => Payload::Keys(keys(k)?),
+            PayloadJson::Keys { omitted, keys: k } => Payload::Keys {
+                omitted: *omitted,
+                keys: keys(k)?,
+            },
         };
         Ok(Part { upper, payload })
     }
@@ -468,7 +480,8 @@ impl From<&Part> for PartJson {
                     missing: missing.clone(),
                     keys: keys_json(keys),
                 },
-                Payload::Keys(keys) => PayloadJson::Keys {
+                Payload::Keys { omitted, keys } => PayloadJson::Keys {
+                    omitted: *omitted,
                     keys: keys_json(keys),
                 },
             },

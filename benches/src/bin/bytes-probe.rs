@@ -91,9 +91,9 @@ fn breakdown(bytes: &[u8], opening: bool, carried: Option<&[EntryKey]>) -> Break
                 }
                 4
             }
-            Payload::Keys(keys) => {
+            Payload::Keys { omitted, keys } => {
                 if carried.is_none() {
-                    b.keys += keys.len() * 33;
+                    b.keys += keys.len() * (33 - *omitted as usize);
                 }
                 5
             }

@@ -25,9 +25,10 @@ fn breakdown(t: &Transcript) -> String {
             match p.payload {
                 Payload::Fingerprint(_) => fps += FINGERPRINT_LEN,
                 Payload::PrefixList { prefixes: b, .. } => prefixes += b.len(),
-                Payload::FullList(k) | Payload::Resolve { keys: k, .. } | Payload::Keys(k) => {
+                Payload::FullList(k) | Payload::Resolve { keys: k, .. } => {
                     keys += k.len() * 33;
                 }
+                Payload::Keys { omitted, keys: k } => keys += k.len() * (33 - omitted as usize),
                 Payload::Skip => {}
             }
         }

@@ -301,7 +301,19 @@ impl Reconciler {
                     if gave.is_empty() || (full && self.config.key_form == KeyForm::Inline) {
                         out.part(range.end, Payload::Skip);
                     } else {
-                        out.part(range.end, Payload::Keys(gave));
+                        // Inline, the peer holds the prefixes we listed: each key goes
+                        // without them (8.3). Carried, the keys travel whole beside.
+                        let omitted = match self.config.key_form {
+                            KeyForm::Inline if !full => self.config.prefix_bytes(listed.len()),
+                            _ => 0,
+                        };
+                        out.part(
+                            range.end,
+                            Payload::Keys {
+                                omitted,
+                                keys: gave,
+                            },
+                        );
                     }
                 } else if !full {
                     debug!(range = ?range.start, "reconcile: prefix collision, resending the range in full");
@@ -326,7 +338,7 @@ impl Reconciler {
                     );
                 }
             }
-            Payload::Keys(theirs) => {
+            Payload::Keys { omitted, keys } => {
                 let mut overlapping = overlapping.into_iter();
                 let (Some((start, p)), None) = (overlapping.next(), overlapping.next()) else {
                     return unexpected("Keys");
@@ -343,14 +355,45 @@ impl Reconciler {
                 if !exact(&start, end) {
                     return unexpected("Keys");
                 }
-                let answers = theirs.len() * wanted_len == wanted.len()
-                    && theirs
-                        .iter()
-                        .zip(wanted.chunks_exact(wanted_len))
-                        .all(|(k, w)| k.hash.0.starts_with(w));
-                if !answers {
+                let omitted = usize::from(*omitted);
+                let expected = match self.config.key_form {
+                    KeyForm::Inline => wanted_len,
+                    KeyForm::Carried => 0,
+                };
+                if omitted != expected {
+                    return Err(ReconcileError::Protocol(format!(
+                        "Keys leave out {omitted} prefix bytes of each key, expected {expected}"
+                    )));
+                }
+                if keys.len() * wanted_len != wanted.len() {
+                    return Err(ReconcileError::Protocol(format!(
+                        "Keys bring {} keys for the {} prefixes we asked for",
+                        keys.len(),
+                        wanted.len() / wanted_len.max(1)
+                    )));
+                }
+                // Fill in the omitted bytes from the prefixes we asked for; the order of the
+                // keys and their range could not be checked before (8.3, 8.4).
+                let mut theirs = keys.clone();
+                for (k, w) in theirs.iter_mut().zip(wanted.chunks_exact(wanted_len)) {
+                    k.hash.0[..omitted].copy_from_slice(&w[..omitted]);
+                }
+                if !theirs
+                    .iter()
+                    .zip(wanted.chunks_exact(wanted_len))
+                    .all(|(k, w)| k.hash.0.starts_with(w))
+                {
                     return Err(ReconcileError::Protocol(
                         "Keys do not match the prefixes we asked for".into(),
+                    ));
+                }
+                if theirs.windows(2).any(|w| w[0] >= w[1])
+                    || theirs
+                        .iter()
+                        .any(|k| *k < range.start || range.end.is_some_and(|e| *k >= e))
+                {
+                    return Err(ReconcileError::Protocol(
+                        "Keys, with the prefixes we asked for filled in, are not ascending inside the part's range".into(),
                     ));
                 }
                 out.have.extend(mine_only);

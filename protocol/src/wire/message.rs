@@ -76,8 +76,17 @@ pub enum Payload {
         /// Keys the list's sender lacks, ascending.
         keys: Vec<EntryKey>,
     },
-    /// The last word on a resolved range: full keys of the listed items the receiver lacks.
-    Keys(Vec<EntryKey>),
+    /// The last word on a resolved range: the keys of the listed items the receiver lacks.
+    Keys {
+        /// Leading hash bytes left out of every key on the wire (inline form only, 0 to 32):
+        /// the prefix length of the `PrefixList` being answered, whose prefixes the receiver
+        /// holds in its pending state (`spec/SPEC.md` 8.3, 8.4). Decoded keys have these bytes
+        /// zero until the receiver fills them in; 0 means full keys, and is the only value
+        /// the carried form allows.
+        omitted: u8,
+        /// The keys, ascending once their omitted bytes are filled in.
+        keys: Vec<EntryKey>,
+    },
 }
 
 impl Payload {
@@ -88,7 +97,7 @@ impl Payload {
             Payload::PrefixList { .. } => mode::PREFIX_LIST,
             Payload::FullList(_) => mode::FULL_LIST,
             Payload::Resolve { .. } => mode::RESOLVE,
-            Payload::Keys(_) => mode::KEYS,
+            Payload::Keys { .. } => mode::KEYS,
         }
     }
 
@@ -111,7 +120,7 @@ impl Payload {
             Payload::PrefixList { .. } => "PrefixList",
             Payload::FullList(_) => "FullList",
             Payload::Resolve { .. } => "Resolve",
-            Payload::Keys(_) => "Keys",
+            Payload::Keys { .. } => "Keys",
         }
     }
 }
@@ -414,6 +423,30 @@ fn check_keys(
     Ok(())
 }
 
+/// Checks the HLCs of keys whose leading hash bytes are left out (a Keys payload with
+/// `omitted > 0`): all a decoder can check before the receiver fills the bytes in from its
+/// pending state (`spec/SPEC.md` 8.3).
+fn check_key_hlcs(
+    keys: &[EntryKey],
+    lower: &EntryKey,
+    upper: Option<&EntryKey>,
+) -> Result<(), &'static str> {
+    if keys.len() > MAX_LIST_ITEMS {
+        return Err("more than 256 items");
+    }
+    let mut prev = lower.hlc;
+    for k in keys {
+        if k.hlc > MAX_HLC {
+            return Err("hlc above 2^64 - 2");
+        }
+        if k.hlc < prev || upper.is_some_and(|u| k.hlc > u.hlc) {
+            return Err("key hlcs not ascending inside the part's range");
+        }
+        prev = k.hlc;
+    }
+    Ok(())
+}
+
 /// Checks that `part` may follow a part ending at `lower` (`None`: the previous part ended
 /// at the end bound), so that the message a decoder reads back is exactly the parts given.
 fn check_part(index: usize, lower: Option<&EntryKey>, part: &Part) -> Result<(), EncodeError> {
@@ -448,8 +481,14 @@ fn check_part(index: usize, lower: Option<&EntryKey>, part: &Part) -> Result<(),
         Payload::FullList(keys) => {
             check_keys(keys, lower, upper).map_err(|why| payload("full list", why))?;
         }
-        Payload::Keys(keys) => {
+        Payload::Keys { omitted: 0, keys } => {
             check_keys(keys, lower, upper).map_err(|why| payload("keys", why))?;
+        }
+        Payload::Keys { omitted, keys } => {
+            if *omitted > 32 {
+                return Err(payload("keys", "more than 32 omitted prefix bytes"));
+            }
+            check_key_hlcs(keys, lower, upper).map_err(|why| payload("keys", why))?;
         }
         Payload::Resolve { missing, keys } => {
             if missing.len() > MAX_LIST_ITEMS {
@@ -606,6 +645,13 @@ impl Encoder {
     /// written.
     pub(crate) fn push(&mut self, part: &Part) -> Result<(), EncodeError> {
         check_part(self.pushed, self.next_lower().as_ref(), part)?;
+        if self.carried.is_some() && matches!(part.payload, Payload::Keys { omitted: 1.., .. }) {
+            return Err(EncodeError::BadPayload {
+                index: self.pushed,
+                what: "keys",
+                why: "the carried form sends whole keys (omitted must be 0)",
+            });
+        }
         self.pushed += 1;
         if let Payload::Skip = part.payload {
             self.skip_upper = Some(part.upper);
@@ -658,6 +704,7 @@ impl Encoder {
             }
         }
         let lower_hlc = self.lower.hlc.0;
+        let inline = self.carried.is_none();
         let carried = &mut self.carried;
         // Resolve and Keys keys: inline, or only their count with the keys carried beside
         let mut put_answer_keys = |out: &mut Vec<u8>, keys: &[EntryKey]| match carried {
@@ -676,7 +723,11 @@ impl Encoder {
                 out.extend_from_slice(prefixes);
             }
             Payload::FullList(keys) => put_keys(out, lower_hlc, keys),
-            Payload::Keys(keys) => put_answer_keys(out, keys),
+            Payload::Keys { omitted, keys } if inline => {
+                out.push(*omitted);
+                put_key_suffixes(out, lower_hlc, *omitted as usize, keys);
+            }
+            Payload::Keys { keys, .. } => put_answer_keys(out, keys),
             Payload::Resolve { missing, keys } => {
                 put_varint(out, missing.len() as u64);
                 let mut next = 0u64;
@@ -710,11 +761,16 @@ impl Encoder {
 }
 
 fn put_keys(out: &mut Vec<u8>, lower_hlc: u64, keys: &[EntryKey]) {
+    put_key_suffixes(out, lower_hlc, 0, keys);
+}
+
+/// Writes `keys` as a key list whose hashes leave out their first `omitted` bytes.
+fn put_key_suffixes(out: &mut Vec<u8>, lower_hlc: u64, omitted: usize, keys: &[EntryKey]) {
     put_varint(out, keys.len() as u64);
     let mut prev = lower_hlc;
     for k in keys {
         put_varint(out, k.hlc.0 - prev);
-        out.extend_from_slice(&k.hash.0);
+        out.extend_from_slice(&k.hash.0[omitted..]);
         prev = k.hlc.0;
     }
 }
@@ -1051,7 +1107,21 @@ impl PartReader<'_> {
                 let keys = self.answer_keys(lower, upper, "resolve keys")?;
                 Payload::Resolve { missing, keys }
             }
-            mode::KEYS => Payload::Keys(self.answer_keys(lower, upper, "keys")?),
+            mode::KEYS if self.carried.is_some() => Payload::Keys {
+                omitted: 0,
+                keys: self.answer_keys(lower, upper, "keys")?,
+            },
+            mode::KEYS => {
+                let omitted = r.byte("omitted prefix length")?;
+                if omitted > 32 {
+                    return Err(DecodeError::BadPayload {
+                        what: "keys",
+                        why: "more than 32 omitted prefix bytes",
+                    });
+                }
+                let keys = read_key_suffixes(r, lower, upper, omitted as usize, "keys")?;
+                Payload::Keys { omitted, keys }
+            }
             other => return Err(DecodeError::UnknownMode(other)),
         };
         if let Some(u) = upper {
@@ -1071,7 +1141,21 @@ fn read_keys(
     upper: Option<EntryKey>,
     what: &'static str,
 ) -> Result<Vec<EntryKey>, DecodeError> {
-    let n = r.count(what, 33)?;
+    read_key_suffixes(r, lower, upper, 0, what)
+}
+
+/// Reads a key list whose hashes leave out their first `omitted` bytes (left zero in the keys
+/// returned). With `omitted > 0` only the HLCs can be checked against the range (the order of
+/// keys with equal HLCs, and the range at its ends, depend on the missing bytes); the receiver
+/// checks the rest once it has filled them in (`spec/SPEC.md` 8.4).
+fn read_key_suffixes(
+    r: &mut Reader<'_>,
+    lower: EntryKey,
+    upper: Option<EntryKey>,
+    omitted: usize,
+    what: &'static str,
+) -> Result<Vec<EntryKey>, DecodeError> {
+    let n = r.count(what, 33 - omitted)?;
     let mut keys = Vec::with_capacity(n);
     let mut prev_hlc = lower.hlc.0;
     let mut prev: Option<EntryKey> = None;
@@ -1086,8 +1170,19 @@ fn read_keys(
                     why: "hlc above 2^64 - 2",
                 })?;
         let mut hash = [0u8; 32];
-        hash.copy_from_slice(r.bytes(32, what)?);
+        hash[omitted..].copy_from_slice(r.bytes(32 - omitted, what)?);
         let key = EntryKey::new(Hlc(hlc), Hash(hash));
+        if omitted > 0 {
+            if upper.is_some_and(|u| hlc > u.hlc.0) {
+                return Err(DecodeError::BadPayload {
+                    what,
+                    why: "key hlcs not ascending inside the part's range",
+                });
+            }
+            keys.push(key);
+            prev_hlc = hlc;
+            continue;
+        }
         if key < lower || upper.is_some_and(|u| key >= u) {
             return Err(DecodeError::BadPayload {
                 what,
@@ -1296,7 +1391,10 @@ mod tests {
             },
             Part {
                 upper: None,
-                payload: Payload::Keys(vec![key(600, 1), key(600, 2)]),
+                payload: Payload::Keys {
+                    omitted: 0,
+                    keys: vec![key(600, 1), key(600, 2)],
+                },
             },
         ];
         let bytes = encode(&parts).unwrap();
@@ -1323,18 +1421,22 @@ mod tests {
             },
             Part {
                 upper: None,
-                payload: Payload::Keys(vec![key(600, 1)]),
+                payload: Payload::Keys {
+                    omitted: 0,
+                    keys: vec![key(600, 1)],
+                },
             },
         ];
         let inline = encode(&parts).unwrap();
         let (bytes, carried) = encode_carried(&parts).unwrap();
         assert_eq!(carried, vec![key(150, 1), key(151, 2), key(600, 1)]);
-        // each carried key saves its delta varint and its 32 hash bytes; FullList stays inline
+        // each carried key saves its delta varint and its 32 hash bytes, and the carried Keys
+        // part has no omitted-length byte; FullList stays inline
         let saved: usize = [(150 - 100, 151 - 150), (600 - 300, 0)]
             .iter()
             .map(|&(a, b)| varint_len(a) + 32 + if b > 0 { varint_len(b) + 32 } else { 0 })
             .sum();
-        assert_eq!(inline.len() - bytes.len(), saved);
+        assert_eq!(inline.len() - bytes.len(), saved + 1);
         assert_eq!(decode_carried(&bytes, &carried).unwrap(), parts);
         // the same bytes read inline are a different (truncated) message
         assert!(decode(&bytes).is_err());
@@ -1447,9 +1549,27 @@ mod tests {
         }
         // payloads: keys outside the range or unordered, a ragged prefix list, bad positions
         for payload in [
-            Payload::Keys(vec![key(20, 1)]),
+            Payload::Keys {
+                omitted: 0,
+                keys: vec![key(20, 1)],
+            },
+            Payload::Keys {
+                omitted: 3,
+                keys: vec![key(20, 1)],
+            },
+            Payload::Keys {
+                omitted: 33,
+                keys: vec![],
+            },
+            Payload::Keys {
+                omitted: 2,
+                keys: vec![key(8, 1), key(7, 1)],
+            },
             Payload::FullList(vec![key(8, 2), key(8, 1)]),
-            Payload::Keys(vec![]).clone(),
+            Payload::Keys {
+                omitted: 0,
+                keys: vec![],
+            },
             Payload::PrefixList {
                 len: 3,
                 prefixes: vec![1, 2],
@@ -1473,7 +1593,7 @@ mod tests {
             Payload::FullList((0..257u32).map(|i| key(6, i.to_le_bytes()[0])).collect()),
         ] {
             let r = encode(&[part(Some(key(10, 0)), payload.clone())]);
-            if payload == Payload::Keys(vec![]) {
+            if matches!(&payload, Payload::Keys { omitted: 0, keys } if keys.is_empty()) {
                 assert!(r.is_ok());
             } else {
                 assert!(

@@ -1191,7 +1191,7 @@ fn messages() -> MessagesFile {
     );
     ok(
         "keys",
-        "A Keys part: the full keys answering a Resolve, encoded like a FullList.",
+        "A Keys part with omitted length 0: the full keys answering a Resolve, encoded like a FullList after the omitted-length byte 00.",
         vec![
             Part {
                 upper: Some(bound(100, &[])),
@@ -1199,7 +1199,34 @@ fn messages() -> MessagesFile {
             },
             Part {
                 upper: None,
-                payload: Payload::Keys(vec![k(100, 6), k(u64::MAX - 1, 7)]),
+                payload: Payload::Keys {
+                    omitted: 0,
+                    keys: vec![k(100, 6), k(u64::MAX - 1, 7)],
+                },
+            },
+        ],
+        None,
+    );
+    ok(
+        "keys-without-prefixes",
+        "A Keys part answering a 3-byte PrefixList: omitted length 3, each key written without the first 3 bytes of its hash (decoded as zero; the receiver fills them in from the prefixes it asked for). The second key has the first key's HLC (delta 0): its order is checked only after the filling in.",
+        vec![
+            Part {
+                upper: Some(bound(100, &[])),
+                payload: Payload::Skip,
+            },
+            Part {
+                upper: None,
+                payload: Payload::Keys {
+                    omitted: 3,
+                    keys: vec![k(150, 6), k(150, 7)]
+                        .into_iter()
+                        .map(|mut k| {
+                            k.hash.0[..3].fill(0);
+                            k
+                        })
+                        .collect(),
+                },
             },
         ],
         None,
@@ -1236,7 +1263,10 @@ fn messages() -> MessagesFile {
             },
             Part {
                 upper: None,
-                payload: Payload::Keys(sorted(vec![k(600, 11), k(600, 12)])),
+                payload: Payload::Keys {
+                    omitted: 0,
+                    keys: sorted(vec![k(600, 11), k(600, 12)]),
+                },
             },
         ],
         None,
@@ -1408,9 +1438,21 @@ fn messages() -> MessagesFile {
         "key-hlc-2-pow-64-minus-1",
         "A Keys part to the end holding one key with HLC 2^64 - 1.",
         with(
-            &[0x01, 0x05, 0x00, 0x01],
+            &[0x01, 0x05, 0x00, 0x00, 0x01],
             &[&[0xff; 9], &[0x01], &[0x22; 32]],
         ),
+        "BadPayload",
+    );
+    bad(
+        "keys-omitted-33",
+        "A Keys part to the end whose omitted length is 33 (at most 32).",
+        vec![0x01, 0x05, 0x00, 0x21, 0x00],
+        "BadPayload",
+    );
+    bad(
+        "keys-suffix-hlc-above-bound",
+        "A Keys part over [MIN, (10, empty)) with omitted length 3 holding a key with HLC 11: with prefixes left out only the HLCs are checked against the range, and 11 is above the bound's 10.",
+        with(&[0x01, 0x05], &[&bound_t(10), &[0x03, 0x01, 0x0b], &[0x22; 29]]),
         "BadPayload",
     );
     bad(
@@ -1438,13 +1480,13 @@ fn messages() -> MessagesFile {
         bad(
             "keys-not-ascending",
             "A Keys part with the same key twice.",
-            with(&[0x01, 0x05, 0x00, 0x02, 0x05], &[&a, &[0x00], &a]),
+            with(&[0x01, 0x05, 0x00, 0x00, 0x02, 0x05], &[&a, &[0x00], &a]),
             "BadPayload",
         );
         bad(
             "key-outside-range",
             "A Keys part over [MIN, (10, empty)) holding a key with HLC 20.",
-            with(&[0x01, 0x05], &[&bound_t(10), &[0x01, 0x14], &a]),
+            with(&[0x01, 0x05], &[&bound_t(10), &[0x00, 0x01, 0x14], &a]),
             "BadPayload",
         );
         bad(
@@ -1453,7 +1495,7 @@ fn messages() -> MessagesFile {
              (10, 00 ..), below the part's lower bound.",
             with(
                 &[0x01, 0x08],
-                &[&bound_t(10), &[0x80, 0x05, 0x00, 0x01, 0x00], &lo],
+                &[&bound_t(10), &[0x80, 0x05, 0x00, 0x00, 0x01, 0x00], &lo],
             ),
             "BadPayload",
         );
@@ -2087,12 +2129,27 @@ fn failures() -> FailuresFile {
             decode_error: None,
         },
         Failure {
-            name: "keys-not-matching-prefixes",
-            description: "The responder's Keys answer carries, in place of its first key, a key with the same HLC and another hash (BLAKE3(1000 as u64 LE)) that does not start with the prefix the initiator asked for.",
+            name: "keys-whole",
+            description: "The responder's Keys answer writes its keys whole (omitted 0), its first one replaced by a key with the same HLC and another hash (BLAKE3(1000 as u64 LE)), instead of leaving out the bytes of the prefixes the initiator listed: the omitted length must be the listed prefix length.",
             honest: 3,
             bad: |h| {
                 let mut parts = parts_of(&h[3]);
-                let Payload::Keys(keys) = &mut parts[0].payload else { unreachable!() };
+                let Payload::Keys { omitted, keys } = &mut parts[0].payload else { unreachable!() };
+                // fill the omitted bytes back in: the prefixes of message 1's list at the
+                // positions message 2's Resolve named
+                let Some((len, prefixes)) = parts_of(&h[1]).into_iter().find_map(|p| match p.payload {
+                    Payload::PrefixList { len, prefixes } => Some((len as usize, prefixes)),
+                    _ => None,
+                }) else { unreachable!() };
+                let Some(missing) = parts_of(&h[2]).into_iter().find_map(|p| match p.payload {
+                    Payload::Resolve { missing, .. } => Some(missing),
+                    _ => None,
+                }) else { unreachable!() };
+                for (k, m) in keys.iter_mut().zip(missing) {
+                    let at = m as usize * len;
+                    k.hash.0[..len].copy_from_slice(&prefixes[at..at + len]);
+                }
+                *omitted = 0;
                 keys[0].hash = ih(1000);
                 enc(&parts)
             },
@@ -2105,7 +2162,7 @@ fn failures() -> FailuresFile {
             honest: 3,
             bad: |h| {
                 let mut parts = parts_of(&h[3]);
-                let Payload::Keys(keys) = &mut parts[0].payload else { unreachable!() };
+                let Payload::Keys { keys, .. } = &mut parts[0].payload else { unreachable!() };
                 keys.pop();
                 enc(&parts)
             },
@@ -2116,7 +2173,7 @@ fn failures() -> FailuresFile {
             name: "keys-unasked",
             description: "The first message is Keys over the whole key space: the responder resolved nothing, so no Keys are due.",
             honest: 0,
-            bad: |_| opening(&[Part { upper: None, payload: Payload::Keys(vec![]) }]),
+            bad: |_| opening(&[Part { upper: None, payload: Payload::Keys { omitted: 0, keys: vec![] } }]),
             error: "Protocol",
             decode_error: None,
         },
