@@ -253,7 +253,13 @@ impl RangeIndex {
 
     /// The key of 0-based position `pos` in the whole set.
     pub fn select(&self, pos: u64) -> Option<EntryKey> {
-        self.root.select(pos)
+        let (leaf, base) = node::leaf_at(&self.root, pos)?;
+        let Node::Leaf { keys, .. } = &**leaf else {
+            return None;
+        };
+        usize::try_from(pos - base)
+            .ok()
+            .and_then(|i| keys.get(i).copied())
     }
 
     /// Positions `[lo, hi)` of the keys in `range` (`lo == hi` for an empty range).

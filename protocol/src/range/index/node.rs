@@ -490,31 +490,6 @@ impl Node {
         }
     }
 
-    /// The key of 0-based position `pos`.
-    pub(super) fn select(&self, mut pos: u64) -> Option<EntryKey> {
-        let mut node = self;
-        loop {
-            match node {
-                Node::Leaf { keys, .. } => {
-                    return usize::try_from(pos).ok().and_then(|p| keys.get(p).copied());
-                }
-                Node::Inner {
-                    children, counts, ..
-                } => {
-                    let mut next = None;
-                    for (c, &n) in children.iter().zip(counts) {
-                        if pos < n {
-                            next = Some(c);
-                            break;
-                        }
-                        pos -= n;
-                    }
-                    node = next?;
-                }
-            }
-        }
-    }
-
     /// Appends keys from position `skip` on until `out` holds `limit` keys.
     pub(super) fn collect(&self, mut skip: u64, limit: usize, out: &mut Vec<EntryKey>) {
         match self {
