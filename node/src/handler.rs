@@ -88,11 +88,51 @@ pub(crate) trait LiveHooks: Send + Sync + 'static {
 
 /// Token buckets of one connection's pushes, and of its standalone ancestry fetches.
 struct PushBudget {
-    state: Mutex<(f64, f64, Instant)>,
-    bytes_per_second: f64,
-    max_bytes: f64,
-    /// Fetches left and when the bucket was last refilled.
-    fetches: Mutex<(f64, Instant)>,
+    state: Mutex<Buckets>,
+}
+
+/// The buckets of one connection, refilled together from one clock.
+struct Buckets {
+    pushes: Bucket,
+    bytes: Bucket,
+    fetches: Bucket,
+    /// When the buckets were last refilled.
+    at: Instant,
+}
+
+/// One token bucket: `left` tokens, refilled at `per_second` up to `max`.
+struct Bucket {
+    left: f64,
+    per_second: f64,
+    max: f64,
+}
+
+impl Bucket {
+    /// A full bucket.
+    fn full(per_second: f64, max: f64) -> Self {
+        Bucket {
+            left: max,
+            per_second,
+            max,
+        }
+    }
+
+    fn refill(&mut self, secs: f64) {
+        self.left = (self.left + secs * self.per_second).min(self.max);
+    }
+}
+
+impl Buckets {
+    /// Refills every bucket for the time since the last call (a clock that went back adds
+    /// nothing).
+    fn refill(&mut self, now: Instant) {
+        let now = now.max(self.at);
+        let secs = now.duration_since(self.at).as_secs_f64();
+        self.at = now;
+        for b in [&mut self.pushes, &mut self.bytes, &mut self.fetches] {
+            b.refill(secs);
+        }
+    }
 }
 
 impl PushBudget {
@@ -100,10 +140,15 @@ impl PushBudget {
         #[allow(clippy::cast_precision_loss)]
         let bytes = PUSH_BYTES_PER_SECOND.max(max_frame as u64) as f64;
         PushBudget {
-            state: Mutex::new((f64::from(PUSH_BURST), bytes, Instant::now())),
-            bytes_per_second: bytes,
-            max_bytes: bytes,
-            fetches: Mutex::new((f64::from(ANCESTRY_FETCH_BURST), Instant::now())),
+            state: Mutex::new(Buckets {
+                pushes: Bucket::full(f64::from(PUSHES_PER_SECOND), f64::from(PUSH_BURST)),
+                bytes: Bucket::full(bytes, bytes),
+                fetches: Bucket::full(
+                    f64::from(ANCESTRY_FETCHES_PER_SECOND),
+                    f64::from(ANCESTRY_FETCH_BURST),
+                ),
+                at: Instant::now(),
+            }),
         }
     }
 
@@ -114,15 +159,10 @@ impl PushBudget {
 
     /// [`admit_fetch`](Self::admit_fetch) at the instant `now`.
     fn admit_fetch_at(&self, now: Instant) -> bool {
-        let mut state = lock(&self.fetches);
-        let (left, at) = &mut *state;
-        let now = now.max(*at);
-        let secs = now.duration_since(*at).as_secs_f64();
-        *at = now;
-        *left = (*left + secs * f64::from(ANCESTRY_FETCHES_PER_SECOND))
-            .min(f64::from(ANCESTRY_FETCH_BURST));
-        if *left >= 1.0 {
-            *left -= 1.0;
+        let mut state = lock(&self.state);
+        state.refill(now);
+        if state.fetches.left >= 1.0 {
+            state.fetches.left -= 1.0;
             true
         } else {
             false
@@ -137,17 +177,12 @@ impl PushBudget {
     /// [`admit`](Self::admit) at the instant `now`.
     fn admit_at(&self, bytes: usize, now: Instant) -> bool {
         let mut state = lock(&self.state);
-        let (pushes, budget, at) = &mut *state;
-        let now = now.max(*at);
-        let secs = now.duration_since(*at).as_secs_f64();
-        *at = now;
-        *pushes = (*pushes + secs * f64::from(PUSHES_PER_SECOND)).min(f64::from(PUSH_BURST));
-        *budget = (*budget + secs * self.bytes_per_second).min(self.max_bytes);
+        state.refill(now);
         #[allow(clippy::cast_precision_loss)]
         let cost = bytes as f64;
-        if *pushes >= 1.0 && *budget >= cost {
-            *pushes -= 1.0;
-            *budget -= cost;
+        if state.pushes.left >= 1.0 && state.bytes.left >= cost {
+            state.pushes.left -= 1.0;
+            state.bytes.left -= cost;
             true
         } else {
             false
@@ -906,7 +941,7 @@ mod tests {
     #[test]
     fn the_push_budget_allows_a_burst_then_the_sustained_rate() {
         let budget = PushBudget::new(1 << 20);
-        let t0 = lock(&budget.state).2;
+        let t0 = lock(&budget.state).at;
         for i in 0..PUSH_BURST {
             assert!(budget.admit_at(100, t0), "push {i} of the burst");
         }
@@ -924,7 +959,7 @@ mod tests {
     #[test]
     fn the_ancestry_fetch_budget_allows_a_burst_then_the_sustained_rate() {
         let budget = PushBudget::new(1 << 20);
-        let t0 = lock(&budget.fetches).1;
+        let t0 = lock(&budget.state).at;
         for i in 0..ANCESTRY_FETCH_BURST {
             assert!(budget.admit_fetch_at(t0), "fetch {i} of the burst");
         }
@@ -944,7 +979,7 @@ mod tests {
     #[test]
     fn the_push_budget_bounds_bytes_too() {
         let budget = PushBudget::new(1 << 20);
-        let t0 = lock(&budget.state).2;
+        let t0 = lock(&budget.state).at;
         let all = usize::try_from(PUSH_BYTES_PER_SECOND).unwrap();
         assert!(budget.admit_at(all, t0), "one second's bytes at once");
         assert!(!budget.admit_at(1, t0), "nothing left");
@@ -954,7 +989,7 @@ mod tests {
         );
         // a frame of the largest size always fits a full bucket
         let big = PushBudget::new(16 << 20);
-        let t1 = lock(&big.state).2;
+        let t1 = lock(&big.state).at;
         assert!(big.admit_at(16 << 20, t1));
     }
 }
